@@ -1,0 +1,30 @@
+//! Errors of the service runtime.
+use std::net::SocketAddr;
+
+/// What can go wrong while a service boots or serves.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A listener could not be bound (port in use, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Redis could not be reached or answered an error.
+    #[error("redis: {0}")]
+    Redis(String),
+    /// PostgreSQL could not be reached or answered an error.
+    #[error("postgres: {0}")]
+    Postgres(String),
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// gRPC reflection could not be built from the descriptors.
+    #[error("grpc reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// Other I/O.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}

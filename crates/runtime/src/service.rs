@@ -1,0 +1,221 @@
+//! [`ServiceRuntime`]: what every service shares at run time — its bound listeners, Redis and
+//! PostgreSQL pools, readiness probes, the admin HTTP server, and a gRPC server with
+//! `grpc.health.v1` health and server reflection — plus the graceful drain on shutdown.
+//!
+//! A service builds one in `Application::build`, adds its own gRPC services and background tasks,
+//! and calls [`ServiceRuntime::serve`] from `run_until_stopped`.
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::service::Routes;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    error::RuntimeError,
+    grpc_metrics::GrpcMetricsLayer,
+    readiness::{self, Readiness},
+    redis::RedisPool,
+    settings::CommonSettings,
+};
+
+/// A service's shared machinery. See the module documentation.
+pub struct ServiceRuntime {
+    settings: CommonSettings,
+    redis: RedisPool,
+    postgres: Option<PgPool>,
+    readiness: Readiness,
+    prometheus: PrometheusHandle,
+    grpc_listener: TcpListener,
+    admin_listener: TcpListener,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Binds `addr`; port 0 picks a free port (tests).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, RuntimeError> {
+    TcpListener::bind(addr).await.map_err(|source| RuntimeError::Bind { addr, source })
+}
+
+impl ServiceRuntime {
+    /// Binds the gRPC and admin listeners and creates the pools (without connecting).
+    pub async fn build(settings: CommonSettings) -> Result<Self, RuntimeError> {
+        let grpc_listener = bind(settings.grpc_addr).await?;
+        let admin_listener = bind(settings.admin_addr).await?;
+        let redis = RedisPool::new(&settings.redis)?;
+        let postgres = settings.postgres.as_ref().map(|pg| crate::postgres::pool(pg, settings.service)).transpose()?;
+        let mut dependencies = vec!["redis"];
+        if postgres.is_some() {
+            dependencies.push("postgres");
+        }
+        Ok(Self {
+            readiness: Readiness::new(&dependencies),
+            prometheus: crate::metrics::prometheus(),
+            settings,
+            redis,
+            postgres,
+            grpc_listener,
+            admin_listener,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The settings this runtime was built from.
+    pub fn settings(&self) -> &CommonSettings {
+        &self.settings
+    }
+
+    /// The Redis pool.
+    pub fn redis(&self) -> &RedisPool {
+        &self.redis
+    }
+
+    /// The PostgreSQL pool, for services that declared they need one.
+    pub fn postgres(&self) -> Option<&PgPool> {
+        self.postgres.as_ref()
+    }
+
+    /// Readiness of this instance.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// The address the gRPC server listens on.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener.local_addr().unwrap_or(self.settings.grpc_addr)
+    }
+
+    /// The address the admin HTTP server listens on.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener.local_addr().unwrap_or(self.settings.admin_addr)
+    }
+
+    /// Fires when the service starts draining; background tasks watch it and stop.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Runs a background task that the drain waits for (up to the grace period).
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Serves `routes` (the service's own gRPC services, named in `grpc_services` for health) plus
+    /// health and reflection until `shutdown` completes, then drains: readiness and health turn
+    /// not-serving, the gRPC server stops accepting and finishes in-flight calls, background tasks are
+    /// cancelled and awaited — all within `NCY_SHUTDOWN_GRACE_SECS`.
+    pub async fn serve(
+        self,
+        routes: Routes,
+        grpc_services: &[&'static str],
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RuntimeError> {
+        let Self { settings, redis, postgres, readiness, prometheus, grpc_listener, admin_listener, cancel, tasks } =
+            self;
+        let service = settings.service;
+        let grace = settings.shutdown_grace;
+
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        sync_health(&reporter, grpc_services, false).await;
+        tokio::spawn(watch_health(readiness.clone(), reporter.clone(), grpc_services.to_vec(), cancel.clone()));
+        readiness::spawn_probes(&readiness, Some(redis), postgres, &cancel);
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ncy_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ncy_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let routes = routes.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
+
+        let admin_cancel = CancellationToken::new();
+        let admin = {
+            let router = crate::admin::router(readiness.clone(), prometheus);
+            let stop = admin_cancel.clone();
+            tokio::spawn(async move {
+                axum::serve(admin_listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
+            })
+        };
+
+        // The gRPC server stops accepting when `drain` fires; in-flight calls then finish.
+        let drain = CancellationToken::new();
+        let server = {
+            let drain = drain.clone();
+            tonic::transport::Server::builder()
+                .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(crate::telemetry::grpc_server_span))
+                .layer(GrpcMetricsLayer)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), drain.cancelled_owned())
+        };
+        tracing::info!(service, "serving");
+        let mut server = std::pin::pin!(server);
+        let mut shutdown = std::pin::pin!(shutdown);
+        let result = tokio::select! {
+            result = &mut server => result.map_err(RuntimeError::from),
+            () = &mut shutdown => {
+                tracing::info!(service, grace_secs = grace.as_secs(), "shutdown requested; draining");
+                readiness.start_draining();
+                sync_health(&reporter, grpc_services, false).await;
+                cancel.cancel();
+                drain.cancel();
+                let deadline = tokio::time::Instant::now() + grace;
+                let served = match tokio::time::timeout_at(deadline, &mut server).await {
+                    Ok(result) => result.map_err(RuntimeError::from),
+                    Err(_) => {
+                        tracing::warn!(service, "in-flight gRPC calls did not finish within the grace period");
+                        Ok(())
+                    }
+                };
+                tasks.close();
+                if tokio::time::timeout_at(deadline, tasks.wait()).await.is_err() {
+                    tracing::warn!(service, "background tasks did not finish within the grace period");
+                }
+                served
+            }
+        };
+        cancel.cancel();
+        admin_cancel.cancel();
+        match tokio::time::timeout(Duration::from_secs(2), admin).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "admin server stopped with an error"),
+            Err(_) => tracing::warn!("admin server did not stop in time"),
+            _ => {}
+        }
+        tracing::info!(service, "stopped");
+        result
+    }
+}
+
+async fn sync_health(reporter: &HealthReporter, services: &[&'static str], serving: bool) {
+    let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+    reporter.set_service_status("", status).await;
+    for name in services {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Mirrors readiness into gRPC health until the drain starts.
+async fn watch_health(
+    readiness: Readiness,
+    reporter: HealthReporter,
+    services: Vec<&'static str>,
+    cancel: CancellationToken,
+) {
+    let mut changes = readiness.subscribe();
+    loop {
+        let ready = *changes.borrow_and_update();
+        sync_health(&reporter, &services, ready).await;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Logs and traces: `tracing` with JSON (or text) logs, OpenTelemetry OTLP export when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace-context propagation through gRPC metadata.
+use opentelemetry::{
+    Context, global,
+    propagation::{Extractor, Injector},
+    trace::TracerProvider as _,
+};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::settings::{LogFormat, TelemetrySettings};
+
+/// Keeps the trace exporter alive; dropping it flushes pending spans.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("telemetry: flushing spans failed: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber. Safe to call more than once (later calls keep the first subscriber),
+/// which matters for tests that start several services in one process.
+pub fn init(service: &'static str, settings: &TelemetrySettings) -> TelemetryGuard {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+
+    let provider = settings.otlp_endpoint.as_deref().and_then(|endpoint| {
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build();
+        match exporter {
+            Ok(exporter) => Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
+                    .build(),
+            ),
+            Err(e) => {
+                eprintln!("telemetry: OTLP exporter for {endpoint} not started: {e}");
+                None
+            }
+        }
+    });
+    let otel = provider.as_ref().map(|p| {
+        global::set_tracer_provider(p.clone());
+        tracing_opentelemetry::layer().with_tracer(p.tracer(service))
+    });
+
+    let (json, text) = match settings.log_format {
+        LogFormat::Json => (
+            Some(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true)),
+            None,
+        ),
+        LogFormat::Text => (None, Some(tracing_subscriber::fmt::layer())),
+    };
+    let _already_set = tracing_subscriber::registry().with(filter).with(json).with(text).with(otel).try_init();
+    TelemetryGuard { provider }
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// The span for one incoming gRPC call, child of the caller's trace when `traceparent` is present.
+pub fn grpc_server_span<B>(request: &http::Request<B>) -> tracing::Span {
+    let parent: Context = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+    let path = request.uri().path();
+    let span = tracing::info_span!("grpc.server", otel.kind = "server", otel.name = %path, rpc.method = %path);
+    if let Err(e) = span.set_parent(parent) {
+        tracing::debug!(error = %e, "could not attach remote trace context");
+    }
+    span
+}
+
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// A tonic client interceptor that sends the current span's trace context (`traceparent`) along.
+#[allow(clippy::result_large_err)] // the signature tonic's `Interceptor` requires
+pub fn propagate_trace<T>(mut request: tonic::Request<T>) -> Result<tonic::Request<T>, tonic::Status> {
+    let context = tracing::Span::current().context();
+    global::get_text_map_propagator(|p| p.inject_context(&context, &mut MetadataInjector(request.metadata_mut())));
+    Ok(request)
+}
