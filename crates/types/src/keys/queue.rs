@@ -1,0 +1,230 @@
+//! Keys of the job engine: one hash tag per queue, one for cron.
+//!
+//! Every key of queue `Q` starts with the tag `{<p>:q:Q}`, so each transition script (enqueue, fetch,
+//! complete, fail, promote) touches a single Redis Cluster slot and never raises `CROSSSLOT`.
+//! Cron schedules and their leases share `{<p>:cron}`; a tick then enqueues into its queue with the
+//! idempotency key `cron:<name>:<tick-ms>`, a separate one-slot script.
+
+use std::fmt::Display;
+
+use super::KeySpace;
+
+/// The keys of one job queue, all in one cluster slot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueKeys {
+    name: String,
+    tag: String,
+}
+
+impl KeySpace {
+    /// The keys of queue `name`, tagged `{<p>:q:<name>}`.
+    ///
+    /// `name` should be a validated queue name (see `QueueName`); a name with braces would still
+    /// keep the queue in one slot but could overlap another queue's keys.
+    pub fn queue(&self, name: impl AsRef<str>) -> QueueKeys {
+        let name = name.as_ref();
+        QueueKeys {
+            name: name.to_owned(),
+            tag: format!("{{{}:q:{name}}}", self.prefix()),
+        }
+    }
+
+    /// Hash of cron schedules (name → definition): `{<p>:cron}:schedules`.
+    pub fn schedules(&self) -> String {
+        format!("{}:schedules", self.cron_tag())
+    }
+
+    /// Hash of the last fired tick per schedule (name → ms), for the missed-tick policy:
+    /// `{<p>:cron}:last_fired`.
+    pub fn schedule_last_fired(&self) -> String {
+        format!("{}:last_fired", self.cron_tag())
+    }
+
+    /// Lease held by the scheduler replica that evaluates schedule `name`:
+    /// `{<p>:cron}:lease:<name>`.
+    pub fn schedule_lease(&self, name: &str) -> String {
+        format!("{}:lease:{name}", self.cron_tag())
+    }
+
+    fn cron_tag(&self) -> String {
+        format!("{{{}:cron}}", self.prefix())
+    }
+}
+
+impl QueueKeys {
+    /// The queue name these keys belong to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The hash tag shared by every key of this queue, braces included: `{<p>:q:<name>}`.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Stream of ready jobs of one priority band (consumer group `workers`): `…:ready:<band>`.
+    pub fn ready(&self, band: u8) -> String {
+        format!("{}:ready:{band}", self.tag)
+    }
+
+    /// Hash of one job: `…:job:<id>`.
+    pub fn job(&self, id: impl Display) -> String {
+        format!("{}:job:{id}", self.tag)
+    }
+
+    /// What precedes a job id in [`QueueKeys::job`], for scripts that build job keys from ids.
+    pub fn job_prefix(&self) -> String {
+        format!("{}:job:", self.tag)
+    }
+
+    /// Sorted set of delayed jobs and retries waiting for backoff, by due time (ms): `…:delayed`.
+    pub fn delayed(&self) -> String {
+        format!("{}:delayed", self.tag)
+    }
+
+    /// Sorted set of completed jobs by finish time: `…:done`.
+    pub fn done(&self) -> String {
+        format!("{}:done", self.tag)
+    }
+
+    /// Sorted set of failed jobs by finish time: `…:failed`.
+    pub fn failed(&self) -> String {
+        format!("{}:failed", self.tag)
+    }
+
+    /// Stream of dead letters: `…:dead`.
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.tag)
+    }
+
+    /// Idempotency record (with a TTL) for `key`: `…:dedup:<key>`.
+    pub fn dedup(&self, key: &str) -> String {
+        format!("{}:dedup:{key}", self.tag)
+    }
+
+    /// Flag set while the queue is paused: `…:paused`.
+    pub fn paused(&self) -> String {
+        format!("{}:paused", self.tag)
+    }
+
+    /// Rate limiter state shared by all workers of the queue: `…:limiter`.
+    pub fn limiter(&self) -> String {
+        format!("{}:limiter", self.tag)
+    }
+
+    /// Lease of the single active delayed-job promoter: `…:lease:promoter`.
+    pub fn promoter_lease(&self) -> String {
+        format!("{}:lease:promoter", self.tag)
+    }
+
+    /// Pub/sub channel that wakes the promoter when an earlier delayed job arrives: `…:wake`.
+    pub fn promoter_wake_channel(&self) -> String {
+        format!("{}:wake", self.tag)
+    }
+
+    /// Capped stream of job events (progress, state changes) for replay: `…:events`.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.tag)
+    }
+
+    /// Pub/sub channel of the same events for live listeners: `…:events:live`.
+    pub fn events_channel(&self) -> String {
+        format!("{}:events:live", self.tag)
+    }
+
+    /// Every key of this queue that is not per job or per idempotency key.
+    pub fn fixed_keys(&self) -> Vec<String> {
+        vec![
+            self.delayed(),
+            self.done(),
+            self.failed(),
+            self.dead(),
+            self.paused(),
+            self.limiter(),
+            self.promoter_lease(),
+            self.events(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::hash_slot;
+    use super::*;
+
+    fn ks() -> KeySpace {
+        KeySpace::new("ncy").expect("valid prefix")
+    }
+
+    #[test]
+    fn queue_key_formats() {
+        let q = ks().queue("email");
+        assert_eq!(q.name(), "email");
+        assert_eq!(q.tag(), "{ncy:q:email}");
+        assert_eq!(q.ready(10), "{ncy:q:email}:ready:10");
+        assert_eq!(q.job("j1"), "{ncy:q:email}:job:j1");
+        assert_eq!(q.job_prefix(), "{ncy:q:email}:job:");
+        assert_eq!(q.delayed(), "{ncy:q:email}:delayed");
+        assert_eq!(q.done(), "{ncy:q:email}:done");
+        assert_eq!(q.failed(), "{ncy:q:email}:failed");
+        assert_eq!(q.dead(), "{ncy:q:email}:dead");
+        assert_eq!(q.dedup("k"), "{ncy:q:email}:dedup:k");
+        assert_eq!(q.paused(), "{ncy:q:email}:paused");
+        assert_eq!(q.limiter(), "{ncy:q:email}:limiter");
+        assert_eq!(q.promoter_lease(), "{ncy:q:email}:lease:promoter");
+        assert_eq!(q.promoter_wake_channel(), "{ncy:q:email}:wake");
+        assert_eq!(q.events(), "{ncy:q:email}:events");
+        assert_eq!(q.events_channel(), "{ncy:q:email}:events:live");
+    }
+
+    #[test]
+    fn cron_key_formats() {
+        let k = ks();
+        assert_eq!(k.schedules(), "{ncy:cron}:schedules");
+        assert_eq!(k.schedule_last_fired(), "{ncy:cron}:last_fired");
+        assert_eq!(
+            k.schedule_lease("cleanup-old-data"),
+            "{ncy:cron}:lease:cleanup-old-data"
+        );
+    }
+
+    #[test]
+    fn all_keys_of_one_queue_share_a_slot() {
+        for name in ["email", "notification", "report", "cleanup"] {
+            let q = ks().queue(name);
+            let slot = hash_slot(q.tag());
+            let mut keys = q.fixed_keys();
+            keys.extend((0..=10).map(|band| q.ready(band)));
+            keys.push(q.job("0190a6f0-0000-7000-8000-000000000000"));
+            keys.push(q.job("{weird}id"));
+            keys.push(q.dedup("cron:cleanup:1700000000000"));
+            keys.push(q.promoter_wake_channel());
+            keys.push(q.events_channel());
+            for key in keys {
+                assert_eq!(hash_slot(&key), slot, "{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn different_queues_use_different_tags() {
+        let k = ks();
+        let names = ["email", "notification", "report", "cleanup"];
+        let tags: std::collections::HashSet<String> =
+            names.iter().map(|n| k.queue(n).tag().to_owned()).collect();
+        assert_eq!(tags.len(), names.len());
+        // The four seed queues also land on four distinct slots, spreading load over a cluster.
+        let slots: std::collections::HashSet<u16> =
+            names.iter().map(|n| hash_slot(k.queue(n).tag())).collect();
+        assert_eq!(slots.len(), names.len());
+    }
+
+    #[test]
+    fn cron_keys_share_a_slot() {
+        let k = ks();
+        let slot = hash_slot(&k.schedules());
+        assert_eq!(hash_slot(&k.schedule_lease("a")), slot);
+        assert_eq!(hash_slot(&k.schedule_lease("backup-database")), slot);
+        assert_eq!(hash_slot(&k.schedule_last_fired()), slot);
+    }
+}
