@@ -1,1 +1,115 @@
-//! placeholder
+//! The integration-test harness every crate's `tests/` uses: real Redis and PostgreSQL, isolated per
+//! test so tests run in parallel.
+//!
+//! - [`TestDatabase`]: a fresh PostgreSQL database per test (dropped afterwards).
+//! - [`unique_prefix`]: a Redis key prefix per test.
+//! - [`RedisServer`]: a `redis-server` of the test's own on a free port, for tests that stop or
+//!   restart Redis.
+//! - [`assert_eventually`]: poll with a deadline instead of sleeping.
+//! - [`grpc_health`], [`http_get`]: what a probe or an operator would ask a running service.
+//!
+//! Environment: `NCY_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) and `NCY_TEST_DATABASE_URL`
+//! (an admin connection that may `CREATE DATABASE`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+#![allow(clippy::unwrap_used)]
+
+mod database;
+mod redis_server;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+pub use database::TestDatabase;
+pub use redis_server::RedisServer;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+/// The shared Redis the tests use.
+pub fn redis_url() -> String {
+    std::env::var("NCY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// An admin PostgreSQL URL (may create databases).
+pub fn admin_database_url() -> String {
+    std::env::var("NCY_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A Redis key prefix no other test uses, e.g. `t-3f2a9c1b7d4e`.
+pub fn unique_prefix() -> String {
+    format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Polls `check` until it returns true, panicking with `what` after `timeout`.
+pub async fn assert_eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait = Duration::from_millis(10);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// `grpc.health.v1.Health/Check` for `service` ("" = the whole server).
+pub async fn grpc_health(addr: SocketAddr, service: &str) -> Result<ServingStatus, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let reply = HealthClient::new(channel).check(HealthCheckRequest { service: service.to_owned() }).await?;
+    Ok(reply.into_inner().status())
+}
+
+/// Waits until the server's overall gRPC health is SERVING.
+pub async fn wait_until_serving(addr: SocketAddr) {
+    assert_eventually(&format!("{addr} gRPC health SERVING"), Duration::from_secs(20), || async move {
+        matches!(grpc_health(addr, "").await, Ok(ServingStatus::Serving))
+    })
+    .await;
+}
+
+/// GET `http://{addr}{path}`, returning the status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let response = reqwest::get(format!("http://{addr}{path}")).await?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await?))
+}
+
+/// Environment for a service under test: ports 0 (free ones), the shared Redis under a unique
+/// prefix, and `database_url` when given. Add service-specific pairs on top.
+pub fn service_env(prefix: &str, database_url: Option<&str>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("REDIS_URL".to_owned(), redis_url()),
+        ("NCY_REDIS_PREFIX".to_owned(), prefix.to_owned()),
+        ("NCY_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("NCY_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("NCY_SHUTDOWN_GRACE_SECS".to_owned(), "5".to_owned()),
+        ("RUST_LOG".to_owned(), "warn".to_owned()),
+    ];
+    if let Some(url) = database_url {
+        env.push(("DATABASE_URL".to_owned(), url.to_owned()));
+    }
+    env
+}
+
+/// Replaces or adds `key` in an environment list.
+pub fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_owned(), value.to_owned()));
+}
+
+/// Builds an [`ncy_runtime::Env`] from pairs.
+pub fn env_of(pairs: &[(String, String)]) -> ncy_runtime::Env {
+    ncy_runtime::Env::from_pairs(pairs.iter().cloned())
+}
+
+/// A free TCP port on 127.0.0.1 (racy by nature; prefer binding port 0 where the code allows).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+}
