@@ -20,7 +20,7 @@ pub mod telemetry;
 
 pub use error::RuntimeError;
 pub use redis::{RedisConn, RedisPool};
-pub use service::ServiceRuntime;
+pub use service::{LocalAddrs, ServiceRuntime};
 pub use settings::{CommonSettings, ConfigError, Env, ServiceSpec};
 
 /// The body of every service's `main`: load settings (a bad one prints one line naming the

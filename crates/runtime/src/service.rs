@@ -219,3 +219,21 @@ async fn watch_health(
         }
     }
 }
+
+/// Where a running service listens (port 0 in settings becomes the real port here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddrs {
+    /// gRPC API, health and reflection.
+    pub grpc: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub admin: SocketAddr,
+    /// The browser WebSocket endpoint, for the realtime gateway.
+    pub websocket: Option<SocketAddr>,
+}
+
+impl ServiceRuntime {
+    /// The gRPC and admin addresses (no WebSocket).
+    pub fn local_addrs(&self) -> LocalAddrs {
+        LocalAddrs { grpc: self.grpc_addr(), admin: self.admin_addr(), websocket: None }
+    }
+}

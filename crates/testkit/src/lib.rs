@@ -13,11 +13,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod database;
+mod process;
 mod redis_server;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 pub use database::TestDatabase;
+pub use process::{ChildService, InProcess, StopSignal, assert_binary_lifecycle, run_to_exit};
 pub use redis_server::RedisServer;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -112,4 +114,49 @@ pub fn env_of(pairs: &[(String, String)]) -> ncy_runtime::Env {
 /// A free TCP port on 127.0.0.1 (racy by nature; prefer binding port 0 where the code allows).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+}
+
+/// The services a server lists through gRPC reflection (`grpc.reflection.v1`), as grpcurl would see.
+pub async fn reflection_services(addr: SocketAddr) -> anyhow::Result<Vec<String>> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = client.server_reflection_info(tokio_stream::iter([request])).await?.into_inner();
+    let reply = replies.message().await?.ok_or_else(|| anyhow::anyhow!("reflection closed the stream"))?;
+    match reply.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => Ok(list.service.into_iter().map(|s| s.name).collect()),
+        other => anyhow::bail!("unexpected reflection reply: {other:?}"),
+    }
+}
+
+/// What every NCY service must offer, checked the way an operator or Kubernetes would: gRPC health
+/// SERVING overall and for each named service, reflection listing them, `/healthz` 200, `/readyz` 200
+/// with every dependency up, and `/metrics` in Prometheus text format.
+pub async fn assert_service_basics(addrs: ncy_runtime::LocalAddrs, grpc_services: &[&str]) {
+    wait_until_serving(addrs.grpc).await;
+    for name in grpc_services {
+        assert_eq!(grpc_health(addrs.grpc, name).await.unwrap(), ServingStatus::Serving, "health of {name}");
+    }
+    let unknown = grpc_health(addrs.grpc, "no.such.Service").await.expect_err("unknown service");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    let listed = reflection_services(addrs.grpc).await.unwrap();
+    for name in grpc_services.iter().chain(&["grpc.health.v1.Health"]) {
+        assert!(listed.iter().any(|s| s == name), "reflection lists {name}: {listed:?}");
+    }
+
+    assert_eq!(http_get(addrs.admin, "/healthz").await.unwrap().0, 200);
+    let (code, body) = http_get(addrs.admin, "/readyz").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"ready\":true"), "{body}");
+    let (code, metrics) = http_get(addrs.admin, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("ncy_dependency_up{dependency=\"redis\"} 1"), "{metrics}");
 }

@@ -1,0 +1,8 @@
+//! The `realtime-gateway` binary: load settings, start telemetry, serve until SIGTERM/SIGINT.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ncy_runtime::run_main(realtime_gateway::SERVICE, realtime_gateway::Settings::load, |s| &s.common, |settings| async move {
+        realtime_gateway::Application::build(settings).await?.run_until_stopped(ncy_runtime::shutdown::signal()).await
+    })
+}

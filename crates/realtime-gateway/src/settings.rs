@@ -1,0 +1,149 @@
+//! Settings of the realtime gateway: the shared block plus the WebSocket listener, the browser
+//! origin (`FRONTEND_URL`) and how JWTs are verified.
+//!
+//! The JWT algorithm is pinned by settings (never taken from the token, never `none`). HS256 needs a
+//! `JWT_SECRET` of at least 32 bytes (RFC 7518 §3.2: a key as long as the hash output); RS256 needs a
+//! PEM public key file. A key that does not parse stops the service at start, not at the first login.
+use std::net::SocketAddr;
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+use ncy_runtime::{CommonSettings, ConfigError, Env, ServiceSpec};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::SERVICE;
+
+const SPEC: ServiceSpec = ServiceSpec {
+    name: SERVICE,
+    default_grpc_addr: "0.0.0.0:50054",
+    default_admin_addr: "0.0.0.0:9104",
+    needs_postgres: true,
+};
+
+/// The shortest HS256 secret accepted, in bytes.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// How browser tokens are verified.
+#[derive(Clone)]
+pub struct JwtSettings {
+    /// `NCY_JWT_ALGORITHM`: `HS256` (default) or `RS256`.
+    pub algorithm: Algorithm,
+    /// The verification key built from `JWT_SECRET` or `NCY_JWT_PUBLIC_KEY_FILE`.
+    pub key: DecodingKey,
+    /// `NCY_JWT_AUDIENCE`: required `aud`, if set.
+    pub audience: Option<String>,
+    /// `NCY_JWT_ISSUER`: required `iss`, if set.
+    pub issuer: Option<String>,
+}
+
+impl std::fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("algorithm", &self.algorithm)
+            .field("key", &"[redacted]")
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+/// Settings of the realtime gateway.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The block every service shares.
+    pub common: CommonSettings,
+    /// `NCY_WS_ADDR`: where browsers connect (`/ws`).
+    pub ws_addr: SocketAddr,
+    /// `FRONTEND_URL`: the allowed browser `Origin`.
+    pub frontend_url: String,
+    /// Token verification.
+    pub jwt: JwtSettings,
+}
+
+impl Settings {
+    /// Reads settings from `env`.
+    pub fn load(env: &Env) -> Result<Self, ConfigError> {
+        let common = CommonSettings::load(SPEC, env)?;
+        let frontend_url = env.get("FRONTEND_URL").unwrap_or_else(|| "http://localhost:3000".to_owned());
+        if !(frontend_url.starts_with("http://") || frontend_url.starts_with("https://")) {
+            return Err(ConfigError::new("FRONTEND_URL", "expected an http:// or https:// origin"));
+        }
+        Ok(Self {
+            common,
+            ws_addr: env.addr_or("NCY_WS_ADDR", "0.0.0.0:8080")?,
+            frontend_url: frontend_url.trim_end_matches('/').to_owned(),
+            jwt: load_jwt(env)?,
+        })
+    }
+}
+
+fn load_jwt(env: &Env) -> Result<JwtSettings, ConfigError> {
+    let algorithm = match env.get("NCY_JWT_ALGORITHM").map(|a| a.to_ascii_uppercase()).as_deref() {
+        None | Some("HS256") => Algorithm::HS256,
+        Some("RS256") => Algorithm::RS256,
+        Some(other) => {
+            return Err(ConfigError::new("NCY_JWT_ALGORITHM", format!("expected HS256 or RS256, got {other:?}")));
+        }
+    };
+    let key = match algorithm {
+        Algorithm::RS256 => {
+            let path = env.required("NCY_JWT_PUBLIC_KEY_FILE", "/etc/ncy/jwt-public.pem")?;
+            let pem = std::fs::read(&path)
+                .map_err(|e| ConfigError::new("NCY_JWT_PUBLIC_KEY_FILE", format!("cannot read {path}: {e}")))?;
+            DecodingKey::from_rsa_pem(&pem)
+                .map_err(|e| ConfigError::new("NCY_JWT_PUBLIC_KEY_FILE", format!("not an RSA public key in PEM: {e}")))?
+        }
+        _ => {
+            let secret = SecretString::from(env.required("JWT_SECRET", "a random string of 32+ bytes")?);
+            if secret.expose_secret().len() < MIN_HS256_SECRET_BYTES {
+                return Err(ConfigError::new(
+                    "JWT_SECRET",
+                    format!("must be at least {MIN_HS256_SECRET_BYTES} bytes for HS256"),
+                ));
+            }
+            DecodingKey::from_secret(secret.expose_secret().as_bytes())
+        }
+    };
+    Ok(JwtSettings { algorithm, key, audience: env.get("NCY_JWT_AUDIENCE"), issuer: env.get("NCY_JWT_ISSUER") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(extra: &[(&str, &str)]) -> Env {
+        let mut pairs = vec![
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/ncy"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ];
+        for (k, v) in extra {
+            pairs.retain(|(key, _)| key != k);
+            pairs.push((k, v));
+        }
+        Env::from_pairs(pairs)
+    }
+
+    #[test]
+    fn hs256_by_default() {
+        let s = Settings::load(&env(&[])).expect("valid");
+        assert_eq!(s.jwt.algorithm, Algorithm::HS256);
+        assert_eq!(s.frontend_url, "http://localhost:3000");
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn bad_jwt_settings_name_the_variable() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("JWT_SECRET", "")], "JWT_SECRET"),
+            (&[("JWT_SECRET", "short")], "JWT_SECRET"),
+            (&[("NCY_JWT_ALGORITHM", "none")], "NCY_JWT_ALGORITHM"),
+            (&[("NCY_JWT_ALGORITHM", "RS256")], "NCY_JWT_PUBLIC_KEY_FILE"),
+            (&[("NCY_JWT_ALGORITHM", "RS256"), ("NCY_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem")], "NCY_JWT_PUBLIC_KEY_FILE"),
+        ];
+        for (extra, var) in cases {
+            let err = Settings::load(&env(extra)).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+        }
+        assert_eq!(Settings::load(&env(&[("FRONTEND_URL", "localhost")])).expect_err("origin").var, "FRONTEND_URL");
+    }
+}

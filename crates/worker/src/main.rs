@@ -1,0 +1,8 @@
+//! The `worker` binary: load settings, start telemetry, serve until SIGTERM/SIGINT.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ncy_runtime::run_main(worker::SERVICE, worker::Settings::load, |s| &s.common, |settings| async move {
+        worker::Application::build(settings).await?.run_until_stopped(ncy_runtime::shutdown::signal()).await
+    })
+}
