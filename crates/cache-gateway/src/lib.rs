@@ -7,7 +7,9 @@
 use std::future::Future;
 
 use ncy_proto::cache::v1::cache_service_server::{CacheService, CacheServiceServer};
-use ncy_runtime::{CommonSettings, ConfigError, Env, LocalAddrs, RuntimeError, ServiceRuntime, ServiceSpec};
+use ncy_runtime::{
+    CommonSettings, ConfigError, Env, LocalAddrs, RuntimeError, ServiceRuntime, ServiceSpec,
+};
 use tonic::server::NamedService;
 
 /// Service name in logs, traces and metrics.
@@ -33,7 +35,9 @@ pub struct Settings {
 impl Settings {
     /// Reads settings from `env`.
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self { common: CommonSettings::load(SPEC, env)? })
+        Ok(Self {
+            common: CommonSettings::load(SPEC, env)?,
+        })
     }
 }
 
@@ -52,7 +56,9 @@ pub struct Application {
 impl Application {
     /// Binds the listeners and prepares the pools; does not wait for Redis or PostgreSQL.
     pub async fn build(settings: Settings) -> Result<Self, RuntimeError> {
-        Ok(Self { runtime: ServiceRuntime::build(settings.common).await? })
+        Ok(Self {
+            runtime: ServiceRuntime::build(settings.common).await?,
+        })
     }
 
     /// Where this instance listens.
@@ -61,11 +67,16 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains within the grace period.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RuntimeError> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RuntimeError> {
         let api = CacheServiceServer::new(CacheApi)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let routes = tonic::service::Routes::new(api);
-        self.runtime.serve(routes, &[CacheServiceServer::<CacheApi>::NAME], shutdown).await
+        self.runtime
+            .serve(routes, &[CacheServiceServer::<CacheApi>::NAME], shutdown)
+            .await
     }
 }

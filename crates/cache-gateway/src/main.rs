@@ -2,7 +2,15 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ncy_runtime::run_main(cache_gateway::SERVICE, cache_gateway::Settings::load, |s| &s.common, |settings| async move {
-        cache_gateway::Application::build(settings).await?.run_until_stopped(ncy_runtime::shutdown::signal()).await
-    })
+    ncy_runtime::run_main(
+        cache_gateway::SERVICE,
+        cache_gateway::Settings::load,
+        |s| &s.common,
+        |settings| async move {
+            cache_gateway::Application::build(settings)
+                .await?
+                .run_until_stopped(ncy_runtime::shutdown::signal())
+                .await
+        },
+    )
 }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use cache_gateway::{Application, Settings};
 use ncy_proto::cache::v1::{GetRequest, cache_service_client::CacheServiceClient};
-use ncy_testkit::{InProcess, TestDatabase, env_of, free_port, service_env, set_env, unique_prefix};
+use ncy_testkit::{
+    InProcess, TestDatabase, env_of, free_port, service_env, set_env, unique_prefix,
+};
 
 const SERVICE_NAME: &str = "ncy.cache.v1.CacheService";
 
@@ -18,11 +20,20 @@ async fn serves_health_reflection_and_admin_then_drains() -> anyhow::Result<()> 
 
     ncy_testkit::assert_service_basics(addrs, &[SERVICE_NAME]).await;
     let mut client = CacheServiceClient::connect(format!("http://{}", addrs.grpc)).await?;
-    let err = client.get(GetRequest::default()).await.expect_err("not built yet");
+    let err = client
+        .get(GetRequest::default())
+        .await
+        .expect_err("not built yet");
     assert_eq!(err.code(), tonic::Code::Unimplemented);
 
-    running.stop(Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
-    assert!(ncy_testkit::grpc_health(addrs.grpc, "").await.is_err(), "gRPC port closed after drain");
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        ncy_testkit::grpc_health(addrs.grpc, "").await.is_err(),
+        "gRPC port closed after drain"
+    );
     Ok(())
 }
 
@@ -32,6 +43,12 @@ async fn binary_exits_64_on_bad_config_and_0_on_sigterm() -> anyhow::Result<()> 
     let mut env = service_env(&unique_prefix(), Some(&db.url));
     let port = free_port();
     set_env(&mut env, "NCY_GRPC_ADDR", &format!("127.0.0.1:{port}"));
-    ncy_testkit::assert_binary_lifecycle(env!("CARGO_BIN_EXE_cache-gateway"), &env, "DATABASE_URL", port).await;
+    ncy_testkit::assert_binary_lifecycle(
+        env!("CARGO_BIN_EXE_cache-gateway"),
+        &env,
+        "DATABASE_URL",
+        port,
+    )
+    .await;
     Ok(())
 }

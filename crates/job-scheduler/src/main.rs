@@ -2,7 +2,15 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ncy_runtime::run_main(job_scheduler::SERVICE, job_scheduler::Settings::load, |s| &s.common, |settings| async move {
-        job_scheduler::Application::build(settings).await?.run_until_stopped(ncy_runtime::shutdown::signal()).await
-    })
+    ncy_runtime::run_main(
+        job_scheduler::SERVICE,
+        job_scheduler::Settings::load,
+        |s| &s.common,
+        |settings| async move {
+            job_scheduler::Application::build(settings)
+                .await?
+                .run_until_stopped(ncy_runtime::shutdown::signal())
+                .await
+        },
+    )
 }

@@ -18,11 +18,20 @@ async fn serves_health_reflection_and_admin_then_drains() -> anyhow::Result<()> 
 
     ncy_testkit::assert_service_basics(addrs, &[SERVICE_NAME]).await;
     let mut client = JobServiceClient::connect(format!("http://{}", addrs.grpc)).await?;
-    let err = client.queue_stats(QueueStatsRequest::default()).await.expect_err("not built yet");
+    let err = client
+        .queue_stats(QueueStatsRequest::default())
+        .await
+        .expect_err("not built yet");
     assert_eq!(err.code(), tonic::Code::Unimplemented);
 
-    running.stop(Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
-    assert!(ncy_testkit::grpc_health(addrs.grpc, "").await.is_err(), "gRPC port closed after drain");
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        ncy_testkit::grpc_health(addrs.grpc, "").await.is_err(),
+        "gRPC port closed after drain"
+    );
     Ok(())
 }
 
@@ -31,6 +40,12 @@ async fn binary_exits_64_on_bad_config_and_0_on_sigterm() -> anyhow::Result<()> 
     let mut env = service_env(&unique_prefix(), None);
     let port = free_port();
     set_env(&mut env, "NCY_GRPC_ADDR", &format!("127.0.0.1:{port}"));
-    ncy_testkit::assert_binary_lifecycle(env!("CARGO_BIN_EXE_job-scheduler"), &env, "REDIS_URL", port).await;
+    ncy_testkit::assert_binary_lifecycle(
+        env!("CARGO_BIN_EXE_job-scheduler"),
+        &env,
+        "REDIS_URL",
+        port,
+    )
+    .await;
     Ok(())
 }

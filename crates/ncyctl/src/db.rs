@@ -42,7 +42,10 @@ pub async fn run(command: DbCommand, json: bool) -> Outcome {
             Ok(()) => {
                 let applied = ncy_store::MIGRATOR.iter().count();
                 if json {
-                    println!("{}", serde_json::json!({"migrated": true, "migrations": applied}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"migrated": true, "migrations": applied})
+                    );
                 } else {
                     println!("schema is up to date ({applied} migrations)");
                 }

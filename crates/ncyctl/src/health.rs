@@ -2,7 +2,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::Outcome;
 
@@ -36,7 +38,12 @@ pub async fn run(args: HealthArgs, json: bool) -> Outcome {
             return Outcome::Unavailable;
         }
     };
-    let status = match HealthClient::new(channel).check(HealthCheckRequest { service: args.service.clone() }).await {
+    let status = match HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: args.service.clone(),
+        })
+        .await
+    {
         Ok(reply) => reply.into_inner().status(),
         Err(status) if status.code() == tonic::Code::NotFound => {
             eprintln!("ncyctl: {} does not serve {:?}", args.addr, args.service);
@@ -49,9 +56,16 @@ pub async fn run(args: HealthArgs, json: bool) -> Outcome {
     };
     let name = status.as_str_name();
     if json {
-        println!("{}", serde_json::json!({"addr": args.addr, "service": args.service, "status": name}));
+        println!(
+            "{}",
+            serde_json::json!({"addr": args.addr, "service": args.service, "status": name})
+        );
     } else {
         println!("{name}");
     }
-    if status == ServingStatus::Serving { Outcome::Ok } else { Outcome::Failed }
+    if status == ServingStatus::Serving {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    }
 }

@@ -10,7 +10,11 @@ mod db;
 mod health;
 
 #[derive(Debug, Parser)]
-#[command(name = "ncyctl", version, about = "Operate the NCY caching, job and realtime backbone")]
+#[command(
+    name = "ncyctl",
+    version,
+    about = "Operate the NCY caching, job and realtime backbone"
+)]
 struct Cli {
     /// Print machine-readable JSON instead of human text.
     #[arg(long, global = true)]
@@ -42,7 +46,10 @@ pub(crate) enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ncyctl: cannot start the async runtime: {e}");

@@ -39,17 +39,29 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, RuntimeError> {
         let runtime = ServiceRuntime::build(settings.common).await?;
         let ws_listener = ncy_runtime::service::bind(settings.ws_addr).await?;
-        Ok(Self { runtime, ws_listener })
+        Ok(Self {
+            runtime,
+            ws_listener,
+        })
     }
 
     /// Where this instance listens, WebSocket included.
     pub fn local_addrs(&self) -> LocalAddrs {
-        LocalAddrs { websocket: self.ws_listener.local_addr().ok(), ..self.runtime.local_addrs() }
+        LocalAddrs {
+            websocket: self.ws_listener.local_addr().ok(),
+            ..self.runtime.local_addrs()
+        }
     }
 
     /// Serves until `shutdown` completes, then drains within the grace period.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RuntimeError> {
-        let Self { runtime, ws_listener } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RuntimeError> {
+        let Self {
+            runtime,
+            ws_listener,
+        } = self;
         let stop = runtime.shutdown_token();
         let not_yet = Router::new().fallback(|| async {
             (
@@ -61,11 +73,20 @@ impl Application {
             )
         });
         runtime.spawn(async move {
-            if let Err(e) = axum::serve(ws_listener, not_yet).with_graceful_shutdown(stop.cancelled_owned()).await {
+            if let Err(e) = axum::serve(ws_listener, not_yet)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
                 tracing::warn!(error = %e, "websocket listener stopped with an error");
             }
         });
         let routes = tonic::service::Routes::new(RealtimeServiceServer::new(RealtimeApi));
-        runtime.serve(routes, &[RealtimeServiceServer::<RealtimeApi>::NAME], shutdown).await
+        runtime
+            .serve(
+                routes,
+                &[RealtimeServiceServer::<RealtimeApi>::NAME],
+                shutdown,
+            )
+            .await
     }
 }

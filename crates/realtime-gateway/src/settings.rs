@@ -63,9 +63,14 @@ impl Settings {
     /// Reads settings from `env`.
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
         let common = CommonSettings::load(SPEC, env)?;
-        let frontend_url = env.get("FRONTEND_URL").unwrap_or_else(|| "http://localhost:3000".to_owned());
+        let frontend_url = env
+            .get("FRONTEND_URL")
+            .unwrap_or_else(|| "http://localhost:3000".to_owned());
         if !(frontend_url.starts_with("http://") || frontend_url.starts_with("https://")) {
-            return Err(ConfigError::new("FRONTEND_URL", "expected an http:// or https:// origin"));
+            return Err(ConfigError::new(
+                "FRONTEND_URL",
+                "expected an http:// or https:// origin",
+            ));
         }
         Ok(Self {
             common,
@@ -77,23 +82,39 @@ impl Settings {
 }
 
 fn load_jwt(env: &Env) -> Result<JwtSettings, ConfigError> {
-    let algorithm = match env.get("NCY_JWT_ALGORITHM").map(|a| a.to_ascii_uppercase()).as_deref() {
+    let algorithm = match env
+        .get("NCY_JWT_ALGORITHM")
+        .map(|a| a.to_ascii_uppercase())
+        .as_deref()
+    {
         None | Some("HS256") => Algorithm::HS256,
         Some("RS256") => Algorithm::RS256,
         Some(other) => {
-            return Err(ConfigError::new("NCY_JWT_ALGORITHM", format!("expected HS256 or RS256, got {other:?}")));
+            return Err(ConfigError::new(
+                "NCY_JWT_ALGORITHM",
+                format!("expected HS256 or RS256, got {other:?}"),
+            ));
         }
     };
     let key = match algorithm {
         Algorithm::RS256 => {
             let path = env.required("NCY_JWT_PUBLIC_KEY_FILE", "/etc/ncy/jwt-public.pem")?;
-            let pem = std::fs::read(&path)
-                .map_err(|e| ConfigError::new("NCY_JWT_PUBLIC_KEY_FILE", format!("cannot read {path}: {e}")))?;
-            DecodingKey::from_rsa_pem(&pem)
-                .map_err(|e| ConfigError::new("NCY_JWT_PUBLIC_KEY_FILE", format!("not an RSA public key in PEM: {e}")))?
+            let pem = std::fs::read(&path).map_err(|e| {
+                ConfigError::new(
+                    "NCY_JWT_PUBLIC_KEY_FILE",
+                    format!("cannot read {path}: {e}"),
+                )
+            })?;
+            DecodingKey::from_rsa_pem(&pem).map_err(|e| {
+                ConfigError::new(
+                    "NCY_JWT_PUBLIC_KEY_FILE",
+                    format!("not an RSA public key in PEM: {e}"),
+                )
+            })?
         }
         _ => {
-            let secret = SecretString::from(env.required("JWT_SECRET", "a random string of 32+ bytes")?);
+            let secret =
+                SecretString::from(env.required("JWT_SECRET", "a random string of 32+ bytes")?);
             if secret.expose_secret().len() < MIN_HS256_SECRET_BYTES {
                 return Err(ConfigError::new(
                     "JWT_SECRET",
@@ -103,7 +124,12 @@ fn load_jwt(env: &Env) -> Result<JwtSettings, ConfigError> {
             DecodingKey::from_secret(secret.expose_secret().as_bytes())
         }
     };
-    Ok(JwtSettings { algorithm, key, audience: env.get("NCY_JWT_AUDIENCE"), issuer: env.get("NCY_JWT_ISSUER") })
+    Ok(JwtSettings {
+        algorithm,
+        key,
+        audience: env.get("NCY_JWT_AUDIENCE"),
+        issuer: env.get("NCY_JWT_ISSUER"),
+    })
 }
 
 #[cfg(test)]
@@ -138,12 +164,23 @@ mod tests {
             (&[("JWT_SECRET", "short")], "JWT_SECRET"),
             (&[("NCY_JWT_ALGORITHM", "none")], "NCY_JWT_ALGORITHM"),
             (&[("NCY_JWT_ALGORITHM", "RS256")], "NCY_JWT_PUBLIC_KEY_FILE"),
-            (&[("NCY_JWT_ALGORITHM", "RS256"), ("NCY_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem")], "NCY_JWT_PUBLIC_KEY_FILE"),
+            (
+                &[
+                    ("NCY_JWT_ALGORITHM", "RS256"),
+                    ("NCY_JWT_PUBLIC_KEY_FILE", "/nonexistent.pem"),
+                ],
+                "NCY_JWT_PUBLIC_KEY_FILE",
+            ),
         ];
         for (extra, var) in cases {
             let err = Settings::load(&env(extra)).expect_err(var);
             assert_eq!(err.var, var, "{err}");
         }
-        assert_eq!(Settings::load(&env(&[("FRONTEND_URL", "localhost")])).expect_err("origin").var, "FRONTEND_URL");
+        assert_eq!(
+            Settings::load(&env(&[("FRONTEND_URL", "localhost")]))
+                .expect_err("origin")
+                .var,
+            "FRONTEND_URL"
+        );
     }
 }

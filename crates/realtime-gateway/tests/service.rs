@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use ncy_proto::realtime::v1::{StatsRequest, realtime_service_client::RealtimeServiceClient};
-use ncy_testkit::{InProcess, TestDatabase, env_of, free_port, service_env, set_env, unique_prefix};
+use ncy_testkit::{
+    InProcess, TestDatabase, env_of, free_port, service_env, set_env, unique_prefix,
+};
 use realtime_gateway::{Application, Settings};
 
 const SERVICE_NAME: &str = "ncy.realtime.v1.RealtimeService";
@@ -27,14 +29,26 @@ async fn serves_health_reflection_and_admin_then_drains() -> anyhow::Result<()> 
 
     ncy_testkit::assert_service_basics(addrs, &[SERVICE_NAME]).await;
     let mut client = RealtimeServiceClient::connect(format!("http://{}", addrs.grpc)).await?;
-    let err = client.stats(StatsRequest::default()).await.expect_err("not built yet");
+    let err = client
+        .stats(StatsRequest::default())
+        .await
+        .expect_err("not built yet");
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     let (code, body) = ncy_testkit::http_get(ws, "/ws").await?;
     assert_eq!(code, 501, "{body}");
 
-    running.stop(Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
-    assert!(ncy_testkit::grpc_health(addrs.grpc, "").await.is_err(), "gRPC port closed after drain");
-    assert!(ncy_testkit::http_get(ws, "/ws").await.is_err(), "WebSocket port closed after drain");
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        ncy_testkit::grpc_health(addrs.grpc, "").await.is_err(),
+        "gRPC port closed after drain"
+    );
+    assert!(
+        ncy_testkit::http_get(ws, "/ws").await.is_err(),
+        "WebSocket port closed after drain"
+    );
     Ok(())
 }
 
@@ -44,6 +58,12 @@ async fn binary_exits_64_on_bad_config_and_0_on_sigterm() -> anyhow::Result<()> 
     let mut env = env(&db.url);
     let port = free_port();
     set_env(&mut env, "NCY_GRPC_ADDR", &format!("127.0.0.1:{port}"));
-    ncy_testkit::assert_binary_lifecycle(env!("CARGO_BIN_EXE_realtime-gateway"), &env, "JWT_SECRET", port).await;
+    ncy_testkit::assert_binary_lifecycle(
+        env!("CARGO_BIN_EXE_realtime-gateway"),
+        &env,
+        "JWT_SECRET",
+        port,
+    )
+    .await;
     Ok(())
 }

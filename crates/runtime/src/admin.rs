@@ -17,15 +17,28 @@ pub fn router(readiness: Readiness, prometheus: PrometheusHandle) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(AdminState { readiness, prometheus })
+        .with_state(AdminState {
+            readiness,
+            prometheus,
+        })
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    let code = if state.readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if state.readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(state.readiness.report()))
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     state.prometheus.run_upkeep();
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.prometheus.render(),
+    )
 }

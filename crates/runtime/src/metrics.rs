@@ -7,8 +7,10 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets (seconds) shared by every `*_duration_seconds` histogram: 0.1 ms to 10 s.
-pub const LATENCY_BUCKETS: &[f64] =
-    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -31,8 +33,14 @@ pub fn prometheus() -> PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_gauge!("ncy_dependency_up", "1 when the named dependency (redis, postgres) answers its probe");
-    metrics::describe_counter!("grpc_server_handled_total", "gRPC calls handled, by method and status code");
+    metrics::describe_gauge!(
+        "ncy_dependency_up",
+        "1 when the named dependency (redis, postgres) answers its probe"
+    );
+    metrics::describe_counter!(
+        "grpc_server_handled_total",
+        "gRPC calls handled, by method and status code"
+    );
     metrics::describe_histogram!(
         "grpc_server_handling_seconds",
         metrics::Unit::Seconds,

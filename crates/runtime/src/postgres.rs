@@ -22,5 +22,9 @@ pub fn pool(settings: &PostgresSettings, application_name: &str) -> Result<PgPoo
 
 /// `SELECT 1`, for readiness probes.
 pub async fn ping(pool: &PgPool) -> Result<(), RuntimeError> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(|e| RuntimeError::Postgres(e.to_string()))
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| RuntimeError::Postgres(e.to_string()))
 }

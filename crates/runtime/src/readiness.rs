@@ -42,9 +42,18 @@ pub struct Readiness {
 impl Readiness {
     /// Readiness over the named dependencies, all `Unknown` (so not ready) at first.
     pub fn new(dependencies: &[&'static str]) -> Self {
-        let checks = dependencies.iter().map(|d| (*d, CheckState::Unknown)).collect();
+        let checks = dependencies
+            .iter()
+            .map(|d| (*d, CheckState::Unknown))
+            .collect();
         let (changed, _) = watch::channel(dependencies.is_empty());
-        Self { state: Arc::new(Mutex::new(State { checks, draining: false })), changed }
+        Self {
+            state: Arc::new(Mutex::new(State {
+                checks,
+                draining: false,
+            })),
+            changed,
+        }
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -54,7 +63,8 @@ impl Readiness {
 
     fn publish(&self) {
         let ready = self.is_ready();
-        self.changed.send_if_modified(|old| std::mem::replace(old, ready) != ready);
+        self.changed
+            .send_if_modified(|old| std::mem::replace(old, ready) != ready);
     }
 
     /// Records a probe result.
@@ -64,7 +74,9 @@ impl Readiness {
             (Some(CheckState::Up), CheckState::Up) => {}
             (_, CheckState::Up) => tracing::info!(dependency, "dependency is up"),
             (Some(CheckState::Down(_)), CheckState::Down(_)) => {}
-            (_, CheckState::Down(reason)) => tracing::warn!(dependency, %reason, "dependency is down"),
+            (_, CheckState::Down(reason)) => {
+                tracing::warn!(dependency, %reason, "dependency is down")
+            }
             _ => {}
         }
         metrics::gauge!("ncy_dependency_up", "dependency" => dependency)
@@ -131,13 +143,21 @@ pub fn spawn_probes(
     if let Some(pool) = postgres {
         spawn_probe(readiness.clone(), "postgres", cancel.clone(), move || {
             let pool = pool.clone();
-            async move { crate::postgres::ping(&pool).await.map_err(|e| e.to_string()) }
+            async move {
+                crate::postgres::ping(&pool)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         });
     }
 }
 
-fn spawn_probe<F, Fut>(readiness: Readiness, name: &'static str, cancel: CancellationToken, probe: F)
-where
+fn spawn_probe<F, Fut>(
+    readiness: Readiness,
+    name: &'static str,
+    cancel: CancellationToken,
+    probe: F,
+) where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
 {

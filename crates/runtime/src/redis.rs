@@ -43,16 +43,24 @@ impl RedisPool {
             create: Some(settings.timeout),
             recycle: Some(settings.timeout),
         };
-        let pool_config = deadpool_redis::PoolConfig { max_size: settings.pool_size, timeouts, ..Default::default() };
+        let pool_config = deadpool_redis::PoolConfig {
+            max_size: settings.pool_size,
+            timeouts,
+            ..Default::default()
+        };
         if settings.cluster {
             let mut config = deadpool_redis::cluster::Config::from_urls(settings.urls());
             config.pool = Some(pool_config);
-            let pool = config.create_pool(Some(Runtime::Tokio1)).map_err(|e| RuntimeError::Redis(e.to_string()))?;
+            let pool = config
+                .create_pool(Some(Runtime::Tokio1))
+                .map_err(|e| RuntimeError::Redis(e.to_string()))?;
             Ok(Self::Cluster(pool))
         } else {
             let mut config = deadpool_redis::Config::from_url(settings.url.expose_secret());
             config.pool = Some(pool_config);
-            let pool = config.create_pool(Some(Runtime::Tokio1)).map_err(|e| RuntimeError::Redis(e.to_string()))?;
+            let pool = config
+                .create_pool(Some(Runtime::Tokio1))
+                .map_err(|e| RuntimeError::Redis(e.to_string()))?;
             Ok(Self::Single(pool))
         }
     }
@@ -69,9 +77,17 @@ impl RedisPool {
     /// `PING`, for readiness probes.
     pub async fn ping(&self) -> Result<(), RuntimeError> {
         let mut conn = self.get().await?;
-        let pong: String =
-            redis::cmd("PING").query_async(&mut conn).await.map_err(|e| RuntimeError::Redis(e.to_string()))?;
-        if pong == "PONG" { Ok(()) } else { Err(RuntimeError::Redis(format!("unexpected PING reply {pong:?}"))) }
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| RuntimeError::Redis(e.to_string()))?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(RuntimeError::Redis(format!(
+                "unexpected PING reply {pong:?}"
+            )))
+        }
     }
 
     /// Whether this pool talks to Redis Cluster.

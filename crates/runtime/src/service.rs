@@ -37,7 +37,9 @@ pub struct ServiceRuntime {
 
 /// Binds `addr`; port 0 picks a free port (tests).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, RuntimeError> {
-    TcpListener::bind(addr).await.map_err(|source| RuntimeError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RuntimeError::Bind { addr, source })
 }
 
 impl ServiceRuntime {
@@ -46,7 +48,11 @@ impl ServiceRuntime {
         let grpc_listener = bind(settings.grpc_addr).await?;
         let admin_listener = bind(settings.admin_addr).await?;
         let redis = RedisPool::new(&settings.redis)?;
-        let postgres = settings.postgres.as_ref().map(|pg| crate::postgres::pool(pg, settings.service)).transpose()?;
+        let postgres = settings
+            .postgres
+            .as_ref()
+            .map(|pg| crate::postgres::pool(pg, settings.service))
+            .transpose()?;
         let mut dependencies = vec!["redis"];
         if postgres.is_some() {
             dependencies.push("postgres");
@@ -86,12 +92,16 @@ impl ServiceRuntime {
 
     /// The address the gRPC server listens on.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_listener.local_addr().unwrap_or(self.settings.grpc_addr)
+        self.grpc_listener
+            .local_addr()
+            .unwrap_or(self.settings.grpc_addr)
     }
 
     /// The address the admin HTTP server listens on.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_listener.local_addr().unwrap_or(self.settings.admin_addr)
+        self.admin_listener
+            .local_addr()
+            .unwrap_or(self.settings.admin_addr)
     }
 
     /// Fires when the service starts draining; background tasks watch it and stop.
@@ -117,14 +127,28 @@ impl ServiceRuntime {
         grpc_services: &[&'static str],
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RuntimeError> {
-        let Self { settings, redis, postgres, readiness, prometheus, grpc_listener, admin_listener, cancel, tasks } =
-            self;
+        let Self {
+            settings,
+            redis,
+            postgres,
+            readiness,
+            prometheus,
+            grpc_listener,
+            admin_listener,
+            cancel,
+            tasks,
+        } = self;
         let service = settings.service;
         let grace = settings.shutdown_grace;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         sync_health(&reporter, grpc_services, false).await;
-        tokio::spawn(watch_health(readiness.clone(), reporter.clone(), grpc_services.to_vec(), cancel.clone()));
+        tokio::spawn(watch_health(
+            readiness.clone(),
+            reporter.clone(),
+            grpc_services.to_vec(),
+            cancel.clone(),
+        ));
         readiness::spawn_probes(&readiness, Some(redis), postgres, &cancel);
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -135,14 +159,19 @@ impl ServiceRuntime {
             .register_encoded_file_descriptor_set(ncy_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let routes = routes.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
+        let routes = routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
 
         let admin_cancel = CancellationToken::new();
         let admin = {
             let router = crate::admin::router(readiness.clone(), prometheus);
             let stop = admin_cancel.clone();
             tokio::spawn(async move {
-                axum::serve(admin_listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
+                axum::serve(admin_listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
             })
         };
 
@@ -151,10 +180,21 @@ impl ServiceRuntime {
         let server = {
             let drain = drain.clone();
             tonic::transport::Server::builder()
-                .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(crate::telemetry::grpc_server_span))
+                .layer(
+                    tower_http::trace::TraceLayer::new_for_grpc()
+                        .make_span_with(crate::telemetry::grpc_server_span)
+                        // Client errors (NOT_FOUND, INVALID_ARGUMENT…) are not server failures; services
+                        // log their own internal errors with the cause chain.
+                        .on_failure(
+                            tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                        ),
+                )
                 .layer(GrpcMetricsLayer)
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), drain.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(grpc_listener),
+                    drain.cancelled_owned(),
+                )
         };
         tracing::info!(service, "serving");
         let mut server = std::pin::pin!(server);
@@ -195,7 +235,11 @@ impl ServiceRuntime {
 }
 
 async fn sync_health(reporter: &HealthReporter, services: &[&'static str], serving: bool) {
-    let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
     reporter.set_service_status("", status).await;
     for name in services {
         reporter.set_service_status(*name, status).await;
@@ -234,6 +278,10 @@ pub struct LocalAddrs {
 impl ServiceRuntime {
     /// The gRPC and admin addresses (no WebSocket).
     pub fn local_addrs(&self) -> LocalAddrs {
-        LocalAddrs { grpc: self.grpc_addr(), admin: self.admin_addr(), websocket: None }
+        LocalAddrs {
+            grpc: self.grpc_addr(),
+            admin: self.admin_addr(),
+            websocket: None,
+        }
     }
 }

@@ -24,7 +24,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// A configuration error for `var`.
     pub fn new(var: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { var: var.into(), message: message.into() }
+        Self {
+            var: var.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -38,17 +41,28 @@ type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 impl Env {
     /// Reads the process environment.
     pub fn process() -> Self {
-        Self { lookup: Box::new(|k| std::env::var(k).ok()) }
+        Self {
+            lookup: Box::new(|k| std::env::var(k).ok()),
+        }
     }
 
     /// Reads from a fixed map (tests, embedding).
     pub fn from_map(map: HashMap<String, String>) -> Self {
-        Self { lookup: Box::new(move |k| map.get(k).cloned()) }
+        Self {
+            lookup: Box::new(move |k| map.get(k).cloned()),
+        }
     }
 
     /// Reads from pairs, e.g. `Env::from_pairs([("REDIS_URL", "redis://…")])`.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self::from_map(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self::from_map(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 
     /// The raw value; an empty string counts as unset.
@@ -58,11 +72,17 @@ impl Env {
 
     /// A variable that must be set.
     pub fn required(&self, var: &str, example: &str) -> Result<String, ConfigError> {
-        self.get(var).ok_or_else(|| ConfigError::new(var, format!("is required (for example {example})")))
+        self.get(var)
+            .ok_or_else(|| ConfigError::new(var, format!("is required (for example {example})")))
     }
 
     /// A variable parsed with `FromStr`, or `default` when unset.
-    pub fn parse_or<T: FromStr>(&self, var: &str, default: T, expected: &str) -> Result<T, ConfigError> {
+    pub fn parse_or<T: FromStr>(
+        &self,
+        var: &str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
         match self.get(var) {
             None => Ok(default),
             Some(raw) => raw
@@ -78,23 +98,32 @@ impl Env {
             None => Ok(default),
             Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => Ok(true),
             Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => Ok(false),
-            Some(v) => Err(ConfigError::new(var, format!("expected true or false, got {v:?}"))),
+            Some(v) => Err(ConfigError::new(
+                var,
+                format!("expected true or false, got {v:?}"),
+            )),
         }
     }
 
     /// A socket address such as `0.0.0.0:50051`.
     pub fn addr_or(&self, var: &str, default: &str) -> Result<SocketAddr, ConfigError> {
         let raw = self.get(var).unwrap_or_else(|| default.to_owned());
-        raw.trim()
-            .parse()
-            .map_err(|_| ConfigError::new(var, format!("expected host:port such as 0.0.0.0:50051, got {raw:?}")))
+        raw.trim().parse().map_err(|_| {
+            ConfigError::new(
+                var,
+                format!("expected host:port such as 0.0.0.0:50051, got {raw:?}"),
+            )
+        })
     }
 
     /// A duration in whole seconds, bounded.
     pub fn secs_or(&self, var: &str, default: u64, max: u64) -> Result<Duration, ConfigError> {
         let secs: u64 = self.parse_or(var, default, "a whole number of seconds")?;
         if secs == 0 || secs > max {
-            return Err(ConfigError::new(var, format!("must be between 1 and {max} seconds, got {secs}")));
+            return Err(ConfigError::new(
+                var,
+                format!("must be between 1 and {max} seconds, got {secs}"),
+            ));
         }
         Ok(Duration::from_secs(secs))
     }
@@ -138,7 +167,12 @@ pub struct RedisSettings {
 impl RedisSettings {
     /// The seed node URLs (one unless in cluster mode).
     pub fn urls(&self) -> Vec<String> {
-        self.url.expose_secret().split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+        self.url
+            .expose_secret()
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 }
 
@@ -187,7 +221,9 @@ pub struct ServiceSpec {
 fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
     let ok = !prefix.is_empty()
         && prefix.len() <= 64
-        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok {
         Ok(())
     } else {
@@ -203,9 +239,16 @@ impl CommonSettings {
     pub fn load(spec: ServiceSpec, env: &Env) -> Result<Self, ConfigError> {
         let redis_url = env.required("REDIS_URL", "redis://127.0.0.1:6379")?;
         let cluster = env.bool_or("NCY_REDIS_CLUSTER", false)?;
-        for url in redis_url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        for url in redis_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(ConfigError::new("REDIS_URL", "expected redis://host:port or rediss://host:port"));
+                return Err(ConfigError::new(
+                    "REDIS_URL",
+                    "expected redis://host:port or rediss://host:port",
+                ));
             }
             if redis::Client::open(url).is_err() {
                 return Err(ConfigError::new("REDIS_URL", "is not a valid Redis URL"));
@@ -217,30 +260,45 @@ impl CommonSettings {
                 "lists several nodes; set NCY_REDIS_CLUSTER=true for Redis Cluster",
             ));
         }
-        let prefix = env.get("NCY_REDIS_PREFIX").unwrap_or_else(|| "ncy".to_owned());
+        let prefix = env
+            .get("NCY_REDIS_PREFIX")
+            .unwrap_or_else(|| "ncy".to_owned());
         validate_prefix(&prefix)?;
         let redis = RedisSettings {
             url: SecretString::from(redis_url),
             cluster,
             prefix,
             pool_size: env.parse_or("NCY_REDIS_POOL_SIZE", 32, "a number of connections")?,
-            timeout: Duration::from_millis(env.parse_or("NCY_REDIS_TIMEOUT_MS", 2000, "milliseconds")?),
+            timeout: Duration::from_millis(env.parse_or(
+                "NCY_REDIS_TIMEOUT_MS",
+                2000,
+                "milliseconds",
+            )?),
         };
         if redis.pool_size == 0 {
-            return Err(ConfigError::new("NCY_REDIS_POOL_SIZE", "must be at least 1"));
+            return Err(ConfigError::new(
+                "NCY_REDIS_POOL_SIZE",
+                "must be at least 1",
+            ));
         }
 
         let postgres = if spec.needs_postgres {
             let url = env.required("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ncy")?;
             let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
             if !scheme_ok || url.parse::<sqlx::postgres::PgConnectOptions>().is_err() {
-                return Err(ConfigError::new("DATABASE_URL", "is not a valid postgres:// URL"));
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "is not a valid postgres:// URL",
+                ));
             }
             let pool_size: u32 = env.parse_or("NCY_PG_POOL_SIZE", 10, "a number of connections")?;
             if pool_size == 0 {
                 return Err(ConfigError::new("NCY_PG_POOL_SIZE", "must be at least 1"));
             }
-            Some(PostgresSettings { url: SecretString::from(url), pool_size })
+            Some(PostgresSettings {
+                url: SecretString::from(url),
+                pool_size,
+            })
         } else {
             None
         };
@@ -249,7 +307,12 @@ impl CommonSettings {
             None => LogFormat::Json,
             Some(v) if v == "json" => LogFormat::Json,
             Some(v) if v == "text" || v == "pretty" => LogFormat::Text,
-            Some(v) => return Err(ConfigError::new("NCY_LOG_FORMAT", format!("expected json or text, got {v:?}"))),
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "NCY_LOG_FORMAT",
+                    format!("expected json or text, got {v:?}"),
+                ));
+            }
         };
 
         Ok(Self {
@@ -280,7 +343,10 @@ mod tests {
     };
 
     fn base() -> Vec<(&'static str, &'static str)> {
-        vec![("REDIS_URL", "redis://127.0.0.1:6379"), ("DATABASE_URL", "postgres://postgres@127.0.0.1/ncy")]
+        vec![
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/ncy"),
+        ]
     }
 
     fn load(extra: &[(&'static str, &'static str)]) -> Result<CommonSettings, ConfigError> {
@@ -300,8 +366,9 @@ mod tests {
 
     #[test]
     fn missing_redis_url_names_the_variable() {
-        let err = CommonSettings::load(SPEC, &Env::from_pairs([("DATABASE_URL", "postgres://x/y")]))
-            .expect_err("must fail");
+        let err =
+            CommonSettings::load(SPEC, &Env::from_pairs([("DATABASE_URL", "postgres://x/y")]))
+                .expect_err("must fail");
         assert_eq!(err.var, "REDIS_URL");
         assert!(err.to_string().contains("is required"), "{err}");
     }
@@ -309,9 +376,20 @@ mod tests {
     #[test]
     fn missing_database_url_only_matters_when_needed() {
         let env = Env::from_pairs([("REDIS_URL", "redis://127.0.0.1:6379")]);
-        assert_eq!(CommonSettings::load(SPEC, &env).expect_err("needs pg").var, "DATABASE_URL");
-        let spec = ServiceSpec { needs_postgres: false, ..SPEC };
-        assert!(CommonSettings::load(spec, &env).expect("no pg needed").postgres.is_none());
+        assert_eq!(
+            CommonSettings::load(SPEC, &env).expect_err("needs pg").var,
+            "DATABASE_URL"
+        );
+        let spec = ServiceSpec {
+            needs_postgres: false,
+            ..SPEC
+        };
+        assert!(
+            CommonSettings::load(spec, &env)
+                .expect("no pg needed")
+                .postgres
+                .is_none()
+        );
     }
 
     #[test]
@@ -327,7 +405,8 @@ mod tests {
             ("DATABASE_URL", "mysql://localhost/x"),
         ];
         for (var, value) in cases {
-            let mut pairs: Vec<(&str, &str)> = base().into_iter().filter(|(k, _)| *k != var).collect();
+            let mut pairs: Vec<(&str, &str)> =
+                base().into_iter().filter(|(k, _)| *k != var).collect();
             pairs.push((var, value));
             let err = CommonSettings::load(SPEC, &Env::from_pairs(pairs)).expect_err(var);
             assert_eq!(err.var, var, "{err}");

@@ -32,15 +32,23 @@ impl Drop for TelemetryGuard {
 /// which matters for tests that start several services in one process.
 pub fn init(service: &'static str, settings: &TelemetrySettings) -> TelemetryGuard {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
 
     let provider = settings.otlp_endpoint.as_deref().and_then(|endpoint| {
-        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build();
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build();
         match exporter {
             Ok(exporter) => Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
-                    .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name(service)
+                            .build(),
+                    )
                     .build(),
             ),
             Err(e) => {
@@ -56,12 +64,22 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> TelemetryGua
 
     let (json, text) = match settings.log_format {
         LogFormat::Json => (
-            Some(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true)),
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            ),
             None,
         ),
         LogFormat::Text => (None, Some(tracing_subscriber::fmt::layer())),
     };
-    let _already_set = tracing_subscriber::registry().with(filter).with(json).with(text).with(otel).try_init();
+    let _already_set = tracing_subscriber::registry()
+        .with(filter)
+        .with(json)
+        .with(text)
+        .with(otel)
+        .try_init();
     TelemetryGuard { provider }
 }
 
@@ -78,7 +96,8 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// The span for one incoming gRPC call, child of the caller's trace when `traceparent` is present.
 pub fn grpc_server_span<B>(request: &http::Request<B>) -> tracing::Span {
-    let parent: Context = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+    let parent: Context =
+        global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
     let path = request.uri().path();
     let span = tracing::info_span!("grpc.server", otel.kind = "server", otel.name = %path, rpc.method = %path);
     if let Err(e) = span.set_parent(parent) {
@@ -102,8 +121,12 @@ impl Injector for MetadataInjector<'_> {
 
 /// A tonic client interceptor that sends the current span's trace context (`traceparent`) along.
 #[allow(clippy::result_large_err)] // the signature tonic's `Interceptor` requires
-pub fn propagate_trace<T>(mut request: tonic::Request<T>) -> Result<tonic::Request<T>, tonic::Status> {
+pub fn propagate_trace<T>(
+    mut request: tonic::Request<T>,
+) -> Result<tonic::Request<T>, tonic::Status> {
     let context = tracing::Span::current().context();
-    global::get_text_map_propagator(|p| p.inject_context(&context, &mut MetadataInjector(request.metadata_mut())));
+    global::get_text_map_propagator(|p| {
+        p.inject_context(&context, &mut MetadataInjector(request.metadata_mut()))
+    });
     Ok(request)
 }

@@ -40,7 +40,13 @@ pub async fn seed(pool: &PgPool) -> Result<SeedSummary, StoreError> {
     )
     .fetch_one(pool)
     .await?;
-    Ok(SeedSummary { users: row.0, organizations: row.1, projects: row.2, tasks: row.3, notifications: row.4 })
+    Ok(SeedSummary {
+        users: row.0,
+        organizations: row.1,
+        projects: row.2,
+        tasks: row.3,
+        notifications: row.4,
+    })
 }
 
 /// Row counts after seeding.

@@ -21,7 +21,9 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 pub use database::TestDatabase;
 pub use process::{ChildService, InProcess, StopSignal, assert_binary_lifecycle, run_to_exit};
 pub use redis_server::RedisServer;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 /// The shared Redis the tests use.
 pub fn redis_url() -> String {
@@ -30,7 +32,8 @@ pub fn redis_url() -> String {
 
 /// An admin PostgreSQL URL (may create databases).
 pub fn admin_database_url() -> String {
-    std::env::var("NCY_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("NCY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A Redis key prefix no other test uses, e.g. `t-3f2a9c1b7d4e`.
@@ -50,7 +53,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(200));
     }
@@ -64,15 +70,21 @@ pub async fn grpc_health(addr: SocketAddr, service: &str) -> Result<ServingStatu
         .connect()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let reply = HealthClient::new(channel).check(HealthCheckRequest { service: service.to_owned() }).await?;
+    let reply = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?;
     Ok(reply.into_inner().status())
 }
 
 /// Waits until the server's overall gRPC health is SERVING.
 pub async fn wait_until_serving(addr: SocketAddr) {
-    assert_eventually(&format!("{addr} gRPC health SERVING"), Duration::from_secs(20), || async move {
-        matches!(grpc_health(addr, "").await, Ok(ServingStatus::Serving))
-    })
+    assert_eventually(
+        &format!("{addr} gRPC health SERVING"),
+        Duration::from_secs(20),
+        || async move { matches!(grpc_health(addr, "").await, Ok(ServingStatus::Serving)) },
+    )
     .await;
 }
 
@@ -113,7 +125,10 @@ pub fn env_of(pairs: &[(String, String)]) -> ncy_runtime::Env {
 
 /// A free TCP port on 127.0.0.1 (racy by nature; prefer binding port 0 where the code allows).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
 
 /// The services a server lists through gRPC reflection (`grpc.reflection.v1`), as grpcurl would see.
@@ -122,16 +137,26 @@ pub async fn reflection_services(addr: SocketAddr) -> anyhow::Result<Vec<String>
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
     let mut client = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut replies = client.server_reflection_info(tokio_stream::iter([request])).await?.into_inner();
-    let reply = replies.message().await?.ok_or_else(|| anyhow::anyhow!("reflection closed the stream"))?;
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await?
+        .into_inner();
+    let reply = replies
+        .message()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("reflection closed the stream"))?;
     match reply.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => Ok(list.service.into_iter().map(|s| s.name).collect()),
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            Ok(list.service.into_iter().map(|s| s.name).collect())
+        }
         other => anyhow::bail!("unexpected reflection reply: {other:?}"),
     }
 }
@@ -142,14 +167,23 @@ pub async fn reflection_services(addr: SocketAddr) -> anyhow::Result<Vec<String>
 pub async fn assert_service_basics(addrs: ncy_runtime::LocalAddrs, grpc_services: &[&str]) {
     wait_until_serving(addrs.grpc).await;
     for name in grpc_services {
-        assert_eq!(grpc_health(addrs.grpc, name).await.unwrap(), ServingStatus::Serving, "health of {name}");
+        assert_eq!(
+            grpc_health(addrs.grpc, name).await.unwrap(),
+            ServingStatus::Serving,
+            "health of {name}"
+        );
     }
-    let unknown = grpc_health(addrs.grpc, "no.such.Service").await.expect_err("unknown service");
+    let unknown = grpc_health(addrs.grpc, "no.such.Service")
+        .await
+        .expect_err("unknown service");
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
     let listed = reflection_services(addrs.grpc).await.unwrap();
     for name in grpc_services.iter().chain(&["grpc.health.v1.Health"]) {
-        assert!(listed.iter().any(|s| s == name), "reflection lists {name}: {listed:?}");
+        assert!(
+            listed.iter().any(|s| s == name),
+            "reflection lists {name}: {listed:?}"
+        );
     }
 
     assert_eq!(http_get(addrs.admin, "/healthz").await.unwrap().0, 200);
@@ -158,5 +192,8 @@ pub async fn assert_service_basics(addrs: ncy_runtime::LocalAddrs, grpc_services
     assert!(body.contains("\"ready\":true"), "{body}");
     let (code, metrics) = http_get(addrs.admin, "/metrics").await.unwrap();
     assert_eq!(code, 200);
-    assert!(metrics.contains("ncy_dependency_up{dependency=\"redis\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("ncy_dependency_up{dependency=\"redis\"} 1"),
+        "{metrics}"
+    );
 }

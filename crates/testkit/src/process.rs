@@ -33,7 +33,10 @@ impl InProcess {
         });
         let future = run(signal);
         let handle = tokio::spawn(async move { future.await.map_err(|e| e.to_string()) });
-        Self { stop: Some(tx), handle }
+        Self {
+            stop: Some(tx),
+            handle,
+        }
     }
 
     /// Signals shutdown and waits for `run_until_stopped` to return, which must be `Ok` within `within`.
@@ -78,7 +81,10 @@ impl ChildService {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
             }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "pid {pid} did not exit within {within:?}");
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "pid {pid} did not exit within {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -94,31 +100,59 @@ impl Drop for ChildService {
 }
 
 /// Runs `binary` with exactly `env` and returns (exit code, stderr).
-pub fn run_to_exit(binary: &str, env: &[(String, String)]) -> anyhow::Result<(Option<i32>, String)> {
+pub fn run_to_exit(
+    binary: &str,
+    env: &[(String, String)],
+) -> anyhow::Result<(Option<i32>, String)> {
     let output = Command::new(binary)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()?;
-    Ok((output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned()))
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
 }
 
 /// The checks every service binary must pass as a process:
 /// - started without `missing_var` it exits 64 with one stderr line naming the variable;
 /// - started with `env`, it becomes SERVING on `grpc_port`, and SIGTERM makes it exit 0.
-pub async fn assert_binary_lifecycle(binary: &str, env: &[(String, String)], missing_var: &str, grpc_port: u16) {
-    let without: Vec<_> = env.iter().filter(|(k, _)| k != missing_var).cloned().collect();
+pub async fn assert_binary_lifecycle(
+    binary: &str,
+    env: &[(String, String)],
+    missing_var: &str,
+    grpc_port: u16,
+) {
+    let without: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k != missing_var)
+        .cloned()
+        .collect();
     let (code, stderr) = run_to_exit(binary, &without).expect("run binary");
-    assert_eq!(code, Some(64), "exit code without {missing_var}; stderr: {stderr}");
+    assert_eq!(
+        code,
+        Some(64),
+        "exit code without {missing_var}; stderr: {stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(missing_var), "names {missing_var}: {stderr}");
+    assert!(
+        stderr.contains(missing_var),
+        "names {missing_var}: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let child = ChildService::start(binary, env).expect("start binary");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port));
     crate::wait_until_serving(addr).await;
-    let status = child.terminate(Duration::from_secs(15)).await.expect("terminate");
+    let status = child
+        .terminate(Duration::from_secs(15))
+        .await
+        .expect("terminate");
     assert!(status.success(), "clean exit on SIGTERM, got {status}");
-    assert!(crate::grpc_health(addr, "").await.is_err(), "port closed after exit");
+    assert!(
+        crate::grpc_health(addr, "").await.is_err(),
+        "port closed after exit"
+    );
 }

@@ -47,9 +47,22 @@ impl RedisServer {
 
     /// Starts the server again on the same port and waits until it answers.
     pub async fn resume(&mut self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.child.is_none(), "redis-server on port {} is already running", self.port);
+        anyhow::ensure!(
+            self.child.is_none(),
+            "redis-server on port {} is already running",
+            self.port
+        );
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra_args)
@@ -63,11 +76,18 @@ impl RedisServer {
         loop {
             if let Ok(client) = redis::Client::open(url.as_str())
                 && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
             {
                 return Ok(());
             }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

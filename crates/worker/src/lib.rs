@@ -6,7 +6,9 @@
 //! processors arrive with their own issues.
 use std::future::Future;
 
-use ncy_runtime::{CommonSettings, ConfigError, Env, LocalAddrs, RuntimeError, ServiceRuntime, ServiceSpec};
+use ncy_runtime::{
+    CommonSettings, ConfigError, Env, LocalAddrs, RuntimeError, ServiceRuntime, ServiceSpec,
+};
 
 /// Service name in logs, traces and metrics.
 pub const SERVICE: &str = "worker";
@@ -28,7 +30,9 @@ pub struct Settings {
 impl Settings {
     /// Reads settings from `env`.
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self { common: CommonSettings::load(SPEC, env)? })
+        Ok(Self {
+            common: CommonSettings::load(SPEC, env)?,
+        })
     }
 }
 
@@ -40,7 +44,9 @@ pub struct Application {
 impl Application {
     /// Binds the listeners and prepares the pools; does not wait for Redis or PostgreSQL.
     pub async fn build(settings: Settings) -> Result<Self, RuntimeError> {
-        Ok(Self { runtime: ServiceRuntime::build(settings.common).await? })
+        Ok(Self {
+            runtime: ServiceRuntime::build(settings.common).await?,
+        })
     }
 
     /// Where this instance listens.
@@ -49,7 +55,12 @@ impl Application {
     }
 
     /// Serves health until `shutdown` completes, then drains within the grace period.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RuntimeError> {
-        self.runtime.serve(tonic::service::Routes::default(), &[], shutdown).await
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RuntimeError> {
+        self.runtime
+            .serve(tonic::service::Routes::default(), &[], shutdown)
+            .await
     }
 }

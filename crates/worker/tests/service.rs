@@ -2,7 +2,9 @@
 //! and the binary's configuration errors and SIGTERM.
 use std::time::Duration;
 
-use ncy_testkit::{InProcess, TestDatabase, env_of, free_port, service_env, set_env, unique_prefix};
+use ncy_testkit::{
+    InProcess, TestDatabase, env_of, free_port, service_env, set_env, unique_prefix,
+};
 use worker::{Application, Settings};
 
 #[tokio::test]
@@ -15,8 +17,14 @@ async fn serves_health_reflection_and_admin_then_drains() -> anyhow::Result<()> 
 
     ncy_testkit::assert_service_basics(addrs, &[]).await;
 
-    running.stop(Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
-    assert!(ncy_testkit::grpc_health(addrs.grpc, "").await.is_err(), "gRPC port closed after drain");
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        ncy_testkit::grpc_health(addrs.grpc, "").await.is_err(),
+        "gRPC port closed after drain"
+    );
     Ok(())
 }
 
@@ -26,6 +34,7 @@ async fn binary_exits_64_on_bad_config_and_0_on_sigterm() -> anyhow::Result<()> 
     let mut env = service_env(&unique_prefix(), Some(&db.url));
     let port = free_port();
     set_env(&mut env, "NCY_GRPC_ADDR", &format!("127.0.0.1:{port}"));
-    ncy_testkit::assert_binary_lifecycle(env!("CARGO_BIN_EXE_worker"), &env, "REDIS_URL", port).await;
+    ncy_testkit::assert_binary_lifecycle(env!("CARGO_BIN_EXE_worker"), &env, "REDIS_URL", port)
+        .await;
     Ok(())
 }

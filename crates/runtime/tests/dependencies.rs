@@ -1,0 +1,194 @@
+//! A service whose Redis or PostgreSQL is down at start keeps running, reports not-ready on
+//! `/readyz` and in gRPC health, and turns ready by itself once the dependency comes up. The Redis
+//! Cluster switch talks to a real three-node cluster the test builds.
+use std::{process::Command, time::Duration};
+
+use ncy_runtime::{CommonSettings, ServiceRuntime, ServiceSpec};
+use ncy_testkit::{
+    InProcess, RedisServer, TestDatabase, assert_eventually, env_of, free_port, grpc_health,
+    http_get, service_env, set_env, unique_prefix,
+};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+const SPEC: ServiceSpec = ServiceSpec {
+    name: "runtime-test",
+    default_grpc_addr: "127.0.0.1:0",
+    default_admin_addr: "127.0.0.1:0",
+    needs_postgres: true,
+};
+
+async fn not_ready_because(admin: std::net::SocketAddr, dependency: &str) -> bool {
+    match http_get(admin, "/readyz").await {
+        Ok((503, body)) => {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            v["checks"][dependency]["status"] == "down"
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn redis_down_at_start_is_not_ready_then_recovers() -> anyhow::Result<()> {
+    let db = TestDatabase::create().await?;
+    let mut redis = RedisServer::start().await?;
+    redis.stop();
+    let mut env = service_env(&unique_prefix(), Some(&db.url));
+    set_env(&mut env, "REDIS_URL", &redis.url());
+    let runtime = ServiceRuntime::build(CommonSettings::load(SPEC, &env_of(&env))?).await?;
+    let addrs = runtime.local_addrs();
+    let running =
+        InProcess::spawn(|stop| runtime.serve(tonic::service::Routes::default(), &[], stop));
+
+    assert_eventually("readyz reports redis down", Duration::from_secs(10), || {
+        not_ready_because(addrs.admin, "redis")
+    })
+    .await;
+    assert_eq!(
+        grpc_health(addrs.grpc, "").await?,
+        ServingStatus::NotServing
+    );
+    assert_eq!(
+        http_get(addrs.admin, "/healthz").await?.0,
+        200,
+        "alive while not ready"
+    );
+
+    redis.resume().await?;
+    ncy_testkit::wait_until_serving(addrs.grpc).await;
+    assert_eq!(http_get(addrs.admin, "/readyz").await?.0, 200);
+
+    // Redis dies while serving: not ready again, without the process exiting.
+    redis.stop();
+    assert_eventually("readyz notices redis died", Duration::from_secs(15), || {
+        not_ready_because(addrs.admin, "redis")
+    })
+    .await;
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn postgres_down_is_not_ready() -> anyhow::Result<()> {
+    let mut env = service_env(&unique_prefix(), None);
+    // Nothing listens on this port.
+    set_env(
+        &mut env,
+        "DATABASE_URL",
+        &format!("postgres://postgres@127.0.0.1:{}/none", free_port()),
+    );
+    let runtime = ServiceRuntime::build(CommonSettings::load(SPEC, &env_of(&env))?).await?;
+    let addrs = runtime.local_addrs();
+    let running =
+        InProcess::spawn(|stop| runtime.serve(tonic::service::Routes::default(), &[], stop));
+    assert_eventually(
+        "readyz reports postgres down",
+        Duration::from_secs(10),
+        || not_ready_because(addrs.admin, "postgres"),
+    )
+    .await;
+    assert_eq!(
+        grpc_health(addrs.grpc, "").await?,
+        ServingStatus::NotServing
+    );
+    let metrics = http_get(addrs.admin, "/metrics").await?.1;
+    assert!(
+        metrics.contains("ncy_dependency_up{dependency=\"postgres\"} 0"),
+        "{metrics}"
+    );
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_mode_talks_to_redis_cluster() -> anyhow::Result<()> {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(
+            RedisServer::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "2000",
+            ])
+            .await?,
+        );
+    }
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()?;
+    anyhow::ensure!(
+        created.status.success(),
+        "redis-cli --cluster create: {}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    let first = nodes[0].url();
+    assert_eventually("cluster_state:ok", Duration::from_secs(20), || {
+        let url = first.clone();
+        async move {
+            let Ok(client) = redis::Client::open(url) else {
+                return false;
+            };
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                return false;
+            };
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            info.contains("cluster_state:ok")
+        }
+    })
+    .await;
+
+    let mut env = service_env(&unique_prefix(), None);
+    let urls: Vec<String> = nodes.iter().map(RedisServer::url).collect();
+    set_env(&mut env, "REDIS_URL", &urls.join(","));
+    set_env(&mut env, "NCY_REDIS_CLUSTER", "true");
+    let spec = ServiceSpec {
+        needs_postgres: false,
+        ..SPEC
+    };
+    let runtime = ServiceRuntime::build(CommonSettings::load(spec, &env_of(&env))?).await?;
+    assert!(runtime.redis().is_cluster());
+
+    // Keys spread over every slot range: the pool routes each to its node.
+    let mut conn = runtime.redis().get().await?;
+    for i in 0..50 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut conn)
+            .await?;
+    }
+    for i in 0..50 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query_async(&mut conn)
+            .await?;
+        assert_eq!(v, i);
+    }
+    drop(conn);
+
+    let addrs = runtime.local_addrs();
+    let running =
+        InProcess::spawn(|stop| runtime.serve(tonic::service::Routes::default(), &[], stop));
+    ncy_testkit::wait_until_serving(addrs.grpc).await;
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}

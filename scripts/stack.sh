@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# scripts/stack.sh — local development stack (used by `make run` / `make stop`).
+#
+#   scripts/stack.sh up      deps (scripts/deps.sh up), cargo build --bins, ncyctl db migrate +
+#                            seed, start the four services in the background, wait until healthy
+#   scripts/stack.sh down    stop the services by recorded PID, then scripts/deps.sh down
+#   scripts/stack.sh status  running / health of each service
+#
+# Environment (defaults in brackets):
+#   PROFILE [debug] or release         REDIS_URL [redis://127.0.0.1:6379]
+#   DATABASE_URL [postgres://postgres@127.0.0.1:5432/ncy]   FRONTEND_URL [http://localhost:3000]
+#   NCY_LOG_FORMAT [text]               JWT_SECRET [an insecure dev-only value, with a warning]
+#   Per-service listen addresses; each service gets them as NCY_GRPC_ADDR / NCY_ADMIN_ADDR:
+#     NCY_CACHE_GATEWAY_GRPC_ADDR [127.0.0.1:50051]     NCY_CACHE_GATEWAY_ADMIN_ADDR [127.0.0.1:9101]
+#     NCY_JOB_SCHEDULER_GRPC_ADDR [127.0.0.1:50052]     NCY_JOB_SCHEDULER_ADMIN_ADDR [127.0.0.1:9102]
+#     NCY_WORKER_GRPC_ADDR [127.0.0.1:50053]            NCY_WORKER_ADMIN_ADDR [127.0.0.1:9103]
+#     NCY_REALTIME_GATEWAY_GRPC_ADDR [127.0.0.1:50054]  NCY_REALTIME_GATEWAY_ADMIN_ADDR [127.0.0.1:9104]
+#     NCY_WS_ADDR [127.0.0.1:8080] (realtime-gateway's WebSocket listener)
+#   STACK_READY_TIMEOUT [60] seconds to wait for all services to report SERVING
+# State: .run/<svc>.pid, logs in .run/logs/<svc>.log.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="$ROOT/.run"
+LOGS="$RUN/logs"
+SERVICES=(cache-gateway job-scheduler worker realtime-gateway)
+declare -A GRPC ADMIN
+declare -A DEF_GRPC=([cache-gateway]=127.0.0.1:50051 [job-scheduler]=127.0.0.1:50052 [worker]=127.0.0.1:50053 [realtime-gateway]=127.0.0.1:50054)
+declare -A DEF_ADMIN=([cache-gateway]=127.0.0.1:9101 [job-scheduler]=127.0.0.1:9102 [worker]=127.0.0.1:9103 [realtime-gateway]=127.0.0.1:9104)
+for s in "${SERVICES[@]}"; do
+  v="NCY_${s^^}"; v=${v//-/_}
+  g="${v}_GRPC_ADDR"; a="${v}_ADMIN_ADDR"
+  GRPC[$s]=${!g:-${DEF_GRPC[$s]}}
+  ADMIN[$s]=${!a:-${DEF_ADMIN[$s]}}
+done
+WS_ADDR=${NCY_WS_ADDR:-127.0.0.1:8080}
+READY_TIMEOUT=${STACK_READY_TIMEOUT:-60}
+
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ncy}"
+
+PROFILE=${PROFILE:-debug}
+case $PROFILE in
+  debug) CARGO_PROFILE_ARGS=() ;;
+  release) CARGO_PROFILE_ARGS=(--release) ;;
+  *) printf 'stack: error: PROFILE must be debug or release (got %s)\n' "$PROFILE" >&2; exit 2 ;;
+esac
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+BIN="$TARGET_DIR/$PROFILE"
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+rel() { printf '%s' "${1#"$ROOT"/}"; }
+
+# "host:port" -> URL a client on this machine can dial (wildcard binds -> loopback).
+dial_url() {
+  local scheme=$1 addr=$2 host port
+  port=${addr##*:}; host=${addr%:*}
+  case $host in ''|0.0.0.0) host=127.0.0.1 ;; '[::]'|'::') host='[::1]' ;; esac
+  printf '%s://%s:%s' "$scheme" "$host" "$port"
+}
+
+# PID of service $1 from .run/<svc>.pid if that process is alive and is that program
+# (argv[0], or argv[1] for an interpreted stand-in, is named like the service).
+svc_pid() {
+  local s=$1 file="$RUN/$1.pid" pid="" arg0="" arg1=""
+  [[ -s $file ]] || return 1
+  read -r pid <"$file" || true
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  if [[ -r /proc/$pid/cmdline ]]; then
+    { IFS= read -r -d '' arg0; IFS= read -r -d '' arg1; } <"/proc/$pid/cmdline" || true
+    [[ ${arg0##*/} == "$s" || ${arg1##*/} == "$s" ]] || return 1
+  fi
+  printf '%s\n' "$pid"
+}
+
+health() { # $1 = service; exit 0 when it answers SERVING
+  [[ -x $BIN/ncyctl ]] || return 1
+  timeout 5 "$BIN/ncyctl" health --addr "$(dial_url http "${GRPC[$1]}")" >/dev/null 2>&1
+}
+
+need_cargo() {
+  if ! command -v cargo >/dev/null 2>&1 && [[ -f ${HOME:-/nonexistent}/.cargo/env ]]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+  fi
+  command -v cargo >/dev/null 2>&1 \
+    || die "cargo not found on PATH: install Rust with rustup (https://rustup.rs), see README"
+}
+
+start_svc() {
+  local s=$1 pid env=()
+  if pid=$(svc_pid "$s"); then say "stack: $s already running (pid $pid)"; return 0; fi
+  [[ -x $BIN/$s ]] || die "binary $(rel "$BIN/$s") not found after cargo build"
+  env=("NCY_GRPC_ADDR=${GRPC[$s]}" "NCY_ADMIN_ADDR=${ADMIN[$s]}")
+  if [[ $s == realtime-gateway ]]; then env+=("NCY_WS_ADDR=$WS_ADDR"); fi
+  printf '=== %s starting %s (%s)\n' "$(date '+%F %T')" "$s" "${env[*]}" >>"$LOGS/$s.log"
+  if [[ $s != realtime-gateway ]]; then env=(-u NCY_WS_ADDR "${env[@]}"); fi
+  nohup env "${env[@]}" "$BIN/$s" >>"$LOGS/$s.log" 2>&1 </dev/null &
+  pid=$!
+  printf '%s\n' "$pid" >"$RUN/$s.pid"
+  say "stack: started $s (pid $pid, log $(rel "$LOGS/$s.log"))"
+}
+
+show_log_tail() {
+  say "----- last 40 lines of $(rel "$LOGS/$1.log") -----" >&2
+  tail -n 40 "$LOGS/$1.log" >&2 2>/dev/null || true
+  say "-----" >&2
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + READY_TIMEOUT)) s pending=("${SERVICES[@]}") still
+  say "stack: waiting up to ${READY_TIMEOUT}s for the services to report SERVING"
+  while ((${#pending[@]})); do
+    still=()
+    for s in "${pending[@]}"; do
+      if ! svc_pid "$s" >/dev/null; then
+        show_log_tail "$s"
+        die "$s exited during startup (see $(rel "$LOGS/$s.log")); 'make stop' stops the rest"
+      fi
+      if health "$s"; then say "stack: $s is SERVING"; else still+=("$s"); fi
+    done
+    pending=("${still[@]}")
+    ((${#pending[@]})) || break
+    if ((SECONDS >= deadline)); then
+      for s in "${pending[@]}"; do show_log_tail "$s"; done
+      die "not ready within ${READY_TIMEOUT}s: ${pending[*]}; 'make stop' stops the stack"
+    fi
+    sleep 0.5
+  done
+}
+
+print_table() {
+  local s fmt='%-17s %-24s %s\n'
+  say ""
+  say "NCY local stack is up ($PROFILE build):"
+  # shellcheck disable=SC2059
+  printf "$fmt" SERVICE gRPC "ADMIN (metrics / healthz / readyz)"
+  for s in "${SERVICES[@]}"; do
+    local admin; admin=$(dial_url http "${ADMIN[$s]}")
+    # shellcheck disable=SC2059
+    printf "$fmt" "$s" "$(dial_url http "${GRPC[$s]}")" "$admin/metrics  $admin/healthz  $admin/readyz"
+  done
+  # shellcheck disable=SC2059
+  printf "$fmt" "" "WebSocket" "$(dial_url ws "$WS_ADDR") (realtime-gateway)"
+  say ""
+  say "logs:  $(rel "$LOGS")/<service>.log     health: $(rel "$BIN")/ncyctl health --addr $(dial_url http "${GRPC[cache-gateway]}")"
+  say "stop:  make stop   (or scripts/stack.sh down)"
+}
+
+stack_up() {
+  need_cargo
+  bash "$ROOT/scripts/deps.sh" up
+  say "stack: cargo build --bins (${PROFILE})"
+  (cd "$ROOT" && cargo build --bins "${CARGO_PROFILE_ARGS[@]}") || die "cargo build failed"
+  [[ -x $BIN/ncyctl ]] || die "$(rel "$BIN/ncyctl") not found after cargo build"
+  say "stack: ncyctl db migrate"
+  "$BIN/ncyctl" db migrate || die "ncyctl db migrate failed"
+  say "stack: ncyctl db seed"
+  "$BIN/ncyctl" db seed || die "ncyctl db seed failed"
+
+  export FRONTEND_URL="${FRONTEND_URL:-http://localhost:3000}"
+  export NCY_LOG_FORMAT="${NCY_LOG_FORMAT:-text}"
+  if [[ -z ${JWT_SECRET:-} ]]; then
+    export JWT_SECRET=dev-only-insecure-secret-change-me
+    say "stack: WARNING: JWT_SECRET not set, using the insecure dev-only default '$JWT_SECRET' (local stack only, never in production)"
+  fi
+  mkdir -p "$LOGS"
+  local s
+  for s in "${SERVICES[@]}"; do start_svc "$s"; done
+  wait_ready
+  print_table
+}
+
+stack_down() {
+  local s pid deadline
+  declare -A pids=()
+  for s in "${SERVICES[@]}"; do
+    if pid=$(svc_pid "$s"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids[$s]=$pid
+      say "stack: sent SIGTERM to $s (pid $pid)"
+    else
+      say "stack: $s is not running"
+      rm -f "$RUN/$s.pid"
+    fi
+  done
+  for s in "${SERVICES[@]}"; do
+    [[ -n ${pids[$s]:-} ]] || continue
+    pid=${pids[$s]}
+    deadline=$((SECONDS + 30))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "stack: $s (pid $pid) still running after 30s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$RUN/$s.pid"
+    say "stack: stopped $s"
+  done
+  bash "$ROOT/scripts/deps.sh" down
+}
+
+stack_status() {
+  local s pid run hl rc=0 fmt='%-17s %-22s %-24s %s\n'
+  # shellcheck disable=SC2059
+  printf "$fmt" SERVICE PROCESS gRPC HEALTH
+  for s in "${SERVICES[@]}"; do
+    if pid=$(svc_pid "$s"); then run="running (pid $pid)"; else run="not running"; rc=1; fi
+    if [[ ! -x $BIN/ncyctl ]]; then hl="unknown ($(rel "$BIN/ncyctl") not built)"; rc=1
+    elif health "$s"; then hl=SERVING
+    else hl="not serving"; rc=1
+    fi
+    # shellcheck disable=SC2059
+    printf "$fmt" "$s" "$run" "$(dial_url http "${GRPC[$s]}")" "$hl"
+  done
+  bash "$ROOT/scripts/deps.sh" status || rc=1
+  return "$rc"
+}
+
+case "${1:-}" in
+  up) stack_up ;;
+  down) stack_down ;;
+  status) stack_status ;;
+  *) printf 'usage: %s up|down|status\n' "$0" >&2; exit 2 ;;
+esac
