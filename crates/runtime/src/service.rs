@@ -151,14 +151,8 @@ impl ServiceRuntime {
         ));
         readiness::spawn_probes(&readiness, Some(redis), postgres, &cancel);
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(ncy_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(ncy_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1 = reflection(grpc_services).build_v1()?;
+        let reflection_v1alpha = reflection(grpc_services).build_v1alpha()?;
         let routes = routes
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -232,6 +226,21 @@ impl ServiceRuntime {
         tracing::info!(service, "stopped");
         result
     }
+}
+
+/// Reflection over every NCY descriptor, advertising only the services this server really serves
+/// (plus health and reflection), so generic clients do not see another service's API here.
+fn reflection(grpc_services: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ncy_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+    for name in grpc_services {
+        builder = builder.with_service_name(*name);
+    }
+    builder
 }
 
 async fn sync_health(reporter: &HealthReporter, services: &[&'static str], serving: bool) {

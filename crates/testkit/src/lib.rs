@@ -185,6 +185,12 @@ pub async fn assert_service_basics(addrs: ncy_runtime::LocalAddrs, grpc_services
             "reflection lists {name}: {listed:?}"
         );
     }
+    for name in listed.iter().filter(|s| s.starts_with("ncy.")) {
+        assert!(
+            grpc_services.contains(&name.as_str()),
+            "reflection advertises {name}, which this server does not serve"
+        );
+    }
 
     assert_eq!(http_get(addrs.admin, "/healthz").await.unwrap().0, 200);
     let (code, body) = http_get(addrs.admin, "/readyz").await.unwrap();
