@@ -6,6 +6,7 @@
 //! is a [`ConfigError`] naming it; `main` turns that into one line on stderr and exit code 64.
 use std::{collections::HashMap, net::SocketAddr, str::FromStr, time::Duration};
 
+use ncy_types::KeySpace;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Exit code for bad configuration (`EX_USAGE` from sysexits.h).
@@ -156,8 +157,8 @@ pub struct RedisSettings {
     pub url: SecretString,
     /// `NCY_REDIS_CLUSTER`: talk to Redis Cluster instead of a single server.
     pub cluster: bool,
-    /// `NCY_REDIS_PREFIX`: global key prefix shared by every key this deployment writes.
-    pub prefix: String,
+    /// `NCY_REDIS_PREFIX`: the key builders under this deployment's global prefix.
+    pub keys: KeySpace,
     /// `NCY_REDIS_POOL_SIZE`: connections per process.
     pub pool_size: usize,
     /// `NCY_REDIS_TIMEOUT_MS`: the longest a request waits for a connection or a reply.
@@ -218,22 +219,6 @@ pub struct ServiceSpec {
     pub needs_postgres: bool,
 }
 
-fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
-    let ok = !prefix.is_empty()
-        && prefix.len() <= 64
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            "NCY_REDIS_PREFIX",
-            format!("must be 1-64 characters of A-Z a-z 0-9 _ - . (got {prefix:?})"),
-        ))
-    }
-}
-
 impl CommonSettings {
     /// Reads the common block for `spec` from `env`.
     pub fn load(spec: ServiceSpec, env: &Env) -> Result<Self, ConfigError> {
@@ -263,11 +248,12 @@ impl CommonSettings {
         let prefix = env
             .get("NCY_REDIS_PREFIX")
             .unwrap_or_else(|| "ncy".to_owned());
-        validate_prefix(&prefix)?;
+        let keys =
+            KeySpace::new(prefix).map_err(|e| ConfigError::new("NCY_REDIS_PREFIX", e.message))?;
         let redis = RedisSettings {
             url: SecretString::from(redis_url),
             cluster,
-            prefix,
+            keys,
             pool_size: env.parse_or("NCY_REDIS_POOL_SIZE", 32, "a number of connections")?,
             timeout: Duration::from_millis(env.parse_or(
                 "NCY_REDIS_TIMEOUT_MS",
@@ -359,7 +345,7 @@ mod tests {
     fn defaults_apply() {
         let s = load(&[]).expect("valid");
         assert_eq!(s.grpc_addr.to_string(), "127.0.0.1:50051");
-        assert_eq!(s.redis.prefix, "ncy");
+        assert_eq!(s.redis.keys.prefix(), "ncy");
         assert_eq!(s.telemetry.log_format, LogFormat::Json);
         assert_eq!(s.shutdown_grace, Duration::from_secs(25));
     }
