@@ -30,7 +30,7 @@ ps -o pid,comm,time -p $PID | tee -a "$OUT_DIR/cpu.txt"
 if command -v redis-benchmark >/dev/null; then
   host=$(echo "$REDIS_URL" | sed -E 's#^redis://([^:/]+).*#\1#'); port=$(echo "$REDIS_URL" | sed -nE 's#^redis://[^:/]+:([0-9]+).*#\1#p')
   echo "bench: redis-benchmark -t get -c 64 (baseline, same run)"
-  rps=$(redis-benchmark -h "$host" -p "${port:-6379}" -t get -c 64 -n "$REQUESTS" -q | sed -nE 's/^GET: ([0-9.]+) requests per second.*/\1/p')
+  rps=$(redis-benchmark -h "$host" -p "${port:-6379}" -t get -c 64 -n "$REQUESTS" -q | tr "\r" "\n" | sed -nE 's/^GET: ([0-9.]+) requests per second.*/\1/p')
   echo "{\"scenario\":\"redis-benchmark-get\",\"concurrency\":64,\"ops_per_sec\":$rps}" | tee -a "$OUT"
 fi
 echo "bench: results in $OUT"
