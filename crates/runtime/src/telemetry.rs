@@ -8,7 +8,9 @@ use opentelemetry::{
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 use crate::settings::{LogFormat, TelemetrySettings};
 
@@ -31,10 +33,6 @@ impl Drop for TelemetryGuard {
 /// Installs the global subscriber. Safe to call more than once (later calls keep the first subscriber),
 /// which matters for tests that start several services in one process.
 pub fn init(service: &'static str, settings: &TelemetrySettings) -> TelemetryGuard {
-    global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter =
-        EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-
     let provider = settings.otlp_endpoint.as_deref().and_then(|endpoint| {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -57,27 +55,37 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> TelemetryGua
             }
         }
     });
+    install(service, settings, provider)
+}
+
+/// Installs the global subscriber exporting spans through `provider` (when given). [`init`] builds
+/// the provider from settings; tests pass one with an in-memory exporter.
+pub fn install(
+    service: &'static str,
+    settings: &TelemetrySettings,
+    provider: Option<SdkTracerProvider>,
+) -> TelemetryGuard {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter =
+        EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // RUST_LOG filters the log output only: spans are exported at INFO and above whatever the log
+    // level, so `RUST_LOG=warn` does not silently switch tracing off.
+    let logs = match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+    };
     let otel = provider.as_ref().map(|p| {
         global::set_tracer_provider(p.clone());
-        tracing_opentelemetry::layer().with_tracer(p.tracer(service))
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service))
+            .with_filter(LevelFilter::INFO)
     });
-
-    let (json, text) = match settings.log_format {
-        LogFormat::Json => (
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true),
-            ),
-            None,
-        ),
-        LogFormat::Text => (None, Some(tracing_subscriber::fmt::layer())),
-    };
     let _already_set = tracing_subscriber::registry()
-        .with(filter)
-        .with(json)
-        .with(text)
+        .with(logs.with_filter(filter))
         .with(otel)
         .try_init();
     TelemetryGuard { provider }
