@@ -4,13 +4,14 @@
 #   make test   the whole test suite against real Redis and PostgreSQL
 #   make lint   rustfmt check + clippy -D warnings
 #   make bench  benchmarks (release build), figures printed and written under .run/bench/
+#   make helm-check  lint, render and schema-validate the helm chart (default and production values)
 
 SHELL := /bin/bash
 CARGO ?= cargo
 TEST_REDIS_URL ?= redis://127.0.0.1:6379
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: help run stop status test lint fmt build bench
+.PHONY: help run stop status test lint fmt build bench helm-check
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -43,3 +44,6 @@ fmt:
 
 bench:
 	@bash scripts/bench.sh
+
+helm-check:
+	@bash scripts/helm-check.sh
