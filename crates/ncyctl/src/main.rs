@@ -6,8 +6,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cache;
+mod cache_sessions;
 mod db;
 mod health;
+mod jobs;
+mod jobs_bulk;
+mod jobs_watch;
+mod realtime;
+mod rpc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +39,18 @@ enum Command {
     },
     /// Ask a service's gRPC health endpoint whether it is serving.
     Health(health::HealthArgs),
+    /// Queue statistics (a table), pause and resume (job-scheduler, NCY_SCHEDULER_ADDR).
+    Queues(jobs::QueuesArgs),
+    /// Enqueue, list, inspect, cancel, retry and watch jobs (job-scheduler).
+    Jobs(jobs::JobsArgs),
+    /// The dead-letter queue: list, retry, delete (job-scheduler).
+    Dlq(jobs::DlqArgs),
+    /// Recurring (cron) jobs: list, set, delete (job-scheduler).
+    Schedules(jobs::SchedulesArgs),
+    /// Cache entries, invalidation, rate limits, sessions and stats (cache-gateway, NCY_CACHE_ADDR).
+    Cache(cache::CacheArgs),
+    /// Send to rooms, presence, stats and domain events (realtime-gateway, NCY_REALTIME_ADDR).
+    Realtime(realtime::RealtimeArgs),
 }
 
 /// What a command reports back to `main`.
@@ -60,6 +79,12 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Db { command } => db::run(command, cli.json).await,
             Command::Health(args) => health::run(args, cli.json).await,
+            Command::Queues(args) => jobs::queues(args, cli.json).await,
+            Command::Jobs(args) => jobs::jobs(args, cli.json).await,
+            Command::Dlq(args) => jobs::dlq(args, cli.json).await,
+            Command::Schedules(args) => jobs::schedules(args, cli.json).await,
+            Command::Cache(args) => cache::run(args, cli.json).await,
+            Command::Realtime(args) => realtime::run(args, cli.json).await,
         }
     });
     match outcome {
