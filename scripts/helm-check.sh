@@ -58,6 +58,6 @@ for values in default production; do
   done
   "$TOOLS/venv/bin/python" scripts/helm_invariants.py "$OUT/$values.yaml" "$values"
 done
-echo "helm-check: Grafana dashboard up to date"
 python3 deploy/grafana/build_dashboard.py --check
+echo "helm-check: Grafana dashboard up to date"
 echo "helm-check: ok"
