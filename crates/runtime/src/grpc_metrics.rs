@@ -5,11 +5,15 @@
 //! ("trailers-only" responses); a response without it is a success whose status travels in the
 //! trailers, counted as `OK`.
 use std::{
+    collections::HashMap,
     future::Future,
     pin::Pin,
+    sync::{Arc, LazyLock, RwLock},
     task::{Context, Poll},
     time::Instant,
 };
+
+use metrics::{Counter, Histogram};
 
 use tower::{Layer, Service};
 
@@ -47,7 +51,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().to_owned();
+        let handles = method_handles(request.uri().path());
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
@@ -61,12 +65,49 @@ where
                     .map_or("OK", code_name),
                 Err(_) => "INTERNAL",
             };
-            metrics::counter!("grpc_server_handled_total", "method" => method.clone(), "code" => code).increment(1);
-            metrics::histogram!("grpc_server_handling_seconds", "method" => method)
-                .record(started.elapsed().as_secs_f64());
+            if code == "OK" {
+                handles.ok.increment(1);
+            } else {
+                metrics::counter!("grpc_server_handled_total", "method" => handles.method.clone(), "code" => code)
+                    .increment(1);
+            }
+            handles.seconds.record(started.elapsed().as_secs_f64());
             result
         })
     }
+}
+
+/// The metric handles of one method, resolved once: the hot path then skips building label sets and
+/// the registry lookup on every call.
+struct MethodHandles {
+    method: String,
+    ok: Counter,
+    seconds: Histogram,
+}
+
+/// Handles per method path. Paths come from routed requests, but an unknown path is answered
+/// `UNIMPLEMENTED` and would otherwise grow the map: past a bound, handles are built per call.
+fn method_handles(path: &str) -> Arc<MethodHandles> {
+    const MAX_METHODS: usize = 512;
+    static HANDLES: LazyLock<RwLock<HashMap<String, Arc<MethodHandles>>>> =
+        LazyLock::new(|| RwLock::new(HashMap::new()));
+    if let Ok(map) = HANDLES.read()
+        && let Some(handles) = map.get(path)
+    {
+        return handles.clone();
+    }
+    let method = path.to_owned();
+    let handles = Arc::new(MethodHandles {
+        ok: metrics::counter!("grpc_server_handled_total", "method" => method.clone(), "code" => "OK"),
+        seconds: metrics::histogram!("grpc_server_handling_seconds", "method" => method.clone()),
+        method,
+    });
+    if let Ok(mut map) = HANDLES.write()
+        && map.len() < MAX_METHODS
+    {
+        map.insert(path.to_owned(), handles.clone());
+    }
+    handles
 }
 
 fn code_name(code: i32) -> &'static str {

@@ -9,9 +9,9 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -186,7 +186,11 @@ impl ServiceRuntime {
                 .layer(GrpcMetricsLayer)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(grpc_listener),
+                    // tonic ignores its own `tcp_nodelay` setting for a listener passed in, so set
+                    // it here: without it Nagle's algorithm holds small unary replies back.
+                    TcpIncoming::from(grpc_listener)
+                        .with_nodelay(Some(true))
+                        .with_keepalive(Some(Duration::from_secs(60))),
                     drain.cancelled_owned(),
                 )
         };

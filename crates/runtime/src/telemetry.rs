@@ -7,12 +7,18 @@ use opentelemetry::{
 };
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
     EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
 use crate::settings::{LogFormat, TelemetrySettings};
+
+/// Whether spans are exported (an OpenTelemetry provider is installed). Without export, the per-call
+/// span is a DEBUG span, so a production log level (INFO) skips building it on the hot path.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 /// Keeps the trace exporter alive; dropping it flushes pending spans.
 #[must_use = "dropping the guard stops trace export"]
@@ -79,6 +85,7 @@ pub fn install(
         LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
     };
     let otel = provider.as_ref().map(|p| {
+        EXPORTING.store(true, Ordering::Relaxed);
         global::set_tracer_provider(p.clone());
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer(service))
@@ -103,7 +110,11 @@ impl Extractor for HeaderExtractor<'_> {
 }
 
 /// The span for one incoming gRPC call, child of the caller's trace when `traceparent` is present.
+/// When spans are not exported it is a DEBUG span (free unless `RUST_LOG` asks for debug).
 pub fn grpc_server_span<B>(request: &http::Request<B>) -> tracing::Span {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return tracing::debug_span!("grpc.server", rpc.method = %request.uri().path());
+    }
     let parent: Context =
         global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
     let path = request.uri().path();

@@ -202,4 +202,16 @@ pub async fn assert_service_basics(addrs: ncy_runtime::LocalAddrs, grpc_services
         metrics.contains("ncy_dependency_up{dependency=\"redis\"} 1"),
         "{metrics}"
     );
+    // The health checks above went through the gRPC metrics layer: the OK and the NOT_FOUND calls
+    // are counted (several services may share this process's recorder, so only presence is checked).
+    for series in [
+        "grpc_server_handled_total{method=\"/grpc.health.v1.Health/Check\",code=\"OK\"}",
+        "grpc_server_handled_total{method=\"/grpc.health.v1.Health/Check\",code=\"NOT_FOUND\"}",
+        "grpc_server_handling_seconds_count{method=\"/grpc.health.v1.Health/Check\"}",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
 }
