@@ -74,6 +74,24 @@ impl Backplane {
         self.evictions.load(Ordering::Acquire)
     }
 
+    /// Publishes a heartbeat on `conn`, a connection of the backplane's own (not the request
+    /// pool, so a saturated pool cannot make a healthy subscription look dead).
+    async fn heartbeat(&self, conn: &mut redis::aio::MultiplexedConnection, period: Duration) {
+        let msg = Message {
+            o: self.instance_id.clone(),
+            hb: true,
+            ..Message::default()
+        };
+        let Ok(payload) = serde_json::to_vec(&msg) else {
+            return;
+        };
+        let cmd = redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(payload)
+            .to_owned();
+        let _ = tokio::time::timeout(period, cmd.query_async::<i64>(conn)).await;
+    }
+
     /// Publishes `msg` (origin filled in).
     pub async fn publish(&self, l2: &L2, mut msg: Message) {
         msg.o.clone_from(&self.instance_id);
@@ -127,7 +145,6 @@ pub async fn run(
     state: Arc<Backplane>,
     client: redis::Client,
     l1: L1,
-    l2: L2,
     tags: Tags,
     heartbeat: Duration,
     cancel: CancellationToken,
@@ -137,13 +154,14 @@ pub async fn run(
         let connect = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&state.channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+            let conn = client.get_multiplexed_async_connection().await?;
+            Ok::<_, redis::RedisError>((pubsub, conn))
         };
         let pubsub = tokio::select! {
             () = cancel.cancelled() => return,
             r = tokio::time::timeout(Duration::from_secs(2), connect) => r,
         };
-        let mut pubsub = match pubsub {
+        let (mut pubsub, mut conn) = match pubsub {
             Ok(Ok(p)) => p,
             _ => {
                 tokio::select! {
@@ -175,8 +193,7 @@ pub async fn run(
                         if now_ms() - state.last_heartbeat_ms.load(Ordering::Acquire) > limit {
                             break;
                         }
-                        let beat = Message { hb: true, ..Message::default() };
-                        state.publish(&l2, beat).await;
+                        state.heartbeat(&mut conn, heartbeat).await;
                     }
                 }
             }

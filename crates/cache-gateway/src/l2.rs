@@ -53,6 +53,15 @@ impl L2 {
         self.breaker.open_until_ms.load(Ordering::Relaxed) <= now_ms()
     }
 
+    /// Whether every pooled connection is in use.
+    fn saturated(&self) -> bool {
+        let status = match &self.pool {
+            RedisPool::Single(p) => p.status(),
+            RedisPool::Cluster(p) => p.status(),
+        };
+        status.available == 0 && status.size >= status.max_size
+    }
+
     /// Whether this is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.pool.is_cluster()
@@ -67,17 +76,26 @@ impl L2 {
         if !self.available() {
             return Err(CacheError::Redis("circuit open".into()));
         }
-        let call = async {
-            let conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| CacheError::Redis(e.to_string()))?;
-            f(conn).await.map_err(CacheError::from)
+        let start = tokio::time::Instant::now();
+        let conn = match tokio::time::timeout(self.timeout, self.pool.get()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(CacheError::Redis(e.to_string())),
+            // Every connection busy: this process is saturated, Redis is not at fault, so the
+            // breaker does not count it.
+            Err(_) if self.saturated() => {
+                return Err(CacheError::Redis("no free connection in time".into()));
+            }
+            Err(_) => Err(CacheError::Redis("timed out connecting".into())),
         };
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(r) => r,
-            Err(_) => Err(CacheError::Redis("timed out".into())),
+        let result = match conn {
+            Ok(conn) => {
+                let left = self.timeout.saturating_sub(start.elapsed());
+                match tokio::time::timeout(left, f(conn)).await {
+                    Ok(r) => r.map_err(CacheError::from),
+                    Err(_) => Err(CacheError::Redis("timed out".into())),
+                }
+            }
+            Err(e) => Err(e),
         };
         match &result {
             Ok(_) => self.breaker.failures.store(0, Ordering::Relaxed),

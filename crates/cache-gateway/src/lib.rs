@@ -130,7 +130,6 @@ impl Application {
             core.backplane.clone(),
             redis_client,
             core.l1.clone(),
-            core.l2.clone(),
             core.tags.clone(),
             core.settings.backplane_heartbeat,
             cancel.clone(),

@@ -201,6 +201,14 @@ impl Core {
         let token = uuid::Uuid::new_v4().to_string();
         let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(5000);
         let started = now_ms();
+        // A load that finished just before this one was started leaves its entry in L1: a
+        // caller that missed L1 moments ago must not load again.
+        if !force
+            && let Some(entry) = self.l1.get(key).await
+            && entry.expires_ms > started
+        {
+            return Ok(entry);
+        }
         let deadline = started + 2 * lease_ms;
         let mut counted = false;
         loop {
