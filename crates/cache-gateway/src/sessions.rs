@@ -87,6 +87,14 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), CacheError> {
     Ok(())
 }
 
+/// The index score: creation time in microseconds, so sessions created in the same millisecond
+/// still list in creation order (exact in a double up to the year 2255).
+fn index_score() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// The session store.
 pub struct Sessions {
     put: Script,
@@ -120,7 +128,7 @@ impl Sessions {
         pipe.cmd("ZADD")
             .arg(index_key)
             .arg("NX")
-            .arg(session.updated_ms)
+            .arg(index_score())
             .arg(&session.id)
             .cmd("EXPIRE")
             .arg(index_key)
