@@ -177,7 +177,12 @@ impl CacheService for CacheApi {
         let loader = self.core.loaders.get(&req.kind)?;
         let id = loader.normalize_id(&req.id)?;
         if let Some(t) = req.ttl_seconds {
-            validate::ttl("ttl_seconds", Some(t), 1, self.core.settings.max_ttl.as_secs())?;
+            validate::ttl(
+                "ttl_seconds",
+                Some(t),
+                1,
+                self.core.settings.max_ttl.as_secs(),
+            )?;
         }
         let key = format!("{}:{id}", loader.kind);
         let hit = self

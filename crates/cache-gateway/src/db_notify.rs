@@ -160,7 +160,10 @@ mod tests {
             r#"{{"table":"tasks","new":{{"id":"x","project_id":"{u}"}},"old":{{"project_id":"{u}"}}}}"#
         ))
         .expect("json");
-        assert_eq!(plan(&change), vec![(vec![format!("project_tasks:{u}")], None)]);
+        assert_eq!(
+            plan(&change),
+            vec![(vec![format!("project_tasks:{u}")], None)]
+        );
         let change: Change =
             serde_json::from_str(&format!(r#"{{"table":"users","new":{{"id":"{u}"}}}}"#))
                 .expect("json");

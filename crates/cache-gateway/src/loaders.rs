@@ -86,14 +86,16 @@ impl Loaders {
     pub fn load(file: Option<&Path>, default_ttl: Duration) -> Result<Self, String> {
         let mut configs = parse(DEFAULTS).map_err(|e| format!("built-in loaders: {e}"))?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             configs.extend(parse(&text).map_err(|e| format!("{}: {e}", path.display()))?);
         }
         let mut map = HashMap::new();
         for (kind, c) in configs {
             if !valid_kind(&kind) {
-                return Err(format!("loader kind {kind:?} must match [a-z][a-z0-9_]{{0,63}}"));
+                return Err(format!(
+                    "loader kind {kind:?} must match [a-z][a-z0-9_]{{0,63}}"
+                ));
             }
             let loader = Loader {
                 kind: kind.clone(),
@@ -111,7 +113,10 @@ impl Loaders {
     /// The loader of `kind`, or INVALID_ARGUMENT naming `kind`.
     pub fn get(&self, kind: &str) -> Result<Arc<Loader>, CacheError> {
         if !valid_kind(kind) {
-            return Err(CacheError::invalid("kind", "must match [a-z][a-z0-9_]{0,63}"));
+            return Err(CacheError::invalid(
+                "kind",
+                "must match [a-z][a-z0-9_]{0,63}",
+            ));
         }
         self.map
             .get(kind)
@@ -169,7 +174,9 @@ impl Loader {
         {
             for tp in &self.tag_paths {
                 let segments: Vec<&str> = tp.path.split('/').filter(|s| !s.is_empty()).collect();
-                collect(&doc, &segments, &mut |v| tags.push(format!("{}:{v}", tp.tag)));
+                collect(&doc, &segments, &mut |v| {
+                    tags.push(format!("{}:{v}", tp.tag))
+                });
             }
         }
         tags.sort();
@@ -224,7 +231,9 @@ mod tests {
         let doc = json!([{"userId": "a"}, {"userId": "b"}, {"assignee": {"id": "c"}}, {"assignee": null}]);
         let mut found = Vec::new();
         collect(&doc, &["*", "userId"], &mut |v| found.push(v.to_owned()));
-        collect(&doc, &["*", "assignee", "id"], &mut |v| found.push(v.to_owned()));
+        collect(&doc, &["*", "assignee", "id"], &mut |v| {
+            found.push(v.to_owned())
+        });
         assert_eq!(found, ["a", "b", "c"]);
     }
 }

@@ -72,16 +72,19 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every series once.
     pub fn new() -> Self {
-        metrics::describe_counter!("cache_hits_total", "Reads answered, by layer and key family");
+        metrics::describe_counter!(
+            "cache_hits_total",
+            "Reads answered, by layer and key family"
+        );
         metrics::describe_counter!("cache_misses_total", "Reads a layer could not answer");
         metrics::describe_histogram!(
             "cache_operation_duration_seconds",
             "Cache operation latency by the layer that answered"
         );
         let per_layer = |name: &'static str, pattern: &'static str| {
-            LAYERS.map(|layer| {
-                metrics::counter!(name, "cache_layer" => layer, "key_pattern" => pattern)
-            })
+            LAYERS.map(
+                |layer| metrics::counter!(name, "cache_layer" => layer, "key_pattern" => pattern),
+            )
         };
         Self {
             hits: PATTERNS
@@ -125,7 +128,11 @@ impl Metrics {
     /// A miss in `layer` for a key of family `pattern`.
     pub fn miss(&self, layer: Layer, pattern: &str) {
         self.layer_misses[layer as usize].fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = self.misses.get(pattern).or_else(|| self.misses.get("other")) {
+        if let Some(c) = self
+            .misses
+            .get(pattern)
+            .or_else(|| self.misses.get("other"))
+        {
             c[layer as usize].increment(1);
         }
     }

@@ -23,8 +23,7 @@ impl Core {
             .split(':')
             .next()
             .filter(|f| !f.contains(['*', '?', '[', '\\']));
-        if pattern.contains(':')
-            && literal_family.is_some_and(|f| validate::RESERVED.contains(&f))
+        if pattern.contains(':') && literal_family.is_some_and(|f| validate::RESERVED.contains(&f))
         {
             return Err(CacheError::invalid(
                 "pattern",
@@ -59,7 +58,10 @@ impl Core {
                 .await?;
             let doomed: Vec<&String> = keys
                 .iter()
-                .filter(|k| k.get(prefix_len..).is_some_and(|l| !validate::is_reserved(l)))
+                .filter(|k| {
+                    k.get(prefix_len..)
+                        .is_some_and(|l| !validate::is_reserved(l))
+                })
                 .collect();
             if !doomed.is_empty() {
                 if dry_run {

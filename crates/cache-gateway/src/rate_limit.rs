@@ -66,11 +66,7 @@ impl RateLimiter {
         window_ms: i64,
         cost: i64,
     ) -> Result<Decision, CacheError> {
-        let args = [
-            limit.to_string(),
-            window_ms.to_string(),
-            cost.to_string(),
-        ];
+        let args = [limit.to_string(), window_ms.to_string(), cost.to_string()];
         let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let reply: Vec<i64> = l2.script(&self.script, &[key], &argv).await?;
         let [allowed, remaining, retry_after_ms, reset_at_ms] = reply[..] else {
@@ -103,7 +99,9 @@ pub fn validate(
     }
     if identifier.is_empty()
         || identifier.len() > 256
-        || identifier.chars().any(|c| c.is_whitespace() || c.is_control())
+        || identifier
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(CacheError::invalid(
             "identifier",
@@ -111,7 +109,10 @@ pub fn validate(
         ));
     }
     if !(1..=1_000_000).contains(&limit) {
-        return Err(CacheError::invalid("limit", "must be between 1 and 1000000"));
+        return Err(CacheError::invalid(
+            "limit",
+            "must be between 1 and 1000000",
+        ));
     }
     if !(1..=86_400).contains(&window_seconds) {
         return Err(CacheError::invalid(

@@ -150,7 +150,12 @@ impl Sessions {
         if code < 0 {
             if added == 1 {
                 let _: i64 = l2
-                    .cmd(redis::cmd("ZREM").arg(index_key).arg(&session.id).to_owned())
+                    .cmd(
+                        redis::cmd("ZREM")
+                            .arg(index_key)
+                            .arg(&session.id)
+                            .to_owned(),
+                    )
                     .await?;
             }
             return Ok(None);

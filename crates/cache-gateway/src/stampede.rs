@@ -35,6 +35,15 @@ const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
 
+/// Removes a key from the in-flight map when dropped.
+struct InflightGuard<'a>(&'a Core, &'a Arc<str>);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.remove(self.1);
+    }
+}
+
 /// What GetOrLoad asks for.
 pub struct LoadRequest {
     /// The loader.
@@ -166,9 +175,10 @@ impl Core {
                 let (id, ttl, force) = (req.id.clone(), req.ttl_secs, req.force);
                 let task_key = key.clone();
                 let handle = tokio::spawn(async move {
-                    let result = core.load_leased(&task_key, &loader, &id, ttl, force).await;
-                    core.inflight.remove(&task_key);
-                    result
+                    // Removed however the task ends (even by a panic), so a failed load is never
+                    // joined by later callers.
+                    let _done = InflightGuard(&core, &task_key);
+                    core.load_leased(&task_key, &loader, &id, ttl, force).await
                 });
                 let kind = req.loader.kind.clone();
                 let fut = async move {
@@ -230,7 +240,23 @@ impl Core {
                     }
                 }
                 Ok(Some(_)) => {
-                    let result = self.load_and_fill(key, loader, id, ttl, force).await;
+                    // Double-check under the lease: another instance may have filled L2 and
+                    // released its lease since this caller's own L2 read.
+                    let filled = match force {
+                        true => None,
+                        false => self.l2_read(key).await.ok().flatten(),
+                    };
+                    let fresh = match &filled {
+                        Some(entry) => self.fresh(entry, now_ms()).await.is_some(),
+                        None => false,
+                    };
+                    let result = match filled {
+                        Some(entry) if fresh => {
+                            self.l1.insert(Arc::from(key), entry.clone(), now_ms()).await;
+                            Ok(entry)
+                        }
+                        _ => self.load_and_fill(key, loader, id, ttl, force).await,
+                    };
                     let release = Script::new(RELEASE);
                     let _ = self
                         .l2
@@ -309,7 +335,8 @@ impl Core {
                 (entry, ttl_ms + stale_ms)
             }
             None => {
-                let ttl_ms = i64::try_from(self.settings.negative_ttl.as_millis()).unwrap_or(30_000);
+                let ttl_ms =
+                    i64::try_from(self.settings.negative_ttl.as_millis()).unwrap_or(30_000);
                 let entry = Entry {
                     value: Arc::from(""),
                     created_ms: now,

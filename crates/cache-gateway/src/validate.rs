@@ -71,7 +71,10 @@ pub fn target(
         (true, Some(api)) => {
             let endpoint = &api.endpoint;
             if endpoint.is_empty() || endpoint.len() > 256 {
-                return Err(CacheError::invalid("api.endpoint", "must be 1 to 256 bytes"));
+                return Err(CacheError::invalid(
+                    "api.endpoint",
+                    "must be 1 to 256 bytes",
+                ));
             }
             if endpoint.chars().any(char::is_control) {
                 return Err(CacheError::invalid(
@@ -156,7 +159,14 @@ mod tests {
     #[test]
     fn keys() {
         assert!(key("key", "user:1").is_ok());
-        for bad in ["", "a b", "session:x", "rate_limit:a:b", "user_sessions:1", "cache:tag:x"] {
+        for bad in [
+            "",
+            "a b",
+            "session:x",
+            "rate_limit:a:b",
+            "user_sessions:1",
+            "cache:tag:x",
+        ] {
             assert!(key("key", bad).is_err(), "{bad}");
         }
         assert!(key("key", &"k".repeat(1025)).is_err());

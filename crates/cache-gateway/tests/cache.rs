@@ -64,11 +64,15 @@ async fn set_then_get_from_l1_then_l2_and_delete() -> anyhow::Result<()> {
         .into_inner();
     assert!(!d.existed, "idempotent");
     assert!(!ca.get(get(&k)).await?.into_inner().found);
-    assert_eventually("B's L1 copy evicted by the delete", Duration::from_secs(5), || {
-        let mut cb = cb.clone();
-        let k = k.clone();
-        async move { !cb.get(get(&k)).await.unwrap().into_inner().found }
-    })
+    assert_eventually(
+        "B's L1 copy evicted by the delete",
+        Duration::from_secs(5),
+        || {
+            let mut cb = cb.clone();
+            let k = k.clone();
+            async move { !cb.get(get(&k)).await.unwrap().into_inner().found }
+        },
+    )
     .await;
     Ok(())
 }
@@ -83,7 +87,10 @@ async fn a_set_on_one_instance_evicts_the_others_l1() -> anyhow::Result<()> {
     ca.set(set(&k, r#""v1""#)).await?;
     cb.get(get(&k)).await?;
     let r = cb.get(get(&k)).await?.into_inner();
-    assert_eq!((r.layer(), r.value_json.as_str()), (CacheLayer::L1, r#""v1""#));
+    assert_eq!(
+        (r.layer(), r.value_json.as_str()),
+        (CacheLayer::L1, r#""v1""#)
+    );
 
     ca.set(set(&k, r#""v2""#)).await?;
     assert_eventually("B serves v2 after A's Set", Duration::from_secs(5), || {
@@ -145,7 +152,9 @@ async fn api_keys_are_canonical() -> anyhow::Result<()> {
     let r = c
         .get(GetRequest {
             key: String::new(),
-            api: Some(api(r#"{ "filter": {"q":"x", "status":"open"}, "page": 2 }"#)),
+            api: Some(api(
+                r#"{ "filter": {"q":"x", "status":"open"}, "page": 2 }"#,
+            )),
         })
         .await?
         .into_inner();
@@ -187,12 +196,18 @@ async fn tags_and_entity_invalidation_reach_every_instance() -> anyhow::Result<(
         async move { !cb.get(get(&list)).await.unwrap().into_inner().found }
     })
     .await;
-    assert!(cb.get(get(&other)).await?.into_inner().found, "untagged entry kept");
+    assert!(
+        cb.get(get(&other)).await?.into_inner().found,
+        "untagged entry kept"
+    );
 
     let mut req = set(&list, "[1]");
     req.tags = vec!["pricing".into()];
     ca.set(req).await?;
-    assert!(cb.get(get(&list)).await?.into_inner().found, "written after the invalidation");
+    assert!(
+        cb.get(get(&list)).await?.into_inner().found,
+        "written after the invalidation"
+    );
     let t = ca
         .invalidate_tag(InvalidateTagRequest {
             tag: "pricing".into(),
@@ -277,7 +292,10 @@ async fn stats_and_metrics_count_hits_per_layer() -> anyhow::Result<()> {
 
     let (status, body) = ncy_testkit::http_get(gw.addrs.admin, "/metrics").await?;
     assert_eq!(status, 200);
-    assert!(body.contains(r#"cache_hits_total{cache_layer="l1",key_pattern="user"}"#), "{body}");
+    assert!(
+        body.contains(r#"cache_hits_total{cache_layer="l1",key_pattern="user"}"#),
+        "{body}"
+    );
     assert!(body.contains("cache_misses_total{"));
     assert!(body.contains("cache_operation_duration_seconds_bucket{"));
     Ok(())
@@ -319,7 +337,10 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() -> 
         (with(&|r| r.ttl_seconds = Some(-5)), "ttl_seconds:"),
         (with(&|r| r.ttl_seconds = Some(2_592_001)), "ttl_seconds:"),
         (with(&|r| r.tags = vec!["a b".into()]), "tags[0]:"),
-        (with(&|r| r.tags = (0..33).map(|i| i.to_string()).collect()), "tags:"),
+        (
+            with(&|r| r.tags = (0..33).map(|i| i.to_string()).collect()),
+            "tags:",
+        ),
         (
             with(&|r| {
                 r.key = String::new();
@@ -344,7 +365,11 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() -> 
     for (req, field) in cases {
         let err = c.set(req).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{field}");
-        assert!(err.message().starts_with(field), "{field}: {}", err.message());
+        assert!(
+            err.message().starts_with(field),
+            "{field}: {}",
+            err.message()
+        );
     }
     assert!(!c.get(get(&k)).await?.into_inner().found, "nothing written");
 
@@ -393,6 +418,10 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() -> 
         .await
         .unwrap_err();
     assert!(err.message().starts_with("tag:"));
-    assert_eq!(gw.stats().await.loads, 0, "no loader ran for rejected input");
+    assert_eq!(
+        gw.stats().await.loads,
+        0,
+        "no loader ran for rejected input"
+    );
     Ok(())
 }

@@ -33,9 +33,15 @@ async fn rate_limit_is_exact_across_instances() -> anyhow::Result<()> {
     let b = common::Gateway::start(&env).await?;
     let mut calls = Vec::new();
     for i in 0..200 {
-        let mut c = if i % 2 == 0 { a.client.clone() } else { b.client.clone() };
+        let mut c = if i % 2 == 0 {
+            a.client.clone()
+        } else {
+            b.client.clone()
+        };
         calls.push(tokio::spawn(async move {
-            c.check_rate_limit(limit("10.0.0.1", 50, 0)).await.map(|r| r.into_inner())
+            c.check_rate_limit(limit("10.0.0.1", 50, 0))
+                .await
+                .map(|r| r.into_inner())
         }));
     }
     let mut allowed = 0;
@@ -57,12 +63,21 @@ async fn rate_limit_is_exact_across_instances() -> anyhow::Result<()> {
     assert_eq!(remaining, (0..50).collect::<BTreeSet<i64>>());
 
     let mut c = a.client.clone();
-    let r = c.check_rate_limit(limit("other", 10, 4)).await?.into_inner();
+    let r = c
+        .check_rate_limit(limit("other", 10, 4))
+        .await?
+        .into_inner();
     assert!(r.allowed);
     assert_eq!(r.remaining, 6);
-    let r = c.check_rate_limit(limit("other", 10, 7)).await?.into_inner();
+    let r = c
+        .check_rate_limit(limit("other", 10, 7))
+        .await?
+        .into_inner();
     assert!(!r.allowed, "a denied request consumes nothing");
-    let r = c.check_rate_limit(limit("other", 10, 6)).await?.into_inner();
+    let r = c
+        .check_rate_limit(limit("other", 10, 6))
+        .await?
+        .into_inner();
     assert!(r.allowed);
     assert_eq!(r.remaining, 0);
 
@@ -109,7 +124,10 @@ async fn sessions_put_get_list_delete() -> anyhow::Result<()> {
     let user = uuid::Uuid::new_v4().to_string();
     let other = uuid::Uuid::new_v4().to_string();
 
-    let first = c.put_session(put("", &user, r#"{"ip":"1.2.3.4"}"#, None)).await?.into_inner();
+    let first = c
+        .put_session(put("", &user, r#"{"ip":"1.2.3.4"}"#, None))
+        .await?
+        .into_inner();
     assert!(first.created);
     let s1 = first.session.unwrap();
     assert_eq!(s1.session_id.len(), 32);
@@ -153,23 +171,27 @@ async fn sessions_put_get_list_delete() -> anyhow::Result<()> {
 
     let c2 = c.clone();
     let user2 = user.clone();
-    assert_eventually("the expired session leaves the list", Duration::from_secs(10), || {
-        let mut c = c2.clone();
-        let user = user2.clone();
-        let short = short.clone();
-        async move {
-            let page = c
-                .list_user_sessions(ListUserSessionsRequest {
-                    user_id: user,
-                    page_size: 0,
-                    page_token: String::new(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            !page.sessions.iter().any(|s| s.session_id == short)
-        }
-    })
+    assert_eventually(
+        "the expired session leaves the list",
+        Duration::from_secs(10),
+        || {
+            let mut c = c2.clone();
+            let user = user2.clone();
+            let short = short.clone();
+            async move {
+                let page = c
+                    .list_user_sessions(ListUserSessionsRequest {
+                        user_id: user,
+                        page_size: 0,
+                        page_token: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                !page.sessions.iter().any(|s| s.session_id == short)
+            }
+        },
+    )
     .await;
 
     let mut seen = Vec::new();
@@ -234,7 +256,10 @@ async fn sessions_put_get_list_delete() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert_eq!(
-        page.sessions.iter().map(|s| s.session_id.clone()).collect::<Vec<_>>(),
+        page.sessions
+            .iter()
+            .map(|s| s.session_id.clone())
+            .collect::<Vec<_>>(),
         vec![ids[0].clone()]
     );
 

@@ -18,7 +18,10 @@ async fn loads_from_postgres_then_serves_from_cache() -> anyhow::Result<()> {
     let gw = w.gateway().await?;
     let mut c = gw.client.clone();
     let user = w.user("Ada").await;
-    let r = c.get_or_load(load("user", &user.to_uppercase())).await?.into_inner();
+    let r = c
+        .get_or_load(load("user", &user.to_uppercase()))
+        .await?
+        .into_inner();
     assert_eq!(r.key, format!("user:{user}"));
     assert_eq!(r.layer(), CacheLayer::L3);
     let doc: serde_json::Value = serde_json::from_str(&r.value_json)?;
@@ -40,7 +43,11 @@ async fn loads_from_postgres_then_serves_from_cache() -> anyhow::Result<()> {
     })
     .await?;
     let r = c.get_or_load(load("org_members", &org)).await?.into_inner();
-    assert_eq!(r.layer(), CacheLayer::L3, "reloaded after the member changed");
+    assert_eq!(
+        r.layer(),
+        CacheLayer::L3,
+        "reloaded after the member changed"
+    );
     Ok(())
 }
 
@@ -56,10 +63,16 @@ async fn a_thousand_concurrent_cold_reads_on_two_instances_run_one_query() -> an
     let user = w.user("Grace").await;
     let mut calls = Vec::new();
     for i in 0..1000 {
-        let mut c = if i % 2 == 0 { a.client.clone() } else { b.client.clone() };
+        let mut c = if i % 2 == 0 {
+            a.client.clone()
+        } else {
+            b.client.clone()
+        };
         let user = user.clone();
         calls.push(tokio::spawn(async move {
-            c.get_or_load(load("counted_user", &user)).await.map(|r| r.into_inner())
+            c.get_or_load(load("counted_user", &user))
+                .await
+                .map(|r| r.into_inner())
         }));
     }
     for call in calls {
@@ -67,7 +80,11 @@ async fn a_thousand_concurrent_cold_reads_on_two_instances_run_one_query() -> an
         assert!(r.value_json.contains("Grace"));
     }
     let (sa, sb) = (a.stats().await, b.stats().await);
-    assert_eq!(w.load_count().await, 1, "exactly one SQL query; {sa:?} {sb:?}");
+    assert_eq!(
+        w.load_count().await,
+        1,
+        "exactly one SQL query; {sa:?} {sb:?}"
+    );
     assert_eq!(sa.loads + sb.loads, 1);
     assert!(sa.coalesced_loads + sb.coalesced_loads >= 1);
     Ok(())
@@ -88,7 +105,11 @@ async fn missing_rows_are_cached_negatively() -> anyhow::Result<()> {
     ))
     .await;
     let err = c.get_or_load(load("counted_user", &id)).await.unwrap_err();
-    assert_eq!(err.code(), Code::NotFound, "answered from the negative cache");
+    assert_eq!(
+        err.code(),
+        Code::NotFound,
+        "answered from the negative cache"
+    );
     assert_eq!(w.load_count().await, 1);
     let mut forced = load("counted_user", &id);
     forced.force_refresh = true;
@@ -112,17 +133,27 @@ async fn reads_near_expiry_refresh_in_the_background() -> anyhow::Result<()> {
     let mut first = load("counted_user", &user);
     first.ttl_seconds = Some(30);
     c.get_or_load(first).await?;
-    w.exec(&format!("UPDATE users SET name = 'New' WHERE id = '{user}'"))
-        .await;
-    assert_eventually("a cached read shows the refreshed row", Duration::from_secs(20), || {
-        let mut c = c.clone();
-        let user = user.clone();
-        async move {
-            let r = c.get_or_load(load("counted_user", &user)).await.unwrap().into_inner();
-            assert_ne!(r.layer(), CacheLayer::L3, "never a foreground load");
-            r.value_json.contains("New")
-        }
-    })
+    w.exec(&format!(
+        "UPDATE users SET name = 'New' WHERE id = '{user}'"
+    ))
+    .await;
+    assert_eventually(
+        "a cached read shows the refreshed row",
+        Duration::from_secs(20),
+        || {
+            let mut c = c.clone();
+            let user = user.clone();
+            async move {
+                let r = c
+                    .get_or_load(load("counted_user", &user))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_ne!(r.layer(), CacheLayer::L3, "never a foreground load");
+                r.value_json.contains("New")
+            }
+        },
+    )
     .await;
     assert!(gw.stats().await.refresh_ahead >= 1);
     Ok(())
@@ -138,18 +169,27 @@ async fn a_failing_loader_serves_the_stale_copy_flagged() -> anyhow::Result<()> 
     ]);
     let gw = common::Gateway::start(&env).await?;
     let mut c = gw.client.clone();
-    w.exec("INSERT INTO things VALUES ('t1', '{\"v\":1}')").await;
+    w.exec("INSERT INTO things VALUES ('t1', '{\"v\":1}')")
+        .await;
     let r = c.get_or_load(load("thing", "t1")).await?.into_inner();
     assert!(!r.stale);
     w.exec("DROP TABLE things").await;
-    assert_eventually("stale copy served after expiry", Duration::from_secs(20), || {
-        let mut c = c.clone();
-        async move {
-            let r = c.get_or_load(load("thing", "t1")).await.unwrap().into_inner();
-            assert_eq!(r.value_json, "{\"v\":1}");
-            r.stale
-        }
-    })
+    assert_eventually(
+        "stale copy served after expiry",
+        Duration::from_secs(20),
+        || {
+            let mut c = c.clone();
+            async move {
+                let r = c
+                    .get_or_load(load("thing", "t1"))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(r.value_json, "{\"v\":1}");
+                r.stale
+            }
+        },
+    )
     .await;
     let s = gw.stats().await;
     assert!(s.stale_served >= 1 && s.load_errors >= 1);
@@ -172,31 +212,53 @@ async fn a_row_changed_by_plain_sql_is_read_fresh_after_notify() -> anyhow::Resu
         c.get_or_load(load("user", &user)).await?;
         c.get_or_load(load("org_members", &org)).await?;
     }
-    w.exec(&format!("UPDATE users SET name = 'After' WHERE id = '{user}'"))
-        .await;
+    w.exec(&format!(
+        "UPDATE users SET name = 'After' WHERE id = '{user}'"
+    ))
+    .await;
     for c in [&a.client, &b.client] {
-        assert_eventually("user and member list fresh", Duration::from_secs(10), || {
-            let mut c = c.clone();
-            let (user, org) = (user.clone(), org.clone());
-            async move {
-                let u = c.get_or_load(load("user", &user)).await.unwrap().into_inner();
-                let m = c.get_or_load(load("org_members", &org)).await.unwrap().into_inner();
-                u.value_json.contains("After") && m.value_json.contains("After")
-            }
-        })
+        assert_eventually(
+            "user and member list fresh",
+            Duration::from_secs(10),
+            || {
+                let mut c = c.clone();
+                let (user, org) = (user.clone(), org.clone());
+                async move {
+                    let u = c
+                        .get_or_load(load("user", &user))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    let m = c
+                        .get_or_load(load("org_members", &org))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    u.value_json.contains("After") && m.value_json.contains("After")
+                }
+            },
+        )
         .await;
     }
     let other = w.user("Joiner").await;
     w.member(&org, &other).await;
     let mut c = a.client.clone();
-    assert_eventually("membership change invalidates the list", Duration::from_secs(10), || {
-        let mut c = c.clone();
-        let org = org.clone();
-        async move {
-            let m = c.get_or_load(load("org_members", &org)).await.unwrap().into_inner();
-            m.value_json.contains("Joiner")
-        }
-    })
+    assert_eventually(
+        "membership change invalidates the list",
+        Duration::from_secs(10),
+        || {
+            let mut c = c.clone();
+            let org = org.clone();
+            async move {
+                let m = c
+                    .get_or_load(load("org_members", &org))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                m.value_json.contains("Joiner")
+            }
+        },
+    )
     .await;
     assert!(c.get_or_load(load("org", &org)).await.is_ok());
     Ok(())

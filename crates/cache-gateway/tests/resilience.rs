@@ -32,39 +32,63 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
     let mut c = gw.client.clone();
     let user = w.user("Resilient").await;
     let cached = w.user("Cached").await;
-    let r = c.get_or_load(bounded(load("user", &cached))).await?.into_inner();
+    let r = c
+        .get_or_load(bounded(load("user", &cached)))
+        .await?
+        .into_inner();
     assert!(r.value_json.contains("Cached"));
     c.set(bounded(set("k:1", "1"))).await?;
 
     redis.stop();
 
     // Straight after the crash: answered (from L1, or from the loader once L1 is emptied).
-    let r = c.get_or_load(bounded(load("user", &cached))).await?.into_inner();
+    let r = c
+        .get_or_load(bounded(load("user", &cached)))
+        .await?
+        .into_inner();
     assert!(r.value_json.contains("Cached"));
     // A never-cached entity is loaded from PostgreSQL without Redis.
-    let r = c.get_or_load(bounded(load("user", &user))).await?.into_inner();
+    let r = c
+        .get_or_load(bounded(load("user", &user)))
+        .await?
+        .into_inner();
     assert!(r.value_json.contains("Resilient"));
     let err = c.set(bounded(set("k:2", "2"))).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "writes are not acknowledged");
 
     let c2 = c.clone();
-    assert_eventually("loss of the backplane and open circuit reported", Duration::from_secs(20), || {
-        let mut c = c2.clone();
-        let user = user.clone();
-        async move {
-            // Reads keep being answered all along.
-            let r = c.get_or_load(bounded(load("user", &user))).await.unwrap().into_inner();
-            assert!(r.value_json.contains("Resilient"));
-            let s = c.stats(ncy_proto::cache::v1::StatsRequest {}).await.unwrap().into_inner();
-            !s.backplane_connected && !s.l2_available
-        }
-    })
+    assert_eventually(
+        "loss of the backplane and open circuit reported",
+        Duration::from_secs(20),
+        || {
+            let mut c = c2.clone();
+            let user = user.clone();
+            async move {
+                // Reads keep being answered all along.
+                let r = c
+                    .get_or_load(bounded(load("user", &user)))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(r.value_json.contains("Resilient"));
+                let s = c
+                    .stats(ncy_proto::cache::v1::StatsRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner();
+                !s.backplane_connected && !s.l2_available
+            }
+        },
+    )
     .await;
     // L1 was emptied on the loss, so Get finds nothing rather than an untrusted copy…
     let r = c.get(bounded(get("k:1"))).await?.into_inner();
     assert!(!r.found);
     // …while loads after the loss are kept in L1 and flagged as possibly stale.
-    let r = c.get_or_load(bounded(load("user", &user))).await?.into_inner();
+    let r = c
+        .get_or_load(bounded(load("user", &user)))
+        .await?
+        .into_inner();
     assert!(r.value_json.contains("Resilient"));
 
     redis.resume().await?;

@@ -22,7 +22,9 @@ use ncy_proto::cache::v1::{
 use tonic::transport::Channel;
 
 type Client = CacheServiceClient<Channel>;
-type Call = Arc<dyn Fn(Client, u64) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
+type Call = Arc<
+    dyn Fn(Client, u64) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync,
+>;
 
 /// What `loadgen cache` was asked to do.
 pub struct Options {

@@ -114,7 +114,6 @@ impl World {
         let prefix = unique_prefix();
         let mut env = service_env(&prefix, Some(&db.url));
         set_env(&mut env, "NCY_CACHE_LOADERS_FILE", &file.to_string_lossy());
-        set_env(&mut env, "NCY_CACHE_BACKPLANE_HEARTBEAT_MS", "200");
         Ok(Self {
             db,
             pool,
@@ -147,27 +146,27 @@ impl World {
 
     /// Inserts a user, returning its id.
     pub async fn user(&self, name: &str) -> String {
-        let id: uuid::Uuid = sqlx::query_scalar(
-            "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id",
-        )
-        .bind(format!("{}@example.com", uuid::Uuid::new_v4().simple()))
-        .bind(name)
-        .fetch_one(&self.pool)
-        .await
-        .unwrap();
+        let id: uuid::Uuid =
+            sqlx::query_scalar("INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id")
+                .bind(format!("{}@example.com", uuid::Uuid::new_v4().simple()))
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
         id.to_string()
     }
 
     /// Inserts an organization, returning its id.
     pub async fn org(&self, name: &str) -> String {
         let slug = format!("o{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let id: uuid::Uuid =
-            sqlx::query_scalar("INSERT INTO organizations (name, slug) VALUES ($1, $2) RETURNING id")
-                .bind(name)
-                .bind(slug)
-                .fetch_one(&self.pool)
-                .await
-                .unwrap();
+        let id: uuid::Uuid = sqlx::query_scalar(
+            "INSERT INTO organizations (name, slug) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(name)
+        .bind(slug)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
         id.to_string()
     }
 
