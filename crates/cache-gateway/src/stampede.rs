@@ -252,7 +252,9 @@ impl Core {
                     };
                     let result = match filled {
                         Some(entry) if fresh => {
-                            self.l1.insert(Arc::from(key), entry.clone(), now_ms()).await;
+                            self.l1
+                                .insert(Arc::from(key), entry.clone(), now_ms())
+                                .await;
                             Ok(entry)
                         }
                         _ => self.load_and_fill(key, loader, id, ttl, force).await,

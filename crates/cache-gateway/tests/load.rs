@@ -93,8 +93,7 @@ async fn a_thousand_concurrent_cold_reads_on_two_instances_run_one_query() -> an
 #[tokio::test]
 async fn missing_rows_are_cached_negatively() -> anyhow::Result<()> {
     let w = World::new().await?;
-    let env = w.env_with(&[("NCY_CACHE_DB_NOTIFY", "false")]);
-    let gw = common::Gateway::start(&env).await?;
+    let gw = w.gateway().await?;
     let mut c = gw.client.clone();
     let id = uuid::Uuid::new_v4().to_string();
     let err = c.get_or_load(load("counted_user", &id)).await.unwrap_err();
@@ -123,7 +122,6 @@ async fn missing_rows_are_cached_negatively() -> anyhow::Result<()> {
 async fn reads_near_expiry_refresh_in_the_background() -> anyhow::Result<()> {
     let w = World::new().await?;
     let env = w.env_with(&[
-        ("NCY_CACHE_DB_NOTIFY", "false"),
         ("NCY_CACHE_REFRESH_AHEAD_PERCENT", "90"),
         ("NCY_CACHE_TTL_JITTER_PERCENT", "0"),
     ]);
@@ -163,7 +161,6 @@ async fn reads_near_expiry_refresh_in_the_background() -> anyhow::Result<()> {
 async fn a_failing_loader_serves_the_stale_copy_flagged() -> anyhow::Result<()> {
     let w = World::new().await?;
     let env = w.env_with(&[
-        ("NCY_CACHE_DB_NOTIFY", "false"),
         ("NCY_CACHE_REFRESH_AHEAD_PERCENT", "0"),
         ("NCY_CACHE_TTL_JITTER_PERCENT", "0"),
     ]);
@@ -201,8 +198,37 @@ async fn a_failing_loader_serves_the_stale_copy_flagged() -> anyhow::Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_changed_by_plain_sql_is_read_fresh_after_notify() -> anyhow::Result<()> {
     let w = World::new().await?;
-    let a = w.gateway().await?;
-    let b = w.gateway().await?;
+    let env = w.env_with(&[("NCY_CACHE_DB_NOTIFY", "true")]);
+    let a = common::Gateway::start(&env).await?;
+    let b = common::Gateway::start(&env).await?;
+    // LISTEN starts in the background: wait until each instance has seen one NOTIFY (an update
+    // made before its LISTEN was live is never delivered, so retry with a new name).
+    let probe = w.user("probe").await;
+    for (i, c) in [&a.client, &b.client].into_iter().enumerate() {
+        let mut c = c.clone();
+        let mut live = false;
+        for round in 0..10 {
+            c.get_or_load(load("user", &probe)).await?;
+            let name = format!("probe-{i}-{round}");
+            w.exec(&format!(
+                "UPDATE users SET name = '{name}' WHERE id = '{probe}'"
+            ))
+            .await;
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            while tokio::time::Instant::now() < until {
+                let r = c.get_or_load(load("user", &probe)).await?.into_inner();
+                if r.value_json.contains(&name) {
+                    live = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if live {
+                break;
+            }
+        }
+        assert!(live, "instance {i} never saw a NOTIFY");
+    }
     let user = w.user("Before").await;
     let org = w.org("Org").await;
     w.member(&org, &user).await;

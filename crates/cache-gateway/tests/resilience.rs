@@ -26,7 +26,6 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
         ("REDIS_URL", &redis.url()),
         ("NCY_REDIS_TIMEOUT_MS", "300"),
         ("NCY_CACHE_L2_TIMEOUT_MS", "300"),
-        ("NCY_CACHE_DB_NOTIFY", "false"),
     ]);
     let gw = common::Gateway::start(&env).await?;
     let mut c = gw.client.clone();

@@ -114,6 +114,9 @@ impl World {
         let prefix = unique_prefix();
         let mut env = service_env(&prefix, Some(&db.url));
         set_env(&mut env, "NCY_CACHE_LOADERS_FILE", &file.to_string_lossy());
+        // Off unless a test is about it: the NOTIFY of a row a test inserts could otherwise land
+        // in the middle of what the test measures.
+        set_env(&mut env, "NCY_CACHE_DB_NOTIFY", "false");
         Ok(Self {
             db,
             pool,
