@@ -1,6 +1,6 @@
 //! The `CacheService` gRPC implementation: validate, call the core, shape the answer. Thin on
 //! purpose; behaviour lives in cache.rs, stampede.rs, rate_limit.rs, sessions.rs.
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use ncy_proto::cache::v1::{self as pb, cache_service_server::CacheService};
 use tonic::{Request, Response, Status};
@@ -60,23 +60,6 @@ fn to_pb(s: Session) -> pb::Session {
         expires_at_ms: s.expires_ms,
         ttl_seconds: s.ttl_secs,
     }
-}
-
-/// The `grpc-timeout` of a request, if any.
-fn deadline<T>(req: &Request<T>) -> Option<Instant> {
-    let raw = req.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (num, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    let n: u64 = num.parse().ok()?;
-    let d = match unit {
-        "H" => std::time::Duration::from_secs(n * 3600),
-        "M" => std::time::Duration::from_secs(n * 60),
-        "S" => std::time::Duration::from_secs(n),
-        "m" => std::time::Duration::from_millis(n),
-        "u" => std::time::Duration::from_micros(n),
-        "n" => std::time::Duration::from_nanos(n),
-        _ => return None,
-    };
-    Instant::now().checked_add(d)
 }
 
 #[tonic::async_trait]
@@ -247,7 +230,7 @@ impl CacheService for CacheApi {
         &self,
         req: Request<pb::InvalidatePatternRequest>,
     ) -> Result<Response<pb::InvalidatePatternResponse>, Status> {
-        let until = deadline(&req);
+        let until = crate::pattern::deadline(req.metadata());
         let req = req.into_inner();
         let removed = self
             .core
@@ -410,8 +393,16 @@ impl CacheService for CacheApi {
                 .ok_or_else(|| CacheError::invalid("page_token", "not from a previous response"))?
         };
         let (sessions, next) = self
-            .list_page(&user.to_string(), offset, i64::from(size))
+            .sessions
+            .list_page(
+                &self.core.l2,
+                &self.core.keys,
+                &user.to_string(),
+                offset,
+                i64::from(size),
+            )
             .await?;
+        let sessions = sessions.into_iter().map(to_pb).collect();
         Ok(Response::new(pb::ListUserSessionsResponse {
             sessions,
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
@@ -427,27 +418,15 @@ impl CacheService for CacheApi {
         for (i, id) in req.keep_session_ids.iter().enumerate() {
             sessions::validate_id(&format!("keep_session_ids[{i}]"), id)?;
         }
-        let keys = &self.core.keys;
-        let l2 = &self.core.l2;
-        let index = keys.user_sessions(user);
-        let ids: Vec<String> = l2
-            .cmd(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).to_owned())
+        let deleted = self
+            .sessions
+            .delete_all(
+                &self.core.l2,
+                &self.core.keys,
+                &user.to_string(),
+                &req.keep_session_ids,
+            )
             .await?;
-        let owner = user.to_string();
-        let mut deleted = 0;
-        for id in ids.iter().filter(|id| !req.keep_session_ids.contains(id)) {
-            if self
-                .sessions
-                .delete(l2, &keys.session(id), &owner)
-                .await?
-                .is_some()
-            {
-                deleted += 1;
-            }
-            let _: i64 = l2
-                .cmd(redis::cmd("ZREM").arg(&index).arg(id).to_owned())
-                .await?;
-        }
         Ok(Response::new(pb::DeleteUserSessionsResponse { deleted }))
     }
 
@@ -491,51 +470,5 @@ impl CacheService for CacheApi {
             l2_available: core.l2.available(),
             backplane_connected: core.backplane.connected(),
         }))
-    }
-}
-
-impl CacheApi {
-    /// One page of a user's live sessions, dropping dead index entries on the way. The next offset
-    /// accounts for the entries removed, so no live session is skipped.
-    async fn list_page(
-        &self,
-        user: &str,
-        offset: i64,
-        size: i64,
-    ) -> Result<(Vec<pb::Session>, Option<i64>), CacheError> {
-        let keys = &self.core.keys;
-        let l2 = &self.core.l2;
-        let index = keys.user_sessions(user);
-        let ids: Vec<String> = l2
-            .cmd(
-                redis::cmd("ZREVRANGE")
-                    .arg(&index)
-                    .arg(offset)
-                    .arg(offset + size - 1)
-                    .to_owned(),
-            )
-            .await?;
-        let scanned = i64::try_from(ids.len()).unwrap_or(0);
-        let mut out = Vec::new();
-        let mut removed = 0;
-        for id in ids {
-            let live = self
-                .sessions
-                .get(l2, &keys.session(&id), &id, false, 0)
-                .await?
-                .filter(|s| s.user_id == user);
-            match live {
-                Some(s) => out.push(to_pb(s)),
-                None => {
-                    let _: i64 = l2
-                        .cmd(redis::cmd("ZREM").arg(&index).arg(&id).to_owned())
-                        .await?;
-                    removed += 1;
-                }
-            }
-        }
-        let total: i64 = l2.cmd(redis::cmd("ZCARD").arg(&index).to_owned()).await?;
-        let next = offset + scanned - removed;
-        Ok((out, (scanned == size && next < total).then_some(next)))
     }
 }

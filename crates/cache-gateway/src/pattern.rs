@@ -8,6 +8,23 @@ use crate::{backplane::Message, cache::Core, error::CacheError, validate};
 
 const SCAN_COUNT: usize = 1000;
 
+/// The `grpc-timeout` of a request, if any.
+pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    let d = match unit {
+        "H" => std::time::Duration::from_secs(n * 3600),
+        "M" => std::time::Duration::from_secs(n * 60),
+        "S" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_millis(n),
+        "u" => std::time::Duration::from_micros(n),
+        "n" => std::time::Duration::from_nanos(n),
+        _ => return None,
+    };
+    Instant::now().checked_add(d)
+}
+
 impl Core {
     /// Deletes (or counts, when `dry_run`) every key matching `pattern`, stopping at `deadline`.
     pub async fn invalidate_pattern(

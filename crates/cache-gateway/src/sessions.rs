@@ -11,6 +11,8 @@ use std::collections::HashMap;
 
 use redis::Script;
 
+use ncy_types::KeySpace;
+
 use crate::{error::CacheError, l2::L2};
 
 const PUT: &str = r"
@@ -188,5 +190,76 @@ impl Sessions {
         owner: &str,
     ) -> Result<Option<String>, CacheError> {
         l2.script(&self.delete, &[key], &[owner.as_bytes()]).await
+    }
+}
+
+impl Sessions {
+    /// One page of a user's live sessions, dropping dead index entries on the way. The next offset
+    /// accounts for the entries removed, so no live session is skipped.
+    pub async fn list_page(
+        &self,
+        l2: &L2,
+        keys: &KeySpace,
+        user: &str,
+        offset: i64,
+        size: i64,
+    ) -> Result<(Vec<Session>, Option<i64>), CacheError> {
+        let index = keys.user_sessions(user);
+        let ids: Vec<String> = l2
+            .cmd(
+                redis::cmd("ZREVRANGE")
+                    .arg(&index)
+                    .arg(offset)
+                    .arg(offset + size - 1)
+                    .to_owned(),
+            )
+            .await?;
+        let scanned = i64::try_from(ids.len()).unwrap_or(0);
+        let mut out = Vec::new();
+        let mut removed = 0;
+        for id in ids {
+            let live = self
+                .get(l2, &keys.session(&id), &id, false, 0)
+                .await?
+                .filter(|s| s.user_id == user);
+            match live {
+                Some(s) => out.push(s),
+                None => {
+                    let _: i64 = l2
+                        .cmd(redis::cmd("ZREM").arg(&index).arg(&id).to_owned())
+                        .await?;
+                    removed += 1;
+                }
+            }
+        }
+        let total: i64 = l2.cmd(redis::cmd("ZCARD").arg(&index).to_owned()).await?;
+        let next = offset + scanned - removed;
+        Ok((out, (scanned == size && next < total).then_some(next)))
+    }
+
+    /// Deletes every session of `user` except `keep`; returns how many were deleted. Each delete
+    /// is a one-key script that checks the owner, so a stale index entry never removes another
+    /// user's session.
+    pub async fn delete_all(
+        &self,
+        l2: &L2,
+        keys: &KeySpace,
+        user: &str,
+        keep: &[String],
+    ) -> Result<u64, CacheError> {
+        let index = keys.user_sessions(user);
+        let ids: Vec<String> = l2
+            .cmd(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).to_owned())
+            .await?;
+        let mut deleted = 0;
+        for id in ids.iter().filter(|id| !keep.contains(id)) {
+            if self.delete(l2, &keys.session(id), user).await?.is_some() {
+                deleted += 1;
+            }
+            let _: i64 = l2
+                .cmd(redis::cmd("ZREM").arg(&index).arg(id).to_owned())
+                .await?;
+        }
+        Ok(deleted)
     }
 }
