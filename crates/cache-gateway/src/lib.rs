@@ -1,63 +1,112 @@
 //! cache-gateway: the multi-layer read-through cache (L1 in-process, L2 Redis, L3 PostgreSQL
 //! loaders), rate limiter and session store behind `ncy.cache.v1.CacheService`.
 //!
-//! This crate is the service shell: settings, boot, gRPC with health and reflection, drain. The
-//! cache itself arrives with its own issue; until then every CacheService RPC answers
-//! `UNIMPLEMENTED` (tonic's default stubs), never a fake success.
-use std::future::Future;
+//! Module map: `api` (gRPC, thin) → `cache` (reads and writes through L1/L2, invalidation) and
+//! `stampede` (GetOrLoad: singleflight, leases, negative cache, refresh-ahead, fail-safe) over
+//! `l1` (moka), `l2` (Redis with breaker), `codec` (L2 format, lz4), `tags` (tag timestamps),
+//! `loaders` (kind → SQL); `backplane` (pub/sub L1 coherence) and `db_notify` (LISTEN) run in
+//! the background; `rate_limit` (GCRA script) and `sessions` stand beside the cache.
+use std::{future::Future, sync::Arc};
 
-use ncy_proto::cache::v1::cache_service_server::{CacheService, CacheServiceServer};
-use ncy_runtime::{
-    CommonSettings, ConfigError, Env, LocalAddrs, RuntimeError, ServiceRuntime, ServiceSpec,
-};
+use ncy_proto::cache::v1::cache_service_server::CacheServiceServer;
+use ncy_runtime::{LocalAddrs, RuntimeError, ServiceRuntime};
+use secrecy::ExposeSecret;
 use tonic::server::NamedService;
+
+mod api;
+mod backplane;
+mod cache;
+pub mod codec;
+mod db_notify;
+pub mod error;
+mod l1;
+mod l2;
+pub mod loaders;
+mod metrics;
+mod pattern;
+mod rate_limit;
+mod sessions;
+pub mod settings;
+mod stampede;
+mod tags;
+mod validate;
+
+pub use settings::{CacheSettings, Settings};
 
 /// Service name in logs, traces and metrics.
 pub const SERVICE: &str = "cache-gateway";
 
-const SPEC: ServiceSpec = ServiceSpec {
-    name: SERVICE,
-    default_grpc_addr: "0.0.0.0:50051",
-    default_admin_addr: "0.0.0.0:9101",
-    needs_postgres: true,
-};
-
 /// Largest gRPC message accepted: the 4 MiB maximum value plus headroom for MGet/Set envelopes.
 const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
-/// Settings of the cache gateway.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The block every service shares.
-    pub common: CommonSettings,
+/// Now as Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
-
-impl Settings {
-    /// Reads settings from `env`.
-    pub fn load(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            common: CommonSettings::load(SPEC, env)?,
-        })
-    }
-}
-
-/// The `CacheService` implementation.
-#[derive(Debug, Default)]
-struct CacheApi;
-
-#[tonic::async_trait]
-impl CacheService for CacheApi {}
 
 /// A built, not yet running, cache gateway.
 pub struct Application {
     runtime: ServiceRuntime,
+    core: Arc<cache::Core>,
+    redis_client: redis::Client,
 }
 
 impl Application {
     /// Binds the listeners and prepares the pools; does not wait for Redis or PostgreSQL.
     pub async fn build(settings: Settings) -> Result<Self, RuntimeError> {
+        let runtime = ServiceRuntime::build(settings.common.clone()).await?;
+        let cache = settings.cache;
+        let keys = settings.common.redis.keys.clone();
+        let pg = runtime
+            .postgres()
+            .cloned()
+            .ok_or_else(|| RuntimeError::Postgres("DATABASE_URL is required".into()))?;
+        let url = settings
+            .common
+            .redis
+            .urls()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| settings.common.redis.url.expose_secret().to_owned());
+        let redis_client =
+            redis::Client::open(url).map_err(|e| RuntimeError::Redis(e.to_string()))?;
+        let l2 = l2::L2::new(
+            runtime.redis().clone(),
+            cache.l2_timeout,
+            cache.breaker_failures,
+            cache.breaker_open,
+        );
+        let l1 = l1::L1::new(cache.l1_capacity_bytes, cache.l1_max_ttl);
+        let tags = tags::Tags::new(
+            keys.clone(),
+            l2.clone(),
+            cache.l1_max_ttl,
+            cache.max_ttl + cache.max_stale,
+        );
+        let instance_id = uuid::Uuid::new_v4().simple().to_string();
+        let backplane = Arc::new(backplane::Backplane::new(
+            instance_id,
+            keys.cache_invalidation_channel(),
+        ));
+        let core = Arc::new(cache::Core {
+            keys,
+            loaders: cache.loaders.clone(),
+            settings: cache,
+            l1,
+            l2,
+            tags,
+            backplane,
+            pg,
+            metrics: metrics::Metrics::new(),
+            inflight: dashmap::DashMap::new(),
+            started_ms: now_ms(),
+        });
         Ok(Self {
-            runtime: ServiceRuntime::build(settings.common).await?,
+            runtime,
+            core,
+            redis_client,
         })
     }
 
@@ -71,12 +120,37 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RuntimeError> {
-        let api = CacheServiceServer::new(CacheApi)
+        let Self {
+            runtime,
+            core,
+            redis_client,
+        } = self;
+        let cancel = runtime.shutdown_token();
+        runtime.spawn(backplane::run(
+            core.backplane.clone(),
+            redis_client,
+            core.l1.clone(),
+            core.tags.clone(),
+            core.settings.backplane_heartbeat,
+            cancel.clone(),
+        ));
+        if core.settings.db_notify {
+            runtime.spawn(db_notify::run(
+                core.clone(),
+                core.settings.db_notify_channel.clone(),
+                cancel,
+            ));
+        }
+        let api = CacheServiceServer::new(api::CacheApi::new(core))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let routes = tonic::service::Routes::new(api);
-        self.runtime
-            .serve(routes, &[CacheServiceServer::<CacheApi>::NAME], shutdown)
+        runtime
+            .serve(
+                routes,
+                &[CacheServiceServer::<api::CacheApi>::NAME],
+                shutdown,
+            )
             .await
     }
 }

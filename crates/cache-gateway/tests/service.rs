@@ -1,5 +1,5 @@
 //! The cache gateway through its public interfaces: gRPC health and reflection, the admin port,
-//! `UNIMPLEMENTED` for RPCs not built yet, the drain, and the binary's configuration errors and SIGTERM.
+//! bad input on the API, the drain, and the binary's configuration errors and SIGTERM.
 use std::time::Duration;
 
 use cache_gateway::{Application, Settings};
@@ -20,11 +20,12 @@ async fn serves_health_reflection_and_admin_then_drains() -> anyhow::Result<()> 
 
     ncy_testkit::assert_service_basics(addrs, &[SERVICE_NAME]).await;
     let mut client = CacheServiceClient::connect(format!("http://{}", addrs.grpc)).await?;
+    // Every RPC is implemented; an empty Get is bad input, not UNIMPLEMENTED.
     let err = client
         .get(GetRequest::default())
         .await
-        .expect_err("not built yet");
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+        .expect_err("empty key");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
     running
         .stop(Duration::from_secs(10))

@@ -5,6 +5,9 @@
 //! - `grpc-health`: unary `grpc.health.v1.Health/Check` round trips at a given concurrency. It is the
 //!   ceiling of any unary RPC through the shared gRPC stack (tonic, HTTP/2, tracing and metrics
 //!   layers) and the baseline the cache scenarios are compared with.
+//! - `cache`: the cache gateway's L1-hit, L2-hit, miss→load and invalidation figures (see `cache.rs`).
+mod cache;
+
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -38,6 +41,30 @@ enum Scenario {
         #[arg(long, default_value_t = 200_000)]
         requests: u64,
     },
+    /// Cache gateway figures: L1 hits, L2 hits, miss→load, invalidation propagation.
+    Cache {
+        /// gRPC address of the gateway measured.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        addr: String,
+        /// A second gateway of the same deployment (L2-hit and invalidation figures need it).
+        #[arg(long)]
+        addr2: Option<String>,
+        /// Concurrent in-flight requests.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// HTTP/2 connections per gateway.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Requests per hit figure.
+        #[arg(long, default_value_t = 200_000)]
+        requests: u64,
+        /// GetOrLoad calls for the miss→load figure.
+        #[arg(long, default_value_t = 20_000)]
+        loads: u64,
+        /// Invalidation round trips.
+        #[arg(long, default_value_t = 1_000)]
+        invalidations: u64,
+    },
 }
 
 #[tokio::main]
@@ -55,6 +82,26 @@ async fn main() -> anyhow::Result<()> {
                 connections.max(1),
                 requests.max(1),
             )
+            .await
+        }
+        Scenario::Cache {
+            addr,
+            addr2,
+            concurrency,
+            connections,
+            requests,
+            loads,
+            invalidations,
+        } => {
+            cache::run(cache::Options {
+                addr,
+                addr2,
+                concurrency,
+                connections,
+                requests: requests.max(1),
+                loads: loads.max(1),
+                invalidations,
+            })
             .await
         }
     }

@@ -1,0 +1,474 @@
+//! The `CacheService` gRPC implementation: validate, call the core, shape the answer. Thin on
+//! purpose; behaviour lives in cache.rs, stampede.rs, rate_limit.rs, sessions.rs.
+use std::sync::Arc;
+
+use ncy_proto::cache::v1::{self as pb, cache_service_server::CacheService};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    cache::{Core, Hit},
+    error::CacheError,
+    metrics::{Layer, Metrics},
+    now_ms,
+    rate_limit::{self, RateLimiter},
+    sessions::{self, Session, Sessions},
+    stampede::LoadRequest,
+    validate,
+};
+
+/// The service.
+pub struct CacheApi {
+    core: Arc<Core>,
+    limiter: RateLimiter,
+    sessions: Sessions,
+}
+
+impl CacheApi {
+    /// Serves `core`.
+    pub fn new(core: Arc<Core>) -> Self {
+        Self {
+            core,
+            limiter: RateLimiter::default(),
+            sessions: Sessions::default(),
+        }
+    }
+}
+
+fn layer(l: Layer) -> i32 {
+    match l {
+        Layer::L1 => pb::CacheLayer::L1 as i32,
+        Layer::L2 => pb::CacheLayer::L2 as i32,
+        Layer::L3 => pb::CacheLayer::L3 as i32,
+    }
+}
+
+fn ttl_remaining(hit: &Hit) -> i64 {
+    if hit.stale {
+        0
+    } else {
+        (hit.entry.expires_ms - now_ms()).max(0)
+    }
+}
+
+fn to_pb(s: Session) -> pb::Session {
+    pb::Session {
+        session_id: s.id,
+        user_id: s.user_id,
+        data_json: s.data,
+        created_at_ms: s.created_ms,
+        updated_at_ms: s.updated_ms,
+        expires_at_ms: s.expires_ms,
+        ttl_seconds: s.ttl_secs,
+    }
+}
+
+#[tonic::async_trait]
+impl CacheService for CacheApi {
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let req = req.into_inner();
+        let (logical, full) = validate::target(&self.core.keys, "key", &req.key, req.api.as_ref())?;
+        let reply = match self.core.get(&full).await {
+            Some(hit) => pb::GetResponse {
+                key: logical,
+                found: true,
+                value_json: hit.entry.value.to_string(),
+                layer: layer(hit.layer),
+                stale: hit.stale,
+                ttl_remaining_ms: ttl_remaining(&hit),
+            },
+            None => pb::GetResponse {
+                key: logical,
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn set(&self, req: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {
+        let req = req.into_inner();
+        let s = &self.core.settings;
+        let (logical, full) = validate::target(&self.core.keys, "key", &req.key, req.api.as_ref())?;
+        validate::json("value_json", &req.value_json, s.max_value_bytes)?;
+        let ttl = validate::ttl(
+            "ttl_seconds",
+            req.ttl_seconds,
+            s.default_ttl.as_secs(),
+            s.max_ttl.as_secs(),
+        )?;
+        validate::tags(&req.tags)?;
+        let expires = self.core.set(&full, &req.value_json, ttl, req.tags).await?;
+        Ok(Response::new(pb::SetResponse {
+            key: logical,
+            expires_at_ms: expires,
+        }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = req.into_inner();
+        let (logical, full) = validate::target(&self.core.keys, "key", &req.key, req.api.as_ref())?;
+        let existed = self.core.delete(&full).await?;
+        Ok(Response::new(pb::DeleteResponse {
+            key: logical,
+            existed,
+        }))
+    }
+
+    async fn m_get(
+        &self,
+        req: Request<pb::MGetRequest>,
+    ) -> Result<Response<pb::MGetResponse>, Status> {
+        let req = req.into_inner();
+        if req.keys.is_empty() || req.keys.len() > 1000 {
+            return Err(CacheError::invalid("keys", "must hold 1 to 1000 keys").into());
+        }
+        let mut full = Vec::with_capacity(req.keys.len());
+        for (i, k) in req.keys.iter().enumerate() {
+            validate::key(&format!("keys[{i}]"), k)?;
+            full.push(self.core.keys.cache_key(k));
+        }
+        let hits = self.core.mget(&full).await;
+        let entries = req
+            .keys
+            .into_iter()
+            .zip(hits)
+            .map(|(key, hit)| match hit {
+                Some(hit) => pb::MGetEntry {
+                    key,
+                    found: true,
+                    value_json: hit.entry.value.to_string(),
+                    layer: layer(hit.layer),
+                    stale: hit.stale,
+                    ttl_remaining_ms: ttl_remaining(&hit),
+                },
+                None => pb::MGetEntry {
+                    key,
+                    ..Default::default()
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::MGetResponse { entries }))
+    }
+
+    async fn get_or_load(
+        &self,
+        req: Request<pb::GetOrLoadRequest>,
+    ) -> Result<Response<pb::GetOrLoadResponse>, Status> {
+        let req = req.into_inner();
+        let loader = self.core.loaders.get(&req.kind)?;
+        let id = loader.normalize_id(&req.id)?;
+        if let Some(t) = req.ttl_seconds {
+            validate::ttl(
+                "ttl_seconds",
+                Some(t),
+                1,
+                self.core.settings.max_ttl.as_secs(),
+            )?;
+        }
+        let key = format!("{}:{id}", loader.kind);
+        let hit = self
+            .core
+            .get_or_load(LoadRequest {
+                loader,
+                id,
+                ttl_secs: req.ttl_seconds,
+                force: req.force_refresh,
+            })
+            .await?;
+        Ok(Response::new(pb::GetOrLoadResponse {
+            key,
+            value_json: hit.entry.value.to_string(),
+            layer: layer(hit.layer),
+            stale: hit.stale,
+            ttl_remaining_ms: ttl_remaining(&hit),
+        }))
+    }
+
+    async fn invalidate_entity(
+        &self,
+        req: Request<pb::InvalidateEntityRequest>,
+    ) -> Result<Response<pb::InvalidateEntityResponse>, Status> {
+        let req = req.into_inner();
+        let kind = pb::EntityType::try_from(req.entity_type)
+            .ok()
+            .filter(|t| *t != pb::EntityType::Unspecified)
+            .ok_or_else(|| CacheError::invalid("entity_type", "must be USER, ORG or PROJECT"))?;
+        let id = ncy_types::parse_uuid("id", &req.id).map_err(CacheError::from)?;
+        let (own, tag): (Vec<String>, String) = match kind {
+            pb::EntityType::User => (vec![format!("user:{id}")], format!("user:{id}")),
+            pb::EntityType::Org => (
+                vec![format!("org:{id}"), format!("org_members:{id}")],
+                format!("org:{id}"),
+            ),
+            _ => (
+                vec![format!("project:{id}"), format!("project_tasks:{id}")],
+                format!("project:{id}"),
+            ),
+        };
+        self.core.invalidate_entity(&own, &tag).await?;
+        Ok(Response::new(pb::InvalidateEntityResponse {
+            deleted_keys: own,
+            invalidated_tags: vec![tag],
+        }))
+    }
+
+    async fn invalidate_tag(
+        &self,
+        req: Request<pb::InvalidateTagRequest>,
+    ) -> Result<Response<pb::InvalidateTagResponse>, Status> {
+        let req = req.into_inner();
+        validate::tag_text("tag", &req.tag)?;
+        let ts = self.core.invalidate_tag(&req.tag).await?;
+        Ok(Response::new(pb::InvalidateTagResponse {
+            invalidated_at_ms: ts,
+        }))
+    }
+
+    async fn invalidate_pattern(
+        &self,
+        req: Request<pb::InvalidatePatternRequest>,
+    ) -> Result<Response<pb::InvalidatePatternResponse>, Status> {
+        let until = crate::pattern::deadline(req.metadata());
+        let req = req.into_inner();
+        let removed = self
+            .core
+            .invalidate_pattern(&req.pattern, req.dry_run, until)
+            .await?;
+        Ok(Response::new(pb::InvalidatePatternResponse { removed }))
+    }
+
+    async fn check_rate_limit(
+        &self,
+        req: Request<pb::CheckRateLimitRequest>,
+    ) -> Result<Response<pb::CheckRateLimitResponse>, Status> {
+        let req = req.into_inner();
+        let cost = rate_limit::validate(
+            &req.r#type,
+            &req.identifier,
+            req.limit,
+            req.window_seconds,
+            req.cost,
+        )?;
+        let key = self.core.keys.rate_limit(&req.r#type, &req.identifier);
+        let d = self
+            .limiter
+            .check(
+                &self.core.l2,
+                &key,
+                i64::from(req.limit),
+                req.window_seconds * 1000,
+                cost,
+            )
+            .await?;
+        Ok(Response::new(pb::CheckRateLimitResponse {
+            allowed: d.allowed,
+            remaining: d.remaining,
+            retry_after_ms: d.retry_after_ms,
+            reset_at_ms: d.reset_at_ms,
+            limit: req.limit,
+        }))
+    }
+
+    async fn put_session(
+        &self,
+        req: Request<pb::PutSessionRequest>,
+    ) -> Result<Response<pb::PutSessionResponse>, Status> {
+        let req = req.into_inner();
+        let s = &self.core.settings;
+        let id = if req.session_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            sessions::validate_id("session_id", &req.session_id)?;
+            req.session_id
+        };
+        let user = ncy_types::parse_uuid("user_id", &req.user_id).map_err(CacheError::from)?;
+        let data = if req.data_json.is_empty() {
+            "{}".to_owned()
+        } else {
+            req.data_json
+        };
+        validate::json("data_json", &data, s.max_session_bytes)?;
+        let ttl = validate::ttl(
+            "ttl_seconds",
+            req.ttl_seconds,
+            s.session_ttl.as_secs(),
+            30 * 86_400,
+        )?;
+        let now = now_ms();
+        let mut session = Session {
+            id,
+            user_id: user.to_string(),
+            data,
+            created_ms: now,
+            updated_ms: now,
+            expires_ms: now + ttl * 1000,
+            ttl_secs: ttl,
+        };
+        let keys = &self.core.keys;
+        let (skey, ikey) = (keys.session(&session.id), keys.user_sessions(user));
+        let Some((created, created_ms)) = self
+            .sessions
+            .put(&self.core.l2, (&skey, &ikey), &session)
+            .await?
+        else {
+            return Err(CacheError::FailedPrecondition(
+                "session_id: belongs to another user".into(),
+            )
+            .into());
+        };
+        session.created_ms = created_ms;
+        Ok(Response::new(pb::PutSessionResponse {
+            session: Some(to_pb(session)),
+            created,
+        }))
+    }
+
+    async fn get_session(
+        &self,
+        req: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let req = req.into_inner();
+        sessions::validate_id("session_id", &req.session_id)?;
+        let key = self.core.keys.session(&req.session_id);
+        let session = self
+            .sessions
+            .get(&self.core.l2, &key, &req.session_id, req.touch, now_ms())
+            .await?
+            .ok_or_else(|| CacheError::NotFound(format!("session {} not found", req.session_id)))?;
+        Ok(Response::new(pb::GetSessionResponse {
+            session: Some(to_pb(session)),
+        }))
+    }
+
+    async fn delete_session(
+        &self,
+        req: Request<pb::DeleteSessionRequest>,
+    ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
+        let req = req.into_inner();
+        sessions::validate_id("session_id", &req.session_id)?;
+        let keys = &self.core.keys;
+        let owner = self
+            .sessions
+            .delete(&self.core.l2, &keys.session(&req.session_id), "")
+            .await?;
+        if let Some(owner) = &owner {
+            let _: i64 = self
+                .core
+                .l2
+                .cmd(
+                    redis::cmd("ZREM")
+                        .arg(keys.user_sessions(owner))
+                        .arg(&req.session_id)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(Response::new(pb::DeleteSessionResponse {
+            existed: owner.is_some(),
+        }))
+    }
+
+    async fn list_user_sessions(
+        &self,
+        req: Request<pb::ListUserSessionsRequest>,
+    ) -> Result<Response<pb::ListUserSessionsResponse>, Status> {
+        let req = req.into_inner();
+        let user = ncy_types::parse_uuid("user_id", &req.user_id).map_err(CacheError::from)?;
+        if req.page_size < 0 {
+            return Err(CacheError::invalid("page_size", "must not be negative").into());
+        }
+        let size = match req.page_size {
+            0 => 50,
+            n => n.min(500),
+        };
+        let offset: i64 = if req.page_token.is_empty() {
+            0
+        } else {
+            req.page_token
+                .parse()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| CacheError::invalid("page_token", "not from a previous response"))?
+        };
+        let (sessions, next) = self
+            .sessions
+            .list_page(
+                &self.core.l2,
+                &self.core.keys,
+                &user.to_string(),
+                offset,
+                i64::from(size),
+            )
+            .await?;
+        let sessions = sessions.into_iter().map(to_pb).collect();
+        Ok(Response::new(pb::ListUserSessionsResponse {
+            sessions,
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        req: Request<pb::DeleteUserSessionsRequest>,
+    ) -> Result<Response<pb::DeleteUserSessionsResponse>, Status> {
+        let req = req.into_inner();
+        let user = ncy_types::parse_uuid("user_id", &req.user_id).map_err(CacheError::from)?;
+        for (i, id) in req.keep_session_ids.iter().enumerate() {
+            sessions::validate_id(&format!("keep_session_ids[{i}]"), id)?;
+        }
+        let deleted = self
+            .sessions
+            .delete_all(
+                &self.core.l2,
+                &self.core.keys,
+                &user.to_string(),
+                &req.keep_session_ids,
+            )
+            .await?;
+        Ok(Response::new(pb::DeleteUserSessionsResponse { deleted }))
+    }
+
+    async fn stats(
+        &self,
+        _req: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let core = &self.core;
+        let m = &core.metrics;
+        core.l1.sync().await;
+        let layers = [Layer::L1, Layer::L2, Layer::L3]
+            .into_iter()
+            .map(|l| {
+                let hits = Metrics::read(&m.layer_hits[l as usize]);
+                let misses = Metrics::read(&m.layer_misses[l as usize]);
+                let total = hits + misses;
+                pb::LayerStats {
+                    layer: layer(l),
+                    hits,
+                    misses,
+                    hit_ratio: if total == 0 {
+                        0.0
+                    } else {
+                        hits as f64 / total as f64
+                    },
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::StatsResponse {
+            instance_id: core.backplane.instance_id.clone(),
+            started_at_ms: core.started_ms,
+            layers,
+            l1_entries: core.l1.entries(),
+            l1_bytes: core.l1.bytes(),
+            l1_capacity_bytes: core.l1.capacity(),
+            loads: Metrics::read(&m.loads),
+            load_errors: Metrics::read(&m.load_errors),
+            coalesced_loads: Metrics::read(&m.coalesced),
+            stale_served: Metrics::read(&m.stale_served),
+            refresh_ahead: Metrics::read(&m.refresh_ahead),
+            l2_available: core.l2.available(),
+            backplane_connected: core.backplane.connected(),
+        }))
+    }
+}

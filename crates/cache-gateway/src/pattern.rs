@@ -1,0 +1,114 @@
+//! InvalidatePattern, the operator tool: SCAN with MATCH and batched UNLINK (never KEYS), skipping
+//! the reserved families and the gateway's own `cache:` keys (deleting a tag timestamp would bring
+//! invalidated entries back). Other instances empty their L1: matching a glob against every L1
+//! key would cost more than refilling, and this is not a hot path.
+use std::time::Instant;
+
+use crate::{backplane::Message, cache::Core, error::CacheError, validate};
+
+const SCAN_COUNT: usize = 1000;
+
+/// The `grpc-timeout` of a request, if any.
+pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    let d = match unit {
+        "H" => std::time::Duration::from_secs(n * 3600),
+        "M" => std::time::Duration::from_secs(n * 60),
+        "S" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_millis(n),
+        "u" => std::time::Duration::from_micros(n),
+        "n" => std::time::Duration::from_nanos(n),
+        _ => return None,
+    };
+    Instant::now().checked_add(d)
+}
+
+impl Core {
+    /// Deletes (or counts, when `dry_run`) every key matching `pattern`, stopping at `deadline`.
+    pub async fn invalidate_pattern(
+        &self,
+        pattern: &str,
+        dry_run: bool,
+        deadline: Option<Instant>,
+    ) -> Result<u64, CacheError> {
+        if pattern.is_empty() || pattern.len() > 1024 {
+            return Err(CacheError::invalid("pattern", "must be 1 to 1024 bytes"));
+        }
+        let literal_family = pattern
+            .split(':')
+            .next()
+            .filter(|f| !f.contains(['*', '?', '[', '\\']));
+        if pattern.contains(':') && literal_family.is_some_and(|f| validate::RESERVED.contains(&f))
+        {
+            return Err(CacheError::invalid(
+                "pattern",
+                "touches a reserved key family (session, rate_limit, user_sessions, cache)",
+            ));
+        }
+        if self.l2.is_cluster() {
+            return Err(CacheError::FailedPrecondition(
+                "InvalidatePattern on Redis Cluster is not supported yet".into(),
+            ));
+        }
+        let full = self.keys.cache_key(pattern);
+        let prefix_len = self.keys.prefix().len() + 1;
+        let mut cursor: u64 = 0;
+        let mut removed = 0u64;
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.after_pattern(removed, dry_run).await;
+                return Err(CacheError::DeadlineExceeded(removed));
+            }
+            let (next, keys): (u64, Vec<String>) = self
+                .l2
+                .cmd(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&full)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .to_owned(),
+                )
+                .await?;
+            let doomed: Vec<&String> = keys
+                .iter()
+                .filter(|k| {
+                    k.get(prefix_len..)
+                        .is_some_and(|l| !validate::is_reserved(l))
+                })
+                .collect();
+            if !doomed.is_empty() {
+                if dry_run {
+                    removed += doomed.len() as u64;
+                } else {
+                    let n: u64 = self
+                        .l2
+                        .cmd(redis::cmd("UNLINK").arg(&doomed).to_owned())
+                        .await?;
+                    removed += n;
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        self.after_pattern(removed, dry_run).await;
+        Ok(removed)
+    }
+
+    async fn after_pattern(&self, removed: u64, dry_run: bool) {
+        if dry_run || removed == 0 {
+            return;
+        }
+        self.l1.clear();
+        let msg = Message {
+            all: true,
+            ..Message::default()
+        };
+        self.backplane.publish(&self.l2, msg).await;
+    }
+}

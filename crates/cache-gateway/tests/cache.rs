@@ -1,0 +1,443 @@
+//! Get/Set/Delete/MGet through gRPC: layers, coherence between two instances, compression, API
+//! keys, tags and invalidation, InvalidatePattern, Stats and metrics, and every bad input.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{World, get, key, set};
+use ncy_proto::cache::v1::{
+    ApiKey, CacheLayer, DeleteRequest, EntityType, GetRequest, InvalidateEntityRequest,
+    InvalidatePatternRequest, InvalidateTagRequest, MGetRequest, SetRequest,
+};
+use ncy_testkit::assert_eventually;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_then_get_from_l1_then_l2_and_delete() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let a = w.gateway().await?;
+    let b = w.gateway().await?;
+    let k = key("thing");
+    let mut ca = a.client.clone();
+    let mut cb = b.client.clone();
+    let reply = ca.set(set(&k, r#"{"n":1}"#)).await?.into_inner();
+    assert_eq!(reply.key, k);
+    assert!(reply.expires_at_ms > 0);
+
+    let r = ca.get(get(&k)).await?.into_inner();
+    assert!(r.found);
+    assert_eq!(r.value_json, r#"{"n":1}"#);
+    assert_eq!(r.layer(), CacheLayer::L1, "the writer keeps an L1 copy");
+    assert!(r.ttl_remaining_ms > 0);
+
+    let r = cb.get(get(&k)).await?.into_inner();
+    assert_eq!(r.layer(), CacheLayer::L2, "another instance reads L2 first");
+    assert_eventually("then holds it in L1", Duration::from_secs(5), || {
+        let mut cb = cb.clone();
+        let k = k.clone();
+        async move { cb.get(get(&k)).await.unwrap().into_inner().layer() == CacheLayer::L1 }
+    })
+    .await;
+
+    let m = cb
+        .m_get(MGetRequest {
+            keys: vec![k.clone(), key("missing"), k.clone()],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(m.entries.len(), 3);
+    assert!(m.entries[0].found && m.entries[2].found && !m.entries[1].found);
+    assert_eq!(m.entries[2].value_json, r#"{"n":1}"#);
+
+    let d = ca
+        .delete(DeleteRequest {
+            key: k.clone(),
+            api: None,
+        })
+        .await?
+        .into_inner();
+    assert!(d.existed);
+    let d = ca
+        .delete(DeleteRequest {
+            key: k.clone(),
+            api: None,
+        })
+        .await?
+        .into_inner();
+    assert!(!d.existed, "idempotent");
+    assert!(!ca.get(get(&k)).await?.into_inner().found);
+    assert_eventually(
+        "B's L1 copy evicted by the delete",
+        Duration::from_secs(5),
+        || {
+            let mut cb = cb.clone();
+            let k = k.clone();
+            async move { !cb.get(get(&k)).await.unwrap().into_inner().found }
+        },
+    )
+    .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_on_one_instance_evicts_the_others_l1() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let a = w.gateway().await?;
+    let b = w.gateway().await?;
+    let k = key("coherent");
+    let (mut ca, cb) = (a.client.clone(), b.client.clone());
+    ca.set(set(&k, r#""v1""#)).await?;
+    // B holds v1 in L1 (a read racing with A's eviction message is not promoted, so poll).
+    assert_eventually("B serves v1 from L1", Duration::from_secs(5), || {
+        let mut cb = cb.clone();
+        let k = k.clone();
+        async move {
+            let r = cb.get(get(&k)).await.unwrap().into_inner();
+            assert_eq!(r.value_json, r#""v1""#);
+            r.layer() == CacheLayer::L1
+        }
+    })
+    .await;
+
+    ca.set(set(&k, r#""v2""#)).await?;
+    assert_eventually("B serves v2 after A's Set", Duration::from_secs(5), || {
+        let mut cb = cb.clone();
+        let k = k.clone();
+        async move { cb.get(get(&k)).await.unwrap().into_inner().value_json == r#""v2""# }
+    })
+    .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_values_are_compressed_and_readable_by_another_instance() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let a = w.gateway().await?;
+    let b = w.gateway().await?;
+    let k = key("big");
+    let value = serde_json::json!({ "text": "abc".repeat(100_000), "n": 1 }).to_string();
+    a.client.clone().set(set(&k, &value)).await?;
+    let r = b.client.clone().get(get(&k)).await?.into_inner();
+    assert_eq!(r.layer(), CacheLayer::L2);
+    assert_eq!(r.value_json, value);
+
+    // Stored compressed: far smaller than the value, with the lz4 marker byte.
+    let client = redis::Client::open(ncy_testkit::redis_url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(format!("{}:{k}", w.prefix))
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(raw[0], 0x02);
+    assert!(raw.len() < value.len() / 10);
+    Ok(())
+}
+
+#[tokio::test]
+async fn api_keys_are_canonical() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let gw = w.gateway().await?;
+    let mut c = gw.client.clone();
+    let api = |params: &str| ApiKey {
+        endpoint: "GET /api/projects".into(),
+        params_json: params.into(),
+    };
+    let reply = c
+        .set(SetRequest {
+            key: String::new(),
+            api: Some(api(r#"{"page":2,"filter":{"status":"open","q":"x"}}"#)),
+            value_json: "[1,2]".into(),
+            ttl_seconds: Some(60),
+            tags: vec![],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        reply.key,
+        "api:GET /api/projects:e7761c77e9a1420dab5d73d134793aa9"
+    );
+    let r = c
+        .get(GetRequest {
+            key: String::new(),
+            api: Some(api(
+                r#"{ "filter": {"q":"x", "status":"open"}, "page": 2 }"#,
+            )),
+        })
+        .await?
+        .into_inner();
+    assert!(r.found);
+    assert_eq!(r.key, reply.key);
+    assert_eq!(r.value_json, "[1,2]");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_and_entity_invalidation_reach_every_instance() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let a = w.gateway().await?;
+    let b = w.gateway().await?;
+    let (mut ca, mut cb) = (a.client.clone(), b.client.clone());
+    let user = uuid::Uuid::new_v4().to_string();
+    let list = key("list");
+    let other = key("other");
+    let mut req = set(&list, "[]");
+    req.tags = vec![format!("user:{user}"), "pricing".into()];
+    ca.set(req).await?;
+    ca.set(set(&other, "1")).await?;
+    assert_eventually(
+        "B holds the tagged list in L1",
+        Duration::from_secs(5),
+        || {
+            let mut cb = cb.clone();
+            let list = list.clone();
+            async move { cb.get(get(&list)).await.unwrap().into_inner().layer() == CacheLayer::L1 }
+        },
+    )
+    .await;
+    let r = ca
+        .invalidate_entity(InvalidateEntityRequest {
+            entity_type: EntityType::User as i32,
+            id: user.to_uppercase(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(r.deleted_keys, vec![format!("user:{user}")]);
+    assert_eq!(r.invalidated_tags, vec![format!("user:{user}")]);
+    assert!(!ca.get(get(&list)).await?.into_inner().found);
+    assert_eventually("B drops the tagged entry", Duration::from_secs(5), || {
+        let mut cb = cb.clone();
+        let list = list.clone();
+        async move { !cb.get(get(&list)).await.unwrap().into_inner().found }
+    })
+    .await;
+    assert!(
+        cb.get(get(&other)).await?.into_inner().found,
+        "untagged entry kept"
+    );
+
+    let mut req = set(&list, "[1]");
+    req.tags = vec!["pricing".into()];
+    ca.set(req).await?;
+    assert!(
+        cb.get(get(&list)).await?.into_inner().found,
+        "written after the invalidation"
+    );
+    let t = ca
+        .invalidate_tag(InvalidateTagRequest {
+            tag: "pricing".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(t.invalidated_at_ms > 0);
+    assert_eventually("tag invalidation on B", Duration::from_secs(5), || {
+        let mut cb = cb.clone();
+        let list = list.clone();
+        async move { !cb.get(get(&list)).await.unwrap().into_inner().found }
+    })
+    .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidate_pattern_scans_and_spares_reserved_families() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let a = w.gateway().await?;
+    let b = w.gateway().await?;
+    let (mut ca, mut cb) = (a.client.clone(), b.client.clone());
+    for i in 0..25 {
+        ca.set(set(&format!("report:{i}"), "1")).await?;
+    }
+    ca.set(set("keep:1", "1")).await?;
+    cb.get(get("report:3")).await?;
+    let dry = ca
+        .invalidate_pattern(InvalidatePatternRequest {
+            pattern: "report:*".into(),
+            dry_run: true,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(dry.removed, 25);
+    assert!(ca.get(get("report:1")).await?.into_inner().found);
+    let done = ca
+        .invalidate_pattern(InvalidatePatternRequest {
+            pattern: "report:*".into(),
+            dry_run: false,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(done.removed, 25);
+    assert!(!ca.get(get("report:1")).await?.into_inner().found);
+    assert!(ca.get(get("keep:1")).await?.into_inner().found);
+    assert_eventually("B's L1 emptied", Duration::from_secs(5), || {
+        let mut cb = cb.clone();
+        async move { !cb.get(get("report:3")).await.unwrap().into_inner().found }
+    })
+    .await;
+    let err = ca
+        .invalidate_pattern(InvalidatePatternRequest {
+            pattern: "session:*".into(),
+            dry_run: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("pattern:"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn stats_and_metrics_count_hits_per_layer() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let gw = w.gateway().await?;
+    let mut c = gw.client.clone();
+    let user = w.user("Ada").await;
+    c.get_or_load(common::load("user", &user)).await?;
+    c.get_or_load(common::load("user", &user)).await?;
+    c.get(get(&key("nothing"))).await?;
+    let s = gw.stats().await;
+    assert_eq!(s.layers.len(), 3);
+    assert_eq!(s.layers[0].layer(), CacheLayer::L1);
+    assert_eq!((s.layers[0].hits, s.layers[0].misses), (1, 2));
+    assert_eq!((s.layers[2].hits, s.layers[2].misses), (1, 0));
+    assert!((s.layers[0].hit_ratio - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(s.loads, 1);
+    assert!(s.l1_entries >= 1 && s.l1_bytes > 0);
+    assert!(s.l2_available && s.backplane_connected);
+
+    let (status, body) = ncy_testkit::http_get(gw.addrs.admin, "/metrics").await?;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"cache_hits_total{cache_layer="l1",key_pattern="user"}"#),
+        "{body}"
+    );
+    assert!(body.contains("cache_misses_total{"));
+    assert!(body.contains("cache_operation_duration_seconds_bucket{"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let gw = w.gateway().await?;
+    let mut c = gw.client.clone();
+    let k = key("bad");
+    let with = |f: &dyn Fn(&mut SetRequest)| {
+        let mut r = set(&k, "1");
+        f(&mut r);
+        r
+    };
+    let cases: Vec<(SetRequest, &str)> = vec![
+        (with(&|r| r.key = String::new()), "key:"),
+        (with(&|r| r.key = "k".repeat(1025)), "key:"),
+        (with(&|r| r.key = "has space".into()), "key:"),
+        (with(&|r| r.key = "session:abc".into()), "key:"),
+        (with(&|r| r.key = "rate_limit:a:b".into()), "key:"),
+        (with(&|r| r.key = "user_sessions:x".into()), "key:"),
+        (
+            with(&|r| {
+                r.api = Some(ApiKey {
+                    endpoint: "e".into(),
+                    params_json: "{}".into(),
+                })
+            }),
+            "key:",
+        ),
+        (with(&|r| r.value_json = "{not json".into()), "value_json:"),
+        (
+            with(&|r| r.value_json = format!("\"{}\"", "x".repeat(4 << 20))),
+            "value_json:",
+        ),
+        (with(&|r| r.ttl_seconds = Some(0)), "ttl_seconds:"),
+        (with(&|r| r.ttl_seconds = Some(-5)), "ttl_seconds:"),
+        (with(&|r| r.ttl_seconds = Some(2_592_001)), "ttl_seconds:"),
+        (with(&|r| r.tags = vec!["a b".into()]), "tags[0]:"),
+        (
+            with(&|r| r.tags = (0..33).map(|i| i.to_string()).collect()),
+            "tags:",
+        ),
+        (
+            with(&|r| {
+                r.key = String::new();
+                r.api = Some(ApiKey {
+                    endpoint: "e".into(),
+                    params_json: "{".into(),
+                })
+            }),
+            "api.params_json:",
+        ),
+        (
+            with(&|r| {
+                r.key = String::new();
+                r.api = Some(ApiKey {
+                    endpoint: String::new(),
+                    params_json: String::new(),
+                })
+            }),
+            "api.endpoint:",
+        ),
+    ];
+    for (req, field) in cases {
+        let err = c.set(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            err.message().starts_with(field),
+            "{field}: {}",
+            err.message()
+        );
+    }
+    assert!(!c.get(get(&k)).await?.into_inner().found, "nothing written");
+
+    let err = c.get(get("")).await.unwrap_err();
+    assert!(err.message().starts_with("key:"));
+    let err = c.m_get(MGetRequest { keys: vec![] }).await.unwrap_err();
+    assert!(err.message().starts_with("keys:"));
+    let err = c
+        .m_get(MGetRequest {
+            keys: vec!["ok".into(), "session:x".into()],
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("keys[1]:"), "{}", err.message());
+    for (kind, id, field) in [
+        ("nope", "x", "kind:"),
+        ("Bad-Kind", "x", "kind:"),
+        ("user", "not-a-uuid", "id:"),
+    ] {
+        let err = c.get_or_load(common::load(kind, id)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().starts_with(field), "{}", err.message());
+    }
+    let mut req = common::load("user", &uuid::Uuid::new_v4().to_string());
+    req.ttl_seconds = Some(0);
+    let err = c.get_or_load(req).await.unwrap_err();
+    assert!(err.message().starts_with("ttl_seconds:"));
+    let err = c
+        .invalidate_entity(InvalidateEntityRequest {
+            entity_type: 0,
+            id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("entity_type:"));
+    let err = c
+        .invalidate_entity(InvalidateEntityRequest {
+            entity_type: EntityType::Org as i32,
+            id: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("id:"));
+    let err = c
+        .invalidate_tag(InvalidateTagRequest { tag: String::new() })
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("tag:"));
+    assert_eq!(
+        gw.stats().await.loads,
+        0,
+        "no loader ran for rejected input"
+    );
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! `loadgen cache`: the cache gateway's figures, one JSON line each.
+//!
+//! - `cache-l1-hit`: Get of one key held in the instance's L1, at the given concurrency;
+//! - `cache-l2-hit`: Get of keys written through a second instance (so they are in Redis but not
+//!   in the first instance's L1), each read once;
+//! - `cache-miss-load`: GetOrLoad of never-seen ids (kind `user`, random UUIDs): each runs the
+//!   loader's SQL query (which finds no row) and fills the negative cache;
+//! - `cache-invalidation`: a Set on instance A, then Gets on instance B (which held the old value
+//!   in L1) until B serves the new value: the backplane's propagation delay, from A's
+//!   acknowledgement to B's first fresh answer.
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use ncy_proto::cache::v1::{
+    CacheLayer, GetOrLoadRequest, GetRequest, SetRequest, cache_service_client::CacheServiceClient,
+};
+use tonic::transport::Channel;
+
+type Client = CacheServiceClient<Channel>;
+type Call = Arc<
+    dyn Fn(Client, u64) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync,
+>;
+
+/// What `loadgen cache` was asked to do.
+pub struct Options {
+    /// First gateway.
+    pub addr: String,
+    /// Second gateway (L2-hit and invalidation figures).
+    pub addr2: Option<String>,
+    /// In-flight requests.
+    pub concurrency: usize,
+    /// HTTP/2 connections per gateway.
+    pub connections: usize,
+    /// Requests per throughput figure.
+    pub requests: u64,
+    /// GetOrLoad calls for the miss figure.
+    pub loads: u64,
+    /// Invalidation round trips measured.
+    pub invalidations: u64,
+}
+
+async fn channels(addr: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        out.push(
+            tonic::transport::Endpoint::from_shared(addr.to_owned())?
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+/// Runs `total` calls of `call(client, n)` over `concurrency` tasks; prints one JSON line.
+async fn drive(
+    scenario: &str,
+    chans: &[Channel],
+    concurrency: usize,
+    total: u64,
+    call: Call,
+) -> anyhow::Result<()> {
+    let per_task = total.div_ceil(concurrency as u64);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for i in 0..concurrency {
+        let client = Client::new(chans[i % chans.len()].clone()).max_decoding_message_size(8 << 20);
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram()?;
+            for n in 0..per_task {
+                let t = Instant::now();
+                call(client.clone(), i as u64 * per_task + n).await?;
+                hist.record(t.elapsed().as_micros().max(1) as u64)?;
+            }
+            anyhow::Ok(hist)
+        }));
+    }
+    let mut all = histogram()?;
+    for task in tasks {
+        all.add(task.await??)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": scenario,
+            "concurrency": concurrency,
+            "requests": all.len(),
+            "ops_per_sec": (all.len() as f64 / elapsed).round(),
+            "p50_us": all.value_at_quantile(0.50),
+            "p99_us": all.value_at_quantile(0.99),
+            "max_us": all.max(),
+        })
+    );
+    Ok(())
+}
+
+fn get(key: String) -> GetRequest {
+    GetRequest { key, api: None }
+}
+
+fn set(key: String, value: String) -> SetRequest {
+    SetRequest {
+        key,
+        api: None,
+        value_json: value,
+        ttl_seconds: Some(3600),
+        tags: Vec::new(),
+    }
+}
+
+/// Runs every figure.
+pub async fn run(o: Options) -> anyhow::Result<()> {
+    let concurrency = o.concurrency.max(1);
+    let a = channels(&o.addr, o.connections).await?;
+    let run_id = std::process::id();
+    let value = serde_json::json!({"id": 1, "name": "benchmark value", "tags": ["a", "b", "c"]})
+        .to_string();
+
+    // L1 hits: one hot key, written through A (so A holds it in L1).
+    let hot = format!("bench:{run_id}:hot");
+    Client::new(a[0].clone())
+        .set(set(hot.clone(), value.clone()))
+        .await?;
+    let call: Call = Arc::new(move |mut c, _| {
+        let key = hot.clone();
+        Box::pin(async move {
+            let r = c.get(get(key)).await?.into_inner();
+            anyhow::ensure!(r.found && r.layer() == CacheLayer::L1, "expected an L1 hit");
+            Ok(())
+        })
+    });
+    drive("cache-l1-hit", &a, concurrency, o.requests, call).await?;
+
+    if let Some(addr2) = &o.addr2 {
+        let b = channels(addr2, o.connections).await?;
+        // L2 hits: keys written through B, each read once through A.
+        let (v, prefix) = (value.clone(), format!("bench:{run_id}:l2:"));
+        let p = prefix.clone();
+        let fill: Call = Arc::new(move |mut c, n| {
+            let (key, v) = (format!("{p}{n}"), v.clone());
+            Box::pin(async move {
+                c.set(set(key, v)).await?;
+                Ok(())
+            })
+        });
+        drive("cache-set", &b, concurrency, o.requests, fill).await?;
+        let read: Call = Arc::new(move |mut c, n| {
+            let key = format!("{prefix}{n}");
+            Box::pin(async move {
+                let r = c.get(get(key)).await?.into_inner();
+                anyhow::ensure!(r.found && r.layer() == CacheLayer::L2, "expected an L2 hit");
+                Ok(())
+            })
+        });
+        drive("cache-l2-hit", &a, concurrency, o.requests, read).await?;
+        invalidation(&a[0], &b[0], o.invalidations, run_id).await?;
+    }
+
+    let load: Call = Arc::new(|mut c, _| {
+        Box::pin(async move {
+            let req = GetOrLoadRequest {
+                kind: "user".into(),
+                id: uuid::Uuid::new_v4().to_string(),
+                ttl_seconds: None,
+                force_refresh: false,
+            };
+            match c.get_or_load(req).await {
+                Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
+                Err(s) => Err(s.into()),
+                Ok(_) => Ok(()),
+            }
+        })
+    });
+    drive("cache-miss-load", &a, concurrency, o.loads, load).await
+}
+
+/// Set on A, then Get on B until B answers the new value.
+async fn invalidation(a: &Channel, b: &Channel, rounds: u64, run_id: u32) -> anyhow::Result<()> {
+    let (mut ca, mut cb) = (Client::new(a.clone()), Client::new(b.clone()));
+    let key = format!("bench:{run_id}:inval");
+    let mut hist = histogram()?;
+    let mut polls = 0u64;
+    ca.set(set(key.clone(), "0".into())).await?;
+    for i in 1..=rounds.max(1) {
+        // B holds the current value in L1.
+        while cb.get(get(key.clone())).await?.into_inner().value_json != (i - 1).to_string() {}
+        ca.set(set(key.clone(), i.to_string())).await?;
+        let acked = Instant::now();
+        let deadline = acked + Duration::from_secs(5);
+        loop {
+            polls += 1;
+            if cb.get(get(key.clone())).await?.into_inner().value_json == i.to_string() {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "B never saw the new value");
+        }
+        hist.record(acked.elapsed().as_micros().max(1) as u64)?;
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": "cache-invalidation",
+            "rounds": hist.len(),
+            "p50_us": hist.value_at_quantile(0.50),
+            "p99_us": hist.value_at_quantile(0.99),
+            "max_us": hist.max(),
+            "polls_per_round": polls as f64 / hist.len().max(1) as f64,
+        })
+    );
+    Ok(())
+}
