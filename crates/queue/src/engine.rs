@@ -54,6 +54,24 @@ impl Engine {
         }
     }
 
+    /// An engine for a service: its pool, its Redis settings (prefix; a dedicated-connection client
+    /// unless on Redis Cluster) and the engine settings.
+    pub fn for_service(
+        pool: RedisPool,
+        redis: &ncy_runtime::settings::RedisSettings,
+        settings: EngineSettings,
+    ) -> Self {
+        let client = if redis.cluster {
+            None
+        } else {
+            redis
+                .urls()
+                .first()
+                .and_then(|u| redis::Client::open(u.as_str()).ok())
+        };
+        Self::new(pool, redis.keys.clone(), settings, client)
+    }
+
     /// The settings in effect.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
