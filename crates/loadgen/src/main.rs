@@ -5,6 +5,9 @@
 //! - `grpc-health`: unary `grpc.health.v1.Health/Check` round trips at a given concurrency. It is the
 //!   ceiling of any unary RPC through the shared gRPC stack (tonic, HTTP/2, tracing and metrics
 //!   layers) and the baseline the cache scenarios are compared with.
+//! - `jobs`: the job engine through job-scheduler and a worker (see `jobs.rs`).
+mod jobs;
+
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -38,11 +41,14 @@ enum Scenario {
         #[arg(long, default_value_t = 200_000)]
         requests: u64,
     },
+    /// Job engine scenarios through job-scheduler and a worker (see scripts/bench/jobs.sh).
+    Jobs(jobs::JobsArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
+        Scenario::Jobs(args) => jobs::run(args).await,
         Scenario::GrpcHealth {
             addr,
             concurrency,
