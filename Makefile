@@ -43,3 +43,4 @@ fmt:
 
 bench:
 	@bash scripts/bench.sh
+	@bash scripts/bench/jobs.sh

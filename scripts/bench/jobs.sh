@@ -62,16 +62,16 @@ start_worker() {  # $1 = concurrency
 stop_worker() {
   kill -TERM "$WORKER_PID" 2>/dev/null || true; wait "$WORKER_PID" 2>/dev/null || true
 }
-lg() { "$BIN/loadgen" jobs --addr "http://$GRPC" --jobs "$N" "$@" | tee -a "$OURS"; }
+lg() { "$BIN/loadgen" jobs --addr "http://$GRPC" "$@" | tee -a "$OURS"; }
 
 echo "bench: jobs ($N noop jobs per scenario, $PROFILE build, redis :$PORT)"
-lg --mode enqueue --clients 16
+lg --mode enqueue --clients 16 --jobs "$N"
 for c in 1 16 64; do
   start_worker "$c"
-  lg --mode drain --concurrency "$c"
-  lg --mode e2e --concurrency "$c"
+  lg --mode drain --concurrency "$c" --jobs "$N"
+  lg --mode e2e --concurrency "$c" --jobs "$N"
   if [ "$c" = 16 ]; then
-    lg --mode stream --concurrency 16
+    lg --mode stream --concurrency 16 --jobs "$N"
     lg --mode delayed --jobs 1000 --concurrency 16
   fi
   ps -o pid,comm,time -p "$SCHED_PID,$WORKER_PID,$REDIS_PID" | tee -a "$OUT_DIR/jobs-cpu-$STAMP.txt"

@@ -24,7 +24,10 @@ async fn jobs_run_to_completion_and_watch_streams_progress_to_the_end() -> anyho
     let mut req = job("report", "sleep", r#"{"ms":400}"#);
     req.owner_user_id = "123e4567-e89b-12d3-a456-426614174000".into();
     let id = enqueue(&mut c, req).await?;
-    let mut events = c.watch_job(pb::WatchJobRequest { job_id: id.clone() }).await?.into_inner();
+    let mut events = c
+        .watch_job(pb::WatchJobRequest { job_id: id.clone() })
+        .await?
+        .into_inner();
     let mut seen = Vec::new();
     while let Some(ev) = tokio::time::timeout(T, events.next()).await? {
         seen.push(ev?);
@@ -38,18 +41,30 @@ async fn jobs_run_to_completion_and_watch_streams_progress_to_the_end() -> anyho
         .filter(|e| e.r#type() == pb::JobEventType::Progress)
         .map(|e| e.progress)
         .collect();
-    assert!(!progress.is_empty() && progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
-    assert!(seen.iter().all(|e| e.owner_user_id == "123e4567-e89b-12d3-a456-426614174000"));
+    assert!(
+        !progress.is_empty() && progress.windows(2).all(|w| w[0] <= w[1]),
+        "{progress:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|e| e.owner_user_id == "123e4567-e89b-12d3-a456-426614174000")
+    );
     assert_eq!(get(&mut c, &id).await?.progress, 100);
     // A terminal job's watch ends right after the snapshot.
-    let after: Vec<_> = c.watch_job(pb::WatchJobRequest { job_id: id }).await?.into_inner().collect().await;
+    let after: Vec<_> = c
+        .watch_job(pb::WatchJobRequest { job_id: id })
+        .await?
+        .into_inner()
+        .collect()
+        .await;
     assert_eq!(after.len(), 1);
     stop(work).await?;
     stop(sched).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_letter() -> anyhow::Result<()> {
+async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_letter()
+-> anyhow::Result<()> {
     let admin = uuid::Uuid::new_v4();
     let mut env = StackEnv::new(&[]).await?;
     let pg = env.db.pool().await?;
@@ -63,21 +78,30 @@ async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_lette
 
     let mut req = job("notification", "fail", r#"{"message":"smtp down"}"#);
     req.attempts = 3;
-    req.backoff = Some(pb::Backoff { r#type: pb::BackoffType::Fixed as i32, delay_ms: 100 });
+    req.backoff = Some(pb::Backoff {
+        r#type: pb::BackoffType::Fixed as i32,
+        delay_ms: 100,
+    });
     let id = enqueue(&mut c, req).await?;
     wait_state(&c, &id, JobState::Dead, T).await;
     let dead = get(&mut c, &id).await?;
     assert_eq!(dead.attempts_made, 3, "every attempt ran");
     assert_eq!(dead.last_error, "smtp down");
     let letters = c
-        .list_dead_letters(pb::ListDeadLettersRequest { queue: "notification".into(), ..Default::default() })
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            queue: "notification".into(),
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .dead_letters;
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
     assert_eq!(letter.id, dead.dead_letter_id);
-    assert_eq!((letter.queue.as_str(), letter.job_type.as_str()), ("notification", "fail"));
+    assert_eq!(
+        (letter.queue.as_str(), letter.job_type.as_str()),
+        ("notification", "fail")
+    );
     assert_eq!(letter.payload_json, r#"{"message":"smtp down"}"#);
     assert_eq!(letter.error, "smtp down");
     assert_eq!(letter.attempts_made, 3);
@@ -98,16 +122,23 @@ async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_lette
     .await;
 
     let retried = c
-        .retry_dead_letter(pb::RetryDeadLetterRequest { dead_letter_id: letter.id.clone() })
+        .retry_dead_letter(pb::RetryDeadLetterRequest {
+            dead_letter_id: letter.id.clone(),
+        })
         .await?
         .into_inner()
         .job_id;
     wait_state(&c, &retried, JobState::Dead, T).await;
     let again = get(&mut c, &retried).await?;
-    assert_eq!((again.priority, again.max_attempts, again.attempts_made), (10, 1, 1));
+    assert_eq!(
+        (again.priority, again.max_attempts, again.attempts_made),
+        (10, 1, 1)
+    );
     assert_eq!(again.retried_from_dead_letter_id, letter.id);
     let err = c
-        .retry_dead_letter(pb::RetryDeadLetterRequest { dead_letter_id: letter.id.clone() })
+        .retry_dead_letter(pb::RetryDeadLetterRequest {
+            dead_letter_id: letter.id.clone(),
+        })
         .await
         .expect_err("already retried");
     assert_eq!(err.code(), tonic::Code::NotFound);
@@ -117,30 +148,51 @@ async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_lette
         .into_inner()
         .dead_letters;
     assert_eq!(newest.len(), 1);
-    c.delete_dead_letter(pb::DeleteDeadLetterRequest { dead_letter_id: newest[0].id.clone() }).await?;
+    c.delete_dead_letter(pb::DeleteDeadLetterRequest {
+        dead_letter_id: newest[0].id.clone(),
+    })
+    .await?;
     stop(work).await?;
     stop(sched).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn non_retryable_failures_and_types_without_a_processor_go_straight_to_dead_letters() -> anyhow::Result<()> {
+async fn non_retryable_failures_and_types_without_a_processor_go_straight_to_dead_letters()
+-> anyhow::Result<()> {
     let env = StackEnv::new(&[]).await?;
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
-    let mut req = job("report", "fail", r#"{"retryable":false,"message":"bad template"}"#);
+    let mut req = job(
+        "report",
+        "fail",
+        r#"{"retryable":false,"message":"bad template"}"#,
+    );
     req.attempts = 5;
     let fatal = enqueue(&mut c, req).await?;
     let email = enqueue(
         &mut c,
-        job("email", "send-email", r#"{"to":"a@example.com","subject":"s","template":"t"}"#),
+        job(
+            "email",
+            "send-email",
+            r#"{"to":"a@example.com","subject":"s","template":"t"}"#,
+        ),
     )
     .await?;
     wait_state(&c, &fatal, JobState::Dead, T).await;
     assert_eq!(get(&mut c, &fatal).await?.attempts_made, 1);
     wait_state(&c, &email, JobState::Dead, T).await;
     let e = get(&mut c, &email).await?;
-    assert!(e.last_error.contains("no processor for job type \"send-email\""), "{}", e.last_error);
-    let letters = c.list_dead_letters(pb::ListDeadLettersRequest::default()).await?.into_inner().dead_letters;
+    assert!(
+        e.last_error
+            .contains("no processor for job type \"send-email\""),
+        "{}",
+        e.last_error
+    );
+    let letters = c
+        .list_dead_letters(pb::ListDeadLettersRequest::default())
+        .await?
+        .into_inner()
+        .dead_letters;
     assert_eq!(letters.len(), 2);
     assert!(letters.iter().all(|l| l.non_retryable));
     stop(work).await?;
@@ -148,13 +200,21 @@ async fn non_retryable_failures_and_types_without_a_processor_go_straight_to_dea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_panicking_processor_fails_the_job_per_policy_and_the_worker_goes_on() -> anyhow::Result<()> {
+async fn a_panicking_processor_fails_the_job_per_policy_and_the_worker_goes_on()
+-> anyhow::Result<()> {
     let env = StackEnv::new(&[]).await?;
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
-    let mut req = job("notification", "fail", r#"{"panic":true,"message":"kaboom"}"#);
+    let mut req = job(
+        "notification",
+        "fail",
+        r#"{"panic":true,"message":"kaboom"}"#,
+    );
     req.attempts = 2;
-    req.backoff = Some(pb::Backoff { r#type: pb::BackoffType::Fixed as i32, delay_ms: 50 });
+    req.backoff = Some(pb::Backoff {
+        r#type: pb::BackoffType::Fixed as i32,
+        delay_ms: 50,
+    });
     let id = enqueue(&mut c, req).await?;
     wait_state(&c, &id, JobState::Dead, T).await;
     let j = get(&mut c, &id).await?;
@@ -175,7 +235,10 @@ async fn cancel_stops_a_running_job_and_delayed_jobs_run_after_their_delay() -> 
     let long = enqueue(&mut c, job("notification", "sleep", r#"{"ms":60000}"#)).await?;
     wait_state(&c, &long, JobState::Active, T).await;
     let after = c
-        .cancel_job(pb::CancelJobRequest { job_id: long.clone(), reason: "user left".into() })
+        .cancel_job(pb::CancelJobRequest {
+            job_id: long.clone(),
+            reason: "user left".into(),
+        })
         .await?
         .into_inner()
         .job
@@ -190,7 +253,10 @@ async fn cancel_stops_a_running_job_and_delayed_jobs_run_after_their_delay() -> 
     let d = get(&mut c, &delayed).await?;
     assert!(d.started_at_ms >= d.due_at_ms, "not before its due time");
     let err = c
-        .cancel_job(pb::CancelJobRequest { job_id: delayed, reason: String::new() })
+        .cancel_job(pb::CancelJobRequest {
+            job_id: delayed,
+            reason: String::new(),
+        })
         .await
         .expect_err("completed");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
@@ -227,7 +293,10 @@ async fn the_rate_limit_holds_across_two_worker_replicas() -> anyhow::Result<()>
     starts.sort_unstable();
     for (i, t) in starts.iter().enumerate() {
         let in_window = starts[i..].iter().take_while(|s| **s < t + window).count();
-        assert!(in_window <= max, "{in_window} starts within {window} ms from {t}: {starts:?}");
+        assert!(
+            in_window <= max,
+            "{in_window} starts within {window} ms from {t}: {starts:?}"
+        );
     }
     stop(w1).await?;
     stop(w2).await?;
@@ -235,13 +304,24 @@ async fn the_rate_limit_holds_across_two_worker_replicas() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_priority_10_job_starts_before_10000_priority_0_jobs_enqueued_earlier() -> anyhow::Result<()> {
-    let env = StackEnv::new(&[("NCY_QUEUE_NOTIFICATION_CONCURRENCY", "1"), ("NCY_QUEUE_NOTIFICATION_KEEP_COMPLETED", "20000")]).await?;
+async fn a_priority_10_job_starts_before_10000_priority_0_jobs_enqueued_earlier()
+-> anyhow::Result<()> {
+    let env = StackEnv::new(&[
+        ("NCY_QUEUE_NOTIFICATION_CONCURRENCY", "1"),
+        ("NCY_QUEUE_NOTIFICATION_KEEP_COMPLETED", "20000"),
+    ])
+    .await?;
     let (mut c, sched) = env.scheduler().await?;
     let mut first_low = String::new();
     for _ in 0..10 {
-        let jobs = (0..1000).map(|_| job("notification", "noop", "{}")).collect();
-        let r = c.enqueue_bulk(pb::EnqueueBulkRequest { jobs }).await?.into_inner().results;
+        let jobs = (0..1000)
+            .map(|_| job("notification", "noop", "{}"))
+            .collect();
+        let r = c
+            .enqueue_bulk(pb::EnqueueBulkRequest { jobs })
+            .await?
+            .into_inner()
+            .results;
         if first_low.is_empty() {
             first_low = r[0].job_id.clone();
         }
@@ -282,19 +362,31 @@ async fn retention_keeps_finished_jobs_bounded() -> anyhow::Result<()> {
     ncy_testkit::assert_eventually("all 30 processed", T, || {
         let mut c = c.clone();
         async move {
-            c.queue_stats(pb::QueueStatsRequest { queue: "cleanup".into() })
-                .await
-                .map(|s| {
-                    let q = &s.into_inner().queues[0];
-                    q.waiting == 0 && q.active == 0
-                })
-                .unwrap_or(false)
+            c.queue_stats(pb::QueueStatsRequest {
+                queue: "cleanup".into(),
+            })
+            .await
+            .map(|s| {
+                let q = &s.into_inner().queues[0];
+                q.waiting == 0 && q.active == 0
+            })
+            .unwrap_or(false)
         }
     })
     .await;
-    let stats = c.queue_stats(pb::QueueStatsRequest { queue: "cleanup".into() }).await?.into_inner();
+    let stats = c
+        .queue_stats(pb::QueueStatsRequest {
+            queue: "cleanup".into(),
+        })
+        .await?
+        .into_inner();
     assert!(stats.queues[0].completed <= 5, "{:?}", stats.queues[0]);
-    let err = c.get_job(pb::GetJobRequest { job_id: ids[0].clone() }).await.expect_err("trimmed");
+    let err = c
+        .get_job(pb::GetJobRequest {
+            job_id: ids[0].clone(),
+        })
+        .await
+        .expect_err("trimmed");
     assert_eq!(err.code(), tonic::Code::NotFound);
     stop(work).await?;
     stop(sched).await

@@ -55,14 +55,23 @@ impl JobService for JobApi {
         Ok(Response::new(pb::EnqueueResponse {
             job_id: first.job_id,
             deduplicated: first.deduplicated,
-            state: first.state.map(convert::state).unwrap_or(pb::JobState::Unspecified) as i32,
+            state: first
+                .state
+                .map(convert::state)
+                .unwrap_or(pb::JobState::Unspecified) as i32,
         }))
     }
 
-    async fn enqueue_bulk(&self, request: Request<pb::EnqueueBulkRequest>) -> R<pb::EnqueueBulkResponse> {
+    async fn enqueue_bulk(
+        &self,
+        request: Request<pb::EnqueueBulkRequest>,
+    ) -> R<pb::EnqueueBulkResponse> {
         let jobs = &request.get_ref().jobs;
         if jobs.is_empty() || jobs.len() > MAX_BULK {
-            return Err(invalid(ValidationError::new("jobs", "must hold 1 to 1000 jobs")));
+            return Err(invalid(ValidationError::new(
+                "jobs",
+                "must hold 1 to 1000 jobs",
+            )));
         }
         // Validate everything first: all or nothing.
         let mut by_queue: BTreeMap<QueueName, Vec<(usize, ncy_queue::NewJob)>> = BTreeMap::new();
@@ -83,7 +92,10 @@ impl JobService for JobApi {
                 results[*i] = pb::EnqueueResult {
                     job_id: e.job_id,
                     deduplicated: e.deduplicated,
-                    state: e.state.map(convert::state).unwrap_or(pb::JobState::Unspecified) as i32,
+                    state: e
+                        .state
+                        .map(convert::state)
+                        .unwrap_or(pb::JobState::Unspecified) as i32,
                 };
             }
         }
@@ -125,7 +137,10 @@ impl JobService for JobApi {
         let req = request.get_ref();
         ncy_queue::ids::parse_job_id(&req.job_id, "job_id").map_err(invalid)?;
         if req.reason.len() > MAX_REASON {
-            return Err(invalid(ValidationError::new("reason", "must be at most 1 KiB")));
+            return Err(invalid(ValidationError::new(
+                "reason",
+                "must be at most 1 KiB",
+            )));
         }
         let rec = self
             .engine
@@ -179,7 +194,12 @@ impl JobService for JobApi {
             .into_iter()
             .filter(|v| filter.is_none_or(|q| v.def.queue == q))
             .collect();
-        let page: Vec<pb::Schedule> = all.iter().skip(offset).take(size).map(convert::schedule).collect();
+        let page: Vec<pb::Schedule> = all
+            .iter()
+            .skip(offset)
+            .take(size)
+            .map(convert::schedule)
+            .collect();
         let next = if offset + size < all.len() {
             format!("o:{}", offset + size)
         } else {
@@ -191,19 +211,28 @@ impl JobService for JobApi {
         }))
     }
 
-    async fn pause_queue(&self, request: Request<pb::PauseQueueRequest>) -> R<pb::PauseQueueResponse> {
+    async fn pause_queue(
+        &self,
+        request: Request<pb::PauseQueueRequest>,
+    ) -> R<pb::PauseQueueResponse> {
         let queue = convert::queue(&request.get_ref().queue).map_err(invalid)?;
         let changed = self.engine.pause(queue).await.map_err(status)?;
         Ok(Response::new(pb::PauseQueueResponse { changed }))
     }
 
-    async fn resume_queue(&self, request: Request<pb::ResumeQueueRequest>) -> R<pb::ResumeQueueResponse> {
+    async fn resume_queue(
+        &self,
+        request: Request<pb::ResumeQueueRequest>,
+    ) -> R<pb::ResumeQueueResponse> {
         let queue = convert::queue(&request.get_ref().queue).map_err(invalid)?;
         let changed = self.engine.resume(queue).await.map_err(status)?;
         Ok(Response::new(pb::ResumeQueueResponse { changed }))
     }
 
-    async fn queue_stats(&self, request: Request<pb::QueueStatsRequest>) -> R<pb::QueueStatsResponse> {
+    async fn queue_stats(
+        &self,
+        request: Request<pb::QueueStatsRequest>,
+    ) -> R<pb::QueueStatsResponse> {
         let mut queues = Vec::new();
         for queue in self.queues(&request.get_ref().queue)? {
             let s = self.engine.stats(queue).await.map_err(status)?;
@@ -260,7 +289,11 @@ impl JobService for JobApi {
                 .map_err(status)?;
             all.extend(letters.into_iter().map(|l| (*q, l)));
         }
-        all.sort_by(|a, b| b.1.failed_at_ms.cmp(&a.1.failed_at_ms).then(b.1.id.cmp(&a.1.id)));
+        all.sort_by(|a, b| {
+            b.1.failed_at_ms
+                .cmp(&a.1.failed_at_ms)
+                .then(b.1.id.cmp(&a.1.id))
+        });
         let more = all.len() > size;
         all.truncate(size);
         for (q, l) in &all {
@@ -305,6 +338,8 @@ impl JobService for JobApi {
 
     async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> R<BoxStream<pb::JobEvent>> {
         let rx = watch::watch(self.engine.clone(), request.into_inner().job_id).await?;
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

@@ -27,7 +27,11 @@ pub fn queue(name: &str) -> Result<QueueName, ValidationError> {
 }
 
 /// Parses a job type allowed on `queue` (`job_type`); test-only types only when enabled.
-pub fn job_type(name: &str, queue: QueueName, test_types: bool) -> Result<JobType, ValidationError> {
+pub fn job_type(
+    name: &str,
+    queue: QueueName,
+    test_types: bool,
+) -> Result<JobType, ValidationError> {
     let t = name
         .parse::<JobType>()
         .ok()
@@ -50,7 +54,12 @@ pub fn backoff(b: Option<&pb::Backoff>) -> Result<Backoff, ValidationError> {
     let kind = match pb::BackoffType::try_from(b.r#type) {
         Ok(pb::BackoffType::Fixed) => BackoffKind::Fixed,
         Ok(_) => BackoffKind::Exponential,
-        Err(_) => return Err(ValidationError::new("backoff.type", "is not a backoff type")),
+        Err(_) => {
+            return Err(ValidationError::new(
+                "backoff.type",
+                "is not a backoff type",
+            ));
+        }
     };
     let delay_ms = match b.delay_ms {
         0 => DEFAULT_BACKOFF_DELAY_MS,
@@ -206,7 +215,11 @@ pub fn schedule(v: &ScheduleView) -> pb::Schedule {
     pb::Schedule {
         name: d.name.clone(),
         cron: d.cron.clone(),
-        time_zone: if d.time_zone.is_empty() { "UTC".into() } else { d.time_zone.clone() },
+        time_zone: if d.time_zone.is_empty() {
+            "UTC".into()
+        } else {
+            d.time_zone.clone()
+        },
         queue: d.queue.as_str().to_owned(),
         job_type: d.job_type.clone(),
         payload_json: d.payload.clone(),

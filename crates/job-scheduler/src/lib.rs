@@ -59,7 +59,11 @@ pub struct Settings {
 impl Settings {
     /// Reads settings from `env`.
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
-        let policy = match env.get("NCY_CRON_MISSED_RUN_POLICY").as_deref().map(str::trim) {
+        let policy = match env
+            .get("NCY_CRON_MISSED_RUN_POLICY")
+            .as_deref()
+            .map(str::trim)
+        {
             None | Some("fire_once") => MissedRunPolicy::FireOnce,
             Some("skip") => MissedRunPolicy::Skip,
             Some(other) => {
@@ -121,7 +125,11 @@ impl Application {
         let cancel = runtime.shutdown_token();
         let holder = format!("{SERVICE}-{}", uuid::Uuid::new_v4().simple());
         for queue in QueueName::ALL {
-            runtime.spawn(engine.clone().run_promoter(queue, holder.clone(), cancel.clone()));
+            runtime.spawn(
+                engine
+                    .clone()
+                    .run_promoter(queue, holder.clone(), cancel.clone()),
+            );
         }
         if settings.cron_enabled {
             let engine = engine.clone();
@@ -135,7 +143,11 @@ impl Application {
                 engine.run_cron(policy, cancel).await;
             });
         }
-        runtime.spawn(maintenance(engine.clone(), settings.maintenance_every, cancel));
+        runtime.spawn(maintenance(
+            engine.clone(),
+            settings.maintenance_every,
+            cancel,
+        ));
         let api = JobServiceServer::new(JobApi { engine })
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -11,15 +11,26 @@ use crate::convert;
 const MAX_DESCRIPTION: usize = 1024;
 
 /// Validates an UpsertSchedule request into a definition (timestamps filled by the engine).
-pub fn definition(req: &pb::UpsertScheduleRequest, test_types: bool) -> Result<ScheduleDef, ValidationError> {
+pub fn definition(
+    req: &pb::UpsertScheduleRequest,
+    test_types: bool,
+) -> Result<ScheduleDef, ValidationError> {
     cron::check_name(&req.name)?;
     cron::parse(&req.cron, &req.time_zone).map_err(|e| {
-        let field = if e.field == "timeZone" { "time_zone" } else { "cron" };
+        let field = if e.field == "timeZone" {
+            "time_zone"
+        } else {
+            "cron"
+        };
         ValidationError::new(field, e.message)
     })?;
     let queue = convert::queue(&req.queue)?;
     let job_type = convert::job_type(&req.job_type, queue, test_types)?;
-    let payload_json = if req.payload_json.is_empty() { "{}" } else { req.payload_json.as_str() };
+    let payload_json = if req.payload_json.is_empty() {
+        "{}"
+    } else {
+        req.payload_json.as_str()
+    };
     let payload = validate_payload(job_type, payload_json)?.to_string();
     let options = req.options.clone().unwrap_or_default();
     let priority = check_priority(i64::from(options.priority))
@@ -75,7 +86,11 @@ pub fn defaults() -> Vec<ScheduleDef> {
         updated_at_ms: 0,
     };
     vec![
-        def("cleanup-old-data", "0 2 * * *", "Daily cleanup of old notifications and job records"),
+        def(
+            "cleanup-old-data",
+            "0 2 * * *",
+            "Daily cleanup of old notifications and job records",
+        ),
         def("backup-database", "0 3 * * 0", "Weekly database backup"),
     ]
 }

@@ -21,7 +21,10 @@ async fn start(prefix: &str, extra: &[(&str, &str)]) -> anyhow::Result<(Client, 
     let addr = app.local_addrs().grpc;
     let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
     ncy_testkit::wait_until_serving(addr).await;
-    Ok((JobServiceClient::connect(format!("http://{addr}")).await?, running))
+    Ok((
+        JobServiceClient::connect(format!("http://{addr}")).await?,
+        running,
+    ))
 }
 
 fn noop(queue: &str) -> pb::EnqueueRequest {
@@ -35,7 +38,9 @@ fn noop(queue: &str) -> pb::EnqueueRequest {
 
 async fn waiting(client: &mut Client, queue: &str) -> anyhow::Result<u64> {
     let s = client
-        .queue_stats(pb::QueueStatsRequest { queue: queue.into() })
+        .queue_stats(pb::QueueStatsRequest {
+            queue: queue.into(),
+        })
         .await?
         .into_inner();
     Ok(s.queues[0].waiting + s.queues[0].delayed)
@@ -62,7 +67,9 @@ async fn enqueue_stores_the_job_and_idempotency_returns_the_first_id() -> anyhow
     assert!(again.deduplicated);
     assert_eq!(again.job_id, first.job_id);
     let job = c
-        .get_job(pb::GetJobRequest { job_id: first.job_id.clone() })
+        .get_job(pb::GetJobRequest {
+            job_id: first.job_id.clone(),
+        })
         .await?
         .into_inner()
         .job
@@ -81,7 +88,9 @@ async fn enqueue_stores_the_job_and_idempotency_returns_the_first_id() -> anyhow
     let mut a = noop("notification");
     a.idempotency_key = "k1".into();
     let bulk = c
-        .enqueue_bulk(pb::EnqueueBulkRequest { jobs: vec![a.clone(), noop("report"), a] })
+        .enqueue_bulk(pb::EnqueueBulkRequest {
+            jobs: vec![a.clone(), noop("report"), a],
+        })
         .await?
         .into_inner()
         .results;
@@ -89,12 +98,16 @@ async fn enqueue_stores_the_job_and_idempotency_returns_the_first_id() -> anyhow
     assert!(bulk[1].job_id.starts_with("report."));
     assert_eq!(bulk[2].job_id, bulk[0].job_id);
     assert!(bulk[2].deduplicated && !bulk[0].deduplicated);
-    running.stop(Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_is_invalid_argument_naming_the_field_and_enqueues_nothing() -> anyhow::Result<()> {
+async fn bad_input_is_invalid_argument_naming_the_field_and_enqueues_nothing() -> anyhow::Result<()>
+{
     let (mut c, running) = start(&unique_prefix(), &[]).await?;
     let email = |payload: &str| pb::EnqueueRequest {
         queue: "email".into(),
@@ -104,22 +117,94 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_enqueues_nothing() -
     };
     let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(1 << 20));
     let cases: Vec<(pb::EnqueueRequest, &str)> = vec![
-        (pb::EnqueueRequest { queue: "nope".into(), ..noop("x") }, "queue"),
-        (pb::EnqueueRequest { job_type: "mine-bitcoin".into(), ..noop("email") }, "job_type"),
-        (pb::EnqueueRequest { job_type: "generate-report".into(), ..noop("email") }, "job_type"),
-        (email(r#"{"to":"not-an-email","subject":"s","template":"t"}"#), "payload_json.to"),
-        (email("{"), "payload_json"),
-        (pb::EnqueueRequest { payload_json: big, ..noop("email") }, "payload_json"),
-        (pb::EnqueueRequest { priority: 11, ..noop("email") }, "priority"),
-        (pb::EnqueueRequest { priority: -1, ..noop("email") }, "priority"),
-        (pb::EnqueueRequest { attempts: 26, ..noop("email") }, "attempts"),
-        (pb::EnqueueRequest { delay_ms: -5, ..noop("email") }, "delay_ms"),
-        (pb::EnqueueRequest { delay_ms: 31_536_000_001, ..noop("email") }, "delay_ms"),
-        (pb::EnqueueRequest { idempotency_key: "k".repeat(257), ..noop("email") }, "idempotency_key"),
-        (pb::EnqueueRequest { owner_user_id: "bob".into(), ..noop("email") }, "owner_user_id"),
         (
             pb::EnqueueRequest {
-                backoff: Some(pb::Backoff { r#type: 1, delay_ms: -1 }),
+                queue: "nope".into(),
+                ..noop("x")
+            },
+            "queue",
+        ),
+        (
+            pb::EnqueueRequest {
+                job_type: "mine-bitcoin".into(),
+                ..noop("email")
+            },
+            "job_type",
+        ),
+        (
+            pb::EnqueueRequest {
+                job_type: "generate-report".into(),
+                ..noop("email")
+            },
+            "job_type",
+        ),
+        (
+            email(r#"{"to":"not-an-email","subject":"s","template":"t"}"#),
+            "payload_json.to",
+        ),
+        (email("{"), "payload_json"),
+        (
+            pb::EnqueueRequest {
+                payload_json: big,
+                ..noop("email")
+            },
+            "payload_json",
+        ),
+        (
+            pb::EnqueueRequest {
+                priority: 11,
+                ..noop("email")
+            },
+            "priority",
+        ),
+        (
+            pb::EnqueueRequest {
+                priority: -1,
+                ..noop("email")
+            },
+            "priority",
+        ),
+        (
+            pb::EnqueueRequest {
+                attempts: 26,
+                ..noop("email")
+            },
+            "attempts",
+        ),
+        (
+            pb::EnqueueRequest {
+                delay_ms: -5,
+                ..noop("email")
+            },
+            "delay_ms",
+        ),
+        (
+            pb::EnqueueRequest {
+                delay_ms: 31_536_000_001,
+                ..noop("email")
+            },
+            "delay_ms",
+        ),
+        (
+            pb::EnqueueRequest {
+                idempotency_key: "k".repeat(257),
+                ..noop("email")
+            },
+            "idempotency_key",
+        ),
+        (
+            pb::EnqueueRequest {
+                owner_user_id: "bob".into(),
+                ..noop("email")
+            },
+            "owner_user_id",
+        ),
+        (
+            pb::EnqueueRequest {
+                backoff: Some(pb::Backoff {
+                    r#type: 1,
+                    delay_ms: -1,
+                }),
                 ..noop("email")
             },
             "backoff.delay_ms",
@@ -128,48 +213,114 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_enqueues_nothing() -
     for (req, field) in cases {
         let err = c.enqueue(req).await.expect_err(field);
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
-        assert!(err.message().starts_with(&format!("{field}:")), "{field}: {}", err.message());
+        assert!(
+            err.message().starts_with(&format!("{field}:")),
+            "{field}: {}",
+            err.message()
+        );
     }
     // Bulk is all-or-nothing and names the job.
     let err = c
         .enqueue_bulk(pb::EnqueueBulkRequest {
-            jobs: vec![noop("email"), pb::EnqueueRequest { priority: 99, ..noop("email") }],
+            jobs: vec![
+                noop("email"),
+                pb::EnqueueRequest {
+                    priority: 99,
+                    ..noop("email")
+                },
+            ],
         })
         .await
         .expect_err("bulk");
-    assert!(err.message().starts_with("jobs[1].priority:"), "{}", err.message());
-    let err = c.enqueue_bulk(pb::EnqueueBulkRequest { jobs: vec![] }).await.expect_err("empty");
+    assert!(
+        err.message().starts_with("jobs[1].priority:"),
+        "{}",
+        err.message()
+    );
+    let err = c
+        .enqueue_bulk(pb::EnqueueBulkRequest { jobs: vec![] })
+        .await
+        .expect_err("empty");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert_eq!(waiting(&mut c, "email").await?, 0, "nothing was enqueued");
 
     for (req, field) in [
-        (pb::UpsertScheduleRequest { cron: "61 * * * *".into(), ..schedule("s1") }, "cron"),
-        (pb::UpsertScheduleRequest { cron: "* * *".into(), ..schedule("s1") }, "cron"),
-        (pb::UpsertScheduleRequest { time_zone: "Mars/Base".into(), ..schedule("s1") }, "time_zone"),
-        (pb::UpsertScheduleRequest { name: "Bad Name".into(), ..schedule("s1") }, "name"),
+        (
+            pb::UpsertScheduleRequest {
+                cron: "61 * * * *".into(),
+                ..schedule("s1")
+            },
+            "cron",
+        ),
+        (
+            pb::UpsertScheduleRequest {
+                cron: "* * *".into(),
+                ..schedule("s1")
+            },
+            "cron",
+        ),
+        (
+            pb::UpsertScheduleRequest {
+                time_zone: "Mars/Base".into(),
+                ..schedule("s1")
+            },
+            "time_zone",
+        ),
+        (
+            pb::UpsertScheduleRequest {
+                name: "Bad Name".into(),
+                ..schedule("s1")
+            },
+            "name",
+        ),
     ] {
         let err = c.upsert_schedule(req).await.expect_err(field);
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        assert!(err.message().starts_with(&format!("{field}:")), "{}", err.message());
+        assert!(
+            err.message().starts_with(&format!("{field}:")),
+            "{}",
+            err.message()
+        );
     }
-    for bad in ["", "email", "email.zz", "x.0123456789abcdef0123456789abcdef"] {
-        let err = c.get_job(pb::GetJobRequest { job_id: bad.into() }).await.expect_err(bad);
+    for bad in [
+        "",
+        "email",
+        "email.zz",
+        "x.0123456789abcdef0123456789abcdef",
+    ] {
+        let err = c
+            .get_job(pb::GetJobRequest { job_id: bad.into() })
+            .await
+            .expect_err(bad);
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}");
     }
     let missing = "email.0123456789abcdef0123456789abcdef";
-    let err = c.get_job(pb::GetJobRequest { job_id: missing.into() }).await.expect_err("missing");
+    let err = c
+        .get_job(pb::GetJobRequest {
+            job_id: missing.into(),
+        })
+        .await
+        .expect_err("missing");
     assert_eq!(err.code(), tonic::Code::NotFound);
     let err = c
-        .retry_dead_letter(pb::RetryDeadLetterRequest { dead_letter_id: "email.1-0".into() })
+        .retry_dead_letter(pb::RetryDeadLetterRequest {
+            dead_letter_id: "email.1-0".into(),
+        })
         .await
         .expect_err("no dead letter");
     assert_eq!(err.code(), tonic::Code::NotFound);
     let err = c
-        .list_jobs(pb::ListJobsRequest { queue: "email".into(), ..Default::default() })
+        .list_jobs(pb::ListJobsRequest {
+            queue: "email".into(),
+            ..Default::default()
+        })
         .await
         .expect_err("state unspecified");
     assert!(err.message().starts_with("state:"));
-    running.stop(Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
@@ -188,33 +339,65 @@ fn schedule(name: &str) -> pb::UpsertScheduleRequest {
 async fn delayed_jobs_become_waiting_when_due_and_cancel_pause_list_work() -> anyhow::Result<()> {
     let (mut c, running) = start(&unique_prefix(), &[]).await?;
     let delayed = c
-        .enqueue(pb::EnqueueRequest { delay_ms: 300, ..noop("report") })
+        .enqueue(pb::EnqueueRequest {
+            delay_ms: 300,
+            ..noop("report")
+        })
         .await?
         .into_inner();
     assert_eq!(delayed.state(), pb::JobState::Delayed);
     let listed = c
-        .list_jobs(pb::ListJobsRequest { queue: "report".into(), state: pb::JobState::Delayed as i32, ..Default::default() })
+        .list_jobs(pb::ListJobsRequest {
+            queue: "report".into(),
+            state: pb::JobState::Delayed as i32,
+            ..Default::default()
+        })
         .await?
         .into_inner();
     assert_eq!(listed.jobs.len(), 1);
     let id = delayed.job_id.clone();
     let mut cc = c.clone();
-    assert_eventually("the delayed job is promoted", Duration::from_secs(10), || {
-        let id = id.clone();
-        let mut c = cc.clone();
-        async move {
-            c.get_job(pb::GetJobRequest { job_id: id }).await.ok().and_then(|r| r.into_inner().job).map(|j| j.state) == Some(pb::JobState::Waiting as i32)
-        }
-    })
+    assert_eventually(
+        "the delayed job is promoted",
+        Duration::from_secs(10),
+        || {
+            let id = id.clone();
+            let mut c = cc.clone();
+            async move {
+                c.get_job(pb::GetJobRequest { job_id: id })
+                    .await
+                    .ok()
+                    .and_then(|r| r.into_inner().job)
+                    .map(|j| j.state)
+                    == Some(pb::JobState::Waiting as i32)
+            }
+        },
+    )
     .await;
-    let job = cc.get_job(pb::GetJobRequest { job_id: id.clone() }).await?.into_inner().job.expect("job");
+    let job = cc
+        .get_job(pb::GetJobRequest { job_id: id.clone() })
+        .await?
+        .into_inner()
+        .job
+        .expect("job");
     assert!(job.due_at_ms >= job.created_at_ms + 300);
 
     // Waiting jobs list in run order: priority first, then FIFO.
     let low = c.enqueue(noop("report")).await?.into_inner().job_id;
-    let high = c.enqueue(pb::EnqueueRequest { priority: 9, ..noop("report") }).await?.into_inner().job_id;
+    let high = c
+        .enqueue(pb::EnqueueRequest {
+            priority: 9,
+            ..noop("report")
+        })
+        .await?
+        .into_inner()
+        .job_id;
     let order: Vec<String> = c
-        .list_jobs(pb::ListJobsRequest { queue: "report".into(), state: pb::JobState::Waiting as i32, ..Default::default() })
+        .list_jobs(pb::ListJobsRequest {
+            queue: "report".into(),
+            state: pb::JobState::Waiting as i32,
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .jobs
@@ -224,7 +407,10 @@ async fn delayed_jobs_become_waiting_when_due_and_cancel_pause_list_work() -> an
     assert_eq!(order, vec![high.clone(), id.clone(), low.clone()]);
 
     let cancelled = c
-        .cancel_job(pb::CancelJobRequest { job_id: low.clone(), reason: "changed my mind".into() })
+        .cancel_job(pb::CancelJobRequest {
+            job_id: low.clone(),
+            reason: "changed my mind".into(),
+        })
         .await?
         .into_inner()
         .job
@@ -232,24 +418,68 @@ async fn delayed_jobs_become_waiting_when_due_and_cancel_pause_list_work() -> an
     assert_eq!(cancelled.state(), pb::JobState::Cancelled);
     assert_eq!(cancelled.last_error, "cancelled: changed my mind");
     // Cancelling again is a no-op success.
-    c.cancel_job(pb::CancelJobRequest { job_id: low, reason: String::new() }).await?;
+    c.cancel_job(pb::CancelJobRequest {
+        job_id: low,
+        reason: String::new(),
+    })
+    .await?;
 
-    assert!(c.pause_queue(pb::PauseQueueRequest { queue: "report".into() }).await?.into_inner().changed);
-    assert!(!c.pause_queue(pb::PauseQueueRequest { queue: "report".into() }).await?.into_inner().changed);
-    let stats = c.queue_stats(pb::QueueStatsRequest { queue: "report".into() }).await?.into_inner();
+    assert!(
+        c.pause_queue(pb::PauseQueueRequest {
+            queue: "report".into()
+        })
+        .await?
+        .into_inner()
+        .changed
+    );
+    assert!(
+        !c.pause_queue(pb::PauseQueueRequest {
+            queue: "report".into()
+        })
+        .await?
+        .into_inner()
+        .changed
+    );
+    let stats = c
+        .queue_stats(pb::QueueStatsRequest {
+            queue: "report".into(),
+        })
+        .await?
+        .into_inner();
     assert!(stats.queues[0].paused);
     assert_eq!(stats.queues[0].waiting, 2);
     assert_eq!(stats.queues[0].cancelled, 1);
-    assert_eq!(stats.queues[0].rate_limit.as_ref().map(|r| r.max_jobs), Some(10));
+    assert_eq!(
+        stats.queues[0].rate_limit.as_ref().map(|r| r.max_jobs),
+        Some(10)
+    );
     assert_eq!(stats.queues[0].concurrency_per_worker, 2);
-    assert!(c.resume_queue(pb::ResumeQueueRequest { queue: "report".into() }).await?.into_inner().changed);
-    assert!(!c.resume_queue(pb::ResumeQueueRequest { queue: "report".into() }).await?.into_inner().changed);
-    running.stop(Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
+    assert!(
+        c.resume_queue(pb::ResumeQueueRequest {
+            queue: "report".into()
+        })
+        .await?
+        .into_inner()
+        .changed
+    );
+    assert!(
+        !c.resume_queue(pb::ResumeQueueRequest {
+            queue: "report".into()
+        })
+        .await?
+        .into_inner()
+        .changed
+    );
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_schedules_are_installed_and_two_replicas_fire_each_tick_once() -> anyhow::Result<()> {
+async fn default_schedules_are_installed_and_two_replicas_fire_each_tick_once() -> anyhow::Result<()>
+{
     let prefix = unique_prefix();
     let (mut a, ra) = start(&prefix, &[]).await?;
     let (_b, rb) = start(&prefix, &[]).await?;
@@ -264,17 +494,33 @@ async fn default_schedules_are_installed_and_two_replicas_fire_each_tick_once() 
         }
     })
     .await;
-    for s in a.list_schedules(pb::ListSchedulesRequest::default()).await?.into_inner().schedules {
+    for s in a
+        .list_schedules(pb::ListSchedulesRequest::default())
+        .await?
+        .into_inner()
+        .schedules
+    {
         names.push((s.name.clone(), s.cron.clone(), s.queue.clone()));
     }
     assert_eq!(
         names,
         vec![
-            ("backup-database".to_owned(), "0 3 * * 0".to_owned(), "cleanup".to_owned()),
-            ("cleanup-old-data".to_owned(), "0 2 * * *".to_owned(), "cleanup".to_owned()),
+            (
+                "backup-database".to_owned(),
+                "0 3 * * 0".to_owned(),
+                "cleanup".to_owned()
+            ),
+            (
+                "cleanup-old-data".to_owned(),
+                "0 2 * * *".to_owned(),
+                "cleanup".to_owned()
+            ),
         ]
     );
-    let up = a.upsert_schedule(schedule("every-second")).await?.into_inner();
+    let up = a
+        .upsert_schedule(schedule("every-second"))
+        .await?
+        .into_inner();
     assert!(up.created);
     assert!(up.schedule.expect("schedule").next_run_at_ms > 0);
     // Both replicas evaluate the schedule; wait for three ticks' jobs.
@@ -283,9 +529,17 @@ async fn default_schedules_are_installed_and_two_replicas_fire_each_tick_once() 
         async move { waiting(&mut a, "notification").await.unwrap_or(0) >= 3 }
     })
     .await;
-    a.delete_schedule(pb::DeleteScheduleRequest { name: "every-second".into() }).await?;
+    a.delete_schedule(pb::DeleteScheduleRequest {
+        name: "every-second".into(),
+    })
+    .await?;
     let jobs = a
-        .list_jobs(pb::ListJobsRequest { queue: "notification".into(), state: pb::JobState::Waiting as i32, page_size: 500, ..Default::default() })
+        .list_jobs(pb::ListJobsRequest {
+            queue: "notification".into(),
+            state: pb::JobState::Waiting as i32,
+            page_size: 500,
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .jobs;
@@ -295,9 +549,18 @@ async fn default_schedules_are_installed_and_two_replicas_fire_each_tick_once() 
     assert_eq!(keys.len(), distinct.len(), "a tick fired twice: {keys:?}");
     assert!(jobs.iter().all(|j| j.schedule_name == "every-second"));
     assert!(keys.iter().all(|k| k.starts_with("cron:every-second:")));
-    let err = a.delete_schedule(pb::DeleteScheduleRequest { name: "every-second".into() }).await.expect_err("gone");
+    let err = a
+        .delete_schedule(pb::DeleteScheduleRequest {
+            name: "every-second".into(),
+        })
+        .await
+        .expect_err("gone");
     assert_eq!(err.code(), tonic::Code::NotFound);
-    ra.stop(Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
-    rb.stop(Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
+    ra.stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    rb.stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }

@@ -63,7 +63,10 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<()> {
     let n = a.jobs.max(1);
     match a.mode.as_str() {
         "enqueue" => {
-            c.pause_queue(pb::PauseQueueRequest { queue: a.queue.clone() }).await?;
+            c.pause_queue(pb::PauseQueueRequest {
+                queue: a.queue.clone(),
+            })
+            .await?;
             let t = Instant::now();
             let per = n.div_ceil(a.clients.max(1));
             let mut tasks = Vec::new();
@@ -81,22 +84,40 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<()> {
                 task.await??;
             }
             let single = (per * a.clients.max(1)) as f64 / t.elapsed().as_secs_f64();
-            line("jobs-enqueue-single", serde_json::json!({"clients": a.clients, "jobs": per * a.clients.max(1), "jobs_per_sec": single.round()}));
+            line(
+                "jobs-enqueue-single",
+                serde_json::json!({"clients": a.clients, "jobs": per * a.clients.max(1), "jobs_per_sec": single.round()}),
+            );
             let t = Instant::now();
             bulk(&mut c, &a.queue, n, 0).await?;
             let rate = n as f64 / t.elapsed().as_secs_f64();
-            line("jobs-enqueue-bulk", serde_json::json!({"jobs": n, "batch": 1000, "jobs_per_sec": rate.round()}));
-            c.resume_queue(pb::ResumeQueueRequest { queue: a.queue.clone() }).await?;
+            line(
+                "jobs-enqueue-bulk",
+                serde_json::json!({"jobs": n, "batch": 1000, "jobs_per_sec": rate.round()}),
+            );
+            c.resume_queue(pb::ResumeQueueRequest {
+                queue: a.queue.clone(),
+            })
+            .await?;
         }
         "drain" => {
-            c.pause_queue(pb::PauseQueueRequest { queue: a.queue.clone() }).await?;
+            c.pause_queue(pb::PauseQueueRequest {
+                queue: a.queue.clone(),
+            })
+            .await?;
             let ids = bulk(&mut c, &a.queue, n, 0).await?;
-            c.resume_queue(pb::ResumeQueueRequest { queue: a.queue.clone() }).await?;
+            c.resume_queue(pb::ResumeQueueRequest {
+                queue: a.queue.clone(),
+            })
+            .await?;
             let jobs = wait_done(&mut c, &ids).await?;
             let first = jobs.iter().map(|j| j.started_at_ms).min().unwrap_or(0);
             let last = jobs.iter().map(|j| j.finished_at_ms).max().unwrap_or(0);
             let rate = n as f64 * 1000.0 / ((last - first).max(1) as f64);
-            line(&format!("jobs-drain-c{}", a.concurrency), serde_json::json!({"jobs": n, "jobs_per_sec": rate.round()}));
+            line(
+                &format!("jobs-drain-c{}", a.concurrency),
+                serde_json::json!({"jobs": n, "jobs_per_sec": rate.round()}),
+            );
         }
         "e2e" => {
             let ids = bulk(&mut c, &a.queue, n, 0).await?;
@@ -105,7 +126,10 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<()> {
             let last = jobs.iter().map(|j| j.finished_at_ms).max().unwrap_or(0);
             let rate = n as f64 * 1000.0 / ((last - first).max(1) as f64);
             let (p50, p99) = quantiles(jobs.iter().map(|j| j.started_at_ms - j.created_at_ms))?;
-            line(&format!("jobs-e2e-bulk-c{}", a.concurrency), serde_json::json!({"jobs": n, "jobs_per_sec": rate.round(), "start_p50_ms": p50, "start_p99_ms": p99}));
+            line(
+                &format!("jobs-e2e-bulk-c{}", a.concurrency),
+                serde_json::json!({"jobs": n, "jobs_per_sec": rate.round(), "start_p50_ms": p50, "start_p99_ms": p99}),
+            );
         }
         "stream" => {
             let t = Instant::now();
@@ -116,7 +140,10 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<()> {
             let adds = n as f64 / t.elapsed().as_secs_f64();
             let jobs = wait_done(&mut c, &ids).await?;
             let (p50, p99) = quantiles(jobs.iter().map(|j| j.started_at_ms - j.created_at_ms))?;
-            line(&format!("jobs-stream-serial-c{}", a.concurrency), serde_json::json!({"jobs": n, "jobs_per_sec": adds.round(), "start_p50_ms": p50, "start_p99_ms": p99}));
+            line(
+                &format!("jobs-stream-serial-c{}", a.concurrency),
+                serde_json::json!({"jobs": n, "jobs_per_sec": adds.round(), "start_p50_ms": p50, "start_p99_ms": p99}),
+            );
         }
         "delayed" => {
             let n = n.min(1000);
@@ -129,7 +156,10 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<()> {
             }
             let jobs = wait_done(&mut c, &ids).await?;
             let (p50, p99) = quantiles(jobs.iter().map(|j| j.started_at_ms - j.due_at_ms))?;
-            line("jobs-delayed-1000ms-500ps", serde_json::json!({"jobs": n, "lateness_p50_ms": p50, "lateness_p99_ms": p99}));
+            line(
+                "jobs-delayed-1000ms-500ps",
+                serde_json::json!({"jobs": n, "lateness_p50_ms": p50, "lateness_p99_ms": p99}),
+            );
         }
         other => anyhow::bail!("unknown mode {other:?}"),
     }
@@ -147,7 +177,10 @@ async fn bulk(c: &mut Client, queue: &str, n: usize, delay_ms: i64) -> anyhow::R
     while left > 0 {
         let k = left.min(1000);
         let jobs = (0..k).map(|_| noop(queue, delay_ms)).collect();
-        let r = c.enqueue_bulk(pb::EnqueueBulkRequest { jobs }).await?.into_inner();
+        let r = c
+            .enqueue_bulk(pb::EnqueueBulkRequest { jobs })
+            .await?
+            .into_inner();
         ids.extend(r.results.into_iter().map(|r| r.job_id));
         left -= k;
     }
@@ -159,11 +192,18 @@ async fn wait_done(c: &mut Client, ids: &[String]) -> anyhow::Result<Vec<pb::Job
     let deadline = Instant::now() + Duration::from_secs(600);
     for id in ids.iter().rev() {
         loop {
-            let j = c.get_job(pb::GetJobRequest { job_id: id.clone() }).await?.into_inner().job;
+            let j = c
+                .get_job(pb::GetJobRequest { job_id: id.clone() })
+                .await?
+                .into_inner()
+                .job;
             if j.is_some_and(|j| j.finished_at_ms > 0) {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "jobs did not finish within 10 minutes");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "jobs did not finish within 10 minutes"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -175,7 +215,11 @@ async fn wait_done(c: &mut Client, ids: &[String]) -> anyhow::Result<Vec<pb::Job
             let mut jobs = Vec::with_capacity(chunk.len());
             for id in chunk {
                 loop {
-                    let j = c.get_job(pb::GetJobRequest { job_id: id.clone() }).await?.into_inner().job;
+                    let j = c
+                        .get_job(pb::GetJobRequest { job_id: id.clone() })
+                        .await?
+                        .into_inner()
+                        .job;
                     match j {
                         Some(j) if j.finished_at_ms > 0 => {
                             jobs.push(j);

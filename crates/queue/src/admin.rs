@@ -89,7 +89,10 @@ impl Engine {
                 p.hget(q.job(id), "state");
             }
             let states: Vec<Option<String>> = p.query_async(&mut conn).await?;
-            retries = states.iter().filter(|s| s.as_deref() == Some("failed")).count() as u64;
+            retries = states
+                .iter()
+                .filter(|s| s.as_deref() == Some("failed"))
+                .count() as u64;
         }
         let mut oldest = 0;
         for band in (0..BANDS).rev() {
@@ -102,7 +105,11 @@ impl Engine {
                 .query_async(&mut conn)
                 .await?;
             if let Some((entry, _)) = first.first() {
-                let ms: i64 = entry.split('-').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+                let ms: i64 = entry
+                    .split('-')
+                    .next()
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(0);
                 if oldest == 0 || ms < oldest {
                     oldest = ms;
                 }
@@ -114,8 +121,9 @@ impl Engine {
             let window = i64::try_from(limit.window_ms).unwrap_or(i64::MAX);
             let used: u64 = conn.zcount(q.limiter(), now - window, "+inf").await?;
             if used >= u64::from(limit.max) {
-                let first: Vec<(String, f64)> =
-                    conn.zrangebyscore_limit_withscores(q.limiter(), now - window, "+inf", 0, 1).await?;
+                let first: Vec<(String, f64)> = conn
+                    .zrangebyscore_limit_withscores(q.limiter(), now - window, "+inf", 0, 1)
+                    .await?;
                 retry_after_ms = first
                     .first()
                     .map(|(_, s)| (*s as i64) + window - now)
@@ -148,7 +156,9 @@ impl Engine {
         count: usize,
     ) -> Result<Vec<DeadLetter>> {
         let q = self.queue_keys(queue);
-        let end = before.map(|b| format!("({b}")).unwrap_or_else(|| "+".to_owned());
+        let end = before
+            .map(|b| format!("({b}"))
+            .unwrap_or_else(|| "+".to_owned());
         let mut conn = self.conn().await?;
         let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
             .arg(q.dead())

@@ -164,7 +164,12 @@ impl Engine {
                 break;
             }
             let jobs = self.read_jobs(queue, &ids).await?;
-            if jobs.iter().filter(|j| j.get("state") == state.as_str()).count() >= page_size {
+            if jobs
+                .iter()
+                .filter(|j| j.get("state") == state.as_str())
+                .count()
+                >= page_size
+            {
                 break;
             }
         }
@@ -177,12 +182,21 @@ impl Engine {
             .collect();
         Ok(JobPage {
             jobs,
-            next_token: if full { format!("o:{cursor}") } else { String::new() },
+            next_token: if full {
+                format!("o:{cursor}")
+            } else {
+                String::new()
+            },
         })
     }
 
     /// WAITING jobs in run order: band 10 down to 0, oldest first; token `w:<band>:<entry>`.
-    async fn list_waiting(&self, queue: QueueName, page_size: usize, token: &str) -> Result<JobPage> {
+    async fn list_waiting(
+        &self,
+        queue: QueueName,
+        page_size: usize,
+        token: &str,
+    ) -> Result<JobPage> {
         let q = self.queue_keys(queue);
         let bad = || ncy_types::ValidationError::new("pageToken", "is not valid");
         let (mut band, mut after): (i32, String) = if token.is_empty() {
@@ -205,7 +219,10 @@ impl Engine {
                 .arg(page_size)
                 .query_async(&mut conn)
                 .await?;
-            let ids: Vec<String> = entries.iter().filter_map(|(_, f)| f.get("j").cloned()).collect();
+            let ids: Vec<String> = entries
+                .iter()
+                .filter_map(|(_, f)| f.get("j").cloned())
+                .collect();
             let jobs = self.read_jobs(queue, &ids).await?;
             for job in jobs {
                 if job.get("state") == "waiting" && out.len() < page_size {

@@ -64,10 +64,13 @@ impl EngineSettings {
                 QueueName::Cleanup => ("0", 1),
             };
             let rate_var = format!("NCY_QUEUE_{upper}_RATE_LIMIT");
-            let raw = env.get(&rate_var).unwrap_or_else(|| default_rate.to_owned());
+            let raw = env
+                .get(&rate_var)
+                .unwrap_or_else(|| default_rate.to_owned());
             let rate_limit = parse_rate(&raw).map_err(|m| ConfigError::new(&rate_var, m))?;
             let conc_var = format!("NCY_QUEUE_{upper}_CONCURRENCY");
-            let concurrency: u32 = env.parse_or(&conc_var, default_concurrency, "a number 1–1024")?;
+            let concurrency: u32 =
+                env.parse_or(&conc_var, default_concurrency, "a number 1–1024")?;
             if !(1..=1024).contains(&concurrency) {
                 return Err(ConfigError::new(conc_var, "must be between 1 and 1024"));
             }
@@ -147,13 +150,22 @@ mod tests {
     fn seed_defaults() {
         let s = EngineSettings::load(&Env::from_pairs::<String, String>([])).expect("defaults");
         let email = s.queue(QueueName::Email);
-        assert_eq!(email.rate_limit, Some(RateLimit { max: 100, window_ms: 60_000 }));
+        assert_eq!(
+            email.rate_limit,
+            Some(RateLimit {
+                max: 100,
+                window_ms: 60_000
+            })
+        );
         assert_eq!(email.concurrency, 5);
         assert_eq!(s.queue(QueueName::Notification).concurrency, 10);
         assert_eq!(s.queue(QueueName::Report).concurrency, 2);
         assert_eq!(
             s.queue(QueueName::Report).rate_limit,
-            Some(RateLimit { max: 10, window_ms: 60_000 })
+            Some(RateLimit {
+                max: 10,
+                window_ms: 60_000
+            })
         );
         assert!(!s.test_job_types);
     }
@@ -162,7 +174,10 @@ mod tests {
     fn bad_values_name_the_variable() {
         let env = Env::from_pairs([("NCY_QUEUE_EMAIL_RATE_LIMIT", "fast")]);
         let err = EngineSettings::load(&env).expect_err("bad rate");
-        assert!(err.to_string().contains("NCY_QUEUE_EMAIL_RATE_LIMIT"), "{err}");
+        assert!(
+            err.to_string().contains("NCY_QUEUE_EMAIL_RATE_LIMIT"),
+            "{err}"
+        );
         let env = Env::from_pairs([("NCY_QUEUE_REPORT_CONCURRENCY", "0")]);
         assert!(EngineSettings::load(&env).is_err());
     }

@@ -143,7 +143,10 @@ impl Engine {
     ) -> Result<FailOutcome> {
         let q = self.queue_keys(queue);
         let s = self.queue_settings(queue);
-        let base = job.backoff.delay_ms(job.attempt).min(self.settings.max_backoff_ms);
+        let base = job
+            .backoff
+            .delay_ms(job.attempt)
+            .min(self.settings.max_backoff_ms);
         let jitter = base / 5;
         let delay = if jitter > 0 {
             base - jitter + rand::rng().random_range(0..=2 * jitter)
@@ -298,7 +301,9 @@ impl Engine {
                 .next()
                 .and_then(|b| b.parse().ok())
                 .unwrap_or(0);
-            let Value::Array(entries) = entries else { continue };
+            let Value::Array(entries) = entries else {
+                continue;
+            };
             for entry in entries {
                 if let Value::Array(e) = entry
                     && let Some(id) = e.first()

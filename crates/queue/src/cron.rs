@@ -71,9 +71,9 @@ pub fn check_name(name: &str) -> std::result::Result<(), ValidationError> {
             .bytes()
             .next()
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
     if ok {
         Ok(())
     } else {
@@ -85,7 +85,10 @@ pub fn check_name(name: &str) -> std::result::Result<(), ValidationError> {
 }
 
 /// Parses a 5- or 6-field expression and a time zone (empty = UTC); errors name `cron`/`timeZone`.
-pub fn parse(expr: &str, time_zone: &str) -> std::result::Result<(cron::Schedule, Tz), ValidationError> {
+pub fn parse(
+    expr: &str,
+    time_zone: &str,
+) -> std::result::Result<(cron::Schedule, Tz), ValidationError> {
     let tz = if time_zone.is_empty() {
         Tz::UTC
     } else {
@@ -94,7 +97,10 @@ pub fn parse(expr: &str, time_zone: &str) -> std::result::Result<(cron::Schedule
     };
     let fields: Vec<&str> = expr.split_whitespace().collect();
     let mut six: Vec<String> = match fields.len() {
-        5 => std::iter::once("0").chain(fields.iter().copied()).map(str::to_owned).collect(),
+        5 => std::iter::once("0")
+            .chain(fields.iter().copied())
+            .map(str::to_owned)
+            .collect(),
         6 => fields.iter().map(|f| (*f).to_owned()).collect(),
         _ => {
             return Err(ValidationError::new(
@@ -152,14 +158,23 @@ fn translate_dow(field: &str) -> std::result::Result<String, String> {
 
 /// The first tick strictly after `after_ms`.
 pub fn next_tick(schedule: &cron::Schedule, tz: Tz, after_ms: i64) -> Option<i64> {
-    let after = Utc.timestamp_millis_opt(after_ms).single()?.with_timezone(&tz);
+    let after = Utc
+        .timestamp_millis_opt(after_ms)
+        .single()?
+        .with_timezone(&tz);
     schedule.after(&after).next().map(|t| t.timestamp_millis())
 }
 
 /// The latest tick at or before `at_ms`.
 pub fn latest_tick(schedule: &cron::Schedule, tz: Tz, at_ms: i64) -> Option<i64> {
-    let at = Utc.timestamp_millis_opt(at_ms + 1).single()?.with_timezone(&tz);
-    schedule.after(&at).next_back().map(|t| t.timestamp_millis())
+    let at = Utc
+        .timestamp_millis_opt(at_ms + 1)
+        .single()?
+        .with_timezone(&tz);
+    schedule
+        .after(&at)
+        .next_back()
+        .map(|t| t.timestamp_millis())
 }
 
 impl Engine {
@@ -196,7 +211,10 @@ impl Engine {
             return Err(QueueError::NotFound(format!("schedule {name}")));
         }
         let _: i64 = conn
-            .hdel(self.keys.schedule_last_fired(), &[name.to_owned(), format!("{name}:job")])
+            .hdel(
+                self.keys.schedule_last_fired(),
+                &[name.to_owned(), format!("{name}:job")],
+            )
             .await?;
         Ok(())
     }
@@ -217,7 +235,11 @@ impl Engine {
         Ok(out)
     }
 
-    async fn view(&self, conn: &mut ncy_runtime::RedisConn, def: ScheduleDef) -> Result<ScheduleView> {
+    async fn view(
+        &self,
+        conn: &mut ncy_runtime::RedisConn,
+        def: ScheduleDef,
+    ) -> Result<ScheduleView> {
         let (last, job): (Option<i64>, Option<String>) = redis::pipe()
             .hget(self.keys.schedule_last_fired(), &def.name)
             .hget(self.keys.schedule_last_fired(), format!("{}:job", def.name))
@@ -260,7 +282,11 @@ impl Engine {
         let mut conn = self.conn().await?;
         let _: () = redis::pipe()
             .hset(self.keys.schedule_last_fired(), &def.name, tick_ms)
-            .hset(self.keys.schedule_last_fired(), format!("{}:job", def.name), &id)
+            .hset(
+                self.keys.schedule_last_fired(),
+                format!("{}:job", def.name),
+                &id,
+            )
             .query_async(&mut conn)
             .await?;
         Ok(id)
@@ -334,30 +360,66 @@ mod tests {
     fn five_fields_are_standard_cron_with_sunday_zero() {
         let (s, tz) = parse("0 3 * * 0", "").expect("valid");
         // 2026-11-25 is a Wednesday; the next Sunday 03:00 UTC is 2026-11-29.
-        let wed = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).single().expect("date");
+        let wed = Utc
+            .with_ymd_and_hms(2026, 11, 25, 12, 0, 0)
+            .single()
+            .expect("date");
         let next = next_tick(&s, tz, wed.timestamp_millis()).expect("next");
-        let want = Utc.with_ymd_and_hms(2026, 11, 29, 3, 0, 0).single().expect("date");
+        let want = Utc
+            .with_ymd_and_hms(2026, 11, 29, 3, 0, 0)
+            .single()
+            .expect("date");
         assert_eq!(next, want.timestamp_millis());
         let (s7, _) = parse("0 3 * * 7", "").expect("valid");
         assert_eq!(next_tick(&s7, tz, wed.timestamp_millis()), Some(next));
         let (daily, _) = parse("0 2 * * *", "UTC").expect("valid");
-        let want = Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).single().expect("date");
-        assert_eq!(next_tick(&daily, tz, wed.timestamp_millis()), Some(want.timestamp_millis()));
+        let want = Utc
+            .with_ymd_and_hms(2026, 11, 26, 2, 0, 0)
+            .single()
+            .expect("date");
+        assert_eq!(
+            next_tick(&daily, tz, wed.timestamp_millis()),
+            Some(want.timestamp_millis())
+        );
         let (weekdays, _) = parse("0 9 * * 1-5", "").expect("valid");
-        let sat = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).single().expect("date");
-        let mon = Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).single().expect("date");
-        assert_eq!(next_tick(&weekdays, tz, sat.timestamp_millis()), Some(mon.timestamp_millis()));
+        let sat = Utc
+            .with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
+            .single()
+            .expect("date");
+        let mon = Utc
+            .with_ymd_and_hms(2026, 11, 30, 9, 0, 0)
+            .single()
+            .expect("date");
+        assert_eq!(
+            next_tick(&weekdays, tz, sat.timestamp_millis()),
+            Some(mon.timestamp_millis())
+        );
     }
 
     #[test]
     fn seconds_and_time_zones() {
         let (s, tz) = parse("*/10 * * * * *", "Europe/Paris").expect("valid");
-        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 1).single().expect("date");
-        assert_eq!(next_tick(&s, tz, t.timestamp_millis()), Some(t.timestamp_millis() + 9_000));
-        assert_eq!(latest_tick(&s, tz, t.timestamp_millis()), Some(t.timestamp_millis() - 1_000));
+        let t = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 1)
+            .single()
+            .expect("date");
+        assert_eq!(
+            next_tick(&s, tz, t.timestamp_millis()),
+            Some(t.timestamp_millis() + 9_000)
+        );
+        assert_eq!(
+            latest_tick(&s, tz, t.timestamp_millis()),
+            Some(t.timestamp_millis() - 1_000)
+        );
         let (paris, tz) = parse("0 2 * * *", "Europe/Paris").expect("valid");
-        let want = Utc.with_ymd_and_hms(2026, 1, 1, 1, 0, 0).single().expect("date");
-        assert_eq!(next_tick(&paris, tz, t.timestamp_millis()), Some(want.timestamp_millis()));
+        let want = Utc
+            .with_ymd_and_hms(2026, 1, 1, 1, 0, 0)
+            .single()
+            .expect("date");
+        assert_eq!(
+            next_tick(&paris, tz, t.timestamp_millis()),
+            Some(want.timestamp_millis())
+        );
     }
 
     #[test]
@@ -365,7 +427,10 @@ mod tests {
         assert_eq!(parse("* * *", "").expect_err("3 fields").field, "cron");
         assert_eq!(parse("61 * * * *", "").expect_err("minute").field, "cron");
         assert_eq!(parse("0 0 * * 9", "").expect_err("dow").field, "cron");
-        assert_eq!(parse("0 0 * * *", "Mars/Olympus").expect_err("tz").field, "timeZone");
+        assert_eq!(
+            parse("0 0 * * *", "Mars/Olympus").expect_err("tz").field,
+            "timeZone"
+        );
         assert!(check_name("cleanup-old-data").is_ok());
         assert!(check_name("Bad").is_err());
         assert!(check_name("").is_err());

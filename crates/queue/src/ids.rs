@@ -61,7 +61,14 @@ mod tests {
         let id = new_job_id(QueueName::Report);
         assert!(id.starts_with("report."));
         assert_eq!(parse_job_id(&id, "jobId"), Ok(QueueName::Report));
-        for bad in ["", "report", "report.", "nope.0123", "email.xyz", "email.{a}"] {
+        for bad in [
+            "",
+            "report",
+            "report.",
+            "nope.0123",
+            "email.xyz",
+            "email.{a}",
+        ] {
             assert_eq!(parse_job_id(bad, "jobId").expect_err(bad).field, "jobId");
         }
     }

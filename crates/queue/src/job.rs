@@ -107,8 +107,9 @@ impl JobRecord {
 
     /// The state; unknown text is reported, not guessed.
     pub fn state(&self) -> Result<JobState, QueueError> {
-        JobState::parse(self.get("state"))
-            .ok_or_else(|| QueueError::Corrupt(format!("job {} has state {:?}", self.id, self.get("state"))))
+        JobState::parse(self.get("state")).ok_or_else(|| {
+            QueueError::Corrupt(format!("job {} has state {:?}", self.id, self.get("state")))
+        })
     }
 
     /// The backoff stored on the job.

@@ -81,7 +81,9 @@ impl Engine {
                     let (moved, next) = self.promote(queue).await?;
                     if moved < BATCH {
                         let wait = next
-                            .map(|due| Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0)))
+                            .map(|due| {
+                                Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
+                            })
                             .unwrap_or(renew);
                         return Ok(wait.min(renew));
                     }

@@ -1,9 +1,9 @@
 //! The engine's Lua transitions against the real Redis: enqueue → fetch → complete, priority order,
 //! retry then dead letter, cancel, pause, reclaim of an abandoned job.
-use ncy_queue::{Engine, EngineSettings, Fetched, FailOutcome, JobState, NewJob};
+use ncy_queue::{Engine, EngineSettings, FailOutcome, Fetched, JobState, NewJob};
 use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
-use ncy_types::jobs::{Backoff, BackoffKind, QueueName};
 use ncy_testkit::{env_of, service_env, set_env, unique_prefix};
+use ncy_types::jobs::{Backoff, BackoffKind, QueueName};
 
 const SPEC: ServiceSpec = ServiceSpec {
     name: "queue-test",
@@ -21,7 +21,12 @@ async fn engine(extra: &[(&str, &str)]) -> anyhow::Result<Engine> {
     let common = CommonSettings::load(SPEC, &env)?;
     let pool = RedisPool::new(&common.redis)?;
     let client = redis::Client::open(ncy_testkit::redis_url())?;
-    let engine = Engine::new(pool, common.redis.keys.clone(), EngineSettings::load(&env)?, Some(client));
+    let engine = Engine::new(
+        pool,
+        common.redis.keys.clone(),
+        EngineSettings::load(&env)?,
+        Some(client),
+    );
     for q in QueueName::ALL {
         engine.ensure_groups(q).await?;
     }
@@ -34,7 +39,10 @@ fn job(priority: u8) -> NewJob {
         data: format!("{{\"p\":{priority}}}"),
         priority,
         max_attempts: 2,
-        backoff: Backoff { kind: BackoffKind::Fixed, delay_ms: 1 },
+        backoff: Backoff {
+            kind: BackoffKind::Fixed,
+            delay_ms: 1,
+        },
         delay_ms: 0,
         idempotency_key: String::new(),
         owner_user_id: String::new(),
@@ -61,7 +69,10 @@ async fn enqueue_fetch_complete_in_priority_order() -> anyhow::Result<()> {
     assert_eq!(got[0].id, high[0].job_id, "priority 10 first");
     assert_eq!(got[1].id, low[0].job_id, "then FIFO");
     assert!(e.complete(q, "c1", &got[0].id, "{\"ok\":true}").await?);
-    assert!(!e.complete(q, "other", &got[1].id, "").await?, "only the holder completes");
+    assert!(
+        !e.complete(q, "other", &got[1].id, "").await?,
+        "only the holder completes"
+    );
     let rec = e.get_job(&got[0].id).await?;
     assert_eq!(rec.state()?, JobState::Completed);
     assert_eq!(rec.get("result"), "{\"ok\":true}");
@@ -78,14 +89,18 @@ async fn failures_retry_then_dead_letter_and_retry_dead_letter() -> anyhow::Resu
     assert!(matches!(out, FailOutcome::Retry(_)), "{out:?}");
     assert_eq!(e.get_job(&id).await?.state()?, JobState::Failed);
     // Wait for the 1 ms backoff, then promote.
-    ncy_testkit::assert_eventually("retry promoted", std::time::Duration::from_secs(5), || async {
-        e.promote(q).await.map(|(m, _)| m == 1).unwrap_or(false)
-    })
+    ncy_testkit::assert_eventually(
+        "retry promoted",
+        std::time::Duration::from_secs(5),
+        || async { e.promote(q).await.map(|(m, _)| m == 1).unwrap_or(false) },
+    )
     .await;
     let second = fetch(&e, 1).await?;
     assert_eq!(second[0].attempt, 2);
     let out = e.fail(q, "c1", &second[0], "boom again", true).await?;
-    let FailOutcome::Dead(dead_id) = out else { anyhow::bail!("{out:?}") };
+    let FailOutcome::Dead(dead_id) = out else {
+        anyhow::bail!("{out:?}")
+    };
     assert_eq!(e.get_job(&id).await?.state()?, JobState::Dead);
     let letters = e.dead_letters(q, None, 10).await?;
     assert_eq!(letters.len(), 1);
@@ -116,12 +131,18 @@ async fn cancel_pause_and_reclaim() -> anyhow::Result<()> {
     assert_eq!(got.len(), 1);
     // c1 "dies": after the visibility timeout c2 takes the job over.
     ncy_testkit::assert_eventually("reclaimed", std::time::Duration::from_secs(5), || async {
-        e.reclaim(q, "c2", 5).await.map(|j| j.len() == 1).unwrap_or(false)
+        e.reclaim(q, "c2", 5)
+            .await
+            .map(|j| j.len() == 1)
+            .unwrap_or(false)
     })
     .await;
     let rec = e.get_job(&got[0].id).await?;
     assert_eq!(rec.get("worker"), "c2");
-    assert!(!e.complete(q, "c1", &got[0].id, "").await?, "the dead worker's late outcome is dropped");
+    assert!(
+        !e.complete(q, "c1", &got[0].id, "").await?,
+        "the dead worker's late outcome is dropped"
+    );
     assert!(e.complete(q, "c2", &got[0].id, "").await?);
     Ok(())
 }

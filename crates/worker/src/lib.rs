@@ -72,15 +72,26 @@ impl Settings {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()
-            .map_err(|_| ConfigError::new("NCY_WORKER_ALERT_USER_IDS", "expected comma-separated UUIDs"))?
+            .map_err(|_| {
+                ConfigError::new(
+                    "NCY_WORKER_ALERT_USER_IDS",
+                    "expected comma-separated UUIDs",
+                )
+            })?
             .unwrap_or_default();
         let engine = EngineSettings::load(env)?;
         let batch: usize = env.parse_or("NCY_WORKER_BATCH", 32, "a number 1–1000")?;
         if !(1..=1000).contains(&batch) {
-            return Err(ConfigError::new("NCY_WORKER_BATCH", "must be between 1 and 1000"));
+            return Err(ConfigError::new(
+                "NCY_WORKER_BATCH",
+                "must be between 1 and 1000",
+            ));
         }
         let heartbeat_ms: u64 = env.parse_or("NCY_WORKER_HEARTBEAT_MS", 1000, "milliseconds")?;
-        if heartbeat_ms == 0 || heartbeat_ms * 2 > u64::try_from(engine.visibility_timeout.as_millis()).unwrap_or(u64::MAX) {
+        if heartbeat_ms == 0
+            || heartbeat_ms * 2
+                > u64::try_from(engine.visibility_timeout.as_millis()).unwrap_or(u64::MAX)
+        {
             return Err(ConfigError::new(
                 "NCY_WORKER_HEARTBEAT_MS",
                 "must be above 0 and at most half of NCY_JOBS_VISIBILITY_TIMEOUT_MS",
@@ -166,7 +177,12 @@ impl Application {
                 heartbeat: settings.heartbeat,
                 reclaim_every: visibility / 2,
             };
-            let (eng, registry, alerts, halt) = (engine.clone(), registry.clone(), alerts.clone(), stop.clone());
+            let (eng, registry, alerts, halt) = (
+                engine.clone(),
+                registry.clone(),
+                alerts.clone(),
+                stop.clone(),
+            );
             runtime.spawn(async move {
                 let (engine, stop) = (eng, halt);
                 // Groups first (retrying while Redis is down), then the loop.

@@ -39,10 +39,21 @@ pub struct RunnerConfig {
 type InFlight = Arc<Mutex<HashMap<String, (u8, String, CancellationToken)>>>;
 
 /// Runs the queue until `stop`, then waits for in-flight jobs (the caller bounds the wait).
-pub async fn run(engine: Engine, registry: Registry, alerts: Alerts, cfg: RunnerConfig, stop: CancellationToken) {
+pub async fn run(
+    engine: Engine,
+    registry: Registry,
+    alerts: Alerts,
+    cfg: RunnerConfig,
+    stop: CancellationToken,
+) {
     let in_flight: InFlight = Arc::default();
     let beat_stop = CancellationToken::new();
-    let beat = tokio::spawn(heartbeat(engine.clone(), cfg.clone(), in_flight.clone(), beat_stop.clone()));
+    let beat = tokio::spawn(heartbeat(
+        engine.clone(),
+        cfg.clone(),
+        in_flight.clone(),
+        beat_stop.clone(),
+    ));
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(cfg.concurrency));
     let mut preclaimed: Vec<Preclaimed> = Vec::new();
@@ -85,7 +96,10 @@ pub async fn run(engine: Engine, registry: Registry, alerts: Alerts, cfg: Runner
                 drop(permits);
                 errors = errors.saturating_add(1);
                 if e.is_no_group() {
-                    tracing::warn!(queue = cfg.queue.as_str(), "consumer group missing; re-creating");
+                    tracing::warn!(
+                        queue = cfg.queue.as_str(),
+                        "consumer group missing; re-creating"
+                    );
                     let _ = engine.ensure_groups(cfg.queue).await;
                 } else if errors == 1 || errors % 50 == 0 {
                     tracing::warn!(queue = cfg.queue.as_str(), error = %e, "fetch failed; retrying");
@@ -99,7 +113,14 @@ pub async fn run(engine: Engine, registry: Registry, alerts: Alerts, cfg: Runner
             Fetched::Jobs(jobs) if !jobs.is_empty() => {
                 for job in jobs {
                     let Some(permit) = permits.pop() else { break };
-                    let task = execute(engine.clone(), registry.clone(), alerts.clone(), cfg.clone(), in_flight.clone(), job);
+                    let task = execute(
+                        engine.clone(),
+                        registry.clone(),
+                        alerts.clone(),
+                        cfg.clone(),
+                        in_flight.clone(),
+                        job,
+                    );
                     tracker.spawn(async move {
                         task.await;
                         drop(permit);
@@ -111,13 +132,21 @@ pub async fn run(engine: Engine, registry: Registry, alerts: Alerts, cfg: Runner
                 drop(permits);
                 let wait_ms = cfg
                     .block_ms
-                    .min(u64::try_from(next_reclaim.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(0))
+                    .min(
+                        u64::try_from(
+                            next_reclaim
+                                .saturating_duration_since(Instant::now())
+                                .as_millis(),
+                        )
+                        .unwrap_or(0),
+                    )
                     .max(1);
                 match engine.client() {
                     Some(client) => {
                         if blocking.is_none() {
-                            let config = redis::AsyncConnectionConfig::new()
-                                .set_response_timeout(Some(Duration::from_millis(cfg.block_ms + 5_000)));
+                            let config = redis::AsyncConnectionConfig::new().set_response_timeout(
+                                Some(Duration::from_millis(cfg.block_ms + 5_000)),
+                            );
                             blocking = client
                                 .get_multiplexed_async_connection_with_config(&config)
                                 .await
@@ -171,10 +200,20 @@ async fn pause(stop: &CancellationToken, d: Duration) {
 }
 
 /// Runs one job and records its outcome.
-async fn execute(engine: Engine, registry: Registry, alerts: Alerts, cfg: RunnerConfig, in_flight: InFlight, job: FetchedJob) {
+async fn execute(
+    engine: Engine,
+    registry: Registry,
+    alerts: Alerts,
+    cfg: RunnerConfig,
+    in_flight: InFlight,
+    job: FetchedJob,
+) {
     let cancel = CancellationToken::new();
     if let Ok(mut m) = in_flight.lock() {
-        m.insert(job.id.clone(), (job.band, job.entry.clone(), cancel.clone()));
+        m.insert(
+            job.id.clone(),
+            (job.band, job.entry.clone(), cancel.clone()),
+        );
     }
     let started = Instant::now();
     let outcome = match registry.get(&job.job_type) {
@@ -246,7 +285,10 @@ async fn record(
                 .cancelled(cfg.queue, &cfg.consumer, &job.id, "stopped by CancelJob")
                 .await
                 .map(|ours| if ours { "cancelled" } else { "stale" }),
-            Err(e) => match engine.fail(cfg.queue, &cfg.consumer, job, &e.message, e.retryable).await {
+            Err(e) => match engine
+                .fail(cfg.queue, &cfg.consumer, job, &e.message, e.retryable)
+                .await
+            {
                 Ok(FailOutcome::Stale) => Ok("stale"),
                 Ok(FailOutcome::Retry(_)) => Ok("failed"),
                 Ok(FailOutcome::Dead(dead_id)) => {
@@ -272,11 +314,20 @@ async fn record(
 }
 
 /// Keeps this consumer's in-flight entries fresh and delivers cancel requests.
-async fn heartbeat(engine: Engine, cfg: RunnerConfig, in_flight: InFlight, stop: CancellationToken) {
+async fn heartbeat(
+    engine: Engine,
+    cfg: RunnerConfig,
+    in_flight: InFlight,
+    stop: CancellationToken,
+) {
     loop {
         let jobs: Vec<(String, u8, String)> = in_flight
             .lock()
-            .map(|m| m.iter().map(|(id, (b, e, _))| (id.clone(), *b, e.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(id, (b, e, _))| (id.clone(), *b, e.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         match engine.heartbeat(cfg.queue, &cfg.consumer, &jobs).await {
             Ok(cancelled) => {

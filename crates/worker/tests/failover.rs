@@ -22,7 +22,10 @@ const SPEC: ServiceSpec = ServiceSpec {
     needs_postgres: false,
 };
 
-async fn env_for(redis_url: &str, extra: &[(&str, &str)]) -> anyhow::Result<(Vec<(String, String)>, TestDatabase)> {
+async fn env_for(
+    redis_url: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<(Vec<(String, String)>, TestDatabase)> {
     let db = TestDatabase::migrated().await?;
     let mut env = service_env(&unique_prefix(), Some(&db.url));
     set_env(&mut env, "REDIS_URL", redis_url);
@@ -38,7 +41,11 @@ fn engine(env: &[(String, String)]) -> anyhow::Result<Engine> {
     let env = env_of(env);
     let common = CommonSettings::load(SPEC, &env)?;
     let pool = RedisPool::new(&common.redis)?;
-    Ok(Engine::for_service(pool, &common.redis, EngineSettings::load(&env)?))
+    Ok(Engine::for_service(
+        pool,
+        &common.redis,
+        EngineSettings::load(&env)?,
+    ))
 }
 
 fn sleep_job(ms: u64) -> NewJob {
@@ -56,7 +63,11 @@ fn sleep_job(ms: u64) -> NewJob {
 }
 
 fn noop() -> NewJob {
-    NewJob { job_type: "noop".into(), data: "{}".into(), ..sleep_job(0) }
+    NewJob {
+        job_type: "noop".into(),
+        data: "{}".into(),
+        ..sleep_job(0)
+    }
 }
 
 async fn state_of(e: &Engine, id: &str) -> Option<JobState> {
@@ -82,7 +93,9 @@ async fn worker(env: &[(String, String)]) -> anyhow::Result<InProcess> {
 
 /// Completion events per job id, from the queue's events stream.
 async fn completions(e: &Engine, redis_url: &str) -> anyhow::Result<HashMap<String, usize>> {
-    let mut conn = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
+    let mut conn = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
     let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
         .arg(e.queue_keys(Q).events())
         .arg("-")
@@ -91,7 +104,8 @@ async fn completions(e: &Engine, redis_url: &str) -> anyhow::Result<HashMap<Stri
         .await?;
     let mut out = HashMap::new();
     for (_, fields) in entries {
-        let ev: ncy_queue::JobEventMessage = serde_json::from_str(fields.get("e").map(String::as_str).unwrap_or("{}"))?;
+        let ev: ncy_queue::JobEventMessage =
+            serde_json::from_str(fields.get("e").map(String::as_str).unwrap_or("{}"))?;
         if ev.state == "completed" {
             *out.entry(ev.job_id).or_insert(0) += 1;
         }
@@ -102,7 +116,14 @@ async fn completions(e: &Engine, redis_url: &str) -> anyhow::Result<HashMap<Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_job_loses_nothing_and_completes_each_job_once() -> anyhow::Result<()> {
     let url = ncy_testkit::redis_url();
-    let (mut env, _db) = env_for(&url, &[("NCY_JOBS_VISIBILITY_TIMEOUT_MS", "1500"), ("NCY_WORKER_HEARTBEAT_MS", "200")]).await?;
+    let (mut env, _db) = env_for(
+        &url,
+        &[
+            ("NCY_JOBS_VISIBILITY_TIMEOUT_MS", "1500"),
+            ("NCY_WORKER_HEARTBEAT_MS", "200"),
+        ],
+    )
+    .await?;
     let e = engine(&env)?;
     e.ensure_groups(Q).await?;
     let ids: Vec<String> = e
@@ -143,7 +164,15 @@ async fn sigkill_mid_job_loses_nothing_and_completes_each_job_once() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_that_keeps_killing_its_worker_is_failed_after_max_reclaims() -> anyhow::Result<()> {
     let url = ncy_testkit::redis_url();
-    let (env, _db) = env_for(&url, &[("NCY_JOBS_VISIBILITY_TIMEOUT_MS", "300"), ("NCY_WORKER_HEARTBEAT_MS", "100"), ("NCY_JOBS_MAX_RECLAIMS", "1")]).await?;
+    let (env, _db) = env_for(
+        &url,
+        &[
+            ("NCY_JOBS_VISIBILITY_TIMEOUT_MS", "300"),
+            ("NCY_WORKER_HEARTBEAT_MS", "100"),
+            ("NCY_JOBS_MAX_RECLAIMS", "1"),
+        ],
+    )
+    .await?;
     let e = engine(&env)?;
     e.ensure_groups(Q).await?;
     let id = e.enqueue(Q, &[sleep_job(60_000)]).await?[0].job_id.clone();
@@ -153,14 +182,24 @@ async fn a_job_that_keeps_killing_its_worker_is_failed_after_max_reclaims() -> a
         other => anyhow::bail!("{other:?}"),
     }
     assert_eventually("ghost-2 reclaims it", T, || async {
-        e.reclaim(Q, "ghost-2", 1).await.map(|j| j.len() == 1).unwrap_or(false)
+        e.reclaim(Q, "ghost-2", 1)
+            .await
+            .map(|j| j.len() == 1)
+            .unwrap_or(false)
     })
     .await;
     // The real worker reclaims it a second time: over the limit, it is dead, not run again.
     let w = worker(&env).await?;
-    assert_eventually("dead after max reclaims", T, || async { state_of(&e, &id).await == Some(JobState::Dead) }).await;
+    assert_eventually("dead after max reclaims", T, || async {
+        state_of(&e, &id).await == Some(JobState::Dead)
+    })
+    .await;
     let j = e.get_job(&id).await?;
-    assert!(j.get("error").contains("exceeded max reclaims"), "{}", j.get("error"));
+    assert!(
+        j.get("error").contains("exceeded max reclaims"),
+        "{}",
+        j.get("error")
+    );
     assert_eq!(e.dead_letters(Q, None, 10).await?.len(), 1);
     w.stop(T).await.map_err(anyhow::Error::msg)?;
     Ok(())
@@ -168,7 +207,8 @@ async fn a_job_that_keeps_killing_its_worker_is_failed_after_max_reclaims() -> a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_restart_during_processing_does_not_kill_the_worker() -> anyhow::Result<()> {
-    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await?;
+    let mut redis =
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await?;
     let (env, _db) = env_for(&redis.url(), &[]).await?;
     let e = engine(&env)?;
     e.ensure_groups(Q).await?;
@@ -179,7 +219,10 @@ async fn a_redis_restart_during_processing_does_not_kill_the_worker() -> anyhow:
         .into_iter()
         .map(|r| r.job_id)
         .collect();
-    assert_eventually("jobs running", T, || async { state_of(&e, &first[0]).await == Some(JobState::Active) }).await;
+    assert_eventually("jobs running", T, || async {
+        state_of(&e, &first[0]).await == Some(JobState::Active)
+    })
+    .await;
     redis.stop();
     redis.resume().await?;
     let second: Vec<String> = e

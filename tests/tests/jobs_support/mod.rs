@@ -34,11 +34,16 @@ impl StackEnv {
 
     /// Starts a scheduler; returns its client.
     pub async fn scheduler(&self) -> anyhow::Result<(Client, InProcess)> {
-        let app = job_scheduler::Application::build(job_scheduler::Settings::load(&env_of(&self.env))?).await?;
+        let app =
+            job_scheduler::Application::build(job_scheduler::Settings::load(&env_of(&self.env))?)
+                .await?;
         let addr = app.local_addrs().grpc;
         let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
         ncy_testkit::wait_until_serving(addr).await;
-        Ok((JobServiceClient::connect(format!("http://{addr}")).await?, running))
+        Ok((
+            JobServiceClient::connect(format!("http://{addr}")).await?,
+            running,
+        ))
     }
 
     /// Starts a worker in this process.
@@ -75,11 +80,18 @@ pub async fn wait_state(c: &Client, id: &str, state: pb::JobState, within: Durat
     ncy_testkit::assert_eventually(&what, within, || {
         let mut c = c.clone();
         let id = id.to_owned();
-        async move { get(&mut c, &id).await.map(|j| j.state() == state).unwrap_or(false) }
+        async move {
+            get(&mut c, &id)
+                .await
+                .map(|j| j.state() == state)
+                .unwrap_or(false)
+        }
     })
     .await;
 }
 
 pub async fn stop(p: InProcess) -> anyhow::Result<()> {
-    p.stop(Duration::from_secs(15)).await.map_err(anyhow::Error::msg)
+    p.stop(Duration::from_secs(15))
+        .await
+        .map_err(anyhow::Error::msg)
 }

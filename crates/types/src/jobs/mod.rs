@@ -17,8 +17,8 @@ use crate::error::ValidationError;
 
 pub use parse::{JobPayload, parse_payload, validate_payload};
 pub use payloads::{
-    BackupJobData, CleanupJobData, EmailJobData, FailJobData, SleepJobData, NotificationJobData, ReportFormat, ReportJobData,
-    ReportType, WelcomeEmailData,
+    BackupJobData, CleanupJobData, EmailJobData, FailJobData, NotificationJobData, ReportFormat,
+    ReportJobData, ReportType, SleepJobData, WelcomeEmailData,
 };
 
 /// Highest job priority (0 is the lowest; the seed sends retries at 10).

@@ -52,7 +52,9 @@ impl Processor for FailProcessor {
             if data.fail_attempts.is_some_and(|n| ctx.job.attempt > n) {
                 return Ok(Some(json!({"succeededOnAttempt": ctx.job.attempt})));
             }
-            let message = data.message.unwrap_or_else(|| "failed on purpose".to_owned());
+            let message = data
+                .message
+                .unwrap_or_else(|| "failed on purpose".to_owned());
             if data.panic == Some(true) {
                 panic!("{message}");
             }
