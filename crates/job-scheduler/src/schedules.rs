@@ -32,7 +32,7 @@ pub fn definition(
         req.payload_json.as_str()
     };
     let payload = validate_payload(job_type, payload_json)?.to_string();
-    let options = req.options.clone().unwrap_or_default();
+    let options = req.options.unwrap_or_default();
     let priority = check_priority(i64::from(options.priority))
         .map_err(|e| ValidationError::new("options.priority", e.message))?;
     let attempts = check_attempts(i64::from(options.attempts))

@@ -101,7 +101,7 @@ pub async fn run(
                         "consumer group missing; re-creating"
                     );
                     let _ = engine.ensure_groups(cfg.queue).await;
-                } else if errors == 1 || errors % 50 == 0 {
+                } else if errors == 1 || errors.is_multiple_of(50) {
                     tracing::warn!(queue = cfg.queue.as_str(), error = %e, "fetch failed; retrying");
                 }
                 blocking = None;

@@ -63,11 +63,11 @@ pub fn job(queue: &str, job_type: &str, payload: &str) -> pb::EnqueueRequest {
 }
 
 pub async fn get(c: &mut Client, id: &str) -> anyhow::Result<pb::Job> {
-    Ok(c.get_job(pb::GetJobRequest { job_id: id.into() })
+    c.get_job(pb::GetJobRequest { job_id: id.into() })
         .await?
         .into_inner()
         .job
-        .ok_or_else(|| anyhow::anyhow!("no job"))?)
+        .ok_or_else(|| anyhow::anyhow!("no job"))
 }
 
 pub async fn enqueue(c: &mut Client, req: pb::EnqueueRequest) -> anyhow::Result<String> {
