@@ -404,3 +404,42 @@ async fn shutdown_stops_fetching_and_finishes_in_flight_jobs() -> anyhow::Result
     assert_eq!(get(&mut c, &id).await?.state(), JobState::Completed);
     stop(sched).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_jobs_by_outcome_and_gauge_queue_sizes() -> anyhow::Result<()> {
+    let env = StackEnv::new(&[("NCY_JOBS_MAINTENANCE_SECS", "1")]).await?;
+    let (mut c, sched, sched_admin) = env.scheduler_with_admin().await?;
+    let (work, work_admin) = env.worker_with_admin().await?;
+    // Labels no other test of this binary uses (queue cleanup, job type sleep).
+    let ok = enqueue(&mut c, job("cleanup", "sleep", r#"{"ms":10}"#)).await?;
+    let mut bad = job("cleanup", "sleep", r#"{"ms":10}"#);
+    bad.delay_ms = 3_600_000;
+    enqueue(&mut c, bad).await?;
+    wait_state(&c, &ok, JobState::Completed, T).await;
+    ncy_testkit::assert_eventually("worker metrics", T, || async move {
+        let Ok((_, body)) = ncy_testkit::http_get(work_admin, "/metrics").await else {
+            return false;
+        };
+        body.lines().any(|l| {
+            l.starts_with("queue_jobs_total{")
+                && l.contains("queue=\"cleanup\"")
+                && l.contains("job_type=\"sleep\"")
+                && l.contains("status=\"completed\"")
+        }) && body.contains("queue_job_duration_seconds_bucket{")
+    })
+    .await;
+    ncy_testkit::assert_eventually("scheduler gauges", T, || async move {
+        let Ok((_, body)) = ncy_testkit::http_get(sched_admin, "/metrics").await else {
+            return false;
+        };
+        body.lines().any(|l| {
+            l.starts_with("queue_size{")
+                && l.contains("queue=\"cleanup\"")
+                && l.contains("state=\"delayed\"")
+                && l.ends_with(" 1")
+        }) && body.contains("queue_dead_letters{")
+    })
+    .await;
+    stop(work).await?;
+    stop(sched).await
+}

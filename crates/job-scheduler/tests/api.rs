@@ -564,3 +564,94 @@ async fn default_schedules_are_installed_and_two_replicas_fire_each_tick_once() 
         .map_err(anyhow::Error::msg)?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_missed_while_no_scheduler_ran_fire_once_or_are_skipped_by_policy()
+-> anyhow::Result<()> {
+    let prefix = unique_prefix();
+    // An operator replica with cron off: stores the schedules, fires nothing.
+    let (mut a, ra) = start(
+        &prefix,
+        &[
+            ("NCY_CRON_ENABLED", "false"),
+            ("NCY_CRON_INSTALL_DEFAULTS", "false"),
+        ],
+    )
+    .await?;
+    for (name, policy) in [
+        ("hourly-once", pb::MissedRunPolicy::FireOnce),
+        ("hourly-skip", pb::MissedRunPolicy::Skip),
+    ] {
+        a.upsert_schedule(pb::UpsertScheduleRequest {
+            cron: "0 * * * *".into(),
+            missed_run_policy: policy as i32,
+            ..schedule(name)
+        })
+        .await?;
+    }
+    // Both last fired three hours ago: at least two hourly ticks were missed since.
+    let keys = ncy_types::KeySpace::new(prefix.clone())?;
+    let mut conn = redis::Client::open(ncy_testkit::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let three_hours_ago = ncy_queue::now_ms() - 3 * 3_600_000;
+    let _: () = redis::pipe()
+        .hset(keys.schedule_last_fired(), "hourly-once", three_hours_ago)
+        .hset(keys.schedule_last_fired(), "hourly-skip", three_hours_ago)
+        .query_async(&mut conn)
+        .await?;
+    let (_b, rb) = start(&prefix, &[("NCY_CRON_INSTALL_DEFAULTS", "false")]).await?;
+    assert_eventually("both schedules evaluated", Duration::from_secs(10), || {
+        let mut a = a.clone();
+        async move {
+            a.list_schedules(pb::ListSchedulesRequest::default())
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .schedules
+                        .iter()
+                        .all(|s| s.last_run_at_ms > three_hours_ago)
+                })
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    let jobs = a
+        .list_jobs(pb::ListJobsRequest {
+            queue: "notification".into(),
+            state: pb::JobState::Waiting as i32,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .jobs;
+    assert_eq!(
+        jobs.len(),
+        1,
+        "FIRE_ONCE fires one job for all missed ticks, SKIP none: {jobs:?}"
+    );
+    assert_eq!(jobs[0].schedule_name, "hourly-once");
+    let schedules = a
+        .list_schedules(pb::ListSchedulesRequest::default())
+        .await?
+        .into_inner()
+        .schedules;
+    let once = schedules
+        .iter()
+        .find(|s| s.name == "hourly-once")
+        .expect("schedule");
+    // The most recent missed tick is a whole hour, and the job carries its idempotency key.
+    assert_eq!(once.last_run_at_ms % 3_600_000, 0);
+    assert_eq!(
+        jobs[0].idempotency_key,
+        format!("cron:hourly-once:{}", once.last_run_at_ms)
+    );
+    assert_eq!(once.last_job_id, jobs[0].id);
+    ra.stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    rb.stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}

@@ -46,6 +46,31 @@ impl StackEnv {
         ))
     }
 
+    /// Starts a worker in this process; also returns where its admin port (`/metrics`) listens.
+    pub async fn worker_with_admin(&self) -> anyhow::Result<(InProcess, std::net::SocketAddr)> {
+        let app = worker::Application::build(worker::Settings::load(&env_of(&self.env))?).await?;
+        let admin = app.local_addrs().admin;
+        Ok((InProcess::spawn(|stop| app.run_until_stopped(stop)), admin))
+    }
+
+    /// Starts a scheduler; also returns its admin address.
+    pub async fn scheduler_with_admin(
+        &self,
+    ) -> anyhow::Result<(Client, InProcess, std::net::SocketAddr)> {
+        let app =
+            job_scheduler::Application::build(job_scheduler::Settings::load(&env_of(&self.env))?)
+                .await?;
+        let addr = app.local_addrs().grpc;
+        let admin = app.local_addrs().admin;
+        let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
+        ncy_testkit::wait_until_serving(addr).await;
+        Ok((
+            JobServiceClient::connect(format!("http://{addr}")).await?,
+            running,
+            admin,
+        ))
+    }
+
     /// Starts a worker in this process.
     pub async fn worker(&self) -> anyhow::Result<InProcess> {
         let app = worker::Application::build(worker::Settings::load(&env_of(&self.env))?).await?;
