@@ -29,18 +29,18 @@ for i = 0, n - 1 do
     local due = now + delay
     local state, band, entry = 'waiting', '', ''
     if delay > 0 then state = 'delayed' end
-    redis.call('HSET', jkey(id), 'state', state, 'queue', queue, 'type', jtype, 'data', data,
-      'priority', priority, 'attempts', 0, 'max_attempts', max_attempts, 'backoff_kind', bkind,
-      'backoff_ms', bms, 'progress', 0, 'idem', idem, 'owner', owner, 'schedule', schedule,
-      'retried_from', retried, 'created', now, 'due', due, 'updated', now)
     if delay > 0 then
       redis.call('ZADD', tag .. ':delayed', due, id)
       if min_due == nil or due < min_due then min_due = due end
     else
       band = priority
       entry = redis.call('XADD', rkey(band), '*', 'j', id)
-      redis.call('HSET', jkey(id), 'band', band, 'entry', entry)
     end
+    -- XADD before HSET so the job hash is written once, with its entry (all in one atomic script).
+    redis.call('HSET', jkey(id), 'state', state, 'queue', queue, 'type', jtype, 'data', data,
+      'priority', priority, 'attempts', 0, 'max_attempts', max_attempts, 'backoff_kind', bkind,
+      'backoff_ms', bms, 'progress', 0, 'idem', idem, 'owner', owner, 'schedule', schedule,
+      'retried_from', retried, 'created', now, 'due', due, 'updated', now, 'band', band, 'entry', entry)
     out[#out + 1] = {id, 0, state}
   end
 end
