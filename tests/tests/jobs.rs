@@ -284,11 +284,8 @@ async fn the_rate_limit_holds_across_two_worker_replicas() -> anyhow::Result<()>
         wait_state(&c, id, JobState::Completed, Duration::from_secs(30)).await;
     }
     let mut starts = Vec::new();
-    let mut workers = std::collections::HashSet::new();
     for id in &ids {
-        let j = get(&mut c, id).await?;
-        starts.push(j.started_at_ms);
-        workers.insert(j.worker_id);
+        starts.push(get(&mut c, id).await?.started_at_ms);
     }
     starts.sort_unstable();
     for (i, t) in starts.iter().enumerate() {
