@@ -33,6 +33,15 @@ async fn jobs_run_to_completion_and_watch_streams_progress_to_the_end() -> anyho
         seen.push(ev?);
     }
     assert_eq!(seen[0].r#type(), pb::JobEventType::Snapshot);
+    let states: Vec<JobState> = seen
+        .iter()
+        .filter(|e| e.r#type() == pb::JobEventType::StateChanged)
+        .map(|e| e.state())
+        .collect();
+    assert!(
+        seen[0].state() == JobState::Active || states.contains(&JobState::Active),
+        "the start is streamed: {seen:?}"
+    );
     let last = seen.last().expect("events");
     assert_eq!(last.state(), JobState::Completed, "{seen:?}");
     assert_eq!(last.result_json, r#"{"sleptMs":400}"#);

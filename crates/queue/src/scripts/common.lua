@@ -7,9 +7,11 @@ local function rkey(band) return tag .. ':ready:' .. band end
 local GROUP = 'workers'
 local EVENTS_MAXLEN = 1000
 
--- Publishes a job event (JSON, the shape of ncy_types::jobs::JobEventMessage) on the queue's events
--- stream (capped, for replay) and pub/sub channel (live listeners: WatchJob, the realtime gateway).
-local function emit(id, kind, now, message, result)
+-- Publishes a job event (JSON, the shape of ncy_queue::JobEventMessage) on the queue's pub/sub
+-- channel (live listeners: WatchJob, the realtime gateway) and, unless `live_only`, on the capped
+-- events stream for replay. Activation and promotion are live-only: they happen for every job, and
+-- the stream keeps the outcomes (what an operator replays).
+local function emit(id, kind, now, message, result, live_only)
   local f = redis.call('HMGET', jkey(id), 'state', 'progress', 'attempts', 'due', 'owner', 'queue')
   local ev = cjson.encode({
     jobId = id, queue = f[6] or '', type = kind, state = f[1] or '',
@@ -17,7 +19,9 @@ local function emit(id, kind, now, message, result)
     attemptsMade = tonumber(f[3] or '0') or 0, resultJson = result or '',
     dueAtMs = tonumber(f[4] or '0') or 0, ownerUserId = f[5] or ''
   })
-  redis.call('XADD', tag .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', ev)
+  if not live_only then
+    redis.call('XADD', tag .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', ev)
+  end
   redis.call('PUBLISH', tag .. ':events:live', ev)
 end
 
@@ -85,6 +89,7 @@ local function activate(id, band, entry, consumer, now)
   redis.call('HSET', k, 'state', 'active', 'worker', consumer, 'started', now, 'updated', now,
     'band', band, 'entry', entry)
   redis.call('ZADD', tag .. ':active', now, id)
+  emit(id, 'state_changed', now, '', '', true)
   local f = redis.call('HMGET', k, 'type', 'data', 'max_attempts', 'backoff_kind', 'backoff_ms',
     'created', 'due', 'owner')
   return {id, f[1] or '', f[2] or '{}', attempts, tonumber(f[3] or '1') or 1, f[4] or 'exponential',

@@ -20,6 +20,10 @@ else
   zkey = tag .. ':cancelled'
 end
 redis.call('ZADD', zkey, now, id)
-emit(id, 'state_changed', now, '', text)
+if outcome == 'completed' then
+  emit(id, 'state_changed', now, '', text)
+else
+  emit(id, 'state_changed', now, text, '')
+end
 trim(zkey, now, keep, age_ms)
 return 1

@@ -10,6 +10,7 @@ for _, id in ipairs(ids) do
     local band = f[2] or '0'
     local entry = redis.call('XADD', rkey(band), '*', 'j', id)
     redis.call('HSET', jkey(id), 'state', 'waiting', 'band', band, 'entry', entry, 'updated', now)
+    emit(id, 'state_changed', now, '', '', true)
     moved = moved + 1
   end
 end
