@@ -147,33 +147,16 @@ impl Engine {
             JobState::Waiting => unreachable_waiting(),
         };
         let mut conn = self.conn().await?;
-        let mut ids: Vec<String> = Vec::new();
-        let mut cursor = offset;
-        // DELAYED and FAILED share the delayed set: filter by state, reading on until a page is full.
-        loop {
-            let stop = cursor + isize::try_from(page_size).unwrap_or(500) - 1;
-            let chunk: Vec<String> = if newest_first {
-                conn.zrevrange(&key, cursor, stop).await?
-            } else {
-                conn.zrange(&key, cursor, stop).await?
-            };
-            let got = chunk.len();
-            cursor += isize::try_from(got).unwrap_or(0);
-            ids.extend(chunk);
-            if got < page_size || !matches!(state, JobState::Delayed | JobState::Failed) {
-                break;
-            }
-            let jobs = self.read_jobs(queue, &ids).await?;
-            if jobs
-                .iter()
-                .filter(|j| j.get("state") == state.as_str())
-                .count()
-                >= page_size
-            {
-                break;
-            }
-        }
+        let stop = offset + isize::try_from(page_size).unwrap_or(500) - 1;
+        let ids: Vec<String> = if newest_first {
+            conn.zrevrange(&key, offset, stop).await?
+        } else {
+            conn.zrange(&key, offset, stop).await?
+        };
         let full = ids.len() >= page_size;
+        let next = offset + isize::try_from(ids.len()).unwrap_or(0);
+        // DELAYED and FAILED share the delayed set: a page holds at most `page_size` of the state
+        // asked for (possibly fewer; the token moves on past the others).
         let jobs: Vec<JobRecord> = self
             .read_jobs(queue, &ids)
             .await?
@@ -183,7 +166,7 @@ impl Engine {
         Ok(JobPage {
             jobs,
             next_token: if full {
-                format!("o:{cursor}")
+                format!("o:{next}")
             } else {
                 String::new()
             },
