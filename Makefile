@@ -44,6 +44,7 @@ fmt:
 
 bench:
 	@bash scripts/bench.sh
+	@bash scripts/bench/jobs.sh
 
 helm-check:
 	@bash scripts/helm-check.sh

@@ -6,7 +6,9 @@
 //!   ceiling of any unary RPC through the shared gRPC stack (tonic, HTTP/2, tracing and metrics
 //!   layers) and the baseline the cache scenarios are compared with.
 //! - `cache`: the cache gateway's L1-hit, L2-hit, miss→load and invalidation figures (see `cache.rs`).
+//! - `jobs`: the job engine through job-scheduler and a worker (see `jobs.rs`).
 mod cache;
+mod jobs;
 
 use std::time::{Duration, Instant};
 
@@ -65,11 +67,14 @@ enum Scenario {
         #[arg(long, default_value_t = 1_000)]
         invalidations: u64,
     },
+    /// Job engine scenarios through job-scheduler and a worker (see scripts/bench/jobs.sh).
+    Jobs(jobs::JobsArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
+        Scenario::Jobs(args) => jobs::run(args).await,
         Scenario::GrpcHealth {
             addr,
             concurrency,

@@ -71,6 +71,18 @@ impl ChildService {
         Ok(Self { child })
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL (a crash: no drain, nothing flushed) and reap the child.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Sends SIGTERM (as Kubernetes does) and waits for the exit status.
     pub async fn terminate(mut self, within: Duration) -> anyhow::Result<ExitStatus> {
         let pid = self.child.id().to_string();

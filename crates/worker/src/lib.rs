@@ -1,14 +1,25 @@
-//! worker: runs the job processors (email, notification, report, cleanup, backup) from the Redis job
-//! queues with concurrency, rate limits, retries and a dead-letter queue.
+//! worker: runs jobs from the Redis job queues (`ncy-queue`) with per-queue concurrency, the shared
+//! rate limits, retries with backoff, a dead-letter queue with alerts, heartbeats and reclaim of
+//! jobs abandoned by a dead worker, and a graceful drain.
 //!
-//! This crate is the service shell: settings, boot, gRPC health and reflection (the worker has no
-//! domain API; operators and Kubernetes probe its health), metrics and drain. Job fetching and the
-//! processors arrive with their own issues.
+//! The service also serves gRPC health and reflection (no domain API) and `/metrics`. Processors
+//! live in [`processors`]; this issue ships `noop` and the test-only `sleep`/`fail`.
 use std::future::Future;
+use std::time::Duration;
 
+use ncy_queue::{Engine, EngineSettings};
 use ncy_runtime::{
     CommonSettings, ConfigError, Env, LocalAddrs, RuntimeError, ServiceRuntime, ServiceSpec,
 };
+use ncy_types::jobs::QueueName;
+
+pub mod alerts;
+pub mod processors;
+pub mod runner;
+
+use alerts::Alerts;
+use processors::Registry;
+use runner::RunnerConfig;
 
 /// Service name in logs, traces and metrics.
 pub const SERVICE: &str = "worker";
@@ -25,13 +36,78 @@ const SPEC: ServiceSpec = ServiceSpec {
 pub struct Settings {
     /// The block every service shares.
     pub common: CommonSettings,
+    /// Queues, limits, timeouts (shared with the scheduler).
+    pub engine: EngineSettings,
+    /// `NCY_WORKER_QUEUES`: the queues this worker serves (comma-separated; default all).
+    pub queues: Vec<QueueName>,
+    /// `NCY_WORKER_BATCH`: most jobs claimed by one fetch (default 32).
+    pub batch: usize,
+    /// `NCY_WORKER_BLOCK_MS`: longest blocking wait when idle (default 2000).
+    pub block_ms: u64,
+    /// `NCY_WORKER_HEARTBEAT_MS`: heartbeat period of in-flight jobs (default 1000).
+    pub heartbeat: Duration,
+    /// `NCY_WORKER_ALERT_USER_IDS`: users notified of each dead letter (default none).
+    pub alert_user_ids: Vec<uuid::Uuid>,
+    /// `NCY_WORKER_ID`: consumer name prefix (default: a random id per process).
+    pub worker_id: String,
 }
 
 impl Settings {
     /// Reads settings from `env`.
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
+        let queues = match env.get("NCY_WORKER_QUEUES") {
+            None => QueueName::ALL.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(|q| q.trim().parse::<QueueName>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::new("NCY_WORKER_QUEUES", e.message))?,
+        };
+        let alert_user_ids = env
+            .get("NCY_WORKER_ALERT_USER_IDS")
+            .map(|list| {
+                list.split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().parse::<uuid::Uuid>())
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|_| {
+                ConfigError::new(
+                    "NCY_WORKER_ALERT_USER_IDS",
+                    "expected comma-separated UUIDs",
+                )
+            })?
+            .unwrap_or_default();
+        let engine = EngineSettings::load(env)?;
+        let batch: usize = env.parse_or("NCY_WORKER_BATCH", 32, "a number 1–1000")?;
+        if !(1..=1000).contains(&batch) {
+            return Err(ConfigError::new(
+                "NCY_WORKER_BATCH",
+                "must be between 1 and 1000",
+            ));
+        }
+        let heartbeat_ms: u64 = env.parse_or("NCY_WORKER_HEARTBEAT_MS", 1000, "milliseconds")?;
+        if heartbeat_ms == 0
+            || heartbeat_ms * 2
+                > u64::try_from(engine.visibility_timeout.as_millis()).unwrap_or(u64::MAX)
+        {
+            return Err(ConfigError::new(
+                "NCY_WORKER_HEARTBEAT_MS",
+                "must be above 0 and at most half of NCY_JOBS_VISIBILITY_TIMEOUT_MS",
+            ));
+        }
         Ok(Self {
             common: CommonSettings::load(SPEC, env)?,
+            engine,
+            queues,
+            batch,
+            block_ms: env.parse_or("NCY_WORKER_BLOCK_MS", 2000, "milliseconds")?,
+            heartbeat: Duration::from_millis(heartbeat_ms),
+            alert_user_ids,
+            worker_id: env
+                .get("NCY_WORKER_ID")
+                .unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
         })
     }
 }
@@ -39,14 +115,32 @@ impl Settings {
 /// A built, not yet running, worker.
 pub struct Application {
     runtime: ServiceRuntime,
+    settings: Settings,
+    engine: Engine,
+    registry: Registry,
 }
 
 impl Application {
     /// Binds the listeners and prepares the pools; does not wait for Redis or PostgreSQL.
     pub async fn build(settings: Settings) -> Result<Self, RuntimeError> {
+        let runtime = ServiceRuntime::build(settings.common.clone()).await?;
+        let engine = Engine::for_service(
+            runtime.redis().clone(),
+            &settings.common.redis,
+            settings.engine.clone(),
+        );
+        let registry = Registry::builtin(settings.engine.test_job_types);
         Ok(Self {
-            runtime: ServiceRuntime::build(settings.common).await?,
+            runtime,
+            settings,
+            engine,
+            registry,
         })
+    }
+
+    /// Adds a processor (the next issue's domain processors; tests).
+    pub fn register(&mut self, job_type: &str, p: impl processors::Processor) {
+        self.registry.register(job_type, p);
     }
 
     /// Where this instance listens.
@@ -54,12 +148,60 @@ impl Application {
         self.runtime.local_addrs()
     }
 
-    /// Serves health until `shutdown` completes, then drains within the grace period.
+    /// Runs the queues and serves health until `shutdown` completes, then drains: no more fetching,
+    /// in-flight jobs finish within the grace period, the rest is left to be reclaimed.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RuntimeError> {
-        self.runtime
+        let Self {
+            runtime,
+            settings,
+            engine,
+            registry,
+        } = self;
+        let stop = runtime.shutdown_token();
+        let alerts = Alerts {
+            postgres: runtime.postgres().cloned(),
+            recipients: settings.alert_user_ids.clone(),
+        };
+        let visibility = settings.engine.visibility_timeout;
+        for queue in &settings.queues {
+            let queue = *queue;
+            let cfg = RunnerConfig {
+                queue,
+                consumer: format!("{}-{}", settings.worker_id, queue.as_str()),
+                concurrency: usize::try_from(engine.queue_settings(queue).concurrency).unwrap_or(1),
+                batch: settings.batch,
+                block_ms: settings.block_ms,
+                heartbeat: settings.heartbeat,
+                reclaim_every: visibility / 2,
+            };
+            let (eng, registry, alerts, halt) = (
+                engine.clone(),
+                registry.clone(),
+                alerts.clone(),
+                stop.clone(),
+            );
+            runtime.spawn(async move {
+                let (engine, stop) = (eng, halt);
+                // Groups first (retrying while Redis is down), then the loop.
+                while let Err(e) = engine.ensure_groups(queue).await {
+                    tracing::warn!(queue = queue.as_str(), error = %e, "cannot create consumer groups yet");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                runner::run(engine, registry, alerts, cfg, stop).await;
+            });
+            runtime.spawn(engine.clone().run_promoter(
+                queue,
+                format!("{}-promoter", settings.worker_id),
+                stop.clone(),
+            ));
+        }
+        runtime
             .serve(tonic::service::Routes::default(), &[], shutdown)
             .await
     }

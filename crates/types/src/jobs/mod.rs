@@ -17,8 +17,8 @@ use crate::error::ValidationError;
 
 pub use parse::{JobPayload, parse_payload, validate_payload};
 pub use payloads::{
-    BackupJobData, CleanupJobData, EmailJobData, NotificationJobData, ReportFormat, ReportJobData,
-    ReportType, WelcomeEmailData,
+    BackupJobData, CleanupJobData, EmailJobData, FailJobData, NotificationJobData, ReportFormat,
+    ReportJobData, ReportType, SleepJobData, WelcomeEmailData,
 };
 
 /// Highest job priority (0 is the lowest; the seed sends retries at 10).
@@ -111,11 +111,15 @@ pub enum JobType {
     CleanupOldData,
     BackupDatabase,
     Noop,
+    /// Test-only: sleeps `ms` (honouring cancellation). Accepted only where test types are enabled.
+    Sleep,
+    /// Test-only: fails (or panics) as its payload says. Accepted only where test types are enabled.
+    Fail,
 }
 
 impl JobType {
     /// Every job type, in a fixed order.
-    pub const ALL: [JobType; 7] = [
+    pub const ALL: [JobType; 9] = [
         JobType::SendEmail,
         JobType::SendWelcomeEmail,
         JobType::SendNotification,
@@ -123,6 +127,8 @@ impl JobType {
         JobType::CleanupOldData,
         JobType::BackupDatabase,
         JobType::Noop,
+        JobType::Sleep,
+        JobType::Fail,
     ];
 
     /// The wire name, e.g. `send-email`.
@@ -135,6 +141,8 @@ impl JobType {
             JobType::CleanupOldData => "cleanup-old-data",
             JobType::BackupDatabase => "backup-database",
             JobType::Noop => "noop",
+            JobType::Sleep => "sleep",
+            JobType::Fail => "fail",
         }
     }
 
@@ -145,13 +153,25 @@ impl JobType {
             JobType::SendNotification => QueueName::Notification,
             JobType::GenerateReport => QueueName::Report,
             JobType::CleanupOldData | JobType::BackupDatabase => QueueName::Cleanup,
-            JobType::Noop => QueueName::Email,
+            JobType::Noop | JobType::Sleep | JobType::Fail => QueueName::Email,
         }
     }
 
-    /// Whether a job of this type may be enqueued on `queue`: its default queue, or any for `noop`.
+    /// Whether a job of this type may be enqueued on `queue`: its default queue, or any for the
+    /// engine's own types (`noop`, `sleep`, `fail`).
     pub fn allowed_on(self, queue: QueueName) -> bool {
-        self == JobType::Noop || self.default_queue() == queue
+        self.is_engine_type() || self.default_queue() == queue
+    }
+
+    /// The test-only types (`sleep`, `fail`) that exercise the engine; services accept them only
+    /// when a setting enables them.
+    pub fn is_test_only(self) -> bool {
+        matches!(self, JobType::Sleep | JobType::Fail)
+    }
+
+    /// Types the job engine itself implements (no domain processor): `noop`, `sleep`, `fail`.
+    pub fn is_engine_type(self) -> bool {
+        matches!(self, JobType::Noop | JobType::Sleep | JobType::Fail)
     }
 }
 

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use serde_path_to_error::{Path, Segment};
 
 use super::payloads::{
-    BackupJobData, CleanupJobData, EmailJobData, NotificationJobData, ReportJobData,
-    WelcomeEmailData,
+    BackupJobData, CleanupJobData, EmailJobData, FailJobData, NotificationJobData, ReportJobData,
+    SleepJobData, WelcomeEmailData,
 };
 use super::{JobType, MAX_PAYLOAD_BYTES};
 use crate::error::ValidationError;
@@ -31,6 +31,10 @@ pub enum JobPayload {
     BackupDatabase(BackupJobData),
     /// `noop` takes any JSON object.
     Noop(Map<String, Value>),
+    /// Test-only `sleep`.
+    Sleep(SleepJobData),
+    /// Test-only `fail`.
+    Fail(FailJobData),
 }
 
 impl JobPayload {
@@ -44,6 +48,8 @@ impl JobPayload {
             JobPayload::CleanupOldData(_) => JobType::CleanupOldData,
             JobPayload::BackupDatabase(_) => JobType::BackupDatabase,
             JobPayload::Noop(_) => JobType::Noop,
+            JobPayload::Sleep(_) => JobType::Sleep,
+            JobPayload::Fail(_) => JobType::Fail,
         }
     }
 }
@@ -82,6 +88,8 @@ pub fn parse_payload(job_type: JobType, payload_json: &str) -> Result<JobPayload
             JobPayload::BackupDatabase(typed(value, BackupJobData::validate)?)
         }
         JobType::Noop => JobPayload::Noop(typed(value, |_: &Map<String, Value>| Ok(()))?),
+        JobType::Sleep => JobPayload::Sleep(typed(value, SleepJobData::validate)?),
+        JobType::Fail => JobPayload::Fail(typed(value, |_: &FailJobData| Ok(()))?),
     };
     Ok(payload)
 }

@@ -228,3 +228,42 @@ impl BackupJobData {
         checks::range("keepLast", self.keep_last, min, max)
     }
 }
+
+/// Longest test `sleep`, in milliseconds (ten minutes).
+pub const MAX_SLEEP_MS: u64 = 600_000;
+
+/// Test-only `sleep`: wait `ms` milliseconds, reporting progress, stopping early when cancelled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SleepJobData {
+    #[serde(default)]
+    pub ms: u64,
+}
+
+impl SleepJobData {
+    /// Checks that `ms` is at most [`MAX_SLEEP_MS`].
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.ms > MAX_SLEEP_MS {
+            return Err(ValidationError::new(
+                "ms",
+                format!("must be at most {MAX_SLEEP_MS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Test-only `fail`: the attempt fails with `message` (non-retryable when `retryable` is false),
+/// or panics when `panic` is true; attempts after `failAttempts` (when set) succeed instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailJobData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_attempts: Option<u32>,
+}

@@ -39,7 +39,9 @@ fn job_types_round_trip_with_seed_names() {
             "generate-report",
             "cleanup-old-data",
             "backup-database",
-            "noop"
+            "noop",
+            "sleep",
+            "fail"
         ]
     );
     for t in JobType::ALL {
@@ -78,6 +80,9 @@ fn job_types_go_to_their_queues() {
         }
     }
     assert!(QueueName::ALL.iter().all(|q| Noop.allowed_on(*q)));
+    assert!(QueueName::ALL.iter().all(|q| Sleep.allowed_on(*q)));
+    assert!(QueueName::ALL.iter().all(|q| Fail.allowed_on(*q)));
+    assert!(Sleep.is_test_only() && Fail.is_test_only() && !Noop.is_test_only());
 }
 
 #[test]

@@ -132,6 +132,26 @@ impl QueueKeys {
         format!("{}:events:live", self.tag)
     }
 
+    /// Sorted set of ACTIVE jobs by start time (ms): `…:active`.
+    pub fn active(&self) -> String {
+        format!("{}:active", self.tag)
+    }
+
+    /// Sorted set of CANCELLED jobs by finish time, for listing and retention: `…:cancelled`.
+    pub fn cancelled(&self) -> String {
+        format!("{}:cancelled", self.tag)
+    }
+
+    /// Sorted set of worker consumers by last heartbeat (ms): `…:workers`.
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.tag)
+    }
+
+    /// Prefix of the dedup keys, for scripts that build them from idempotency keys.
+    pub fn dedup_prefix(&self) -> String {
+        format!("{}:dedup:", self.tag)
+    }
+
     /// Every key of this queue that is not per job or per idempotency key.
     pub fn fixed_keys(&self) -> Vec<String> {
         vec![
@@ -143,6 +163,9 @@ impl QueueKeys {
             self.limiter(),
             self.promoter_lease(),
             self.events(),
+            self.active(),
+            self.cancelled(),
+            self.workers(),
         ]
     }
 }
@@ -173,6 +196,10 @@ mod tests {
         assert_eq!(q.limiter(), "{ncy:q:email}:limiter");
         assert_eq!(q.promoter_lease(), "{ncy:q:email}:lease:promoter");
         assert_eq!(q.promoter_wake_channel(), "{ncy:q:email}:wake");
+        assert_eq!(q.active(), "{ncy:q:email}:active");
+        assert_eq!(q.cancelled(), "{ncy:q:email}:cancelled");
+        assert_eq!(q.workers(), "{ncy:q:email}:workers");
+        assert_eq!(q.dedup_prefix(), "{ncy:q:email}:dedup:");
         assert_eq!(q.events(), "{ncy:q:email}:events");
         assert_eq!(q.events_channel(), "{ncy:q:email}:events:live");
     }

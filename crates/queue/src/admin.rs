@@ -1,0 +1,238 @@
+//! Operator views and actions: queue statistics, dead letters (list, retry, delete), retention sweep.
+use std::collections::HashMap;
+
+use ncy_types::jobs::QueueName;
+use redis::{AsyncCommands, Value};
+
+use crate::engine::{BANDS, Engine, GROUP};
+use crate::error::{QueueError, Result};
+use crate::ids::{dead_letter_id, new_job_id, parse_dead_letter_id};
+use crate::job::{int, now_ms};
+
+/// Counts of one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub queue: String,
+    pub paused: bool,
+    pub waiting: u64,
+    pub delayed: u64,
+    pub active: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub dead_letters: u64,
+    /// Starts counted in the current rate-limit window, and ms until a start is allowed (0 if not limited).
+    pub rate_used: u64,
+    pub retry_after_ms: i64,
+    pub workers: u64,
+    pub oldest_waiting_at_ms: i64,
+}
+
+/// A dead letter as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: String,
+    pub queue: String,
+    pub job_id: String,
+    pub job_type: String,
+    pub data: String,
+    pub error: String,
+    pub failed_at_ms: i64,
+    pub attempts_made: i64,
+    pub priority: i64,
+    pub owner_user_id: String,
+    pub non_retryable: bool,
+}
+
+impl Engine {
+    /// Counts jobs by state (one pipeline).
+    pub async fn stats(&self, queue: QueueName) -> Result<QueueStats> {
+        let q = self.queue_keys(queue);
+        let now = now_ms();
+        let visibility = i64::try_from(self.settings.visibility_timeout.as_millis()).unwrap_or(0);
+        let mut pipe = redis::pipe();
+        pipe.exists(q.paused());
+        for band in 0..BANDS {
+            pipe.xlen(q.ready(band));
+        }
+        pipe.zcard(q.delayed())
+            .zcard(q.active())
+            .zcard(q.done())
+            .zcard(q.cancelled())
+            .xlen(q.dead())
+            .zcount(q.limiter(), now - 86_400_000, "+inf")
+            .zcount(q.workers(), now - visibility.max(1000), "+inf");
+        let mut conn = self.conn().await?;
+        let values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let n = |i: usize| u64::try_from(values.get(i).map(int).unwrap_or(0)).unwrap_or(0);
+        let stream_total: u64 = (1..=usize::from(BANDS)).map(n).sum();
+        let base = usize::from(BANDS) + 1;
+        // Entries in the streams are waiting or active (or a few stale ones not yet dropped).
+        let active = n(base + 1);
+        let delayed_all = n(base);
+        // DELAYED vs FAILED (retry pending) share the delayed set: split by reading the states of
+        // the first 1000 (exact below that size).
+        let ids: Vec<String> = conn.zrange(q.delayed(), 0, 999).await?;
+        let mut retries = 0u64;
+        if !ids.is_empty() {
+            let mut p = redis::pipe();
+            for id in &ids {
+                p.hget(q.job(id), "state");
+            }
+            let states: Vec<Option<String>> = p.query_async(&mut conn).await?;
+            retries = states
+                .iter()
+                .filter(|s| s.as_deref() == Some("failed"))
+                .count() as u64;
+        }
+        let mut oldest = 0;
+        for band in (0..BANDS).rev() {
+            let first: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+                .arg(q.ready(band))
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await?;
+            if let Some((entry, _)) = first.first() {
+                let ms: i64 = entry
+                    .split('-')
+                    .next()
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(0);
+                if oldest == 0 || ms < oldest {
+                    oldest = ms;
+                }
+            }
+        }
+        let mut retry_after_ms = 0;
+        let rate_used = n(base + 5);
+        if let Some(limit) = self.queue_settings(queue).rate_limit {
+            let window = i64::try_from(limit.window_ms).unwrap_or(i64::MAX);
+            let used: u64 = conn.zcount(q.limiter(), now - window, "+inf").await?;
+            if used >= u64::from(limit.max) {
+                let first: Vec<(String, f64)> = conn
+                    .zrangebyscore_limit_withscores(q.limiter(), now - window, "+inf", 0, 1)
+                    .await?;
+                retry_after_ms = first
+                    .first()
+                    .map(|(_, s)| (*s as i64) + window - now)
+                    .unwrap_or(window)
+                    .max(1);
+            }
+        }
+        Ok(QueueStats {
+            queue: queue.as_str().to_owned(),
+            paused: n(0) == 1,
+            waiting: stream_total.saturating_sub(active),
+            delayed: delayed_all.saturating_sub(retries),
+            active,
+            completed: n(base + 2),
+            failed: retries,
+            cancelled: n(base + 3),
+            dead_letters: n(base + 4),
+            rate_used,
+            retry_after_ms,
+            workers: n(base + 6),
+            oldest_waiting_at_ms: oldest,
+        })
+    }
+
+    /// Dead letters of `queue`, newest first, `count` at most after exclusive entry `before`.
+    pub async fn dead_letters(
+        &self,
+        queue: QueueName,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let q = self.queue_keys(queue);
+        let end = before
+            .map(|b| format!("({b}"))
+            .unwrap_or_else(|| "+".to_owned());
+        let mut conn = self.conn().await?;
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(q.dead())
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|(entry, f)| {
+                let g = |k: &str| f.get(k).cloned().unwrap_or_default();
+                let num = |k: &str| f.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+                DeadLetter {
+                    id: dead_letter_id(queue, &entry),
+                    queue: g("queue"),
+                    job_id: g("jobId"),
+                    job_type: g("type"),
+                    data: g("data"),
+                    error: g("error"),
+                    failed_at_ms: num("failedAt"),
+                    attempts_made: num("attemptsMade"),
+                    priority: num("priority"),
+                    owner_user_id: g("owner"),
+                    non_retryable: g("nonRetryable") == "1",
+                }
+            })
+            .collect())
+    }
+
+    /// Re-enqueues a dead letter (priority 10, one attempt) and removes it; returns the new job id.
+    pub async fn retry_dead_letter(&self, id: &str) -> Result<String> {
+        let (queue, entry) = parse_dead_letter_id(id, "deadLetterId")?;
+        let q = self.queue_keys(queue);
+        let new_id = new_job_id(queue);
+        let mut conn = self.conn().await?;
+        let reply: Option<String> = self
+            .scripts
+            .retry_dead
+            .key(q.dead())
+            .arg(q.tag())
+            .arg(&entry)
+            .arg(id)
+            .arg(&new_id)
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await?;
+        reply.ok_or_else(|| QueueError::NotFound(format!("dead letter {id}")))
+    }
+
+    /// Removes a dead letter without retrying it.
+    pub async fn delete_dead_letter(&self, id: &str) -> Result<()> {
+        let (queue, entry) = parse_dead_letter_id(id, "deadLetterId")?;
+        let mut conn = self.conn().await?;
+        let removed: i64 = conn.xdel(self.queue_keys(queue).dead(), &[entry]).await?;
+        if removed == 0 {
+            return Err(QueueError::NotFound(format!("dead letter {id}")));
+        }
+        Ok(())
+    }
+
+    /// Retention sweep of one queue (finished jobs by count and age, dead letters by count).
+    pub async fn sweep(&self, queue: QueueName) -> Result<()> {
+        let q = self.queue_keys(queue);
+        let s = self.queue_settings(queue);
+        let mut conn = self.conn().await?;
+        let _: i64 = self
+            .scripts
+            .trim
+            .key(q.done())
+            .arg(q.tag())
+            .arg(now_ms())
+            .arg(s.keep_count)
+            .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX))
+            .arg(self.settings.dead_letter_max)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The consumer group name (for tools and tests).
+    pub fn group(&self) -> &'static str {
+        GROUP
+    }
+}

@@ -1,0 +1,320 @@
+//! Worker-side transitions: fetch (batch), complete, fail (retry or dead), heartbeat, progress,
+//! reclaim, and the blocking wait on all bands when a queue is idle.
+//!
+//! Why this shape: a fetch claims up to n jobs in one script call (highest band first), a finished
+//! job is one script call, so the steady state costs one round trip per job transition. When nothing
+//! is ready the worker parks in `XREADGROUP BLOCK` on a dedicated connection (no polling loop) and
+//! hands what it read to the next fetch, which activates it.
+use ncy_types::jobs::QueueName;
+use rand::Rng;
+use redis::Value;
+
+use crate::engine::{BANDS, Engine, GROUP};
+use crate::error::{QueueError, Result};
+use crate::job::{FetchedJob, int, now_ms, text};
+
+/// What a fetch got.
+#[derive(Debug)]
+pub enum Fetched {
+    /// Jobs now ACTIVE for this consumer (maybe none).
+    Jobs(Vec<FetchedJob>),
+    /// The queue is paused.
+    Paused,
+    /// The shared rate limit is used up for this long.
+    RateLimited(u64),
+}
+
+/// What a failed attempt became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// The job was no longer ours (reclaimed); nothing recorded.
+    Stale,
+    /// A retry is due at this time (ms).
+    Retry(i64),
+    /// The job is DEAD with this dead-letter id.
+    Dead(String),
+}
+
+/// A stream entry read by the blocking wait, not yet activated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preclaimed {
+    pub band: u8,
+    pub entry: String,
+}
+
+impl Engine {
+    /// Claims up to `n` jobs of `queue` for `consumer`, activating `preclaimed` entries first.
+    pub async fn fetch(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        n: usize,
+        preclaimed: &[Preclaimed],
+    ) -> Result<Fetched> {
+        let q = self.queue_keys(queue);
+        let limit = self.queue_settings(queue).rate_limit;
+        let mut inv = self.scripts.fetch.key(q.limiter());
+        inv.arg(q.tag())
+            .arg(consumer)
+            .arg(n)
+            .arg(now_ms())
+            .arg(limit.map(|l| l.max).unwrap_or(0))
+            .arg(limit.map(|l| l.window_ms).unwrap_or(0))
+            .arg(preclaimed.len());
+        for p in preclaimed {
+            inv.arg(p.band).arg(&p.entry);
+        }
+        let mut conn = self.conn().await?;
+        let reply: Vec<Value> = inv.invoke_async(&mut conn).await?;
+        match reply.first().map(int) {
+            Some(-1) => Ok(Fetched::Paused),
+            Some(-2) => Ok(Fetched::RateLimited(
+                u64::try_from(reply.get(1).map(int).unwrap_or(1)).unwrap_or(1),
+            )),
+            Some(1) => reply[1..]
+                .iter()
+                .map(FetchedJob::from_value)
+                .collect::<Result<Vec<_>>>()
+                .map(Fetched::Jobs),
+            _ => Err(QueueError::Corrupt(format!("fetch reply {reply:?}"))),
+        }
+    }
+
+    /// Records success; false when the job was no longer ours.
+    pub async fn complete(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        job_id: &str,
+        result_json: &str,
+    ) -> Result<bool> {
+        self.finish(queue, consumer, job_id, "completed", result_json)
+            .await
+    }
+
+    /// Records that a running job stopped because it was cancelled.
+    pub async fn cancelled(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        job_id: &str,
+        reason: &str,
+    ) -> Result<bool> {
+        self.finish(queue, consumer, job_id, "cancelled", reason)
+            .await
+    }
+
+    async fn finish(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        job_id: &str,
+        outcome: &str,
+        text_arg: &str,
+    ) -> Result<bool> {
+        let q = self.queue_keys(queue);
+        let s = self.queue_settings(queue);
+        let mut conn = self.conn().await?;
+        let done: i64 = self
+            .scripts
+            .complete
+            .key(q.job(job_id))
+            .arg(q.tag())
+            .arg(consumer)
+            .arg(job_id)
+            .arg(outcome)
+            .arg(text_arg)
+            .arg(now_ms())
+            .arg(s.keep_count)
+            .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// Records a failed attempt: retry after backoff (with ±20 % jitter) or dead.
+    pub async fn fail(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        job: &FetchedJob,
+        error: &str,
+        retryable: bool,
+    ) -> Result<FailOutcome> {
+        let q = self.queue_keys(queue);
+        let s = self.queue_settings(queue);
+        let base = job
+            .backoff
+            .delay_ms(job.attempt)
+            .min(self.settings.max_backoff_ms);
+        let jitter = base / 5;
+        let delay = if jitter > 0 {
+            base - jitter + rand::rng().random_range(0..=2 * jitter)
+        } else {
+            base
+        };
+        let mut conn = self.conn().await?;
+        let reply: Vec<Value> = self
+            .scripts
+            .fail
+            .key(q.job(&job.id))
+            .arg(q.tag())
+            .arg(consumer)
+            .arg(&job.id)
+            .arg(error)
+            .arg(if retryable { 1 } else { 0 })
+            .arg(now_ms())
+            .arg(delay)
+            .arg(s.keep_count)
+            .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match reply.first().map(int) {
+            Some(1) => FailOutcome::Retry(reply.get(1).map(int).unwrap_or(0)),
+            Some(2) => FailOutcome::Dead(crate::ids::dead_letter_id(
+                queue,
+                &reply.get(1).map(text).unwrap_or_default(),
+            )),
+            _ => FailOutcome::Stale,
+        })
+    }
+
+    /// Heartbeat for this consumer's in-flight jobs; returns the ids whose cancel was requested.
+    pub async fn heartbeat(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        in_flight: &[(String, u8, String)],
+    ) -> Result<Vec<String>> {
+        let q = self.queue_keys(queue);
+        let mut inv = self.scripts.heartbeat.key(q.workers());
+        inv.arg(q.tag()).arg(consumer).arg(now_ms());
+        for (id, band, entry) in in_flight {
+            inv.arg(id).arg(*band).arg(entry);
+        }
+        let mut conn = self.conn().await?;
+        Ok(inv.invoke_async(&mut conn).await?)
+    }
+
+    /// Stores progress; returns Some(cancel requested) or None when the job is no longer ours.
+    pub async fn progress(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        job_id: &str,
+        progress: u8,
+        message: &str,
+    ) -> Result<Option<bool>> {
+        let q = self.queue_keys(queue);
+        let mut conn = self.conn().await?;
+        let r: i64 = self
+            .scripts
+            .progress
+            .key(q.job(job_id))
+            .arg(q.tag())
+            .arg(consumer)
+            .arg(job_id)
+            .arg(progress.min(100))
+            .arg(message)
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match r {
+            -1 => None,
+            1 => Some(true),
+            _ => Some(false),
+        })
+    }
+
+    /// Takes over up to `count` entries idle longer than the visibility timeout.
+    pub async fn reclaim(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<FetchedJob>> {
+        let q = self.queue_keys(queue);
+        let s = self.queue_settings(queue);
+        let mut conn = self.conn().await?;
+        let reply: Vec<Value> = self
+            .scripts
+            .reclaim
+            .key(q.active())
+            .arg(q.tag())
+            .arg(consumer)
+            .arg(u64::try_from(self.settings.visibility_timeout.as_millis()).unwrap_or(30_000))
+            .arg(count)
+            .arg(self.settings.max_reclaims)
+            .arg(now_ms())
+            .arg(s.keep_count)
+            .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await?;
+        reply.iter().map(FetchedJob::from_value).collect()
+    }
+
+    /// Parks on `conn` in `XREADGROUP BLOCK` over every band of `queue` until an entry arrives or
+    /// `block_ms` passes; returns the entries read (to pass to the next [`Engine::fetch`]).
+    pub async fn wait_for_jobs(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        queue: QueueName,
+        consumer: &str,
+        block_ms: u64,
+    ) -> Result<Vec<Preclaimed>> {
+        let q = self.queue_keys(queue);
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS");
+        for band in (0..BANDS).rev() {
+            cmd.arg(q.ready(band));
+        }
+        for _ in 0..BANDS {
+            cmd.arg(">");
+        }
+        let reply: Value = cmd.query_async(conn).await?;
+        let mut out = Vec::new();
+        let streams: Vec<(Value, Value)> = match reply {
+            Value::Array(streams) => streams
+                .into_iter()
+                .filter_map(|s| match s {
+                    Value::Array(mut parts) if parts.len() == 2 => {
+                        let entries = parts.pop()?;
+                        let name = parts.pop()?;
+                        Some((name, entries))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            Value::Map(pairs) => pairs,
+            _ => Vec::new(),
+        };
+        for (name, entries) in streams {
+            let band: u8 = text(&name)
+                .rsplit(':')
+                .next()
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(0);
+            let Value::Array(entries) = entries else {
+                continue;
+            };
+            for entry in entries {
+                if let Value::Array(e) = entry
+                    && let Some(id) = e.first()
+                {
+                    out.push(Preclaimed {
+                        band,
+                        entry: text(id),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}

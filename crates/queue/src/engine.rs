@@ -1,0 +1,127 @@
+//! [`Engine`]: the handle both services hold — the Redis pool, the key space, the settings and the
+//! scripts — with the producer/operator operations (enqueue, inspect, cancel, pause, dead letters).
+//! The worker-side transitions are in `consumer.rs`, the promoter in `promoter.rs`, cron in `cron.rs`.
+use std::sync::Arc;
+
+use ncy_runtime::{RedisConn, RedisPool};
+use ncy_types::KeySpace;
+use ncy_types::QueueKeys;
+use ncy_types::jobs::QueueName;
+
+use crate::config::{EngineSettings, QueueSettings};
+use crate::error::Result;
+use crate::scripts::Scripts;
+
+/// Streams per queue: one per priority 0..=10.
+pub const BANDS: u8 = 11;
+/// The consumer group every worker joins.
+pub const GROUP: &str = "workers";
+
+/// The job engine handle (cheap to clone).
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) pool: RedisPool,
+    pub(crate) keys: KeySpace,
+    pub(crate) settings: Arc<EngineSettings>,
+    pub(crate) scripts: Arc<Scripts>,
+    /// For dedicated connections (blocking reads, pub/sub); `None` on Redis Cluster.
+    pub(crate) client: Option<redis::Client>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("prefix", &self.keys.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over `pool` under `keys`. `client` opens dedicated connections for blocking reads
+    /// and pub/sub (a single server's URL); without it the worker waits with short sleeps instead.
+    pub fn new(
+        pool: RedisPool,
+        keys: KeySpace,
+        settings: EngineSettings,
+        client: Option<redis::Client>,
+    ) -> Self {
+        Self {
+            pool,
+            keys,
+            settings: Arc::new(settings),
+            scripts: Arc::new(Scripts::new()),
+            client,
+        }
+    }
+
+    /// An engine for a service: its pool, its Redis settings (prefix; a dedicated-connection client
+    /// unless on Redis Cluster) and the engine settings.
+    pub fn for_service(
+        pool: RedisPool,
+        redis: &ncy_runtime::settings::RedisSettings,
+        settings: EngineSettings,
+    ) -> Self {
+        let client = if redis.cluster {
+            None
+        } else {
+            redis
+                .urls()
+                .first()
+                .and_then(|u| redis::Client::open(u.as_str()).ok())
+        };
+        Self::new(pool, redis.keys.clone(), settings, client)
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// The settings of one queue.
+    pub fn queue_settings(&self, queue: QueueName) -> QueueSettings {
+        self.settings.queue(queue)
+    }
+
+    /// The key builders of `queue`.
+    pub fn queue_keys(&self, queue: QueueName) -> QueueKeys {
+        self.keys.queue(queue.as_str())
+    }
+
+    /// The deployment's key space.
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn conn(&self) -> Result<RedisConn> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The client for dedicated connections, if any.
+    pub fn client(&self) -> Option<&redis::Client> {
+        self.client.as_ref()
+    }
+
+    /// Creates the consumer group on every band of `queue` (idempotent). Called at worker start and
+    /// again when Redis answers `NOGROUP` (it restarted without persistence).
+    pub async fn ensure_groups(&self, queue: QueueName) -> Result<()> {
+        let q = self.queue_keys(queue);
+        let mut conn = self.conn().await?;
+        for band in 0..BANDS {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(q.ready(band))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = created
+                && e.code() != Some("BUSYGROUP")
+            {
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+}

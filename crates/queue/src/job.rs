@@ -1,0 +1,228 @@
+//! A job as stored in its hash (`…:job:<id>`), the job states, and what a worker receives.
+//!
+//! Hash fields: `state`, `queue`, `type`, `data` (payload JSON), `priority`, `attempts` (started),
+//! `max_attempts`, `backoff_kind`, `backoff_ms`, `progress`, `progress_msg`, `result`, `error`,
+//! `idem`, `owner`, `schedule`, `retried_from`, `dead_id`, `worker`, `cancel`, `reclaims`,
+//! `created`, `due`, `started`, `finished`, `updated`, and `band`/`entry` (its stream entry while
+//! waiting or active). Values written by the Lua scripts; read here without trusting them.
+use std::collections::HashMap;
+
+use ncy_types::jobs::{Backoff, BackoffKind};
+use redis::Value;
+use serde::{Deserialize, Serialize};
+
+use crate::error::QueueError;
+
+/// Where a job is in its lifecycle (the proto's `JobState`, as stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Waiting,
+    Delayed,
+    Active,
+    Completed,
+    Failed,
+    Dead,
+    Cancelled,
+}
+
+impl JobState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Delayed => "delayed",
+            JobState::Active => "active",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "waiting" => JobState::Waiting,
+            "delayed" => JobState::Delayed,
+            "active" => JobState::Active,
+            "completed" => JobState::Completed,
+            "failed" => JobState::Failed,
+            "dead" => JobState::Dead,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// COMPLETED, DEAD and CANCELLED never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Dead | JobState::Cancelled
+        )
+    }
+}
+
+/// A job to enqueue, already validated.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub job_type: String,
+    /// Payload JSON in normal form.
+    pub data: String,
+    pub priority: u8,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub delay_ms: u64,
+    pub idempotency_key: String,
+    pub owner_user_id: String,
+    pub schedule_name: String,
+}
+
+/// The outcome of enqueueing one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub job_id: String,
+    pub deduplicated: bool,
+    /// `None` when a deduplicated job was already removed by retention.
+    pub state: Option<JobState>,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, Default)]
+pub struct JobRecord {
+    pub id: String,
+    pub fields: HashMap<String, String>,
+}
+
+impl JobRecord {
+    /// A field, or empty.
+    pub fn get(&self, name: &str) -> &str {
+        self.fields.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// A numeric field, or 0.
+    pub fn num(&self, name: &str) -> i64 {
+        self.get(name).parse().unwrap_or(0)
+    }
+
+    /// The state; unknown text is reported, not guessed.
+    pub fn state(&self) -> Result<JobState, QueueError> {
+        JobState::parse(self.get("state")).ok_or_else(|| {
+            QueueError::Corrupt(format!("job {} has state {:?}", self.id, self.get("state")))
+        })
+    }
+
+    /// The backoff stored on the job.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            kind: if self.get("backoff_kind") == "fixed" {
+                BackoffKind::Fixed
+            } else {
+                BackoffKind::Exponential
+            },
+            delay_ms: u64::try_from(self.num("backoff_ms")).unwrap_or(0),
+        }
+    }
+}
+
+/// A job handed to a worker by fetch or reclaim: everything a processor needs.
+#[derive(Debug, Clone)]
+pub struct FetchedJob {
+    pub id: String,
+    pub job_type: String,
+    pub data: String,
+    /// Attempts started, this one included.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub band: u8,
+    pub entry: String,
+    pub created_at_ms: i64,
+    pub due_at_ms: i64,
+    pub owner_user_id: String,
+}
+
+impl FetchedJob {
+    /// Parses one job of the fetch/reclaim scripts' reply (see `activate` in common.lua).
+    pub(crate) fn from_value(v: &Value) -> Result<Self, QueueError> {
+        let items = match v {
+            Value::Array(items) if items.len() >= 12 => items,
+            other => return Err(QueueError::Corrupt(format!("fetched job {other:?}"))),
+        };
+        let s = |i: usize| -> String { text(&items[i]) };
+        let n = |i: usize| -> i64 { int(&items[i]) };
+        Ok(FetchedJob {
+            id: s(0),
+            job_type: s(1),
+            data: s(2),
+            attempt: u32::try_from(n(3)).unwrap_or(1),
+            max_attempts: u32::try_from(n(4)).unwrap_or(1),
+            backoff: Backoff {
+                kind: if s(5) == "fixed" {
+                    BackoffKind::Fixed
+                } else {
+                    BackoffKind::Exponential
+                },
+                delay_ms: u64::try_from(n(6)).unwrap_or(0),
+            },
+            band: u8::try_from(n(7)).unwrap_or(0),
+            entry: s(8),
+            created_at_ms: n(9),
+            due_at_ms: n(10),
+            owner_user_id: s(11),
+        })
+    }
+}
+
+/// Text of a reply item (bulk or simple string, or a number).
+pub(crate) fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Integer of a reply item (number or numeric text), 0 otherwise.
+pub(crate) fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => text(other).parse().unwrap_or(0),
+    }
+}
+
+/// One event of a job, as JSON on the queue's events stream and pub/sub channel (written by the
+/// Lua scripts' `emit`): the realtime gateway routes it to `ownerUserId`'s browser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobEventMessage {
+    pub job_id: String,
+    pub queue: String,
+    /// `state_changed` or `progress`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state: String,
+    #[serde(default)]
+    pub progress: i64,
+    #[serde(default)]
+    pub at_ms: i64,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub attempts_made: i64,
+    #[serde(default)]
+    pub result_json: String,
+    #[serde(default)]
+    pub due_at_ms: i64,
+    #[serde(default)]
+    pub owner_user_id: String,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,29 @@
+//! ncy-queue: the job engine shared by job-scheduler and worker, on Redis Streams.
+//!
+//! Layout per queue `Q` (all under the hash tag `{<p>:q:Q}`, see `ncy_types::QueueKeys`): one stream
+//! per priority band (0–10) with the consumer group `workers`, a hash per job, sorted sets for
+//! delayed/retrying, active, completed, dead and cancelled jobs, a dead-letter stream, idempotency
+//! keys with a TTL, a pause flag, a sliding-log rate limiter, a promoter lease, and an events stream
+//! plus pub/sub channel. Every state change is one Lua script (`scripts/*.lua`) in that one slot, so
+//! the engine runs on Redis Cluster and no transition is ever half-applied.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod client;
+pub mod config;
+mod consumer;
+pub mod cron;
+mod engine;
+pub mod error;
+pub mod ids;
+pub mod job;
+mod promoter;
+mod scripts;
+
+pub use admin::{DeadLetter, QueueStats};
+pub use client::JobPage;
+pub use config::{EngineSettings, QueueSettings, RateLimit};
+pub use consumer::{FailOutcome, Fetched, Preclaimed};
+pub use engine::{BANDS, Engine, GROUP};
+pub use error::QueueError;
+pub use job::{Enqueued, FetchedJob, JobEventMessage, JobRecord, JobState, NewJob, now_ms};

@@ -1,0 +1,71 @@
+-- fetch(consumer, n): claims up to n ready jobs, highest band first, FIFO within a band, unless the
+-- queue is paused or its shared rate limit (a sliding log of starts) is used up.
+-- ARGV: tag, consumer, n, now, rate_max (0 = unlimited), rate_window_ms, m, then m (band, entry)
+-- pairs already read by the worker's blocking XREADGROUP (they are activated first, or put back at
+-- the end of their band when the queue is paused or limited).
+-- Returns {1, job...} | {-1} (paused) | {-2, retry_after_ms} (rate limited).
+local consumer, n, now = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local rate_max, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+local m = tonumber(ARGV[7])
+local limiter = tag .. ':limiter'
+
+local function requeue_preclaimed()
+  for i = 0, m - 1 do
+    local band, entry = ARGV[8 + i * 2], ARGV[9 + i * 2]
+    local got = redis.call('XRANGE', rkey(band), entry, entry)
+    drop_entry(band, entry)
+    if got[1] then
+      local id = got[1][2][2]
+      if redis.call('HGET', jkey(id), 'state') == 'waiting' then
+        local e = redis.call('XADD', rkey(band), '*', 'j', id)
+        redis.call('HSET', jkey(id), 'entry', e)
+      end
+    end
+  end
+end
+
+if redis.call('EXISTS', tag .. ':paused') == 1 then
+  requeue_preclaimed()
+  return {-1}
+end
+if rate_max > 0 then
+  redis.call('ZREMRANGEBYSCORE', limiter, '-inf', now - window)
+  local used = redis.call('ZCARD', limiter)
+  if used >= rate_max then
+    requeue_preclaimed()
+    local oldest = redis.call('ZRANGE', limiter, 0, 0, 'WITHSCORES')
+    local retry = window
+    if oldest[2] then retry = tonumber(oldest[2]) + window - now end
+    if retry < 1 then retry = 1 end
+    return {-2, retry}
+  end
+  if rate_max - used < n then n = rate_max - used end
+end
+
+local out = {1}
+local function take(id, band, entry)
+  local job = activate(id, band, entry, consumer, now)
+  if job then
+    out[#out + 1] = job
+    if rate_max > 0 then redis.call('ZADD', limiter, now, id) end
+  end
+end
+
+for i = 0, m - 1 do
+  local band, entry = ARGV[8 + i * 2], ARGV[9 + i * 2]
+  local got = redis.call('XRANGE', rkey(band), entry, entry)
+  if got[1] then take(got[1][2][2], band, entry) else drop_entry(band, entry) end
+end
+for band = 10, 0, -1 do
+  if #out - 1 >= n then break end
+  local res = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', n - (#out - 1),
+    'STREAMS', rkey(band), '>')
+  if res then
+    for _, e in ipairs(res[1][2]) do
+      local fields = e[2]
+      if fields and fields[2] then take(fields[2], tostring(band), e[1]) else drop_entry(tostring(band), e[1]) end
+    end
+  end
+end
+if rate_max > 0 then redis.call('PEXPIRE', limiter, window * 2) end
+return out

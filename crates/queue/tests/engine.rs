@@ -1,0 +1,148 @@
+//! The engine's Lua transitions against the real Redis: enqueue → fetch → complete, priority order,
+//! retry then dead letter, cancel, pause, reclaim of an abandoned job.
+use ncy_queue::{Engine, EngineSettings, FailOutcome, Fetched, JobState, NewJob};
+use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
+use ncy_testkit::{env_of, service_env, set_env, unique_prefix};
+use ncy_types::jobs::{Backoff, BackoffKind, QueueName};
+
+const SPEC: ServiceSpec = ServiceSpec {
+    name: "queue-test",
+    default_grpc_addr: "127.0.0.1:0",
+    default_admin_addr: "127.0.0.1:0",
+    needs_postgres: false,
+};
+
+async fn engine(extra: &[(&str, &str)]) -> anyhow::Result<Engine> {
+    let mut env = service_env(&unique_prefix(), None);
+    for (k, v) in extra {
+        set_env(&mut env, k, v);
+    }
+    let env = env_of(&env);
+    let common = CommonSettings::load(SPEC, &env)?;
+    let pool = RedisPool::new(&common.redis)?;
+    let client = redis::Client::open(ncy_testkit::redis_url())?;
+    let engine = Engine::new(
+        pool,
+        common.redis.keys.clone(),
+        EngineSettings::load(&env)?,
+        Some(client),
+    );
+    for q in QueueName::ALL {
+        engine.ensure_groups(q).await?;
+    }
+    Ok(engine)
+}
+
+fn job(priority: u8) -> NewJob {
+    NewJob {
+        job_type: "noop".into(),
+        data: format!("{{\"p\":{priority}}}"),
+        priority,
+        max_attempts: 2,
+        backoff: Backoff {
+            kind: BackoffKind::Fixed,
+            delay_ms: 1,
+        },
+        delay_ms: 0,
+        idempotency_key: String::new(),
+        owner_user_id: String::new(),
+        schedule_name: String::new(),
+    }
+}
+
+async fn fetch(e: &Engine, n: usize) -> anyhow::Result<Vec<ncy_queue::FetchedJob>> {
+    match e.fetch(QueueName::Notification, "c1", n, &[]).await? {
+        Fetched::Jobs(j) => Ok(j),
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn enqueue_fetch_complete_in_priority_order() -> anyhow::Result<()> {
+    let e = engine(&[]).await?;
+    let q = QueueName::Notification;
+    let low = e.enqueue(q, &[job(0), job(0)]).await?;
+    let high = e.enqueue(q, &[job(10)]).await?;
+    assert_eq!(low[0].state, Some(JobState::Waiting));
+    let got = fetch(&e, 2).await?;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].id, high[0].job_id, "priority 10 first");
+    assert_eq!(got[1].id, low[0].job_id, "then FIFO");
+    assert!(e.complete(q, "c1", &got[0].id, "{\"ok\":true}").await?);
+    assert!(
+        !e.complete(q, "other", &got[1].id, "").await?,
+        "only the holder completes"
+    );
+    let rec = e.get_job(&got[0].id).await?;
+    assert_eq!(rec.state()?, JobState::Completed);
+    assert_eq!(rec.get("result"), "{\"ok\":true}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn failures_retry_then_dead_letter_and_retry_dead_letter() -> anyhow::Result<()> {
+    let e = engine(&[]).await?;
+    let q = QueueName::Notification;
+    let id = e.enqueue(q, &[job(3)]).await?[0].job_id.clone();
+    let first = fetch(&e, 1).await?;
+    let out = e.fail(q, "c1", &first[0], "boom", true).await?;
+    assert!(matches!(out, FailOutcome::Retry(_)), "{out:?}");
+    assert_eq!(e.get_job(&id).await?.state()?, JobState::Failed);
+    // Wait for the 1 ms backoff, then promote.
+    ncy_testkit::assert_eventually(
+        "retry promoted",
+        std::time::Duration::from_secs(5),
+        || async { e.promote(q).await.map(|(m, _)| m == 1).unwrap_or(false) },
+    )
+    .await;
+    let second = fetch(&e, 1).await?;
+    assert_eq!(second[0].attempt, 2);
+    let out = e.fail(q, "c1", &second[0], "boom again", true).await?;
+    let FailOutcome::Dead(dead_id) = out else {
+        anyhow::bail!("{out:?}")
+    };
+    assert_eq!(e.get_job(&id).await?.state()?, JobState::Dead);
+    let letters = e.dead_letters(q, None, 10).await?;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].id, dead_id);
+    assert_eq!(letters[0].error, "boom again");
+    assert_eq!(letters[0].attempts_made, 2);
+    let new_id = e.retry_dead_letter(&dead_id).await?;
+    let rec = e.get_job(&new_id).await?;
+    assert_eq!(rec.get("priority"), "10");
+    assert_eq!(rec.get("max_attempts"), "1");
+    assert!(e.dead_letters(q, None, 10).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_pause_and_reclaim() -> anyhow::Result<()> {
+    let e = engine(&[("NCY_JOBS_VISIBILITY_TIMEOUT_MS", "100")]).await?;
+    let q = QueueName::Notification;
+    let a = e.enqueue(q, &[job(1)]).await?[0].job_id.clone();
+    e.cancel_job(&a, "no").await?;
+    assert_eq!(e.get_job(&a).await?.state()?, JobState::Cancelled);
+    assert!(fetch(&e, 5).await?.is_empty(), "cancelled never runs");
+    assert!(e.pause(q).await?);
+    e.enqueue(q, &[job(1)]).await?;
+    assert!(matches!(e.fetch(q, "c1", 1, &[]).await?, Fetched::Paused));
+    assert!(e.resume(q).await?);
+    let got = fetch(&e, 1).await?;
+    assert_eq!(got.len(), 1);
+    // c1 "dies": after the visibility timeout c2 takes the job over.
+    ncy_testkit::assert_eventually("reclaimed", std::time::Duration::from_secs(5), || async {
+        e.reclaim(q, "c2", 5)
+            .await
+            .map(|j| j.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    let rec = e.get_job(&got[0].id).await?;
+    assert_eq!(rec.get("worker"), "c2");
+    assert!(
+        !e.complete(q, "c1", &got[0].id, "").await?,
+        "the dead worker's late outcome is dropped"
+    );
+    assert!(e.complete(q, "c2", &got[0].id, "").await?);
+    Ok(())
+}

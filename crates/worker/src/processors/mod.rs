@@ -1,0 +1,121 @@
+//! What runs a job: the [`Processor`] trait, the context a processor gets (payload, attempt,
+//! cancellation token, progress reporting), and the registry of processors by job type.
+//!
+//! This issue ships the engine's own types only: `noop` (always), and the test-only `sleep` and
+//! `fail` (when `NCY_JOBS_TEST_JOB_TYPES` is on). The domain processors (email, report, …) register
+//! here in the next issue.
+//!
+//! A job whose type has no processor on this worker is failed NON-RETRYABLY into the dead-letter
+//! queue with the error `no processor for job type "<t>" on this worker`: it is neither lost nor
+//! looping, the operator sees it, and `RetryDeadLetter` runs it again once a worker has the processor.
+//! (Leaving it for another worker would need per-type routing the queues do not have: jobs of one
+//! queue share its streams.)
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ncy_queue::{Engine, FetchedJob};
+use ncy_types::jobs::QueueName;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+mod builtin;
+
+pub use builtin::{FailProcessor, NoopProcessor, SleepProcessor};
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub message: String,
+    /// False: go to the dead-letter queue now, whatever attempts remain.
+    pub retryable: bool,
+}
+
+impl JobError {
+    /// A failure worth retrying (per the job's attempts and backoff).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure no retry can fix (bad data, unknown type).
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// The outcome of one attempt: an optional JSON result, or an error.
+pub type JobResult = Result<Option<Value>, JobError>;
+
+/// A boxed processor future.
+pub type ProcessFuture = Pin<Box<dyn Future<Output = JobResult> + Send + 'static>>;
+
+/// Runs jobs of one type.
+pub trait Processor: Send + Sync + 'static {
+    /// Runs one attempt. Should stop early (returning any error) when `ctx.cancel` fires.
+    fn process(&self, ctx: JobContext) -> ProcessFuture;
+}
+
+/// What a processor gets.
+#[derive(Clone)]
+pub struct JobContext {
+    pub job: FetchedJob,
+    pub queue: QueueName,
+    /// Payload as JSON.
+    pub payload: Value,
+    /// Fires when CancelJob asked this job to stop.
+    pub cancel: CancellationToken,
+    pub(crate) engine: Engine,
+    pub(crate) consumer: String,
+}
+
+impl JobContext {
+    /// Reports progress (0–100) with a message: stored on the job, streamed by WatchJob and
+    /// published for the realtime gateway. Also notices a cancel request early.
+    pub async fn progress(&self, percent: u8, message: &str) {
+        match self
+            .engine
+            .progress(self.queue, &self.consumer, &self.job.id, percent, message)
+            .await
+        {
+            Ok(Some(true)) => self.cancel.cancel(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job_id = %self.job.id, error = %e, "cannot report progress"),
+        }
+    }
+}
+
+/// Processors by job type.
+#[derive(Clone, Default)]
+pub struct Registry {
+    by_type: HashMap<String, Arc<dyn Processor>>,
+}
+
+impl Registry {
+    /// The engine's own processors: `noop`, plus `sleep` and `fail` when `test_types`.
+    pub fn builtin(test_types: bool) -> Self {
+        let mut r = Self::default();
+        r.register("noop", NoopProcessor);
+        if test_types {
+            r.register("sleep", SleepProcessor);
+            r.register("fail", FailProcessor);
+        }
+        r
+    }
+
+    /// Adds (or replaces) the processor of `job_type`.
+    pub fn register(&mut self, job_type: &str, p: impl Processor) {
+        self.by_type.insert(job_type.to_owned(), Arc::new(p));
+    }
+
+    /// The processor of `job_type`, if this worker has one.
+    pub fn get(&self, job_type: &str) -> Option<Arc<dyn Processor>> {
+        self.by_type.get(job_type).cloned()
+    }
+}

@@ -1,0 +1,349 @@
+//! The worker loop of one queue: fetch in batches up to the free concurrency, run each job in its
+//! own task, record the outcome, heartbeat the in-flight jobs, reclaim abandoned ones.
+//!
+//! Why this shape:
+//! - Idle, the loop parks in `XREADGROUP BLOCK` on a dedicated connection (no polling); the entry it
+//!   reads is activated by the next fetch script call.
+//! - Busy, one fetch claims as many jobs as there are free slots (COUNT n) in one round trip.
+//! - A job is acknowledged only by the complete/fail script after its processor returned, so a
+//!   SIGKILL leaves it pending; another worker's reclaim (XAUTOCLAIM after the visibility timeout)
+//!   runs it again. The heartbeat keeps a long job's entry fresh so it is not stolen while alive.
+//! - Every Redis error is retried with backoff: a Redis restart never ends the loop; a lost consumer
+//!   group (`NOGROUP`) is re-created.
+//! - A panicking processor runs in its own task: the panic becomes a retryable failure.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ncy_queue::{Engine, FailOutcome, Fetched, FetchedJob, Preclaimed};
+use ncy_types::jobs::QueueName;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::alerts::{self, Alerts};
+use crate::processors::{JobContext, JobError, Registry};
+
+/// Knobs of a runner.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    pub queue: QueueName,
+    pub consumer: String,
+    pub concurrency: usize,
+    pub batch: usize,
+    pub block_ms: u64,
+    pub heartbeat: Duration,
+    pub reclaim_every: Duration,
+}
+
+type InFlight = Arc<Mutex<HashMap<String, (u8, String, CancellationToken)>>>;
+
+/// Runs the queue until `stop`, then waits for in-flight jobs (the caller bounds the wait).
+pub async fn run(
+    engine: Engine,
+    registry: Registry,
+    alerts: Alerts,
+    cfg: RunnerConfig,
+    stop: CancellationToken,
+) {
+    let in_flight: InFlight = Arc::default();
+    let beat_stop = CancellationToken::new();
+    let beat = tokio::spawn(heartbeat(
+        engine.clone(),
+        cfg.clone(),
+        in_flight.clone(),
+        beat_stop.clone(),
+    ));
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(cfg.concurrency));
+    let mut preclaimed: Vec<Preclaimed> = Vec::new();
+    let mut blocking: Option<redis::aio::MultiplexedConnection> = None;
+    let mut next_reclaim = Instant::now();
+    let mut errors = 0u32;
+    while !stop.is_cancelled() {
+        let first = tokio::select! {
+            () = stop.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+        };
+        let mut permits = vec![first];
+        while permits.len() < cfg.batch {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let reclaiming = Instant::now() >= next_reclaim;
+        let got = if reclaiming {
+            next_reclaim = Instant::now() + cfg.reclaim_every;
+            engine
+                .reclaim(cfg.queue, &cfg.consumer, permits.len())
+                .await
+                .map(Fetched::Jobs)
+        } else {
+            engine
+                .fetch(cfg.queue, &cfg.consumer, permits.len(), &preclaimed)
+                .await
+        };
+        let got = match got {
+            Ok(got) => {
+                if !reclaiming {
+                    preclaimed.clear();
+                }
+                errors = 0;
+                got
+            }
+            Err(e) => {
+                drop(permits);
+                errors = errors.saturating_add(1);
+                if e.is_no_group() {
+                    tracing::warn!(
+                        queue = cfg.queue.as_str(),
+                        "consumer group missing; re-creating"
+                    );
+                    let _ = engine.ensure_groups(cfg.queue).await;
+                } else if errors == 1 || errors.is_multiple_of(50) {
+                    tracing::warn!(queue = cfg.queue.as_str(), error = %e, "fetch failed; retrying");
+                }
+                blocking = None;
+                pause(&stop, Duration::from_millis(50 * u64::from(errors.min(40)))).await;
+                continue;
+            }
+        };
+        match got {
+            Fetched::Jobs(jobs) if !jobs.is_empty() => {
+                for job in jobs {
+                    let Some(permit) = permits.pop() else { break };
+                    let task = execute(
+                        engine.clone(),
+                        registry.clone(),
+                        alerts.clone(),
+                        cfg.clone(),
+                        in_flight.clone(),
+                        job,
+                    );
+                    tracker.spawn(async move {
+                        task.await;
+                        drop(permit);
+                    });
+                }
+            }
+            Fetched::Jobs(_) if reclaiming => {}
+            Fetched::Jobs(_) => {
+                drop(permits);
+                let wait_ms = cfg
+                    .block_ms
+                    .min(
+                        u64::try_from(
+                            next_reclaim
+                                .saturating_duration_since(Instant::now())
+                                .as_millis(),
+                        )
+                        .unwrap_or(0),
+                    )
+                    .max(1);
+                match engine.client() {
+                    Some(client) => {
+                        if blocking.is_none() {
+                            let config = redis::AsyncConnectionConfig::new().set_response_timeout(
+                                Some(Duration::from_millis(cfg.block_ms + 5_000)),
+                            );
+                            blocking = client
+                                .get_multiplexed_async_connection_with_config(&config)
+                                .await
+                                .map_err(|e| tracing::debug!(error = %e, "blocking connection"))
+                                .ok();
+                        }
+                        let Some(conn) = blocking.as_mut() else {
+                            pause(&stop, Duration::from_millis(200)).await;
+                            continue;
+                        };
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            read = engine.wait_for_jobs(conn, cfg.queue, &cfg.consumer, wait_ms) => match read {
+                                Ok(entries) => preclaimed = entries,
+                                Err(e) => {
+                                    if e.is_no_group() {
+                                        let _ = engine.ensure_groups(cfg.queue).await;
+                                    }
+                                    blocking = None;
+                                    pause(&stop, Duration::from_millis(100)).await;
+                                }
+                            },
+                        }
+                    }
+                    None => pause(&stop, Duration::from_millis(wait_ms.min(50))).await,
+                }
+            }
+            Fetched::Paused => {
+                drop(permits);
+                pause(&stop, Duration::from_millis(500)).await;
+            }
+            Fetched::RateLimited(ms) => {
+                drop(permits);
+                pause(&stop, Duration::from_millis(ms.clamp(1, 5_000))).await;
+            }
+        }
+    }
+    // Drain: fetch nothing more; in-flight jobs finish (heartbeats go on meanwhile). Entries read by a
+    // blocking wait but not activated stay pending and are reclaimed by another worker.
+    tracker.close();
+    tracker.wait().await;
+    beat_stop.cancel();
+    let _ = beat.await;
+}
+
+async fn pause(stop: &CancellationToken, d: Duration) {
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = tokio::time::sleep(d) => {}
+    }
+}
+
+/// Runs one job and records its outcome.
+async fn execute(
+    engine: Engine,
+    registry: Registry,
+    alerts: Alerts,
+    cfg: RunnerConfig,
+    in_flight: InFlight,
+    job: FetchedJob,
+) {
+    let cancel = CancellationToken::new();
+    if let Ok(mut m) = in_flight.lock() {
+        m.insert(
+            job.id.clone(),
+            (job.band, job.entry.clone(), cancel.clone()),
+        );
+    }
+    let started = Instant::now();
+    let outcome = match registry.get(&job.job_type) {
+        None => Err(JobError::fatal(format!(
+            "no processor for job type {:?} on this worker",
+            job.job_type
+        ))),
+        Some(processor) => match serde_json::from_str(&job.data) {
+            Err(e) => Err(JobError::fatal(format!("stored payload is not JSON: {e}"))),
+            Ok(payload) => {
+                let ctx = JobContext {
+                    job: job.clone(),
+                    queue: cfg.queue,
+                    payload,
+                    cancel: cancel.clone(),
+                    engine: engine.clone(),
+                    consumer: cfg.consumer.clone(),
+                };
+                match tokio::spawn(processor.process(ctx)).await {
+                    Ok(result) => result,
+                    Err(e) if e.is_panic() => {
+                        let panic = e.into_panic();
+                        let msg = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                            .unwrap_or_else(|| "unknown panic".to_owned());
+                        tracing::error!(job_id = %job.id, panic = %msg, "processor panicked");
+                        Err(JobError::retryable(format!("processor panicked: {msg}")))
+                    }
+                    Err(e) => Err(JobError::retryable(format!("processor task failed: {e}"))),
+                }
+            }
+        },
+    };
+    let q = cfg.queue.as_str();
+    metrics::histogram!("queue_job_duration_seconds", "queue" => q, "job_type" => job.job_type.clone())
+        .record(started.elapsed().as_secs_f64());
+    let status = record(&engine, &alerts, &cfg, &job, &cancel, outcome).await;
+    metrics::counter!("queue_jobs_total", "queue" => q, "job_type" => job.job_type.clone(), "status" => status)
+        .increment(1);
+    if let Ok(mut m) = in_flight.lock() {
+        m.remove(&job.id);
+    }
+}
+
+/// Writes the outcome, retrying while Redis is unreachable (up to a minute; after that the entry is
+/// left pending and another worker reclaims and re-runs the job — at least once, never lost).
+async fn record(
+    engine: &Engine,
+    alerts: &Alerts,
+    cfg: &RunnerConfig,
+    job: &FetchedJob,
+    cancel: &CancellationToken,
+    outcome: Result<Option<serde_json::Value>, JobError>,
+) -> &'static str {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let attempt = match &outcome {
+            Ok(result) => {
+                let text = result.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                engine
+                    .complete(cfg.queue, &cfg.consumer, &job.id, &text)
+                    .await
+                    .map(|ours| if ours { "completed" } else { "stale" })
+            }
+            Err(_) if cancel.is_cancelled() => engine
+                .cancelled(cfg.queue, &cfg.consumer, &job.id, "stopped by CancelJob")
+                .await
+                .map(|ours| if ours { "cancelled" } else { "stale" }),
+            Err(e) => match engine
+                .fail(cfg.queue, &cfg.consumer, job, &e.message, e.retryable)
+                .await
+            {
+                Ok(FailOutcome::Stale) => Ok("stale"),
+                Ok(FailOutcome::Retry(_)) => Ok("failed"),
+                Ok(FailOutcome::Dead(dead_id)) => {
+                    alerts::dead_letter(alerts, cfg.queue, job, &dead_id, &e.message).await;
+                    Ok("dead")
+                }
+                Err(err) => Err(err),
+            },
+        };
+        match attempt {
+            Ok(status) => return status,
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(job_id = %job.id, error = %e, "cannot record the outcome yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!(job_id = %job.id, error = %e, "giving up recording; the job will be reclaimed");
+                return "unrecorded";
+            }
+        }
+    }
+}
+
+/// Keeps this consumer's in-flight entries fresh and delivers cancel requests.
+async fn heartbeat(
+    engine: Engine,
+    cfg: RunnerConfig,
+    in_flight: InFlight,
+    stop: CancellationToken,
+) {
+    loop {
+        let jobs: Vec<(String, u8, String)> = in_flight
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(id, (b, e, _))| (id.clone(), *b, e.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match engine.heartbeat(cfg.queue, &cfg.consumer, &jobs).await {
+            Ok(cancelled) => {
+                if let Ok(m) = in_flight.lock() {
+                    for id in cancelled {
+                        if let Some((_, _, token)) = m.get(&id) {
+                            token.cancel();
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(cfg.heartbeat) => {}
+        }
+    }
+}

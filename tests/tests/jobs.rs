@@ -1,0 +1,451 @@
+//! The job engine end to end: job-scheduler (gRPC) and workers in this process on the real Redis
+//! and PostgreSQL. One test per behaviour of issue 4 that needs a worker.
+mod jobs_support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use jobs_support::{StackEnv, enqueue, get, job, stop, wait_state};
+use ncy_proto::jobs::v1::{self as pb, JobState};
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_run_to_completion_and_watch_streams_progress_to_the_end() -> anyhow::Result<()> {
+    let env = StackEnv::new(&[]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let noop = enqueue(&mut c, job("notification", "noop", "{}")).await?;
+    wait_state(&c, &noop, JobState::Completed, T).await;
+    let done = get(&mut c, &noop).await?;
+    assert_eq!(done.attempts_made, 1);
+    assert!(done.started_at_ms >= done.created_at_ms && done.finished_at_ms >= done.started_at_ms);
+
+    let mut req = job("report", "sleep", r#"{"ms":400}"#);
+    req.owner_user_id = "123e4567-e89b-12d3-a456-426614174000".into();
+    let id = enqueue(&mut c, req).await?;
+    let mut events = c
+        .watch_job(pb::WatchJobRequest { job_id: id.clone() })
+        .await?
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(ev) = tokio::time::timeout(T, events.next()).await? {
+        seen.push(ev?);
+    }
+    assert_eq!(seen[0].r#type(), pb::JobEventType::Snapshot);
+    let states: Vec<JobState> = seen
+        .iter()
+        .filter(|e| e.r#type() == pb::JobEventType::StateChanged)
+        .map(|e| e.state())
+        .collect();
+    assert!(
+        seen[0].state() == JobState::Active || states.contains(&JobState::Active),
+        "the start is streamed: {seen:?}"
+    );
+    let last = seen.last().expect("events");
+    assert_eq!(last.state(), JobState::Completed, "{seen:?}");
+    assert_eq!(last.result_json, r#"{"sleptMs":400}"#);
+    let progress: Vec<i32> = seen
+        .iter()
+        .filter(|e| e.r#type() == pb::JobEventType::Progress)
+        .map(|e| e.progress)
+        .collect();
+    assert!(
+        !progress.is_empty() && progress.windows(2).all(|w| w[0] <= w[1]),
+        "{progress:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|e| e.owner_user_id == "123e4567-e89b-12d3-a456-426614174000")
+    );
+    assert_eq!(get(&mut c, &id).await?.progress, 100);
+    // A terminal job's watch ends right after the snapshot.
+    let after: Vec<_> = c
+        .watch_job(pb::WatchJobRequest { job_id: id })
+        .await?
+        .into_inner()
+        .collect()
+        .await;
+    assert_eq!(after.len(), 1);
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_letter()
+-> anyhow::Result<()> {
+    let admin = uuid::Uuid::new_v4();
+    let mut env = StackEnv::new(&[]).await?;
+    let pg = env.db.pool().await?;
+    sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, 'ops@example.com', 'Ops')")
+        .bind(admin)
+        .execute(&pg)
+        .await?;
+    env.set("NCY_WORKER_ALERT_USER_IDS", &admin.to_string());
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+
+    let mut req = job("notification", "fail", r#"{"message":"smtp down"}"#);
+    req.attempts = 3;
+    req.backoff = Some(pb::Backoff {
+        r#type: pb::BackoffType::Fixed as i32,
+        delay_ms: 100,
+    });
+    let id = enqueue(&mut c, req).await?;
+    wait_state(&c, &id, JobState::Dead, T).await;
+    let dead = get(&mut c, &id).await?;
+    assert_eq!(dead.attempts_made, 3, "every attempt ran");
+    assert_eq!(dead.last_error, "smtp down");
+    let letters = c
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            queue: "notification".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .dead_letters;
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.id, dead.dead_letter_id);
+    assert_eq!(
+        (letter.queue.as_str(), letter.job_type.as_str()),
+        ("notification", "fail")
+    );
+    assert_eq!(letter.payload_json, r#"{"message":"smtp down"}"#);
+    assert_eq!(letter.error, "smtp down");
+    assert_eq!(letter.attempts_made, 3);
+    assert!(letter.failed_at_ms > 0 && !letter.non_retryable);
+    ncy_testkit::assert_eventually("alert notification row", T, || {
+        let pg = pg.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM notifications WHERE user_id = $1 AND type = 'job_dead_letter'",
+            )
+            .bind(admin)
+            .fetch_one(&pg)
+            .await
+            .map(|n| n == 1)
+            .unwrap_or(false)
+        }
+    })
+    .await;
+
+    let retried = c
+        .retry_dead_letter(pb::RetryDeadLetterRequest {
+            dead_letter_id: letter.id.clone(),
+        })
+        .await?
+        .into_inner()
+        .job_id;
+    wait_state(&c, &retried, JobState::Dead, T).await;
+    let again = get(&mut c, &retried).await?;
+    assert_eq!(
+        (again.priority, again.max_attempts, again.attempts_made),
+        (10, 1, 1)
+    );
+    assert_eq!(again.retried_from_dead_letter_id, letter.id);
+    let err = c
+        .retry_dead_letter(pb::RetryDeadLetterRequest {
+            dead_letter_id: letter.id.clone(),
+        })
+        .await
+        .expect_err("already retried");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let newest = c
+        .list_dead_letters(pb::ListDeadLettersRequest::default())
+        .await?
+        .into_inner()
+        .dead_letters;
+    assert_eq!(newest.len(), 1);
+    c.delete_dead_letter(pb::DeleteDeadLetterRequest {
+        dead_letter_id: newest[0].id.clone(),
+    })
+    .await?;
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn non_retryable_failures_and_types_without_a_processor_go_straight_to_dead_letters()
+-> anyhow::Result<()> {
+    let env = StackEnv::new(&[]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let mut req = job(
+        "report",
+        "fail",
+        r#"{"retryable":false,"message":"bad template"}"#,
+    );
+    req.attempts = 5;
+    let fatal = enqueue(&mut c, req).await?;
+    let email = enqueue(
+        &mut c,
+        job(
+            "email",
+            "send-email",
+            r#"{"to":"a@example.com","subject":"s","template":"t"}"#,
+        ),
+    )
+    .await?;
+    wait_state(&c, &fatal, JobState::Dead, T).await;
+    assert_eq!(get(&mut c, &fatal).await?.attempts_made, 1);
+    wait_state(&c, &email, JobState::Dead, T).await;
+    let e = get(&mut c, &email).await?;
+    assert!(
+        e.last_error
+            .contains("no processor for job type \"send-email\""),
+        "{}",
+        e.last_error
+    );
+    let letters = c
+        .list_dead_letters(pb::ListDeadLettersRequest::default())
+        .await?
+        .into_inner()
+        .dead_letters;
+    assert_eq!(letters.len(), 2);
+    assert!(letters.iter().all(|l| l.non_retryable));
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_processor_fails_the_job_per_policy_and_the_worker_goes_on()
+-> anyhow::Result<()> {
+    let env = StackEnv::new(&[]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let mut req = job(
+        "notification",
+        "fail",
+        r#"{"panic":true,"message":"kaboom"}"#,
+    );
+    req.attempts = 2;
+    req.backoff = Some(pb::Backoff {
+        r#type: pb::BackoffType::Fixed as i32,
+        delay_ms: 50,
+    });
+    let id = enqueue(&mut c, req).await?;
+    wait_state(&c, &id, JobState::Dead, T).await;
+    let j = get(&mut c, &id).await?;
+    assert_eq!(j.attempts_made, 2, "retried per policy");
+    assert_eq!(j.last_error, "processor panicked: kaboom");
+    // The same worker keeps running jobs.
+    let after = enqueue(&mut c, job("notification", "noop", "{}")).await?;
+    wait_state(&c, &after, JobState::Completed, T).await;
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_stops_a_running_job_and_delayed_jobs_run_after_their_delay() -> anyhow::Result<()> {
+    let env = StackEnv::new(&[]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let long = enqueue(&mut c, job("notification", "sleep", r#"{"ms":60000}"#)).await?;
+    wait_state(&c, &long, JobState::Active, T).await;
+    let after = c
+        .cancel_job(pb::CancelJobRequest {
+            job_id: long.clone(),
+            reason: "user left".into(),
+        })
+        .await?
+        .into_inner()
+        .job
+        .expect("job");
+    assert!(after.cancel_requested);
+    wait_state(&c, &long, JobState::Cancelled, T).await;
+
+    let mut req = job("notification", "noop", "{}");
+    req.delay_ms = 300;
+    let delayed = enqueue(&mut c, req).await?;
+    wait_state(&c, &delayed, JobState::Completed, T).await;
+    let d = get(&mut c, &delayed).await?;
+    assert!(d.started_at_ms >= d.due_at_ms, "not before its due time");
+    let err = c
+        .cancel_job(pb::CancelJobRequest {
+            job_id: delayed,
+            reason: String::new(),
+        })
+        .await
+        .expect_err("completed");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rate_limit_holds_across_two_worker_replicas() -> anyhow::Result<()> {
+    let (max, window) = (3usize, 1000i64);
+    let env = StackEnv::new(&[("NCY_QUEUE_EMAIL_RATE_LIMIT", "3/1000")]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let w1 = env.worker().await?;
+    let w2 = env.worker().await?;
+    let jobs = (0..10).map(|_| job("email", "noop", "{}")).collect();
+    let ids: Vec<String> = c
+        .enqueue_bulk(pb::EnqueueBulkRequest { jobs })
+        .await?
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| r.job_id)
+        .collect();
+    for id in &ids {
+        wait_state(&c, id, JobState::Completed, Duration::from_secs(30)).await;
+    }
+    let mut starts = Vec::new();
+    for id in &ids {
+        starts.push(get(&mut c, id).await?.started_at_ms);
+    }
+    starts.sort_unstable();
+    for (i, t) in starts.iter().enumerate() {
+        let in_window = starts[i..].iter().take_while(|s| **s < t + window).count();
+        assert!(
+            in_window <= max,
+            "{in_window} starts within {window} ms from {t}: {starts:?}"
+        );
+    }
+    stop(w1).await?;
+    stop(w2).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_priority_10_job_starts_before_10000_priority_0_jobs_enqueued_earlier()
+-> anyhow::Result<()> {
+    let env = StackEnv::new(&[
+        ("NCY_QUEUE_NOTIFICATION_CONCURRENCY", "1"),
+        ("NCY_QUEUE_NOTIFICATION_KEEP_COMPLETED", "20000"),
+    ])
+    .await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let mut first_low = String::new();
+    for _ in 0..10 {
+        let jobs = (0..1000)
+            .map(|_| job("notification", "noop", "{}"))
+            .collect();
+        let r = c
+            .enqueue_bulk(pb::EnqueueBulkRequest { jobs })
+            .await?
+            .into_inner()
+            .results;
+        if first_low.is_empty() {
+            first_low = r[0].job_id.clone();
+        }
+    }
+    let mut high = job("notification", "noop", "{}");
+    high.priority = 10;
+    let high = enqueue(&mut c, high).await?;
+    let work = env.worker().await?;
+    wait_state(&c, &high, JobState::Completed, T).await;
+    let h = get(&mut c, &high).await?;
+    let l = get(&mut c, &first_low).await?;
+    assert!(
+        l.started_at_ms == 0 || l.started_at_ms >= h.started_at_ms,
+        "first priority-0 job started at {} before the priority-10 job at {}",
+        l.started_at_ms,
+        h.started_at_ms
+    );
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_keeps_finished_jobs_bounded() -> anyhow::Result<()> {
+    let env = StackEnv::new(&[("NCY_QUEUE_CLEANUP_KEEP_COMPLETED", "5")]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let jobs = (0..30).map(|_| job("cleanup", "noop", "{}")).collect();
+    let ids: Vec<String> = c
+        .enqueue_bulk(pb::EnqueueBulkRequest { jobs })
+        .await?
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| r.job_id)
+        .collect();
+    let last = ids.last().cloned().unwrap_or_default();
+    wait_state(&c, &last, JobState::Completed, T).await;
+    ncy_testkit::assert_eventually("all 30 processed", T, || {
+        let mut c = c.clone();
+        async move {
+            c.queue_stats(pb::QueueStatsRequest {
+                queue: "cleanup".into(),
+            })
+            .await
+            .map(|s| {
+                let q = &s.into_inner().queues[0];
+                q.waiting == 0 && q.active == 0
+            })
+            .unwrap_or(false)
+        }
+    })
+    .await;
+    let stats = c
+        .queue_stats(pb::QueueStatsRequest {
+            queue: "cleanup".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(stats.queues[0].completed <= 5, "{:?}", stats.queues[0]);
+    let err = c
+        .get_job(pb::GetJobRequest {
+            job_id: ids[0].clone(),
+        })
+        .await
+        .expect_err("trimmed");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_stops_fetching_and_finishes_in_flight_jobs() -> anyhow::Result<()> {
+    let env = StackEnv::new(&[]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let id = enqueue(&mut c, job("notification", "sleep", r#"{"ms":1000}"#)).await?;
+    wait_state(&c, &id, JobState::Active, T).await;
+    stop(work).await?;
+    // The drain waited for the job.
+    assert_eq!(get(&mut c, &id).await?.state(), JobState::Completed);
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_jobs_by_outcome_and_gauge_queue_sizes() -> anyhow::Result<()> {
+    let env = StackEnv::new(&[("NCY_JOBS_MAINTENANCE_SECS", "1")]).await?;
+    let (mut c, sched, sched_admin) = env.scheduler_with_admin().await?;
+    let (work, work_admin) = env.worker_with_admin().await?;
+    // Labels no other test of this binary uses (queue cleanup, job type sleep).
+    let ok = enqueue(&mut c, job("cleanup", "sleep", r#"{"ms":10}"#)).await?;
+    let mut bad = job("cleanup", "sleep", r#"{"ms":10}"#);
+    bad.delay_ms = 3_600_000;
+    enqueue(&mut c, bad).await?;
+    wait_state(&c, &ok, JobState::Completed, T).await;
+    ncy_testkit::assert_eventually("worker metrics", T, || async move {
+        let Ok((_, body)) = ncy_testkit::http_get(work_admin, "/metrics").await else {
+            return false;
+        };
+        body.lines().any(|l| {
+            l.starts_with("queue_jobs_total{")
+                && l.contains("queue=\"cleanup\"")
+                && l.contains("job_type=\"sleep\"")
+                && l.contains("status=\"completed\"")
+        }) && body.contains("queue_job_duration_seconds_bucket{")
+    })
+    .await;
+    ncy_testkit::assert_eventually("scheduler gauges", T, || async move {
+        let Ok((_, body)) = ncy_testkit::http_get(sched_admin, "/metrics").await else {
+            return false;
+        };
+        body.lines().any(|l| {
+            l.starts_with("queue_size{")
+                && l.contains("queue=\"cleanup\"")
+                && l.contains("state=\"delayed\"")
+                && l.ends_with(" 1")
+        }) && body.contains("queue_dead_letters{")
+    })
+    .await;
+    stop(work).await?;
+    stop(sched).await
+}

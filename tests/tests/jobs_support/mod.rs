@@ -1,0 +1,122 @@
+//! Shared setup of the job engine's end-to-end tests: a scheduler and workers in this process on
+//! one key prefix (and, when asked, their own Redis), and small polling helpers.
+#![allow(dead_code)]
+use std::time::Duration;
+
+use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
+use ncy_testkit::{InProcess, TestDatabase, env_of, service_env, set_env, unique_prefix};
+use tonic::transport::Channel;
+
+pub type Client = JobServiceClient<Channel>;
+
+/// Environment for one test stack.
+pub struct StackEnv {
+    pub env: Vec<(String, String)>,
+    pub db: TestDatabase,
+}
+
+impl StackEnv {
+    /// A fresh prefix and database; test job types on; fast visibility timeout unless overridden.
+    pub async fn new(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let db = TestDatabase::migrated().await?;
+        let mut env = service_env(&unique_prefix(), Some(&db.url));
+        set_env(&mut env, "NCY_JOBS_TEST_JOB_TYPES", "true");
+        set_env(&mut env, "NCY_CRON_INSTALL_DEFAULTS", "false");
+        for (k, v) in extra {
+            set_env(&mut env, k, v);
+        }
+        Ok(Self { env, db })
+    }
+
+    pub fn set(&mut self, k: &str, v: &str) {
+        set_env(&mut self.env, k, v);
+    }
+
+    /// Starts a scheduler; returns its client.
+    pub async fn scheduler(&self) -> anyhow::Result<(Client, InProcess)> {
+        let app =
+            job_scheduler::Application::build(job_scheduler::Settings::load(&env_of(&self.env))?)
+                .await?;
+        let addr = app.local_addrs().grpc;
+        let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
+        ncy_testkit::wait_until_serving(addr).await;
+        Ok((
+            JobServiceClient::connect(format!("http://{addr}")).await?,
+            running,
+        ))
+    }
+
+    /// Starts a worker in this process; also returns where its admin port (`/metrics`) listens.
+    pub async fn worker_with_admin(&self) -> anyhow::Result<(InProcess, std::net::SocketAddr)> {
+        let app = worker::Application::build(worker::Settings::load(&env_of(&self.env))?).await?;
+        let admin = app.local_addrs().admin;
+        Ok((InProcess::spawn(|stop| app.run_until_stopped(stop)), admin))
+    }
+
+    /// Starts a scheduler; also returns its admin address.
+    pub async fn scheduler_with_admin(
+        &self,
+    ) -> anyhow::Result<(Client, InProcess, std::net::SocketAddr)> {
+        let app =
+            job_scheduler::Application::build(job_scheduler::Settings::load(&env_of(&self.env))?)
+                .await?;
+        let addr = app.local_addrs().grpc;
+        let admin = app.local_addrs().admin;
+        let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
+        ncy_testkit::wait_until_serving(addr).await;
+        Ok((
+            JobServiceClient::connect(format!("http://{addr}")).await?,
+            running,
+            admin,
+        ))
+    }
+
+    /// Starts a worker in this process.
+    pub async fn worker(&self) -> anyhow::Result<InProcess> {
+        let app = worker::Application::build(worker::Settings::load(&env_of(&self.env))?).await?;
+        Ok(InProcess::spawn(|stop| app.run_until_stopped(stop)))
+    }
+}
+
+pub fn job(queue: &str, job_type: &str, payload: &str) -> pb::EnqueueRequest {
+    pb::EnqueueRequest {
+        queue: queue.into(),
+        job_type: job_type.into(),
+        payload_json: payload.into(),
+        ..Default::default()
+    }
+}
+
+pub async fn get(c: &mut Client, id: &str) -> anyhow::Result<pb::Job> {
+    c.get_job(pb::GetJobRequest { job_id: id.into() })
+        .await?
+        .into_inner()
+        .job
+        .ok_or_else(|| anyhow::anyhow!("no job"))
+}
+
+pub async fn enqueue(c: &mut Client, req: pb::EnqueueRequest) -> anyhow::Result<String> {
+    Ok(c.enqueue(req).await?.into_inner().job_id)
+}
+
+/// Waits until job `id` is in `state`.
+pub async fn wait_state(c: &Client, id: &str, state: pb::JobState, within: Duration) {
+    let what = format!("job {id} reaches {state:?}");
+    ncy_testkit::assert_eventually(&what, within, || {
+        let mut c = c.clone();
+        let id = id.to_owned();
+        async move {
+            get(&mut c, &id)
+                .await
+                .map(|j| j.state() == state)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+}
+
+pub async fn stop(p: InProcess) -> anyhow::Result<()> {
+    p.stop(Duration::from_secs(15))
+        .await
+        .map_err(anyhow::Error::msg)
+}
