@@ -99,15 +99,26 @@ impl Subscriber {
         )
     }
 
-    /// Subscribes `room` (idempotent); returns once Redis confirmed the subscription, or at once
-    /// while disconnected (the room is subscribed on reconnect).
-    pub async fn subscribe(&self, room: &str) -> Result<(), BusError> {
+    /// Subscribes `room` (idempotent). The command is queued when this is called (so the order of
+    /// subscribe/unsubscribe calls is the order applied); the returned future resolves once Redis
+    /// confirmed the subscription, or at once while disconnected (the room is subscribed on
+    /// reconnect).
+    pub fn subscribe(
+        &self,
+        room: &str,
+    ) -> impl std::future::Future<Output = Result<(), BusError>> + Send + 'static {
         let (ack, done) = oneshot::channel();
-        self.tx
+        let sent = self
+            .tx
             .send(Command::Subscribe(room.to_owned(), ack))
-            .map_err(|_| BusError::Redis("subscriber stopped".into()))?;
-        done.await
-            .map_err(|_| BusError::Redis("subscriber stopped".into()))
+            .is_ok();
+        async move {
+            if !sent {
+                return Err(BusError::Redis("subscriber stopped".into()));
+            }
+            done.await
+                .map_err(|_| BusError::Redis("subscriber stopped".into()))
+        }
     }
 
     /// Unsubscribes `room`. Commands are applied in the order they are sent, so a caller that
