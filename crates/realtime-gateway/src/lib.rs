@@ -78,6 +78,8 @@ impl Application {
             settings,
         } = self;
         metrics::describe();
+        metrics::connections(0);
+        metrics::rooms(0);
         let limits = settings.limits.clone();
         let keys = settings.common.redis.keys.clone();
         let redis = runtime.redis().clone();
