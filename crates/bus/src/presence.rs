@@ -56,10 +56,11 @@ impl Presence {
                 .arg(format!("{user}|{conn}"))
                 .arg(&value)
                 .ignore();
-            pipe.cmd("PEXPIRE")
-                .arg(&key)
-                .arg(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX))
-                .ignore();
+            // The hash lives as long as its longest-lived entry: set a TTL on a new key (NX),
+            // only ever extend it otherwise (GT), so a short-lived writer cannot expire others.
+            let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("NX").ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("GT").ignore();
         }
         let mut c = self.redis.get().await?;
         pipe.query_async::<()>(&mut c).await?;
