@@ -85,7 +85,10 @@ mod tests {
             br#"{"type":"message","room":"broadcast","event":"e","data":{"a":1},"offset":3,"epoch":"x","ts":5}"#,
         ))
         .expect("valid");
-        assert_eq!((m.room.as_str(), m.offset, m.epoch.as_str()), ("broadcast", 3, "x"));
+        assert_eq!(
+            (m.room.as_str(), m.offset, m.epoch.as_str()),
+            ("broadcast", 3, "x")
+        );
         let env = m.envelope().expect("envelope");
         assert_eq!(env.data["a"], 1);
         assert_eq!(env.ts_ms, 5);

@@ -82,10 +82,8 @@ impl Presence {
     pub async fn list(&self, room: &str) -> Result<Vec<PresenceUser>, BusError> {
         let key = self.keys.room(room).presence();
         let mut c = self.redis.get().await?;
-        let all: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(&key)
-            .query_async(&mut c)
-            .await?;
+        let all: Vec<(String, String)> =
+            redis::cmd("HGETALL").arg(&key).query_async(&mut c).await?;
         let now = now_ms();
         let mut users: BTreeMap<String, PresenceUser> = BTreeMap::new();
         let mut expired = Vec::new();

@@ -226,7 +226,10 @@ mod tests {
     #[test]
     fn records_parse_or_fail_cleanly() {
         let p = parse_record("3 ab 99", true).expect("ok");
-        assert_eq!((p.offset, p.epoch.as_str(), p.ts_ms, p.deduplicated), (3, "ab", 99, true));
+        assert_eq!(
+            (p.offset, p.epoch.as_str(), p.ts_ms, p.deduplicated),
+            (3, "ab", 99, true)
+        );
         assert!(parse_record("x", false).is_err());
     }
 }

@@ -96,7 +96,9 @@ impl RealtimeService for RealtimeApi {
     ) -> Result<Response<pb::SendToUserResponse>, Status> {
         let r = r.into_inner();
         let room = parse_uuid("user_id", &r.user_id).map(Room::user);
-        let d = self.send(room, &r.event, &r.data_json, &r.idempotency_key).await?;
+        let d = self
+            .send(room, &r.event, &r.data_json, &r.idempotency_key)
+            .await?;
         Ok(Response::new(pb::SendToUserResponse { delivery: Some(d) }))
     }
 
@@ -106,8 +108,12 @@ impl RealtimeService for RealtimeApi {
     ) -> Result<Response<pb::SendToOrganizationResponse>, Status> {
         let r = r.into_inner();
         let room = parse_uuid("organization_id", &r.organization_id).map(Room::org);
-        let d = self.send(room, &r.event, &r.data_json, &r.idempotency_key).await?;
-        Ok(Response::new(pb::SendToOrganizationResponse { delivery: Some(d) }))
+        let d = self
+            .send(room, &r.event, &r.data_json, &r.idempotency_key)
+            .await?;
+        Ok(Response::new(pb::SendToOrganizationResponse {
+            delivery: Some(d),
+        }))
     }
 
     async fn send_to_project(
@@ -116,8 +122,12 @@ impl RealtimeService for RealtimeApi {
     ) -> Result<Response<pb::SendToProjectResponse>, Status> {
         let r = r.into_inner();
         let room = parse_uuid("project_id", &r.project_id).map(Room::project);
-        let d = self.send(room, &r.event, &r.data_json, &r.idempotency_key).await?;
-        Ok(Response::new(pb::SendToProjectResponse { delivery: Some(d) }))
+        let d = self
+            .send(room, &r.event, &r.data_json, &r.idempotency_key)
+            .await?;
+        Ok(Response::new(pb::SendToProjectResponse {
+            delivery: Some(d),
+        }))
     }
 
     async fn broadcast(
@@ -126,7 +136,12 @@ impl RealtimeService for RealtimeApi {
     ) -> Result<Response<pb::BroadcastResponse>, Status> {
         let r = r.into_inner();
         let d = self
-            .send(Ok(Room::Broadcast), &r.event, &r.data_json, &r.idempotency_key)
+            .send(
+                Ok(Room::Broadcast),
+                &r.event,
+                &r.data_json,
+                &r.idempotency_key,
+            )
             .await?;
         Ok(Response::new(pb::BroadcastResponse { delivery: Some(d) }))
     }
@@ -138,7 +153,11 @@ impl RealtimeService for RealtimeApi {
         let r = r.into_inner();
         let room: Room = r.room.parse().map_err(GatewayError::from)?;
         if r.page_size < 0 {
-            return Err(GatewayError::from(ValidationError::new("page_size", "must not be negative")).into());
+            return Err(GatewayError::from(ValidationError::new(
+                "page_size",
+                "must not be negative",
+            ))
+            .into());
         }
         let size = match r.page_size {
             0 => 100,
@@ -200,7 +219,10 @@ impl RealtimeService for RealtimeApi {
             slow_client_disconnects: load(&gw.slow_client_disconnects),
             recovery_hits: load(&gw.hub.recovery_hits),
             recovery_misses: load(&gw.hub.recovery_misses),
-            bus_connected: gw.hub.subscriber().is_some_and(ncy_bus::Subscriber::connected),
+            bus_connected: gw
+                .hub
+                .subscriber()
+                .is_some_and(ncy_bus::Subscriber::connected),
             draining: gw.stop.is_cancelled(),
         }))
     }
@@ -236,7 +258,12 @@ impl RealtimeService for RealtimeApi {
         let data = json!({"taskId": task, "projectId": project, "changes": changes,
                           "updatedBy": by, "timestamp": ts});
         let project_delivery = self
-            .publish(&Room::project(project), "task_updated", &data, &r.idempotency_key)
+            .publish(
+                &Room::project(project),
+                "task_updated",
+                &data,
+                &r.idempotency_key,
+            )
             .await?;
         let mut response = pb::TaskUpdatedResponse {
             project_id: project.to_string(),
@@ -250,7 +277,12 @@ impl RealtimeService for RealtimeApi {
                 "metadata": {"taskId": task, "projectId": project, "updatedBy": by, "changes": changes},
                 "timestamp": ts});
             let d = self
-                .publish(&Room::user(assignee), "notification", &note, &r.idempotency_key)
+                .publish(
+                    &Room::user(assignee),
+                    "notification",
+                    &note,
+                    &r.idempotency_key,
+                )
                 .await?;
             response.notified_user_id = assignee.to_string();
             response.notification_delivery = Some(d);
@@ -297,8 +329,13 @@ impl RealtimeService for RealtimeApi {
         let mut deliveries = Vec::with_capacity(orgs.len());
         for org in orgs {
             deliveries.push(
-                self.publish(&Room::org(org), "user_status_changed", &data, &r.idempotency_key)
-                    .await?,
+                self.publish(
+                    &Room::org(org),
+                    "user_status_changed",
+                    &data,
+                    &r.idempotency_key,
+                )
+                .await?,
             );
         }
         Ok(Response::new(pb::UserStatusChangedResponse { deliveries }))
@@ -323,7 +360,12 @@ impl RealtimeService for RealtimeApi {
         let data = json!({"projectId": project, "name": name, "organizationId": org,
                           "createdBy": by, "timestamp": now_iso()});
         let d = self
-            .publish(&Room::org(org), "project_created", &data, &r.idempotency_key)
+            .publish(
+                &Room::org(org),
+                "project_created",
+                &data,
+                &r.idempotency_key,
+            )
             .await?;
         Ok(Response::new(pb::ProjectCreatedResponse {
             organization_id: org.to_string(),

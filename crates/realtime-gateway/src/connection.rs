@@ -29,7 +29,12 @@ pub async fn serve(gw: Arc<Gateway>, socket: WebSocket, query_token: Option<Stri
     let id = gw.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (outbox, rx) = Outbox::new(id, gw.limits.outbound_queue);
     let (sink, mut stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, rx, outbox.clone(), gw.limits.ping_interval));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        outbox.clone(),
+        gw.limits.ping_interval,
+    ));
 
     let mut conn = Conn {
         gw: gw.clone(),
@@ -211,8 +216,10 @@ impl Conn {
                 self.authenticate(&token, &since).await;
             }
             (ClientFrame::Authenticate { .. }, true) => {
-                self.outbox
-                    .send_text(error_frame("already_authenticated", "already authenticated"));
+                self.outbox.send_text(error_frame(
+                    "already_authenticated",
+                    "already authenticated",
+                ));
             }
             (_, false) => self.strike(error_frame("unauthenticated", "authenticate first")),
             (ClientFrame::Refresh { token }, true) => self.refresh(&token),
@@ -274,7 +281,8 @@ impl Conn {
                 ));
             }
             Err(reason) => {
-                self.outbox.send_text(error_frame("refresh_failed", &reason));
+                self.outbox
+                    .send_text(error_frame("refresh_failed", &reason));
             }
         }
     }

@@ -212,20 +212,18 @@ impl Hub {
         let subscribed = {
             let mut rooms = self.lock();
             let members = rooms.entry(room.to_owned()).or_default();
-            if members.contains_key(&outbox.id) {
-                None
-            } else {
-                members.insert(
-                    outbox.id,
-                    Member {
+            match members.entry(outbox.id) {
+                std::collections::hash_map::Entry::Occupied(_) => None,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(Member {
                         outbox: outbox.clone(),
                         buffer: Some(Vec::new()),
                         epoch: String::new(),
                         last: 0,
-                    },
-                );
-                metrics::rooms(rooms.len());
-                self.subscriber.get().map(|s| s.subscribe(room))
+                    });
+                    metrics::rooms(rooms.len());
+                    self.subscriber.get().map(|s| s.subscribe(room))
+                }
             }
         };
         let Some(subscribed) = subscribed else {

@@ -101,7 +101,13 @@ mod tests {
             r#"{"type":"join_project","projectId":"p","since":{"offset":3,"epoch":"e"}}"#,
         )
         .expect("join");
-        assert!(matches!(f, ClientFrame::JoinProject { since: Some(Position { offset: 3, .. }), .. }));
+        assert!(matches!(
+            f,
+            ClientFrame::JoinProject {
+                since: Some(Position { offset: 3, .. }),
+                ..
+            }
+        ));
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"authenticate"}"#).is_err());
         let a: ClientFrame =

@@ -48,14 +48,22 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     if gw.stop.is_cancelled() {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "draining", "reconnect to another instance");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "reconnect to another instance",
+        );
     }
     if let Some(origin) = headers.get(ORIGIN) {
         let ok = origin
             .to_str()
             .is_ok_and(|o| o.trim_end_matches('/') == gw.frontend_url);
         if !ok {
-            return refuse(StatusCode::FORBIDDEN, "origin_not_allowed", "origin not allowed");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "origin not allowed",
+            );
         }
     }
     let n = gw.connections.fetch_add(1, Ordering::Relaxed);

@@ -41,7 +41,8 @@ async fn a_message_sent_on_one_instance_reaches_a_client_on_the_other_and_only_m
     let room = format!("project:{}", fx.project);
     assert_eq!(numsub(&fx.redis_url, &channel(&fx)).await, 0);
     let mut ws = Ws::authed(gw1.ws(), &fx.token()).await;
-    ws.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     ws.until("joined").await;
     // Only gw1 has a member: exactly one subscription to the room's channel.
     assert_eq!(numsub(&fx.redis_url, &channel(&fx)).await, 1);
@@ -49,11 +50,15 @@ async fn a_message_sent_on_one_instance_reaches_a_client_on_the_other_and_only_m
         send_project(&mut gw2, fx.project, i).await;
     }
     let got = ws.messages(&room, 3).await;
-    let is: Vec<_> = got.iter().map(|m| m["data"]["i"].as_u64().unwrap()).collect();
+    let is: Vec<_> = got
+        .iter()
+        .map(|m| m["data"]["i"].as_u64().unwrap())
+        .collect();
     assert_eq!(is, [1, 2, 3]);
     let offsets: Vec<_> = got.iter().map(|m| m["offset"].as_u64().unwrap()).collect();
     assert_eq!(offsets, [1, 2, 3]);
-    ws.send(json!({"type": "leave_project", "projectId": fx.project})).await;
+    ws.send(json!({"type": "leave_project", "projectId": fx.project}))
+        .await;
     ws.until("left").await;
     let url = fx.redis_url.clone();
     let ch = channel(&fx);
@@ -72,7 +77,8 @@ async fn recovery_after_a_disconnect_hit_and_miss() {
     let mut gw = fx.start(&[]).await;
     let room = format!("project:{}", fx.project);
     let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
-    ws.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     ws.until("joined").await;
     for i in 1..=3 {
         send_project(&mut gw, fx.project, i).await;
@@ -104,7 +110,12 @@ async fn recovery_after_a_disconnect_hit_and_miss() {
     assert_eq!(joined["offset"], 7);
     send_project(&mut gw, fx.project, 8).await;
     assert_eq!(other.messages(&room, 1).await[0]["offset"], 8);
-    let stats = gw.grpc.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+    let stats = gw
+        .grpc
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((stats.recovery_hits, stats.recovery_misses), (1, 1));
     gw.stop().await;
 }
@@ -148,7 +159,9 @@ async fn recovering_while_messages_flow_gives_each_offset_once_in_order() {
                    "since": {"offset": 1, "epoch": epoch}}))
         .await;
     assert_eq!(ws.until("joined").await["recovered"], true);
-    let got = ws.messages(&room, usize::try_from(total - 1).unwrap()).await;
+    let got = ws
+        .messages(&room, usize::try_from(total - 1).unwrap())
+        .await;
     let offsets: Vec<u64> = got.iter().map(|m| m["offset"].as_u64().unwrap()).collect();
     assert_eq!(offsets, (2..=total).collect::<Vec<_>>());
     publisher.await.unwrap();
@@ -162,7 +175,8 @@ async fn a_lost_subscription_is_restored_and_missed_messages_replayed() {
     let mut gw = fx.start(&[]).await;
     let room = format!("project:{}", fx.project);
     let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
-    ws.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     ws.until("joined").await;
     send_project(&mut gw, fx.project, 1).await;
     ws.messages(&room, 1).await;
@@ -171,32 +185,76 @@ async fn a_lost_subscription_is_restored_and_missed_messages_replayed() {
     // while three messages are published on the pooled connections.
     let client = redis::Client::open(redis.url()).unwrap();
     let mut admin = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxclients").arg(1).query_async(&mut admin).await.unwrap();
-    let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut admin).await.unwrap();
-    let clients: String = redis::cmd("INFO").arg("clients").query_async(&mut admin).await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(1)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let clients: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
     let connected = clients
         .lines()
         .find_map(|l| l.strip_prefix("connected_clients:"))
         .unwrap()
         .trim()
         .to_owned();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxclients").arg(&connected).query_async(&mut admin).await.unwrap();
-    let mut grpc = gw.grpc.clone();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(&connected)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let grpc = gw.grpc.clone();
     assert_eventually("bus reports the lost subscription", WAIT, || {
         let mut grpc = grpc.clone();
-        async move { !grpc.stats(pb::StatsRequest {}).await.unwrap().into_inner().bus_connected }
+        async move {
+            !grpc
+                .stats(pb::StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .bus_connected
+        }
     })
     .await;
     for i in 2..=4 {
         send_project(&mut gw, fx.project, i).await;
     }
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxclients").arg(10_000).query_async(&mut admin).await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(10_000)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
     let got = ws.messages(&room, 3).await;
-    let is: Vec<_> = got.iter().map(|m| m["data"]["i"].as_u64().unwrap()).collect();
+    let is: Vec<_> = got
+        .iter()
+        .map(|m| m["data"]["i"].as_u64().unwrap())
+        .collect();
     assert_eq!(is, [2, 3, 4], "missed messages replayed in order");
     assert_eventually("bus reports the subscription restored", WAIT, || {
         let mut grpc = grpc.clone();
-        async move { grpc.stats(pb::StatsRequest {}).await.unwrap().into_inner().bus_connected }
+        async move {
+            grpc.stats(pb::StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .bus_connected
+        }
     })
     .await;
 
@@ -220,7 +278,10 @@ async fn a_lost_subscription_is_restored_and_missed_messages_replayed() {
     .await;
     let m = ws.messages(&room, 1).await.remove(0);
     assert_eq!(m["data"], 100);
-    assert_ne!(m["epoch"], got[0]["epoch"], "new epoch after Redis lost its data");
+    assert_ne!(
+        m["epoch"], got[0]["epoch"],
+        "new epoch after Redis lost its data"
+    );
     gw.stop().await;
 }
 
@@ -228,14 +289,19 @@ async fn a_lost_subscription_is_restored_and_missed_messages_replayed() {
 async fn a_slow_client_is_closed_4008_while_others_keep_receiving() {
     let fx = Fixture::new().await;
     let mut gw = fx
-        .start(&[("NCY_WS_OUTBOUND_QUEUE", "4"), ("NCY_MAX_DATA_BYTES", "200000")])
+        .start(&[
+            ("NCY_WS_OUTBOUND_QUEUE", "4"),
+            ("NCY_MAX_DATA_BYTES", "200000"),
+        ])
         .await;
     let room = format!("project:{}", fx.project);
     let mut slow = Ws::authed(gw.ws(), &fx.token()).await;
-    slow.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    slow.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     slow.until("joined").await;
     let mut fast = Ws::authed(gw.ws(), &fx.token()).await;
-    fast.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    fast.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     fast.until("joined").await;
     let big = json!({"pad": "y".repeat(100_000)}).to_string();
     let count = 150;
@@ -260,7 +326,12 @@ async fn a_slow_client_is_closed_4008_while_others_keep_receiving() {
     assert_eventually("the slow client was cut off", WAIT, || {
         let mut grpc = grpc.clone();
         async move {
-            grpc.stats(pb::StatsRequest {}).await.unwrap().into_inner().slow_client_disconnects == 1
+            grpc.stats(pb::StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .slow_client_disconnects
+                == 1
         }
     })
     .await;
@@ -277,7 +348,8 @@ async fn drain_closes_1012_and_clients_recover_on_another_instance() {
     let mut gw2 = fx.start(&[]).await;
     let room = format!("project:{}", fx.project);
     let mut ws = Ws::authed(gw1.ws(), &fx.token()).await;
-    ws.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     ws.until("joined").await;
     send_project(&mut gw1, fx.project, 1).await;
     let last = ws.messages(&room, 1).await.remove(0);

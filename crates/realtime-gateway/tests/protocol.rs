@@ -16,7 +16,8 @@ async fn authenticate_joins_user_org_and_broadcast_and_delivers_sends() {
     let fx = Fixture::new().await;
     let mut gw = fx.start(&[]).await;
     let mut ws = Ws::connect(gw.ws(), "").await;
-    ws.send(json!({"type": "authenticate", "token": fx.token()})).await;
+    ws.send(json!({"type": "authenticate", "token": fx.token()}))
+        .await;
     let mut joined = Vec::new();
     let auth = loop {
         let v = ws.recv().await.unwrap();
@@ -94,7 +95,10 @@ async fn authenticate_joins_user_org_and_broadcast_and_delivers_sends() {
     assert!(again.deduplicated && !first.deduplicated);
     assert_eq!(again.offset, first.offset);
     let m = ws.until("message").await;
-    assert_eq!((m["room"].as_str(), m["data"].clone()), (Some("broadcast"), json!(null)));
+    assert_eq!(
+        (m["room"].as_str(), m["data"].clone()),
+        (Some("broadcast"), json!(null))
+    );
     // The deduplicated repeat was not delivered: the next message is a fresh one.
     gw.grpc
         .broadcast(pb::BroadcastRequest {
@@ -113,7 +117,10 @@ async fn token_in_query_authenticates() {
     let fx = Fixture::new().await;
     let gw = fx.start(&[]).await;
     let mut ws = Ws::connect(gw.ws(), &format!("?token={}", fx.token())).await;
-    assert_eq!(ws.until("authenticated").await["userId"], fx.user.to_string());
+    assert_eq!(
+        ws.until("authenticated").await["userId"],
+        fx.user.to_string()
+    );
     gw.stop().await;
 }
 
@@ -121,7 +128,10 @@ async fn token_in_query_authenticates() {
 async fn bad_tokens_get_authentication_failed_and_close_4003() {
     let fx = Fixture::new().await;
     let gw = fx
-        .start(&[("NCY_JWT_AUDIENCE", "ncy-web"), ("NCY_JWT_ISSUER", "ncy-auth")])
+        .start(&[
+            ("NCY_JWT_AUDIENCE", "ncy-web"),
+            ("NCY_JWT_ISSUER", "ncy-auth"),
+        ])
         .await;
     let good = json!({"userId": fx.user, "organizationId": fx.org, "exp": now() + 3600,
                       "aud": "ncy-web", "iss": "ncy-auth"});
@@ -135,7 +145,11 @@ async fn bad_tokens_get_authentication_failed_and_close_4003() {
         use base64_url_like::encode;
         encode(s.as_bytes())
     };
-    let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&good.to_string()));
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&good.to_string())
+    );
     let forged = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &good,
@@ -150,11 +164,15 @@ async fn bad_tokens_get_authentication_failed_and_close_4003() {
         ("not yet valid", hs_token(&with("nbf", json!(now() + 600)))),
         ("wrong audience", hs_token(&with("aud", json!("other")))),
         ("wrong issuer", hs_token(&with("iss", json!("evil")))),
-        ("no user", hs_token(&json!({"exp": now() + 60, "aud": "ncy-web", "iss": "ncy-auth"}))),
+        (
+            "no user",
+            hs_token(&json!({"exp": now() + 60, "aud": "ncy-web", "iss": "ncy-auth"})),
+        ),
     ];
     for (what, token) in cases {
         let mut ws = Ws::connect(gw.ws(), "").await;
-        ws.send(json!({"type": "authenticate", "token": token})).await;
+        ws.send(json!({"type": "authenticate", "token": token}))
+            .await;
         let v = ws.recv().await.unwrap();
         assert_eq!(v["type"], "authentication_failed", "{what}: {v}");
         assert_eq!(ws.close_code().await, Some(4003), "{what}");
@@ -170,7 +188,11 @@ mod base64_url_like {
     pub fn encode(input: &[u8]) -> String {
         let mut out = String::new();
         for chunk in input.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             let chars = chunk.len() + 1;
             for i in 0..chars {
@@ -186,9 +208,13 @@ async fn unauthenticated_sockets_are_closed_after_the_timeout_and_processed_noth
     let fx = Fixture::new().await;
     let gw = fx.start(&[("NCY_WS_AUTH_TIMEOUT_MS", "500")]).await;
     let mut ws = Ws::connect(gw.ws(), "").await;
-    ws.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     let v = ws.recv().await.unwrap();
-    assert_eq!((v["type"].as_str(), v["code"].as_str()), (Some("error"), Some("unauthenticated")));
+    assert_eq!(
+        (v["type"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("unauthenticated"))
+    );
     assert_eq!(ws.close_code().await, Some(4001));
     gw.stop().await;
 }
@@ -202,8 +228,13 @@ async fn expired_token_closes_4004_unless_refreshed() {
     assert_eq!(ws.close_code().await, Some(4004));
 
     let old_exp = now() + 2;
-    let mut ws = Ws::authed(gw.ws(), &hs_token(&json!({"userId": fx.user, "exp": old_exp}))).await;
-    ws.send(json!({"type": "refresh", "token": short(3600)})).await;
+    let mut ws = Ws::authed(
+        gw.ws(),
+        &hs_token(&json!({"userId": fx.user, "exp": old_exp})),
+    )
+    .await;
+    ws.send(json!({"type": "refresh", "token": short(3600)}))
+        .await;
     assert!(ws.until("refreshed").await["exp"].as_i64().unwrap() > old_exp);
     // A token for someone else is refused, the connection stays.
     let other = hs_token(&json!({"userId": fx.outsider, "exp": now() + 3600}));
@@ -259,7 +290,8 @@ async fn rs256_tokens_verify_with_the_public_key_and_hs256_is_refused() {
     .unwrap();
     Ws::authed(gw.ws(), &rs).await;
     let mut ws = Ws::connect(gw.ws(), "").await;
-    ws.send(json!({"type": "authenticate", "token": hs_token(&claims)})).await;
+    ws.send(json!({"type": "authenticate", "token": hs_token(&claims)}))
+        .await;
     assert_eq!(ws.recv().await.unwrap()["type"], "authentication_failed");
     assert_eq!(ws.close_code().await, Some(4003));
     gw.stop().await;
@@ -278,15 +310,22 @@ async fn joins_are_authorized_and_presence_lists_users() {
     let mut gw = fx.start(&[]).await;
     let room = format!("project:{}", fx.project);
     let mut member = Ws::authed(gw.ws(), &fx.token()).await;
-    let outsider_token =
-        hs_token(&json!({"userId": fx.outsider, "organizationId": fx.other_org, "exp": now() + 3600}));
+    let outsider_token = hs_token(
+        &json!({"userId": fx.outsider, "organizationId": fx.other_org, "exp": now() + 3600}),
+    );
     let mut outsider = Ws::authed(gw.ws(), &outsider_token).await;
 
-    outsider.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    outsider
+        .send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     assert_eq!(outsider.until("error").await["code"], "forbidden");
-    outsider.send(json!({"type": "join_project", "projectId": uuid::Uuid::new_v4()})).await;
+    outsider
+        .send(json!({"type": "join_project", "projectId": uuid::Uuid::new_v4()}))
+        .await;
     assert_eq!(outsider.until("error").await["code"], "forbidden");
-    member.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    member
+        .send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     let joined = member.until("joined").await;
     assert_eq!(joined["room"], room);
 
@@ -295,7 +334,9 @@ async fn joins_are_authorized_and_presence_lists_users() {
     // The outsider got nothing of the project: its next frame is the answer to its ping.
     outsider.send(json!({"type": "ping"})).await;
     assert_eq!(outsider.recv().await.unwrap()["type"], "pong");
-    outsider.send(json!({"type": "presence", "room": room})).await;
+    outsider
+        .send(json!({"type": "presence", "room": room}))
+        .await;
     assert_eq!(outsider.until("error").await["code"], "forbidden");
 
     member.send(json!({"type": "presence", "room": room})).await;
@@ -315,7 +356,11 @@ async fn joins_are_authorized_and_presence_lists_users() {
     assert_eq!(status["data"]["status"], "busy");
     let r = gw
         .grpc
-        .presence(pb::PresenceRequest { room: room.clone(), page_size: 0, page_token: String::new() })
+        .presence(pb::PresenceRequest {
+            room: room.clone(),
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -323,11 +368,17 @@ async fn joins_are_authorized_and_presence_lists_users() {
     assert_eq!(r.users[0].user_id, fx.user.to_string());
     assert_eq!(r.users[0].status, pb::UserStatus::Busy as i32);
 
-    member.send(json!({"type": "leave_project", "projectId": fx.project})).await;
+    member
+        .send(json!({"type": "leave_project", "projectId": fx.project}))
+        .await;
     member.until("left").await;
     let r = gw
         .grpc
-        .presence(pb::PresenceRequest { room, page_size: 0, page_token: String::new() })
+        .presence(pb::PresenceRequest {
+            room,
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -339,15 +390,16 @@ async fn joins_are_authorized_and_presence_lists_users() {
 async fn limits_frame_size_bad_frames_rate_origin_and_cap() {
     let fx = Fixture::new().await;
     let gw = fx
-        .start(&[("NCY_WS_COMMANDS_PER_SEC", "5"), ("NCY_WS_MAX_CONNECTIONS", "3")])
+        .start(&[
+            ("NCY_WS_COMMANDS_PER_SEC", "5"),
+            ("NCY_WS_MAX_CONNECTIONS", "3"),
+        ])
         .await;
     // Bad frames: error frame, connection kept.
     let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
     ws.send(json!({"type": "no_such_thing"})).await;
     assert_eq!(ws.until("error").await["code"], "bad_request");
-    ws.stream
-        .send_text("not json at all")
-        .await;
+    ws.stream.send_text("not json at all").await;
     assert_eq!(ws.until("error").await["code"], "bad_request");
     // Rate limit: a burst beyond 5/s gets rate_limited.
     for _ in 0..12 {
@@ -370,14 +422,21 @@ async fn limits_frame_size_bad_frames_rate_origin_and_cap() {
     ncy_testkit::assert_eventually("the closed socket is released", common::WAIT, || {
         let mut grpc = grpc.clone();
         async move {
-            grpc.stats(pb::StatsRequest {}).await.is_ok_and(|s| s.into_inner().connections == 0)
+            grpc.stats(pb::StatsRequest {})
+                .await
+                .is_ok_and(|s| s.into_inner().connections == 0)
         }
     })
     .await;
     let _ = grpc.stats(pb::StatsRequest {}).await;
 
     // Origin.
-    assert_eq!(Ws::connect_origin(gw.ws(), "http://evil.example").await.err(), Some(403));
+    assert_eq!(
+        Ws::connect_origin(gw.ws(), "http://evil.example")
+            .await
+            .err(),
+        Some(403)
+    );
     let ok = Ws::connect_origin(gw.ws(), FRONTEND).await;
     assert!(ok.is_ok());
     // Connection cap of 3: ok + 2 more, then 503.
@@ -394,15 +453,15 @@ trait SendText {
 }
 
 impl SendText
-    for tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >
+    for tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
 {
     async fn send_text(&mut self, t: &str) {
         use futures_util::SinkExt;
-        self.send(tokio_tungstenite::tungstenite::Message::Text(t.to_owned().into()))
-            .await
-            .unwrap();
+        self.send(tokio_tungstenite::tungstenite::Message::Text(
+            t.to_owned().into(),
+        ))
+        .await
+        .unwrap();
     }
 }
 
@@ -434,28 +493,37 @@ async fn grpc_validates_input_and_raises_domain_events() {
     assert!(err.message().starts_with("data_json"), "{}", err.message());
     let err = gw
         .grpc
-        .broadcast(pb::BroadcastRequest { event: "has space".into(), ..Default::default() })
+        .broadcast(pb::BroadcastRequest {
+            event: "has space".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert!(err.message().starts_with("event"), "{}", err.message());
     let err = gw
         .grpc
-        .presence(pb::PresenceRequest { room: "team:1".into(), ..Default::default() })
+        .presence(pb::PresenceRequest {
+            room: "team:1".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert!(err.message().starts_with("room"), "{}", err.message());
 
     // Domain events.
     let task = uuid::Uuid::new_v4();
-    sqlx::query("INSERT INTO tasks (id, project_id, assignee_id, title) VALUES ($1, $2, $3, 'Ship it')")
-        .bind(task)
-        .bind(fx.project)
-        .bind(fx.user)
-        .execute(&fx.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO tasks (id, project_id, assignee_id, title) VALUES ($1, $2, $3, 'Ship it')",
+    )
+    .bind(task)
+    .bind(fx.project)
+    .bind(fx.user)
+    .execute(&fx.pool)
+    .await
+    .unwrap();
     let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
-    ws.send(json!({"type": "join_project", "projectId": fx.project})).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
     ws.until("joined").await;
     let r = gw
         .grpc
@@ -470,7 +538,7 @@ async fn grpc_validates_input_and_raises_domain_events() {
         .into_inner();
     assert_eq!(r.project_id, fx.project.to_string());
     assert_eq!(r.notified_user_id, fx.user.to_string());
-    let mut got = vec![ws.until("message").await, ws.until("message").await];
+    let mut got = [ws.until("message").await, ws.until("message").await];
     got.sort_by_key(|m| m["event"].as_str().unwrap().to_owned());
     assert_eq!(got[0]["event"], "notification");
     assert_eq!(got[0]["data"]["type"], "TASK_UPDATED");
@@ -491,7 +559,10 @@ async fn grpc_validates_input_and_raises_domain_events() {
         .into_inner();
     assert_eq!(r.organization_id, fx.org.to_string());
     let m = ws.until("message").await;
-    assert_eq!((m["event"].as_str(), m["data"]["name"].as_str()), (Some("project_created"), Some("Apollo")));
+    assert_eq!(
+        (m["event"].as_str(), m["data"]["name"].as_str()),
+        (Some("project_created"), Some("Apollo"))
+    );
     let missing = gw
         .grpc
         .task_updated(pb::TaskUpdatedRequest {
@@ -502,7 +573,12 @@ async fn grpc_validates_input_and_raises_domain_events() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
-    let stats = gw.grpc.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+    let stats = gw
+        .grpc
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(stats.connections, 1);
     assert!(stats.bus_connected && stats.messages_published >= 3 && stats.messages_out >= 3);
     let _ = send_project(&mut gw, fx.project, 9).await;

@@ -64,14 +64,16 @@ impl Fixture {
                 .await
                 .unwrap();
         }
-        sqlx::query("INSERT INTO organization_members (organization_id, user_id) VALUES ($1, $2), ($3, $4)")
-            .bind(org)
-            .bind(user)
-            .bind(other_org)
-            .bind(outsider)
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO organization_members (organization_id, user_id) VALUES ($1, $2), ($3, $4)",
+        )
+        .bind(org)
+        .bind(user)
+        .bind(other_org)
+        .bind(outsider)
+        .execute(&pool)
+        .await
+        .unwrap();
         sqlx::query("INSERT INTO projects (id, organization_id, name) VALUES ($1, $2, 'Apollo')")
             .bind(project)
             .bind(org)
@@ -161,7 +163,9 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(addr: std::net::SocketAddr, query: &str) -> Self {
-        let (stream, _) = connect_async(format!("ws://{addr}/ws{query}")).await.unwrap();
+        let (stream, _) = connect_async(format!("ws://{addr}/ws{query}"))
+            .await
+            .unwrap();
         Self { stream }
     }
 
@@ -179,13 +183,17 @@ impl Ws {
     /// Connects, authenticates and waits for `authenticated`.
     pub async fn authed(addr: std::net::SocketAddr, token: &str) -> Self {
         let mut ws = Self::connect(addr, "").await;
-        ws.send(json!({"type": "authenticate", "token": token})).await;
+        ws.send(json!({"type": "authenticate", "token": token}))
+            .await;
         ws.until("authenticated").await;
         ws
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.stream.send(Message::Text(v.to_string().into())).await.unwrap();
+        self.stream
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
     }
 
     /// The next JSON frame, or None when the socket closed.
