@@ -5,11 +5,14 @@
 //! - `grpc-health`: unary `grpc.health.v1.Health/Check` round trips at a given concurrency. It is the
 //!   ceiling of any unary RPC through the shared gRPC stack (tonic, HTTP/2, tracing and metrics
 //!   layers) and the baseline the cache scenarios are compared with.
+//! - `realtime`: WebSocket fan-out through two realtime gateways (see [`realtime`]).
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+mod realtime;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,11 +41,14 @@ enum Scenario {
         #[arg(long, default_value_t = 200_000)]
         requests: u64,
     },
+    /// WebSocket fan-out through two realtime gateways (mirrors the Socket.IO harness).
+    Realtime(realtime::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
+        Scenario::Realtime(args) => realtime::run(args).await,
         Scenario::GrpcHealth {
             addr,
             concurrency,
