@@ -1,5 +1,6 @@
 //! The HTTP side of the WebSocket listener: `GET /ws` upgrades (after the Origin check, the
-//! connection cap and the drain check), everything else is 404.
+//! connection cap and the drain check), `GET /client.js` serves the browser client, everything
+//! else is 404.
 //!
 //! Origin: browsers always send one, and it must equal `FRONTEND_URL`; a request without Origin is a
 //! non-browser client (service, load test) and is allowed — it still has to authenticate.
@@ -23,8 +24,23 @@ use crate::{connection, gateway::Gateway, metrics};
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/ws", get(upgrade))
+        .route("/client.js", get(client_js))
         .fallback(|| async { refuse(StatusCode::NOT_FOUND, "not_found", "use /ws") })
         .with_state(gw)
+}
+
+/// The browser client (clients/js), compiled in so every instance serves the matching version.
+const CLIENT_JS: &str = include_str!("../../../clients/js/ncy-realtime.js");
+
+async fn client_js() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        CLIENT_JS,
+    )
+        .into_response()
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {

@@ -36,6 +36,9 @@ async fn serves_health_reflection_and_admin_then_drains() -> anyhow::Result<()> 
     let (code, body) = ncy_testkit::http_get(ws, "/ws").await?;
     assert!((400..500).contains(&code), "{code} {body}");
     assert_eq!(ncy_testkit::http_get(ws, "/other").await?.0, 404);
+    let (code, js) = ncy_testkit::http_get(ws, "/client.js").await?;
+    assert_eq!(code, 200);
+    assert!(js.contains("export class RealtimeClient"), "{js}");
     let (_, metrics) = ncy_testkit::http_get(addrs.admin, "/metrics").await?;
     assert!(metrics.contains("ncy_realtime"), "{metrics}");
 
