@@ -35,7 +35,10 @@ const CLIENT_JS: &str = include_str!("../../../clients/js/ncy-realtime.js");
 async fn client_js() -> Response {
     (
         [
-            (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
             (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
         ],
         CLIENT_JS,
