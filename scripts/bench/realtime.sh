@@ -15,7 +15,10 @@ CLIENTS=${CLIENTS:-2000}
 MESSAGES=${MESSAGES:-200}
 RATE=${RATE:-20}
 MODES=${MODES:-"steady burst"}
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ncy}
+# Its own database (created here, dropped on exit), so other benchmarks' schema state does not matter.
+PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+BENCH_DB=ncy_bench_realtime_$$
+export DATABASE_URL="${PG_ADMIN_URL%/*}/$BENCH_DB"
 OUT_DIR="$ROOT/.run/bench"; mkdir -p "$OUT_DIR"
 OUT="$OUT_DIR/realtime-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 PEER_DIR=${PEER_DIR:-}
@@ -28,6 +31,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
@@ -42,6 +46,7 @@ for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && bre
 bash scripts/deps.sh up >/dev/null
 cargo build --release -p realtime-gateway -p loadgen -p ncyctl
 BIN="$ROOT/target/release"
+psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $BENCH_DB" >/dev/null 2>&1 || true  # deps.sh may have made it
 "$BIN/ncyctl" db migrate >/dev/null
 export JWT_SECRET=$(openssl rand -hex 32)
 
