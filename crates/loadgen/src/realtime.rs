@@ -213,15 +213,16 @@ async fn client(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 *last = last.max(now);
-                if n % 50 == 0 || n == messages {
-                    if let Some(h) = local.as_mut() {
-                        let _ = counters
-                            .hist
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .add(&*h);
-                        h.reset();
-                    }
+                drop(last);
+                if (n.is_multiple_of(50) || n == messages)
+                    && let Some(h) = local.as_mut()
+                {
+                    let _ = counters
+                        .hist
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .add(&*h);
+                    h.reset();
                 }
             }
             _ => {}
