@@ -113,7 +113,7 @@ async fn write_loop(
             () = outbox.closed().cancelled() => break,
             frame = rx.recv() => match frame {
                 None => break,
-                Some(f) => if sink.send(Message::Text(f)).await.is_err() {
+                Some(f) => if write_batch(&mut sink, &mut rx, f).await.is_err() {
                     outbox.close(CloseReason::ClientGone);
                     break;
                 },
@@ -143,6 +143,23 @@ async fn write_loop(
         let _ = sink.close().await;
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+}
+
+/// Writes `first` and whatever else is already queued (up to a bound) with one flush, so a burst
+/// costs a few syscalls instead of one per frame.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    first: Utf8Bytes,
+) -> Result<(), axum::Error> {
+    sink.feed(Message::Text(first)).await?;
+    for _ in 0..64 {
+        match rx.try_recv() {
+            Ok(f) => sink.feed(Message::Text(f)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
 }
 
 struct Conn {

@@ -101,7 +101,7 @@ async fn upgrade(
     ws.max_frame_size(max)
         .max_message_size(max)
         .read_buffer_size(4096)
-        .write_buffer_size(0)
+        .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| async move {
             let _slot = slot;
             connection::serve(gw, socket, token).await;
