@@ -138,6 +138,19 @@ impl Subscriber {
     }
 }
 
+/// A (un)subscribe confirmation that never comes means the connection went silent: give up on it
+/// (and reconnect) instead of blocking the task forever.
+async fn bounded(
+    f: impl std::future::Future<Output = redis::RedisResult<()>>,
+) -> Result<(), BusError> {
+    match tokio::time::timeout(Duration::from_secs(5), f).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(BusError::Redis(
+            "no subscription confirmation within 5 s".into(),
+        )),
+    }
+}
+
 struct Task {
     client: redis::Client,
     pool: RedisPool,
@@ -244,10 +257,10 @@ impl Task {
         cancel: &CancellationToken,
     ) -> Result<(), BusError> {
         let (mut sink, mut stream) = pubsub.split();
-        sink.subscribe(&self.probe_channel).await?;
+        bounded(sink.subscribe(&self.probe_channel)).await?;
         let channels: Vec<String> = self.channels.keys().cloned().collect();
         for chunk in channels.chunks(500) {
-            sink.subscribe(chunk).await?;
+            bounded(sink.subscribe(chunk)).await?;
         }
         // Replay what was published while we were away, before any new message is read.
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
@@ -292,7 +305,7 @@ impl Task {
                             if let Some(c) = self.rooms.get_mut(&room) {
                                 *c = Cursor { epoch, last };
                             }
-                            sink.subscribe(self.keys.room(&room).channel()).await?;
+                            bounded(sink.subscribe(self.keys.room(&room).channel())).await?;
                             self.fill(&room, u64::MAX).await?;
                         }
                         let _ = ack.send(());
@@ -300,7 +313,7 @@ impl Task {
                     Some(Command::Unsubscribe(room)) => {
                         if self.rooms.contains_key(&room) {
                             self.unwant(&room);
-                            sink.unsubscribe(self.keys.room(&room).channel()).await?;
+                            bounded(sink.unsubscribe(self.keys.room(&room).channel())).await?;
                         }
                     }
                 },

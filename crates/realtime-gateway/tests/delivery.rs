@@ -365,3 +365,128 @@ async fn drain_closes_1012_and_clients_recover_on_another_instance() {
     assert_eq!(ws.messages(&room, 1).await[0]["data"]["i"], 2);
     gw2.stop().await;
 }
+
+/// A TCP proxy in front of Redis that can make the connections that subscribed go *silent*: still
+/// open, but nothing from Redis reaches the client any more — what a half-dead proxy or a failover
+/// does to a pub/sub connection. Other connections (the pool) keep working.
+struct SilencingProxy {
+    port: u16,
+    conns: std::sync::Arc<
+        std::sync::Mutex<
+            Vec<(
+                std::sync::Arc<std::sync::atomic::AtomicBool>,
+                std::sync::Arc<std::sync::atomic::AtomicBool>,
+            )>,
+        >,
+    >,
+}
+
+impl SilencingProxy {
+    async fn start(target: u16) -> Self {
+        use std::sync::{
+            Arc, Mutex,
+            atomic::{AtomicBool, Ordering},
+        };
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns: Arc<Mutex<Vec<(Arc<AtomicBool>, Arc<AtomicBool>)>>> = Arc::default();
+        let registry = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let (subscriber, silent) = (
+                    Arc::new(AtomicBool::new(false)),
+                    Arc::new(AtomicBool::new(false)),
+                );
+                registry
+                    .lock()
+                    .unwrap()
+                    .push((subscriber.clone(), silent.clone()));
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        if buf[..n]
+                            .windows(9)
+                            .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
+                        {
+                            subscriber.store(true, Ordering::Relaxed);
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if silent.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, conns }
+    }
+
+    /// Silences every connection that has subscribed so far; returns how many.
+    fn silence_subscribers(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        let conns = self.conns.lock().unwrap();
+        let mut n = 0;
+        for (subscriber, silent) in conns.iter() {
+            if subscriber.load(Ordering::Relaxed) {
+                silent.store(true, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[tokio::test]
+async fn a_silent_subscription_is_detected_by_the_probe_and_replayed() {
+    let redis = RedisServer::start().await.unwrap();
+    let proxy = SilencingProxy::start(redis.port).await;
+    let fx = Fixture::with_redis(&format!("redis://127.0.0.1:{}", proxy.port)).await;
+    let mut gw = fx.start(&[("NCY_BUS_PROBE_MS", "200")]).await;
+    let room = format!("project:{}", fx.project);
+    let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    ws.until("joined").await;
+    send_project(&mut gw, fx.project, 1).await;
+    ws.messages(&room, 1).await;
+
+    assert_eq!(
+        proxy.silence_subscribers(),
+        1,
+        "one pub/sub connection per instance"
+    );
+    // Published while the subscription is silent: the socket stays open, nothing arrives, until
+    // the probe notices and the gateway reconnects and replays from history.
+    for i in 2..=4 {
+        send_project(&mut gw, fx.project, i).await;
+    }
+    let got = ws.messages(&room, 3).await;
+    let is: Vec<_> = got
+        .iter()
+        .map(|m| m["data"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(is, [2, 3, 4]);
+    send_project(&mut gw, fx.project, 5).await;
+    assert_eq!(ws.messages(&room, 1).await[0]["data"]["i"], 5);
+    gw.stop().await;
+    drop(redis);
+}
