@@ -369,16 +369,15 @@ async fn drain_closes_1012_and_clients_recover_on_another_instance() {
 /// A TCP proxy in front of Redis that can make the connections that subscribed go *silent*: still
 /// open, but nothing from Redis reaches the client any more — what a half-dead proxy or a failover
 /// does to a pub/sub connection. Other connections (the pool) keep working.
+/// Per proxied connection: (has subscribed, is silenced).
+type ConnFlags = Vec<(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+)>;
+
 struct SilencingProxy {
     port: u16,
-    conns: std::sync::Arc<
-        std::sync::Mutex<
-            Vec<(
-                std::sync::Arc<std::sync::atomic::AtomicBool>,
-                std::sync::Arc<std::sync::atomic::AtomicBool>,
-            )>,
-        >,
-    >,
+    conns: std::sync::Arc<std::sync::Mutex<ConnFlags>>,
 }
 
 impl SilencingProxy {
@@ -390,7 +389,7 @@ impl SilencingProxy {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let conns: Arc<Mutex<Vec<(Arc<AtomicBool>, Arc<AtomicBool>)>>> = Arc::default();
+        let conns: Arc<Mutex<ConnFlags>> = Arc::default();
         let registry = conns.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
