@@ -35,6 +35,7 @@ export class RealtimeClient {
     this.onPresence = options.onPresence ?? (() => {});
     this.onStatus = options.onStatus ?? (() => {});
     this.onError = options.onError ?? (() => {});
+    this.onJoined = options.onJoined ?? (() => {});
   }
 
   /** Registers `handler(data, message)` for messages of `event` ('*' for every event). */
@@ -130,6 +131,7 @@ export class RealtimeClient {
         if (!this.positions.has(f.room) || f.recovered === false) {
           this.positions.set(f.room, { offset: f.offset, epoch: f.epoch });
         }
+        this.onJoined(f.room, f);
         break;
       case 'message': {
         const pos = this.positions.get(f.room);
