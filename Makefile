@@ -45,6 +45,8 @@ fmt:
 bench:
 	@bash scripts/bench.sh
 	@bash scripts/bench/jobs.sh
+	@bash scripts/bench/cache.sh
+	@bash scripts/bench/realtime.sh
 
 helm-check:
 	@bash scripts/helm-check.sh

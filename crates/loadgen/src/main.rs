@@ -7,14 +7,17 @@
 //!   layers) and the baseline the cache scenarios are compared with.
 //! - `cache`: the cache gateway's L1-hit, L2-hit, miss→load and invalidation figures (see `cache.rs`).
 //! - `jobs`: the job engine through job-scheduler and a worker (see `jobs.rs`).
+//! - `realtime`: WebSocket fan-out through two realtime gateways (see [`realtime`]).
+
 mod cache;
 mod jobs;
-
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+mod realtime;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,12 +72,15 @@ enum Scenario {
     },
     /// Job engine scenarios through job-scheduler and a worker (see scripts/bench/jobs.sh).
     Jobs(jobs::JobsArgs),
+    /// WebSocket fan-out through two realtime gateways (mirrors the Socket.IO harness).
+    Realtime(realtime::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Jobs(args) => jobs::run(args).await,
+        Scenario::Realtime(args) => realtime::run(args).await,
         Scenario::GrpcHealth {
             addr,
             concurrency,

@@ -2,46 +2,59 @@
 //! presence, recovery after reconnect, fan-out across instances) and `ncy.realtime.v1.RealtimeService`
 //! for internal services.
 //!
-//! This crate is the service shell: settings (including JWT verification keys, checked at start),
-//! boot, gRPC with health and reflection, and drain. The WebSocket protocol and the room bus arrive
-//! with their own issue: until then the WebSocket port answers `501 Not Implemented` and every
-//! RealtimeService RPC answers `UNIMPLEMENTED`, never a fake success.
-use std::future::Future;
+//! Layout: [`settings`] (environment), `auth` (JWT), `protocol` (frames), `ws` (upgrade: Origin,
+//! cap, drain), `connection` (one socket's reader and writer), `hub` (local rooms and fan-out),
+//! `api` (gRPC), `error` (statuses, close codes, error frames), `metrics`. The room bus itself —
+//! publish script, history, subscriber, presence — is the `ncy-bus` crate, shared with publishers
+//! outside the gateway.
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
-use axum::{Json, Router, http::StatusCode};
-use ncy_proto::realtime::v1::realtime_service_server::{RealtimeService, RealtimeServiceServer};
+use ncy_bus::{BusPublisher, History, Presence, Subscriber, SubscriberConfig};
+use ncy_proto::realtime::v1::realtime_service_server::RealtimeServiceServer;
 use ncy_runtime::{LocalAddrs, RuntimeError, ServiceRuntime};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
+mod api;
+mod auth;
+mod connection;
+pub mod error;
+mod gateway;
+mod hub;
+mod metrics;
+mod protocol;
 mod settings;
+mod ws;
 
-pub use settings::{JwtSettings, Settings};
+pub use settings::{JwtSettings, Limits, Settings};
 
 /// Service name in logs, traces and metrics.
 pub const SERVICE: &str = "realtime-gateway";
-
-/// The `RealtimeService` implementation.
-#[derive(Debug, Default)]
-struct RealtimeApi;
-
-#[tonic::async_trait]
-impl RealtimeService for RealtimeApi {}
 
 /// A built, not yet running, realtime gateway.
 pub struct Application {
     runtime: ServiceRuntime,
     ws_listener: TcpListener,
+    settings: Settings,
 }
 
 impl Application {
     /// Binds the gRPC, admin and WebSocket listeners; does not wait for Redis or PostgreSQL.
     pub async fn build(settings: Settings) -> Result<Self, RuntimeError> {
-        let runtime = ServiceRuntime::build(settings.common).await?;
+        let runtime = ServiceRuntime::build(settings.common.clone()).await?;
         let ws_listener = ncy_runtime::service::bind(settings.ws_addr).await?;
         Ok(Self {
             runtime,
             ws_listener,
+            settings,
         })
     }
 
@@ -53,7 +66,8 @@ impl Application {
         }
     }
 
-    /// Serves until `shutdown` completes, then drains within the grace period.
+    /// Serves until `shutdown` completes, then drains within the grace period: sockets get close
+    /// code 1012 ("going away" — reconnect elsewhere and recover from history).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -61,32 +75,119 @@ impl Application {
         let Self {
             runtime,
             ws_listener,
+            settings,
         } = self;
+        metrics::describe();
+        metrics::connections(0);
+        metrics::rooms(0);
+        let limits = settings.limits.clone();
+        let keys = settings.common.redis.keys.clone();
+        let redis = runtime.redis().clone();
+        let db = runtime
+            .postgres()
+            .cloned()
+            .ok_or_else(|| RuntimeError::Postgres("DATABASE_URL is required".into()))?;
+        let url = settings
+            .common
+            .redis
+            .urls()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| settings.common.redis.url.expose_secret().to_owned());
+        let client = redis::Client::open(url).map_err(|e| RuntimeError::Redis(e.to_string()))?;
+        let history = History::new(redis.clone(), keys.clone());
+        let hub = Arc::new(hub::Hub::new(history));
+        let instance_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let stop = runtime.shutdown_token();
-        let not_yet = Router::new().fallback(|| async {
-            (
-                StatusCode::NOT_IMPLEMENTED,
-                Json(serde_json::json!({
-                    "error": "not_implemented",
-                    "message": "the WebSocket protocol is not implemented in this version"
-                })),
-            )
-        });
+        let deliver_hub = hub.clone();
+        let (subscriber, sub_task) = Subscriber::start(
+            client,
+            redis.clone(),
+            keys.clone(),
+            SubscriberConfig {
+                instance_id: instance_id.clone(),
+                probe_interval: limits.bus_probe,
+            },
+            Arc::new(move |m| deliver_hub.deliver(m)),
+            stop.clone(),
+        );
+        hub.set_subscriber(subscriber);
         runtime.spawn(async move {
-            if let Err(e) = axum::serve(ws_listener, not_yet)
-                .with_graceful_shutdown(stop.cancelled_owned())
+            let _ = sub_task.await;
+        });
+        let gw = Arc::new(gateway::Gateway {
+            verifier: auth::Verifier::new(&settings.jwt),
+            frontend_url: settings.frontend_url.clone(),
+            hub: hub.clone(),
+            publisher: BusPublisher::new(redis.clone(), keys.clone())
+                .with_history(limits.history_len, limits.history_ttl)
+                .with_dedup_window(limits.dedup_window),
+            presence: Presence::new(redis.clone(), keys.clone(), limits.presence_ttl),
+            redis,
+            keys,
+            db,
+            membership: gateway::Gateway::membership_cache(limits.membership_cache),
+            instance_id,
+            started_at_ms: chrono::Utc::now().timestamp_millis(),
+            stop: stop.clone(),
+            connections: AtomicUsize::new(0),
+            authenticated: AtomicUsize::new(0),
+            next_conn_id: AtomicU64::new(1),
+            messages_in: AtomicU64::new(0),
+            messages_published: AtomicU64::new(0),
+            slow_client_disconnects: AtomicU64::new(0),
+            limits,
+        });
+        runtime.spawn(presence_heartbeat(gw.clone()));
+        let grace = settings.common.shutdown_grace;
+        let ws_gw = gw.clone();
+        let ws_stop = stop.clone();
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(ws_listener, ws::router(ws_gw.clone()))
+                .with_graceful_shutdown(ws_stop.cancelled_owned())
                 .await
             {
                 tracing::warn!(error = %e, "websocket listener stopped with an error");
             }
+            // Upgraded sockets outlive the HTTP server: wait for them to send 1012 and close.
+            let deadline = tokio::time::Instant::now() + grace;
+            while ws_gw.connections.load(Ordering::Relaxed) > 0
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         });
-        let routes = tonic::service::Routes::new(RealtimeServiceServer::new(RealtimeApi));
+        let api = api::RealtimeApi::new(gw);
+        let routes = tonic::service::Routes::new(RealtimeServiceServer::new(api));
         runtime
             .serve(
                 routes,
-                &[RealtimeServiceServer::<RealtimeApi>::NAME],
+                &[RealtimeServiceServer::<api::RealtimeApi>::NAME],
                 shutdown,
             )
             .await
+    }
+}
+
+/// Refreshes the presence entries of every local membership, a third of the TTL apart.
+async fn presence_heartbeat(gw: Arc<gateway::Gateway>) {
+    let mut tick = tokio::time::interval(gw.limits.presence_ttl / 3);
+    loop {
+        tokio::select! {
+            () = gw.stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let entries: Vec<(String, String, String)> = gw
+            .hub
+            .memberships()
+            .into_iter()
+            .map(|(room, user, id)| (room, user, format!("{}-{id}", gw.instance_id)))
+            .collect();
+        for chunk in entries.chunks(1000) {
+            if let Err(e) = gw.presence.refresh(chunk).await {
+                tracing::debug!(error = %e, "presence heartbeat failed");
+                break;
+            }
+        }
     }
 }

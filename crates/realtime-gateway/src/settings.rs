@@ -4,7 +4,7 @@
 //! The JWT algorithm is pinned by settings (never taken from the token, never `none`). HS256 needs a
 //! `JWT_SECRET` of at least 32 bytes (RFC 7518 §3.2: a key as long as the hash output); RS256 needs a
 //! PEM public key file. A key that does not parse stops the service at start, not at the first login.
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 use ncy_runtime::{CommonSettings, ConfigError, Env, ServiceSpec};
@@ -46,6 +46,79 @@ impl std::fmt::Debug for JwtSettings {
     }
 }
 
+/// Limits and timings of the WebSocket protocol and the room bus.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `NCY_WS_AUTH_TIMEOUT_MS` (10000): a socket not authenticated by then is closed (4001).
+    pub auth_timeout: Duration,
+    /// `NCY_WS_PING_INTERVAL_SECS` (20): how often the server pings each socket.
+    pub ping_interval: Duration,
+    /// `NCY_WS_IDLE_TIMEOUT_SECS` (60): a socket that sent nothing (not even a pong) is closed (4000).
+    pub idle_timeout: Duration,
+    /// `NCY_WS_MAX_FRAME_BYTES` (65536): larger inbound frames close the socket with 1009.
+    pub max_frame_bytes: usize,
+    /// `NCY_WS_OUTBOUND_QUEUE` (1024): frames queued per socket before it counts as slow (4008).
+    pub outbound_queue: usize,
+    /// `NCY_WS_COMMANDS_PER_SEC` (20): client commands per second per socket (burst of the same size).
+    pub commands_per_sec: u32,
+    /// `NCY_WS_MAX_CONNECTIONS` (20000): sockets per instance; more get HTTP 503.
+    pub max_connections: usize,
+    /// `NCY_ROOM_HISTORY_LEN` (100): messages kept per room for recovery.
+    pub history_len: u64,
+    /// `NCY_ROOM_HISTORY_TTL_SECS` (300): a room's history expires this long after its last message.
+    pub history_ttl: Duration,
+    /// `NCY_PRESENCE_TTL_SECS` (60): a presence entry lives this long past its last heartbeat
+    /// (refreshed every third of it).
+    pub presence_ttl: Duration,
+    /// `NCY_BUS_PROBE_MS` (5000): interval of the pub/sub liveness probe.
+    pub bus_probe: Duration,
+    /// `NCY_DEDUP_WINDOW_SECS` (600): how long an idempotency key suppresses repeats.
+    pub dedup_window: Duration,
+    /// `NCY_MAX_DATA_BYTES` (65536): largest `data_json` / `changes_json` accepted over gRPC.
+    pub max_data_bytes: usize,
+    /// `NCY_MEMBERSHIP_CACHE_SECS` (30): how long a project-membership answer is cached.
+    pub membership_cache: Duration,
+}
+
+impl Limits {
+    fn load(env: &Env) -> Result<Self, ConfigError> {
+        let ms = |var: &str, default: u64| -> Result<Duration, ConfigError> {
+            let v: u64 = env.parse_or(var, default, "a whole number of milliseconds")?;
+            if v == 0 {
+                return Err(ConfigError::new(var, "must be at least 1"));
+            }
+            Ok(Duration::from_millis(v))
+        };
+        let count = |var: &str, default: u64| -> Result<u64, ConfigError> {
+            let v: u64 = env.parse_or(var, default, "a positive whole number")?;
+            if v == 0 {
+                return Err(ConfigError::new(var, "must be at least 1"));
+            }
+            Ok(v)
+        };
+        let size = |var: &str, default: u64| -> Result<usize, ConfigError> {
+            usize::try_from(count(var, default)?).map_err(|_| ConfigError::new(var, "too large"))
+        };
+        Ok(Self {
+            auth_timeout: ms("NCY_WS_AUTH_TIMEOUT_MS", 10_000)?,
+            ping_interval: env.secs_or("NCY_WS_PING_INTERVAL_SECS", 20, 3600)?,
+            idle_timeout: env.secs_or("NCY_WS_IDLE_TIMEOUT_SECS", 60, 3600)?,
+            max_frame_bytes: size("NCY_WS_MAX_FRAME_BYTES", 65_536)?,
+            outbound_queue: size("NCY_WS_OUTBOUND_QUEUE", 1024)?,
+            commands_per_sec: u32::try_from(count("NCY_WS_COMMANDS_PER_SEC", 20)?)
+                .map_err(|_| ConfigError::new("NCY_WS_COMMANDS_PER_SEC", "too large"))?,
+            max_connections: size("NCY_WS_MAX_CONNECTIONS", 20_000)?,
+            history_len: count("NCY_ROOM_HISTORY_LEN", 100)?,
+            history_ttl: env.secs_or("NCY_ROOM_HISTORY_TTL_SECS", 300, 7 * 86_400)?,
+            presence_ttl: env.secs_or("NCY_PRESENCE_TTL_SECS", 60, 86_400)?,
+            bus_probe: ms("NCY_BUS_PROBE_MS", 5_000)?,
+            dedup_window: env.secs_or("NCY_DEDUP_WINDOW_SECS", 600, 86_400)?,
+            max_data_bytes: size("NCY_MAX_DATA_BYTES", 65_536)?,
+            membership_cache: env.secs_or("NCY_MEMBERSHIP_CACHE_SECS", 30, 3600)?,
+        })
+    }
+}
+
 /// Settings of the realtime gateway.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -57,6 +130,8 @@ pub struct Settings {
     pub frontend_url: String,
     /// Token verification.
     pub jwt: JwtSettings,
+    /// Protocol limits and bus timings.
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -77,6 +152,7 @@ impl Settings {
             ws_addr: env.addr_or("NCY_WS_ADDR", "0.0.0.0:8080")?,
             frontend_url: frontend_url.trim_end_matches('/').to_owned(),
             jwt: load_jwt(env)?,
+            limits: Limits::load(env)?,
         })
     }
 }
@@ -154,6 +230,8 @@ mod tests {
         let s = Settings::load(&env(&[])).expect("valid");
         assert_eq!(s.jwt.algorithm, Algorithm::HS256);
         assert_eq!(s.frontend_url, "http://localhost:3000");
+        assert_eq!(s.limits.max_frame_bytes, 65_536);
+        assert_eq!(s.limits.auth_timeout, Duration::from_secs(10));
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
     }
 
@@ -176,6 +254,12 @@ mod tests {
             let err = Settings::load(&env(extra)).expect_err(var);
             assert_eq!(err.var, var, "{err}");
         }
+        assert_eq!(
+            Settings::load(&env(&[("NCY_WS_OUTBOUND_QUEUE", "0")]))
+                .expect_err("queue")
+                .var,
+            "NCY_WS_OUTBOUND_QUEUE"
+        );
         assert_eq!(
             Settings::load(&env(&[("FRONTEND_URL", "localhost")]))
                 .expect_err("origin")

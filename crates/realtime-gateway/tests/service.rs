@@ -1,5 +1,5 @@
 //! The realtime gateway through its public interfaces: gRPC health and reflection, the admin port,
-//! `UNIMPLEMENTED` for RPCs not built yet, the WebSocket port's honest 501, the drain, and the
+//! Stats, the WebSocket port refusing non-upgrade requests, metrics, the drain, and the
 //! binary's configuration errors (a missing JWT secret) and SIGTERM.
 use std::time::Duration;
 
@@ -29,13 +29,18 @@ async fn serves_health_reflection_and_admin_then_drains() -> anyhow::Result<()> 
 
     ncy_testkit::assert_service_basics(addrs, &[SERVICE_NAME]).await;
     let mut client = RealtimeServiceClient::connect(format!("http://{}", addrs.grpc)).await?;
-    let err = client
-        .stats(StatsRequest::default())
-        .await
-        .expect_err("not built yet");
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    let stats = client.stats(StatsRequest::default()).await?.into_inner();
+    assert_eq!(stats.connections, 0);
+    assert!(!stats.draining);
+    // A plain GET (no upgrade) on /ws is refused; other paths are 404.
     let (code, body) = ncy_testkit::http_get(ws, "/ws").await?;
-    assert_eq!(code, 501, "{body}");
+    assert!((400..500).contains(&code), "{code} {body}");
+    assert_eq!(ncy_testkit::http_get(ws, "/other").await?.0, 404);
+    let (code, js) = ncy_testkit::http_get(ws, "/client.js").await?;
+    assert_eq!(code, 200);
+    assert!(js.contains("export class RealtimeClient"), "{js}");
+    let (_, metrics) = ncy_testkit::http_get(addrs.admin, "/metrics").await?;
+    assert!(metrics.contains("ncy_realtime"), "{metrics}");
 
     running
         .stop(Duration::from_secs(10))

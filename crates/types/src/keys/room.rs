@@ -22,6 +22,18 @@ impl KeySpace {
             tag: format!("{{{}:room:{room_name}}}", self.prefix()),
         }
     }
+
+    /// Pub/sub channel a gateway instance publishes its own liveness probe on (and expects it back
+    /// on its subscription connection): `<p>:bus:probe:<instance>`.
+    pub fn bus_probe(&self, instance: &str) -> String {
+        format!("{}:bus:probe:{instance}", self.prefix())
+    }
+
+    /// Hash of announced user statuses (user id → `online`/`away`/`busy`/`offline`), read by
+    /// presence: `<p>:realtime:user_status`.
+    pub fn user_status(&self) -> String {
+        format!("{}:realtime:user_status", self.prefix())
+    }
 }
 
 impl RoomKeys {
@@ -80,6 +92,8 @@ mod tests {
         assert_eq!(r.channel(), "{ncy:room:project:p1}:channel");
         assert_eq!(r.presence(), "{ncy:room:project:p1}:presence");
         assert_eq!(r.dedup("k1"), "{ncy:room:project:p1}:dedup:k1");
+        assert_eq!(ks().bus_probe("i1"), "ncy:bus:probe:i1");
+        assert_eq!(ks().user_status(), "ncy:realtime:user_status");
     }
 
     #[test]

@@ -1,0 +1,169 @@
+// ncy-realtime.js — browser client for the NCY realtime gateway (`/ws`). ES module, no dependencies.
+// Also served by every gateway at `/client.js`.
+//
+//   import { RealtimeClient } from '/client.js';
+//   const rt = new RealtimeClient('wss://rt.example.com/ws', { getToken: async () => fetchJwt() });
+//   rt.on('task_updated', (data, msg) => render(data));
+//   rt.onRecoveryFailed = (room) => reloadStateOf(room);   // history no longer covers the gap
+//   rt.connect();
+//   rt.joinProject(projectId);
+//
+// What it does for the app:
+// - authenticates with `getToken()` on every (re)connect and refreshes the token before `exp`;
+// - remembers the last (offset, epoch) of every room and, after a reconnect, asks for what was
+//   missed (`since`), so messages published meanwhile arrive in order, once;
+// - reconnects with jittered exponential backoff (1012 going away, 4008 slow consumer, network
+//   errors, token expiry); it stops on 4003 (authentication failed) until `connect()` is called again.
+
+const NO_RETRY = new Set([4003]);
+
+export class RealtimeClient {
+  constructor(url, options = {}) {
+    this.url = url;
+    this.getToken = options.getToken ?? (async () => null);
+    this.minDelay = options.minDelayMs ?? 500;
+    this.maxDelay = options.maxDelayMs ?? 15000;
+    this.handlers = new Map();
+    this.positions = new Map(); // room -> {offset, epoch}
+    this.projects = new Set();
+    this.pending = [];
+    this.attempt = 0;
+    this.ws = null;
+    this.userId = null;
+    this.stopped = true;
+    this.onRecoveryFailed = options.onRecoveryFailed ?? (() => {});
+    this.onPresence = options.onPresence ?? (() => {});
+    this.onStatus = options.onStatus ?? (() => {});
+    this.onError = options.onError ?? (() => {});
+    this.onJoined = options.onJoined ?? (() => {});
+  }
+
+  /** Registers `handler(data, message)` for messages of `event` ('*' for every event). */
+  on(event, handler) {
+    if (!this.handlers.has(event)) this.handlers.set(event, new Set());
+    this.handlers.get(event).add(handler);
+    return () => this.handlers.get(event)?.delete(handler);
+  }
+
+  connect() {
+    this.stopped = false;
+    this.open();
+  }
+
+  close() {
+    this.stopped = true;
+    clearTimeout(this.refreshTimer);
+    clearTimeout(this.retryTimer);
+    this.ws?.close(1000, 'bye');
+  }
+
+  joinProject(projectId) {
+    this.projects.add(projectId);
+    this.sendJoin(projectId);
+  }
+
+  leaveProject(projectId) {
+    this.projects.delete(projectId);
+    this.positions.delete(`project:${projectId}`);
+    this.send({ type: 'leave_project', projectId });
+  }
+
+  /** Asks who is online in a joined room; the answer goes to `onPresence(room, users)`. */
+  presence(room) {
+    this.send({ type: 'presence', room });
+  }
+
+  // -- internals ---------------------------------------------------------------------------------
+
+  send(frame) {
+    if (this.ws?.readyState === 1 && this.userId) this.ws.send(JSON.stringify(frame));
+    else this.pending.push(frame);
+  }
+
+  sendJoin(projectId) {
+    const since = this.positions.get(`project:${projectId}`);
+    this.send({ type: 'join_project', projectId, ...(since ? { since } : {}) });
+  }
+
+  async open() {
+    const token = await this.getToken();
+    if (this.stopped) return;
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    this.userId = null;
+    this.onStatus('connecting');
+    ws.onopen = () => {
+      const since = {};
+      for (const [room, pos] of this.positions) if (!room.startsWith('project:')) since[room] = pos;
+      ws.send(JSON.stringify({ type: 'authenticate', token, since }));
+    };
+    ws.onmessage = (ev) => {
+      let f;
+      try { f = JSON.parse(ev.data); } catch { return; }
+      this.dispatch(f);
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.userId = null;
+      clearTimeout(this.refreshTimer);
+      this.onStatus('disconnected', ev.code, ev.reason);
+      if (this.stopped || NO_RETRY.has(ev.code)) return;
+      const cap = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt++);
+      const delay = cap / 2 + Math.random() * (cap / 2); // jitter: spread reconnect storms
+      this.retryTimer = setTimeout(() => this.open(), delay);
+    };
+  }
+
+  dispatch(f) {
+    switch (f.type) {
+      case 'authenticated': {
+        this.userId = f.userId;
+        this.attempt = 0;
+        this.scheduleRefresh(f.exp);
+        this.onStatus('connected');
+        for (const p of this.projects) this.sendJoin(p);
+        const queued = this.pending.splice(0);
+        for (const q of queued) if (q.type !== 'join_project') this.send(q);
+        break;
+      }
+      case 'joined':
+        if (f.recovered === false) this.onRecoveryFailed(f.room);
+        if (!this.positions.has(f.room) || f.recovered === false) {
+          this.positions.set(f.room, { offset: f.offset, epoch: f.epoch });
+        }
+        this.onJoined(f.room, f);
+        break;
+      case 'message': {
+        const pos = this.positions.get(f.room);
+        if (pos && pos.epoch === f.epoch && f.offset <= pos.offset) return; // already seen
+        this.positions.set(f.room, { offset: f.offset, epoch: f.epoch });
+        for (const key of [f.event, '*']) {
+          for (const h of this.handlers.get(key) ?? []) h(f.data, f);
+        }
+        break;
+      }
+      case 'presence':
+        this.onPresence(f.room, f.users);
+        break;
+      case 'refreshed':
+        this.scheduleRefresh(f.exp);
+        break;
+      case 'authentication_failed':
+      case 'error':
+        this.onError(f);
+        break;
+      default:
+        break;
+    }
+  }
+
+  scheduleRefresh(exp) {
+    clearTimeout(this.refreshTimer);
+    if (!exp) return;
+    const ms = Math.max(1000, exp * 1000 - Date.now() - 30000);
+    this.refreshTimer = setTimeout(async () => {
+      const token = await this.getToken();
+      if (token && this.ws?.readyState === 1) this.ws.send(JSON.stringify({ type: 'refresh', token }));
+    }, ms);
+  }
+}

@@ -1,0 +1,109 @@
+//! The HTTP side of the WebSocket listener: `GET /ws` upgrades (after the Origin check, the
+//! connection cap and the drain check), `GET /client.js` serves the browser client, everything
+//! else is 404.
+//!
+//! Origin: browsers always send one, and it must equal `FRONTEND_URL`; a request without Origin is a
+//! non-browser client (service, load test) and is allowed — it still has to authenticate.
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::Ordering},
+};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State, WebSocketUpgrade},
+    http::{HeaderMap, StatusCode, header::ORIGIN},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+
+use crate::{connection, gateway::Gateway, metrics};
+
+/// The router of the WebSocket listener.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/client.js", get(client_js))
+        .fallback(|| async { refuse(StatusCode::NOT_FOUND, "not_found", "use /ws") })
+        .with_state(gw)
+}
+
+/// The browser client (clients/js), compiled in so every instance serves the matching version.
+const CLIENT_JS: &str = include_str!("../../../clients/js/ncy-realtime.js");
+
+async fn client_js() -> Response {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        CLIENT_JS,
+    )
+        .into_response()
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"error": code, "message": message}))).into_response()
+}
+
+/// Decrements the connection count when the socket (or a failed upgrade) ends.
+struct Slot(Arc<Gateway>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let n = self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        metrics::connections(n.saturating_sub(1));
+    }
+}
+
+async fn upgrade(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if gw.stop.is_cancelled() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "reconnect to another instance",
+        );
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let ok = origin
+            .to_str()
+            .is_ok_and(|o| o.trim_end_matches('/') == gw.frontend_url);
+        if !ok {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "origin not allowed",
+            );
+        }
+    }
+    let n = gw.connections.fetch_add(1, Ordering::Relaxed);
+    let slot = Slot(gw.clone());
+    if n >= gw.limits.max_connections {
+        drop(slot);
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "connection limit of this instance reached",
+        );
+    }
+    metrics::connections(n + 1);
+    let token = query.get("token").cloned();
+    let max = gw.limits.max_frame_bytes;
+    ws.max_frame_size(max)
+        .max_message_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(16 * 1024)
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            connection::serve(gw, socket, token).await;
+        })
+}

@@ -1,0 +1,491 @@
+//! Delivery across instances and through failures: two gateways on one Redis, subscriptions only
+//! for rooms with local members, recovery after a disconnect (hit and miss), no duplicates or
+//! reordering while recovering under load, a lost pub/sub connection replayed from history, a
+//! Redis restart, a slow consumer cut off while others keep receiving, and the drain (1012).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Fixture, WAIT, Ws, send_project};
+use ncy_proto::realtime::v1 as pb;
+use ncy_testkit::{RedisServer, assert_eventually};
+use serde_json::json;
+
+async fn numsub(redis_url: &str, channel: &str) -> i64 {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async::<Vec<(String, i64)>>(&mut c)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    n
+}
+
+fn channel(fx: &Fixture) -> String {
+    ncy_types::KeySpace::new(&fx.prefix)
+        .unwrap()
+        .room(&format!("project:{}", fx.project))
+        .channel()
+}
+
+#[tokio::test]
+async fn a_message_sent_on_one_instance_reaches_a_client_on_the_other_and_only_members_subscribe() {
+    let fx = Fixture::new().await;
+    let gw1 = fx.start(&[]).await;
+    let mut gw2 = fx.start(&[]).await;
+    let room = format!("project:{}", fx.project);
+    assert_eq!(numsub(&fx.redis_url, &channel(&fx)).await, 0);
+    let mut ws = Ws::authed(gw1.ws(), &fx.token()).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    ws.until("joined").await;
+    // Only gw1 has a member: exactly one subscription to the room's channel.
+    assert_eq!(numsub(&fx.redis_url, &channel(&fx)).await, 1);
+    for i in 1..=3 {
+        send_project(&mut gw2, fx.project, i).await;
+    }
+    let got = ws.messages(&room, 3).await;
+    let is: Vec<_> = got
+        .iter()
+        .map(|m| m["data"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(is, [1, 2, 3]);
+    let offsets: Vec<_> = got.iter().map(|m| m["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, [1, 2, 3]);
+    ws.send(json!({"type": "leave_project", "projectId": fx.project}))
+        .await;
+    ws.until("left").await;
+    let url = fx.redis_url.clone();
+    let ch = channel(&fx);
+    assert_eventually("room unsubscribed after its last member left", WAIT, || {
+        let (url, ch) = (url.clone(), ch.clone());
+        async move { numsub(&url, &ch).await == 0 }
+    })
+    .await;
+    gw1.stop().await;
+    gw2.stop().await;
+}
+
+#[tokio::test]
+async fn recovery_after_a_disconnect_hit_and_miss() {
+    let fx = Fixture::new().await;
+    let mut gw = fx.start(&[]).await;
+    let room = format!("project:{}", fx.project);
+    let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    ws.until("joined").await;
+    for i in 1..=3 {
+        send_project(&mut gw, fx.project, i).await;
+    }
+    let seen = ws.messages(&room, 3).await;
+    let epoch = seen[2]["epoch"].as_str().unwrap().to_owned();
+    drop(ws);
+    for i in 4..=6 {
+        send_project(&mut gw, fx.project, i).await;
+    }
+    let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project,
+                   "since": {"offset": 3, "epoch": epoch}}))
+        .await;
+    let joined = ws.until("joined").await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    send_project(&mut gw, fx.project, 7).await;
+    let got = ws.messages(&room, 4).await;
+    let offsets: Vec<_> = got.iter().map(|m| m["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, [4, 5, 6, 7]);
+
+    let mut other = Ws::authed(gw.ws(), &fx.token()).await;
+    other
+        .send(json!({"type": "join_project", "projectId": fx.project,
+                     "since": {"offset": 3, "epoch": "not-the-epoch"}}))
+        .await;
+    let joined = other.until("joined").await;
+    assert_eq!(joined["recovered"], false, "{joined}");
+    assert_eq!(joined["offset"], 7);
+    send_project(&mut gw, fx.project, 8).await;
+    assert_eq!(other.messages(&room, 1).await[0]["offset"], 8);
+    let stats = gw
+        .grpc
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((stats.recovery_hits, stats.recovery_misses), (1, 1));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn recovering_while_messages_flow_gives_each_offset_once_in_order() {
+    let fx = Fixture::new().await;
+    let gw = fx.start(&[]).await;
+    let room = format!("project:{}", fx.project);
+    let mut first = gw.grpc.clone();
+    let epoch = first
+        .send_to_project(pb::SendToProjectRequest {
+            project_id: fx.project.to_string(),
+            event: "tick".into(),
+            data_json: "0".into(),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .delivery
+        .unwrap()
+        .epoch;
+    let total = 150u64;
+    let mut grpc = gw.grpc.clone();
+    let project = fx.project;
+    let publisher = tokio::spawn(async move {
+        for i in 2..=total {
+            grpc.send_to_project(pb::SendToProjectRequest {
+                project_id: project.to_string(),
+                event: "tick".into(),
+                data_json: i.to_string(),
+                idempotency_key: String::new(),
+            })
+            .await
+            .unwrap();
+        }
+    });
+    let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project,
+                   "since": {"offset": 1, "epoch": epoch}}))
+        .await;
+    assert_eq!(ws.until("joined").await["recovered"], true);
+    let got = ws
+        .messages(&room, usize::try_from(total - 1).unwrap())
+        .await;
+    let offsets: Vec<u64> = got.iter().map(|m| m["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, (2..=total).collect::<Vec<_>>());
+    publisher.await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_subscription_is_restored_and_missed_messages_replayed() {
+    let mut redis = RedisServer::start().await.unwrap();
+    let fx = Fixture::with_redis(&redis.url()).await;
+    let mut gw = fx.start(&[]).await;
+    let room = format!("project:{}", fx.project);
+    let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    ws.until("joined").await;
+    send_project(&mut gw, fx.project, 1).await;
+    ws.messages(&room, 1).await;
+
+    // Kill the gateway's pub/sub connection and keep it from reconnecting (no free client slot)
+    // while three messages are published on the pooled connections.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(1)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let clients: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let connected = clients
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(&connected)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let grpc = gw.grpc.clone();
+    assert_eventually("bus reports the lost subscription", WAIT, || {
+        let mut grpc = grpc.clone();
+        async move {
+            !grpc
+                .stats(pb::StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .bus_connected
+        }
+    })
+    .await;
+    for i in 2..=4 {
+        send_project(&mut gw, fx.project, i).await;
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(10_000)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let got = ws.messages(&room, 3).await;
+    let is: Vec<_> = got
+        .iter()
+        .map(|m| m["data"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(is, [2, 3, 4], "missed messages replayed in order");
+    assert_eventually("bus reports the subscription restored", WAIT, || {
+        let mut grpc = grpc.clone();
+        async move {
+            grpc.stats(pb::StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .bus_connected
+        }
+    })
+    .await;
+
+    // Redis itself restarts (data lost): delivery resumes under a new epoch.
+    redis.stop();
+    redis.resume().await.unwrap();
+    assert_eventually("publish works again after the restart", WAIT, || {
+        let mut grpc = grpc.clone();
+        let project = fx.project;
+        async move {
+            grpc.send_to_project(pb::SendToProjectRequest {
+                project_id: project.to_string(),
+                event: "tick".into(),
+                data_json: "100".into(),
+                idempotency_key: String::new(),
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await;
+    let m = ws.messages(&room, 1).await.remove(0);
+    assert_eq!(m["data"], 100);
+    assert_ne!(
+        m["epoch"], got[0]["epoch"],
+        "new epoch after Redis lost its data"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_client_is_closed_4008_while_others_keep_receiving() {
+    let fx = Fixture::new().await;
+    let mut gw = fx
+        .start(&[
+            ("NCY_WS_OUTBOUND_QUEUE", "4"),
+            ("NCY_MAX_DATA_BYTES", "200000"),
+        ])
+        .await;
+    let room = format!("project:{}", fx.project);
+    let mut slow = Ws::authed(gw.ws(), &fx.token()).await;
+    slow.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    slow.until("joined").await;
+    let mut fast = Ws::authed(gw.ws(), &fx.token()).await;
+    fast.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    fast.until("joined").await;
+    let big = json!({"pad": "y".repeat(100_000)}).to_string();
+    let count = 150;
+    let mut grpc = gw.grpc.clone();
+    let project = fx.project;
+    let publisher = tokio::spawn(async move {
+        for _ in 0..count {
+            grpc.send_to_project(pb::SendToProjectRequest {
+                project_id: project.to_string(),
+                event: "big".into(),
+                data_json: big.clone(),
+                idempotency_key: String::new(),
+            })
+            .await
+            .unwrap();
+        }
+    });
+    let got = fast.messages(&room, count).await;
+    assert_eq!(got.len(), count);
+    publisher.await.unwrap();
+    let grpc = gw.grpc.clone();
+    assert_eventually("the slow client was cut off", WAIT, || {
+        let mut grpc = grpc.clone();
+        async move {
+            grpc.stats(pb::StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .slow_client_disconnects
+                == 1
+        }
+    })
+    .await;
+    assert_eq!(slow.close_code().await, Some(4008));
+    send_project(&mut gw, fx.project, 1).await;
+    assert_eq!(fast.until("message").await["event"], "tick");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn drain_closes_1012_and_clients_recover_on_another_instance() {
+    let fx = Fixture::new().await;
+    let mut gw1 = fx.start(&[]).await;
+    let mut gw2 = fx.start(&[]).await;
+    let room = format!("project:{}", fx.project);
+    let mut ws = Ws::authed(gw1.ws(), &fx.token()).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    ws.until("joined").await;
+    send_project(&mut gw1, fx.project, 1).await;
+    let last = ws.messages(&room, 1).await.remove(0);
+    let stopping = tokio::spawn(gw1.running.stop(std::time::Duration::from_secs(15)));
+    assert_eq!(ws.close_code().await, Some(1012));
+    stopping.await.unwrap().unwrap();
+    send_project(&mut gw2, fx.project, 2).await;
+    let mut ws = Ws::authed(gw2.ws(), &fx.token()).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project,
+                   "since": {"offset": last["offset"], "epoch": last["epoch"]}}))
+        .await;
+    assert_eq!(ws.until("joined").await["recovered"], true);
+    assert_eq!(ws.messages(&room, 1).await[0]["data"]["i"], 2);
+    gw2.stop().await;
+}
+
+/// A TCP proxy in front of Redis that can make the connections that subscribed go *silent*: still
+/// open, but nothing from Redis reaches the client any more — what a half-dead proxy or a failover
+/// does to a pub/sub connection. Other connections (the pool) keep working.
+/// Per proxied connection: (has subscribed, is silenced).
+type ConnFlags = Vec<(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+)>;
+
+struct SilencingProxy {
+    port: u16,
+    conns: std::sync::Arc<std::sync::Mutex<ConnFlags>>,
+}
+
+impl SilencingProxy {
+    async fn start(target: u16) -> Self {
+        use std::sync::{
+            Arc, Mutex,
+            atomic::{AtomicBool, Ordering},
+        };
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns: Arc<Mutex<ConnFlags>> = Arc::default();
+        let registry = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let (subscriber, silent) = (
+                    Arc::new(AtomicBool::new(false)),
+                    Arc::new(AtomicBool::new(false)),
+                );
+                registry
+                    .lock()
+                    .unwrap()
+                    .push((subscriber.clone(), silent.clone()));
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        if buf[..n]
+                            .windows(9)
+                            .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
+                        {
+                            subscriber.store(true, Ordering::Relaxed);
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if silent.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, conns }
+    }
+
+    /// Silences every connection that has subscribed so far; returns how many.
+    fn silence_subscribers(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        let conns = self.conns.lock().unwrap();
+        let mut n = 0;
+        for (subscriber, silent) in conns.iter() {
+            if subscriber.load(Ordering::Relaxed) {
+                silent.store(true, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[tokio::test]
+async fn a_silent_subscription_is_detected_by_the_probe_and_replayed() {
+    let redis = RedisServer::start().await.unwrap();
+    let proxy = SilencingProxy::start(redis.port).await;
+    let fx = Fixture::with_redis(&format!("redis://127.0.0.1:{}", proxy.port)).await;
+    let mut gw = fx.start(&[("NCY_BUS_PROBE_MS", "200")]).await;
+    let room = format!("project:{}", fx.project);
+    let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
+    ws.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    ws.until("joined").await;
+    send_project(&mut gw, fx.project, 1).await;
+    ws.messages(&room, 1).await;
+
+    assert_eq!(
+        proxy.silence_subscribers(),
+        1,
+        "one pub/sub connection per instance"
+    );
+    // Published while the subscription is silent: the socket stays open, nothing arrives, until
+    // the probe notices and the gateway reconnects and replays from history.
+    for i in 2..=4 {
+        send_project(&mut gw, fx.project, i).await;
+    }
+    let got = ws.messages(&room, 3).await;
+    let is: Vec<_> = got
+        .iter()
+        .map(|m| m["data"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(is, [2, 3, 4]);
+    send_project(&mut gw, fx.project, 5).await;
+    assert_eq!(ws.messages(&room, 1).await[0]["data"]["i"], 5);
+    gw.stop().await;
+    drop(redis);
+}
