@@ -129,6 +129,30 @@ async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_lette
         }
     })
     .await;
+    // The alert also went to the recipient's realtime room (its history is what a browser recovers).
+    let prefix = env
+        .env
+        .iter()
+        .find(|(k, _)| k == "NCY_REDIS_PREFIX")
+        .map(|(_, v)| v.clone())
+        .expect("service_env sets a prefix");
+    let history = ncy_types::KeySpace::new(prefix)?
+        .room(&format!("user:{admin}"))
+        .history();
+    let mut redis = redis::Client::open(ncy_testkit::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let entries: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(&history)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(entries.len(), 1, "one job_dead_letter message in {history}");
+    assert!(
+        format!("{entries:?}").contains("job_dead_letter"),
+        "{entries:?}"
+    );
 
     let retried = c
         .retry_dead_letter(pb::RetryDeadLetterRequest {

@@ -2,10 +2,12 @@
 //! (PostgreSQL) for each configured alert recipient. The event on the queue's events stream and
 //! pub/sub channel is written by the fail script itself (atomically with the move).
 //!
-//! Everything an alert does lives in [`dead_letter`], so the realtime message (through the realtime
-//! bus crate) is a one-line addition there.
+//! Each recipient also gets a `job_dead_letter` realtime message in their `user:<id>` room through the
+//! room bus, so an open dashboard shows the alert at once (and a reconnecting one recovers it).
+use ncy_bus::BusPublisher;
 use ncy_queue::FetchedJob;
 use ncy_types::jobs::QueueName;
+use ncy_types::realtime::Room;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -16,6 +18,8 @@ pub struct Alerts {
     pub postgres: Option<PgPool>,
     /// `NCY_WORKER_ALERT_USER_IDS`: users that get a notification row per dead letter.
     pub recipients: Vec<Uuid>,
+    /// Publishes the realtime message of the alert.
+    pub bus: BusPublisher,
 }
 
 /// Raises the alert for a job that just became a dead letter.
@@ -35,7 +39,6 @@ pub async fn dead_letter(
         error,
         "job moved to the dead-letter queue"
     );
-    let Some(pg) = &alerts.postgres else { return };
     let message = format!(
         "Job {} ({}) on queue {} failed for good after {} attempt(s): {}",
         job.id, job.job_type, queue, job.attempt, error
@@ -49,6 +52,15 @@ pub async fn dead_letter(
         "attemptsMade": job.attempt,
     });
     for user in &alerts.recipients {
+        let data = json!({ "message": message, "metadata": metadata });
+        if let Err(e) = alerts
+            .bus
+            .publish(&Room::user(*user), "job_dead_letter", &data)
+            .await
+        {
+            tracing::warn!(user_id = %user, error = %e, "cannot publish the dead-letter alert");
+        }
+        let Some(pg) = &alerts.postgres else { continue };
         let inserted = sqlx::query(
             "INSERT INTO notifications (user_id, type, message, metadata) VALUES ($1, $2, $3, $4)",
         )

@@ -164,6 +164,10 @@ impl Application {
         let alerts = Alerts {
             postgres: runtime.postgres().cloned(),
             recipients: settings.alert_user_ids.clone(),
+            bus: ncy_bus::BusPublisher::new(
+                runtime.redis().clone(),
+                settings.common.redis.keys.clone(),
+            ),
         };
         let visibility = settings.engine.visibility_timeout;
         for queue in &settings.queues {
