@@ -6,6 +6,8 @@
 //! (on Kubernetes) apply the schema, so replicas starting together never race on DDL.
 use sqlx::PgPool;
 
+pub mod notifications;
+
 /// The embedded migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -1,25 +1,25 @@
-//! The dead-letter alert: when a job fails for good, an error log line, and a `notifications` row
-//! (PostgreSQL) for each configured alert recipient. The event on the queue's events stream and
-//! pub/sub channel is written by the fail script itself (atomically with the move).
-//!
-//! Each recipient also gets a `job_dead_letter` realtime message in their `user:<id>` room through the
-//! room bus, so an open dashboard shows the alert at once (and a reconnecting one recovers it).
-use ncy_bus::BusPublisher;
+//! The dead-letter alert: when a job fails for good, an error log line, and for each configured
+//! alert recipient a `job_dead_letter` notification ([`crate::notify`]: a `notifications` row plus a
+//! realtime message in their `user:<id>` room, so an open dashboard shows it at once). The event on
+//! the queue's events stream and pub/sub channel is written by the fail script itself (atomically
+//! with the move).
 use ncy_queue::FetchedJob;
 use ncy_types::jobs::QueueName;
-use ncy_types::realtime::Room;
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::notify::Notifier;
+
+/// The notification type (and realtime event) of a dead-letter alert.
+pub const DEAD_LETTER_EVENT: &str = "job_dead_letter";
 
 /// Who is told and through what.
 #[derive(Clone, Debug)]
 pub struct Alerts {
-    pub postgres: Option<PgPool>,
-    /// `NCY_WORKER_ALERT_USER_IDS`: users that get a notification row per dead letter.
+    /// `NCY_WORKER_ALERT_USER_IDS`: users that get a notification per dead letter.
     pub recipients: Vec<Uuid>,
-    /// Publishes the realtime message of the alert.
-    pub bus: BusPublisher,
+    /// Writes the rows and publishes the realtime messages.
+    pub notifier: Notifier,
 }
 
 /// Raises the alert for a job that just became a dead letter.
@@ -52,26 +52,22 @@ pub async fn dead_letter(
         "attemptsMade": job.attempt,
     });
     for user in &alerts.recipients {
-        let data = json!({ "message": message, "metadata": metadata });
-        if let Err(e) = alerts
-            .bus
-            .publish(&Room::user(*user), "job_dead_letter", &data)
-            .await
-        {
-            tracing::warn!(user_id = %user, error = %e, "cannot publish the dead-letter alert");
-        }
-        let Some(pg) = &alerts.postgres else { continue };
-        let inserted = sqlx::query(
-            "INSERT INTO notifications (user_id, type, message, metadata) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(user)
-        .bind("job_dead_letter")
-        .bind(&message)
-        .bind(&metadata)
-        .execute(pg)
-        .await;
-        if let Err(e) = inserted {
+        let written = alerts
+            .notifier
+            .notify(
+                DEAD_LETTER_EVENT,
+                *user,
+                DEAD_LETTER_EVENT,
+                &message,
+                &metadata,
+            )
+            .await;
+        if let Err(e) = written {
+            // No row (no database, or it is down): the realtime message is all we can send.
             tracing::warn!(user_id = %user, error = %e, "cannot write the dead-letter notification");
+            let data =
+                json!({ "type": DEAD_LETTER_EVENT, "message": message, "metadata": metadata });
+            alerts.notifier.push(*user, DEAD_LETTER_EVENT, &data).await;
         }
     }
 }

