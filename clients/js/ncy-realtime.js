@@ -68,6 +68,22 @@ export class RealtimeClient {
     this.send({ type: 'leave_project', projectId });
   }
 
+  /**
+   * Follows a job this user owns (enqueued with its `ownerUserId`): `onProgress(percent, message)`,
+   * then `onCompleted(result)` or `onFailed(error, willRetry)` / `onCancelled()`. The worker sends
+   * these to the owner's own room, so nothing needs joining, and a reconnect recovers missed ones.
+   * Returns a function that stops following.
+   */
+  watchJob(jobId, { onProgress, onCompleted, onFailed, onCancelled } = {}) {
+    const offs = [
+      ['job_progress', (d) => onProgress?.(d.progress, d.message, d)],
+      ['job_completed', (d) => onCompleted?.(d.result, d)],
+      ['job_failed', (d) => onFailed?.(d.error, d.willRetry, d)],
+      ['job_cancelled', (d) => onCancelled?.(d)],
+    ].map(([event, fn]) => this.on(event, (d) => { if (d.jobId === jobId) fn(d); }));
+    return () => offs.forEach((off) => off());
+  }
+
   /** Asks who is online in a joined room; the answer goes to `onPresence(room, users)`. */
   presence(room) {
     this.send({ type: 'presence', room });

@@ -14,6 +14,7 @@ use ncy_runtime::{
 use ncy_types::jobs::QueueName;
 
 pub mod alerts;
+pub mod job_updates;
 pub mod notify;
 pub mod processors;
 pub mod runner;
@@ -175,7 +176,13 @@ impl Application {
         let stop = runtime.shutdown_token();
         let alerts = Alerts {
             recipients: settings.alert_user_ids.clone(),
-            notifier,
+            notifier: notifier.clone(),
+        };
+        let sinks = runner::Sinks {
+            alerts,
+            updates: job_updates::JobUpdates {
+                bus: notifier.bus.clone(),
+            },
         };
         let visibility = settings.engine.visibility_timeout;
         for queue in &settings.queues {
@@ -189,10 +196,10 @@ impl Application {
                 heartbeat: settings.heartbeat,
                 reclaim_every: visibility / 2,
             };
-            let (eng, registry, alerts, halt) = (
+            let (eng, registry, sinks, halt) = (
                 engine.clone(),
                 registry.clone(),
-                alerts.clone(),
+                sinks.clone(),
                 stop.clone(),
             );
             runtime.spawn(async move {
@@ -205,7 +212,7 @@ impl Application {
                         () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
-                runner::run(engine, registry, alerts, cfg, stop).await;
+                runner::run(engine, registry, sinks, cfg, stop).await;
             });
             runtime.spawn(engine.clone().run_promoter(
                 queue,

@@ -22,7 +22,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alerts::{self, Alerts};
+use crate::job_updates::{JobUpdates, Update};
 use crate::processors::{JobContext, JobError, Registry};
+
+/// Where a runner reports outcomes: dead-letter alerts, and job updates to the owner's browser.
+#[derive(Clone, Debug)]
+pub struct Sinks {
+    pub alerts: Alerts,
+    pub updates: JobUpdates,
+}
 
 /// Knobs of a runner.
 #[derive(Clone, Debug)]
@@ -42,7 +50,7 @@ type InFlight = Arc<Mutex<HashMap<String, (u8, String, CancellationToken)>>>;
 pub async fn run(
     engine: Engine,
     registry: Registry,
-    alerts: Alerts,
+    sinks: Sinks,
     cfg: RunnerConfig,
     stop: CancellationToken,
 ) {
@@ -116,7 +124,7 @@ pub async fn run(
                     let task = execute(
                         engine.clone(),
                         registry.clone(),
-                        alerts.clone(),
+                        sinks.clone(),
                         cfg.clone(),
                         in_flight.clone(),
                         job,
@@ -203,7 +211,7 @@ async fn pause(stop: &CancellationToken, d: Duration) {
 async fn execute(
     engine: Engine,
     registry: Registry,
-    alerts: Alerts,
+    sinks: Sinks,
     cfg: RunnerConfig,
     in_flight: InFlight,
     job: FetchedJob,
@@ -231,6 +239,7 @@ async fn execute(
                     cancel: cancel.clone(),
                     engine: engine.clone(),
                     consumer: cfg.consumer.clone(),
+                    updates: sinks.updates.clone(),
                 };
                 match tokio::spawn(processor.process(ctx)).await {
                     Ok(result) => result,
@@ -252,7 +261,8 @@ async fn execute(
     let q = cfg.queue.as_str();
     metrics::histogram!("queue_job_duration_seconds", "queue" => q, "job_type" => job.job_type.clone())
         .record(started.elapsed().as_secs_f64());
-    let status = record(&engine, &alerts, &cfg, &job, &cancel, outcome).await;
+    let status = record(&engine, &sinks.alerts, &cfg, &job, &cancel, &outcome).await;
+    tell_owner(&sinks.updates, &cfg, &job, status, &outcome).await;
     metrics::counter!("queue_jobs_total", "queue" => q, "job_type" => job.job_type.clone(), "status" => status)
         .increment(1);
     if let Ok(mut m) = in_flight.lock() {
@@ -268,12 +278,12 @@ async fn record(
     cfg: &RunnerConfig,
     job: &FetchedJob,
     cancel: &CancellationToken,
-    outcome: Result<Option<serde_json::Value>, JobError>,
+    outcome: &Result<Option<serde_json::Value>, JobError>,
 ) -> &'static str {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut delay = Duration::from_millis(50);
     loop {
-        let attempt = match &outcome {
+        let attempt = match outcome {
             Ok(result) => {
                 let text = result.as_ref().map(|v| v.to_string()).unwrap_or_default();
                 engine
@@ -311,6 +321,28 @@ async fn record(
             }
         }
     }
+}
+
+/// Tells the job's owner (if any) what became of this attempt, once it is recorded.
+async fn tell_owner(
+    updates: &JobUpdates,
+    cfg: &RunnerConfig,
+    job: &FetchedJob,
+    status: &str,
+    outcome: &Result<Option<serde_json::Value>, JobError>,
+) {
+    let update = match (status, outcome) {
+        ("completed", Ok(result)) => Update::Completed {
+            result: result.as_ref(),
+        },
+        ("cancelled", _) => Update::Cancelled,
+        ("failed" | "dead", Err(e)) => Update::Failed {
+            error: &e.message,
+            will_retry: status == "failed",
+        },
+        _ => return, // stale or unrecorded: another worker owns the job now
+    };
+    updates.publish(cfg.queue, job, update).await;
 }
 
 /// Keeps this consumer's in-flight entries fresh and delivers cancel requests.

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 mod builtin;
 
 use crate::Settings;
+use crate::job_updates::{JobUpdates, Update};
 use crate::notify::Notifier;
 use ncy_runtime::RuntimeError;
 
@@ -77,11 +78,12 @@ pub struct JobContext {
     pub cancel: CancellationToken,
     pub(crate) engine: Engine,
     pub(crate) consumer: String,
+    pub(crate) updates: JobUpdates,
 }
 
 impl JobContext {
-    /// Reports progress (0–100) with a message: stored on the job, streamed by WatchJob and
-    /// published for the realtime gateway. Also notices a cancel request early.
+    /// Reports progress (0–100) with a message: stored on the job, streamed by WatchJob, and
+    /// published to the owner's browser ([`crate::job_updates`]). Also notices a cancel request early.
     pub async fn progress(&self, percent: u8, message: &str) {
         match self
             .engine
@@ -90,8 +92,16 @@ impl JobContext {
         {
             Ok(Some(true)) => self.cancel.cancel(),
             Ok(_) => {}
-            Err(e) => tracing::warn!(job_id = %self.job.id, error = %e, "cannot report progress"),
+            Err(e) => {
+                tracing::warn!(job_id = %self.job.id, error = %e, "cannot report progress");
+                return;
+            }
         }
+        let update = Update::Progress {
+            percent: percent.min(100),
+            message,
+        };
+        self.updates.publish(self.queue, &self.job, update).await;
     }
 }
 
