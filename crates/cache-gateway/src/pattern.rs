@@ -2,7 +2,13 @@
 //! the reserved families and the gateway's own `cache:` keys (deleting a tag timestamp would bring
 //! invalidated entries back). Other instances empty their L1: matching a glob against every L1
 //! key would cost more than refilling, and this is not a hot path.
+//!
+//! On Redis Cluster a SCAN sees one node's keys only, so the walk visits every primary (from
+//! `CLUSTER NODES`) with its own cursor; UNLINK of keys in several slots is split per slot by the
+//! cluster client. A resharding during the walk may move keys past the cursor: rerun to catch them.
 use std::time::Instant;
+
+use ncy_runtime::RedisNode;
 
 use crate::{backplane::Message, cache::Core, error::CacheError, validate};
 
@@ -47,32 +53,63 @@ impl Core {
                 "touches a reserved key family (session, rate_limit, user_sessions, cache)",
             ));
         }
-        if self.l2.is_cluster() {
-            return Err(CacheError::FailedPrecondition(
-                "InvalidatePattern on Redis Cluster is not supported yet".into(),
-            ));
-        }
         let full = self.keys.cache_key(pattern);
+        let nodes: Vec<Option<RedisNode>> = match self
+            .l2
+            .with(|mut conn| async move { conn.primaries().await })
+            .await?
+        {
+            None => vec![None],
+            Some(primaries) => primaries.into_iter().map(Some).collect(),
+        };
+        let mut removed = 0u64;
+        for node in &nodes {
+            let walked = self
+                .walk_node(node.as_ref(), &full, dry_run, deadline)
+                .await;
+            match walked {
+                Ok(n) => removed += n,
+                Err((n, e)) => {
+                    removed += n;
+                    self.after_pattern(removed, dry_run).await;
+                    return Err(match e {
+                        CacheError::DeadlineExceeded(_) => CacheError::DeadlineExceeded(removed),
+                        other => other,
+                    });
+                }
+            }
+        }
+        self.after_pattern(removed, dry_run).await;
+        Ok(removed)
+    }
+
+    /// SCANs one node (`None`: the single server) to the end; the count removed so far on error.
+    async fn walk_node(
+        &self,
+        node: Option<&RedisNode>,
+        full: &str,
+        dry_run: bool,
+        deadline: Option<Instant>,
+    ) -> Result<u64, (u64, CacheError)> {
         let prefix_len = self.keys.prefix().len() + 1;
         let mut cursor: u64 = 0;
         let mut removed = 0u64;
         loop {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                self.after_pattern(removed, dry_run).await;
-                return Err(CacheError::DeadlineExceeded(removed));
+                return Err((removed, CacheError::DeadlineExceeded(removed)));
             }
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(full)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .to_owned();
             let (next, keys): (u64, Vec<String>) = self
                 .l2
-                .cmd(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&full)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT)
-                        .to_owned(),
-                )
-                .await?;
+                .with(|mut conn| async move { conn.query_on(node, &scan).await })
+                .await
+                .map_err(|e| (removed, e))?;
             let doomed: Vec<&String> = keys
                 .iter()
                 .filter(|k| {
@@ -87,17 +124,16 @@ impl Core {
                     let n: u64 = self
                         .l2
                         .cmd(redis::cmd("UNLINK").arg(&doomed).to_owned())
-                        .await?;
+                        .await
+                        .map_err(|e| (removed, e))?;
                     removed += n;
                 }
             }
             cursor = next;
             if cursor == 0 {
-                break;
+                return Ok(removed);
             }
         }
-        self.after_pattern(removed, dry_run).await;
-        Ok(removed)
     }
 
     async fn after_pattern(&self, removed: u64, dry_run: bool) {

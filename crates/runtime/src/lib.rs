@@ -19,7 +19,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use error::RuntimeError;
-pub use redis::{RedisConn, RedisPool};
+pub use redis::{RedisConn, RedisNode, RedisPool};
 pub use service::{LocalAddrs, ServiceRuntime};
 pub use settings::{CommonSettings, ConfigError, Env, ServiceSpec};
 

@@ -96,6 +96,67 @@ impl RedisPool {
     }
 }
 
+/// A primary node of a Redis Cluster (`host`, `port`), or the one server otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisNode {
+    pub host: String,
+    pub port: u16,
+}
+
+impl RedisConn {
+    /// The nodes a whole-keyspace walk (SCAN) must visit: every primary of a cluster (from
+    /// `CLUSTER NODES`, failed nodes skipped), or `None` for a single server (any command reaches
+    /// the whole keyspace there).
+    pub async fn primaries(&mut self) -> redis::RedisResult<Option<Vec<RedisNode>>> {
+        let Self::Cluster(c) = self else {
+            return Ok(None);
+        };
+        let text: String = redis::cmd("CLUSTER").arg("NODES").query_async(c).await?;
+        Ok(Some(parse_cluster_nodes(&text)))
+    }
+
+    /// Runs `cmd` on `node` (a cluster primary from [`RedisConn::primaries`]); on a single server,
+    /// on that server.
+    pub async fn query_on<T: redis::FromRedisValue>(
+        &mut self,
+        node: Option<&RedisNode>,
+        cmd: &Cmd,
+    ) -> redis::RedisResult<T> {
+        match (self, node) {
+            (Self::Cluster(c), Some(n)) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: n.host.clone(),
+                    port: n.port,
+                });
+                let v = c.route_command(cmd.clone(), routing).await?;
+                redis::FromRedisValue::from_redis_value(v).map_err(Into::into)
+            }
+            (conn, _) => cmd.query_async(conn).await,
+        }
+    }
+}
+
+/// The healthy primaries of a `CLUSTER NODES` reply (`<id> <ip:port@cport[,hostname]> <flags> …`).
+fn parse_cluster_nodes(text: &str) -> Vec<RedisNode> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (_id, addr, flags) = (f.next()?, f.next()?, f.next()?);
+            let flags: Vec<&str> = flags.split(',').collect();
+            if !flags.contains(&"master") || flags.iter().any(|x| x.starts_with("fail")) {
+                return None;
+            }
+            let hostport = addr.split(['@', ',']).next()?;
+            let (host, port) = hostport.rsplit_once(':')?;
+            Some(RedisNode {
+                host: host.trim_matches(['[', ']']).to_owned(),
+                port: port.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
@@ -121,5 +182,30 @@ impl ConnectionLike for RedisConn {
             Self::Single(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_nodes_keeps_healthy_primaries_only() {
+        let text = "a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002,node-b master - 0 1 2 connected 5461-10922
+c3 127.0.0.1:7003@17003 master,fail - 0 1 3 disconnected
+d4 127.0.0.1:7004@17004 slave a1 0 1 1 connected
+e5 [::1]:7005@17005 master - 0 1 5 connected 10923-16383
+";
+        let nodes = parse_cluster_nodes(text);
+        let got: Vec<(String, u16)> = nodes.into_iter().map(|n| (n.host, n.port)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7002),
+                ("::1".to_owned(), 7005)
+            ]
+        );
     }
 }

@@ -1,12 +1,12 @@
 //! A service whose Redis or PostgreSQL is down at start keeps running, reports not-ready on
 //! `/readyz` and in gRPC health, and turns ready by itself once the dependency comes up. The Redis
 //! Cluster switch talks to a real three-node cluster the test builds.
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use ncy_runtime::{CommonSettings, ServiceRuntime, ServiceSpec};
 use ncy_testkit::{
-    InProcess, RedisServer, TestDatabase, assert_eventually, env_of, free_port, grpc_health,
-    http_get, service_env, set_env, unique_prefix,
+    InProcess, RedisCluster, RedisServer, TestDatabase, assert_eventually, env_of, free_port,
+    grpc_health, http_get, service_env, set_env, unique_prefix,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -107,55 +107,10 @@ async fn postgres_down_is_not_ready() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn cluster_mode_talks_to_redis_cluster() -> anyhow::Result<()> {
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(
-            RedisServer::start_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-node-timeout",
-                "2000",
-            ])
-            .await?,
-        );
-    }
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let created = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()?;
-    anyhow::ensure!(
-        created.status.success(),
-        "redis-cli --cluster create: {}",
-        String::from_utf8_lossy(&created.stdout)
-    );
-    let first = nodes[0].url();
-    assert_eventually("cluster_state:ok", Duration::from_secs(20), || {
-        let url = first.clone();
-        async move {
-            let Ok(client) = redis::Client::open(url) else {
-                return false;
-            };
-            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-                return false;
-            };
-            let info: String = redis::cmd("CLUSTER")
-                .arg("INFO")
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            info.contains("cluster_state:ok")
-        }
-    })
-    .await;
+    let cluster = RedisCluster::start(3).await?;
 
     let mut env = service_env(&unique_prefix(), None);
-    let urls: Vec<String> = nodes.iter().map(RedisServer::url).collect();
-    set_env(&mut env, "REDIS_URL", &urls.join(","));
+    set_env(&mut env, "REDIS_URL", &cluster.urls());
     set_env(&mut env, "NCY_REDIS_CLUSTER", "true");
     let spec = ServiceSpec {
         needs_postgres: false,

@@ -98,3 +98,94 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A Redis Cluster of the test's own: `n` primaries (no replicas) on free ports, slots spread by
+/// `redis-cli --cluster create`, ready when `CLUSTER INFO` says `cluster_state:ok`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `n` (≥ 3) cluster-enabled servers and joins them.
+    pub async fn start(n: usize) -> anyhow::Result<Self> {
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+                .await?,
+            );
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()?;
+        anyhow::ensure!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = Self { nodes };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if cluster.all_ok().await {
+                return Ok(cluster);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the cluster did not reach cluster_state:ok"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every node says `cluster_state:ok`.
+    async fn all_ok(&self) -> bool {
+        for node in &self.nodes {
+            let Ok(client) = redis::Client::open(node.url()) else {
+                return false;
+            };
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                return false;
+            };
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !info.contains("cluster_state:ok") {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The `REDIS_URL` of the services: every node's URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Keys stored on each node (`DBSIZE` per node), in node order.
+    pub async fn key_counts(&self) -> anyhow::Result<Vec<i64>> {
+        let mut out = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let client = redis::Client::open(node.url())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            out.push(redis::cmd("DBSIZE").query_async(&mut conn).await?);
+        }
+        Ok(out)
+    }
+}
