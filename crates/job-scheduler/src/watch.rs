@@ -18,8 +18,9 @@ pub async fn watch(
 ) -> Result<mpsc::Receiver<Result<pb::JobEvent, Status>>, Status> {
     let queue = ncy_queue::ids::parse_job_id(&job_id, "job_id").map_err(error::invalid)?;
     let client = engine
-        .client()
-        .cloned()
+        .dedicated_client(queue)
+        .await
+        .map_err(error::status)?
         .ok_or_else(|| Status::unavailable("watching needs a pub/sub connection"))?;
     let mut pubsub = client
         .get_async_pubsub()

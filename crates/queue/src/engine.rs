@@ -24,8 +24,10 @@ pub struct Engine {
     pub(crate) keys: KeySpace,
     pub(crate) settings: Arc<EngineSettings>,
     pub(crate) scripts: Arc<Scripts>,
-    /// For dedicated connections (blocking reads, pub/sub); `None` on Redis Cluster.
+    /// For dedicated connections (blocking reads, pub/sub) to a single server.
     pub(crate) client: Option<redis::Client>,
+    /// On Redis Cluster: a seed URL whose credentials/TLS the per-node dedicated clients reuse.
+    pub(crate) cluster_seed: Option<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -38,7 +40,8 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// An engine over `pool` under `keys`. `client` opens dedicated connections for blocking reads
-    /// and pub/sub (a single server's URL); without it the worker waits with short sleeps instead.
+    /// and pub/sub (a single server's URL); without it (and without a cluster seed) the worker waits
+    /// with short sleeps instead.
     pub fn new(
         pool: RedisPool,
         keys: KeySpace,
@@ -51,6 +54,7 @@ impl Engine {
             settings: Arc::new(settings),
             scripts: Arc::new(Scripts::new()),
             client,
+            cluster_seed: None,
         }
     }
 
@@ -61,14 +65,13 @@ impl Engine {
         redis: &ncy_runtime::settings::RedisSettings,
         settings: EngineSettings,
     ) -> Self {
-        let client = if redis.cluster {
-            None
-        } else {
-            redis
-                .urls()
-                .first()
-                .and_then(|u| redis::Client::open(u.as_str()).ok())
-        };
+        let first = redis.urls().first().cloned();
+        if redis.cluster {
+            let mut engine = Self::new(pool, redis.keys.clone(), settings, None);
+            engine.cluster_seed = first;
+            return engine;
+        }
+        let client = first.and_then(|u| redis::Client::open(u.as_str()).ok());
         Self::new(pool, redis.keys.clone(), settings, client)
     }
 
@@ -97,9 +100,23 @@ impl Engine {
         Ok(self.pool.get().await?)
     }
 
-    /// The client for dedicated connections, if any.
-    pub fn client(&self) -> Option<&redis::Client> {
-        self.client.as_ref()
+    /// A client for dedicated connections about `queue` (its blocking reads, its pub/sub channels):
+    /// the server itself, or on Redis Cluster the primary that serves the queue's hash slot (every
+    /// key of a queue shares one tag; pub/sub is cluster-wide, so that node hears every PUBLISH too).
+    /// `None` when the engine has neither (tests). After a resharding the node answers MOVED: drop
+    /// the connection and ask again.
+    pub async fn dedicated_client(&self, queue: QueueName) -> Result<Option<redis::Client>> {
+        if let Some(client) = &self.client {
+            return Ok(Some(client.clone()));
+        }
+        let Some(seed) = &self.cluster_seed else {
+            return Ok(None);
+        };
+        let mut conn = self.conn().await?;
+        let Some(node) = conn.primary_for_key(self.queue_keys(queue).tag()).await? else {
+            return Ok(None);
+        };
+        Ok(Some(ncy_runtime::redis::client_for_node(seed, &node)?))
     }
 
     /// Creates the consumer group on every band of `queue` (idempotent). Called at worker start and

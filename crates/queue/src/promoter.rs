@@ -63,7 +63,7 @@ impl Engine {
         let mut errors = 0u32;
         while !cancel.is_cancelled() {
             if wake.is_none()
-                && let Some(client) = &self.client
+                && let Ok(Some(client)) = self.dedicated_client(queue).await
             {
                 match client.get_async_pubsub().await {
                     Ok(mut ps) => match ps.subscribe(&channel).await {

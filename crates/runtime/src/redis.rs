@@ -115,6 +115,49 @@ impl RedisConn {
         Ok(Some(parse_cluster_nodes(&text)))
     }
 
+    /// The primary serving `key`'s slot on a cluster (`CLUSTER KEYSLOT`, then
+    /// `CLUSTER SLOTS`), or `None` for a single server. For the dedicated connections a blocking
+    /// command needs (one key's node), which a cluster client cannot multiplex.
+    pub async fn primary_for_key(&mut self, key: &str) -> redis::RedisResult<Option<RedisNode>> {
+        let Self::Cluster(c) = self else {
+            return Ok(None);
+        };
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(c)
+            .await?;
+        let ranges: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(c).await?;
+        for range in ranges {
+            let Value::Array(items) = range else { continue };
+            let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
+                (items.first(), items.get(1), items.get(2))
+            else {
+                continue;
+            };
+            if !(*start..=*end).contains(&slot) {
+                continue;
+            }
+            let host = match primary.first() {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => continue,
+            };
+            let Some(Value::Int(port)) = primary.get(1) else {
+                continue;
+            };
+            return Ok(Some(RedisNode {
+                host,
+                port: u16::try_from(*port).unwrap_or(0),
+            }));
+        }
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "no primary serves the slot",
+            format!("slot {slot} of {key}"),
+        )))
+    }
+
     /// Runs `cmd` on `node` (a cluster primary from [`RedisConn::primaries`]); on a single server,
     /// on that server.
     pub async fn query_on<T: redis::FromRedisValue>(
@@ -135,6 +178,26 @@ impl RedisConn {
             (conn, _) => cmd.query_async(conn).await,
         }
     }
+}
+
+/// A client for `node` with the credentials and TLS settings of `seed` (one of the cluster's URLs).
+pub fn client_for_node(seed: &str, node: &RedisNode) -> redis::RedisResult<redis::Client> {
+    use redis::{ConnectionAddr, IntoConnectionInfo};
+    let info = seed.into_connection_info()?;
+    let addr = match info.addr().clone() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: node.host.clone(),
+            port: node.port,
+            insecure,
+            tls_params,
+        },
+        _ => ConnectionAddr::Tcp(node.host.clone(), node.port),
+    };
+    redis::Client::open(info.set_addr(addr))
 }
 
 /// The healthy primaries of a `CLUSTER NODES` reply (`<id> <ip:port@cport[,hostname]> <flags> …`).

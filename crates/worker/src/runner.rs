@@ -149,37 +149,26 @@ pub async fn run(
                         .unwrap_or(0),
                     )
                     .max(1);
-                match engine.client() {
-                    Some(client) => {
-                        if blocking.is_none() {
-                            let config = redis::AsyncConnectionConfig::new().set_response_timeout(
-                                Some(Duration::from_millis(cfg.block_ms + 5_000)),
-                            );
-                            blocking = client
-                                .get_multiplexed_async_connection_with_config(&config)
-                                .await
-                                .map_err(|e| tracing::debug!(error = %e, "blocking connection"))
-                                .ok();
+                if blocking.is_none() {
+                    blocking = blocking_connection(&engine, &cfg).await;
+                }
+                let Some(conn) = blocking.as_mut() else {
+                    pause(&stop, Duration::from_millis(wait_ms.min(200))).await;
+                    continue;
+                };
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    read = engine.wait_for_jobs(conn, cfg.queue, &cfg.consumer, wait_ms) => match read {
+                        Ok(entries) => preclaimed = entries,
+                        Err(e) => {
+                            if e.is_no_group() {
+                                let _ = engine.ensure_groups(cfg.queue).await;
+                            }
+                            // Also after MOVED (a resharding): the next connection asks anew.
+                            blocking = None;
+                            pause(&stop, Duration::from_millis(100)).await;
                         }
-                        let Some(conn) = blocking.as_mut() else {
-                            pause(&stop, Duration::from_millis(200)).await;
-                            continue;
-                        };
-                        tokio::select! {
-                            () = stop.cancelled() => break,
-                            read = engine.wait_for_jobs(conn, cfg.queue, &cfg.consumer, wait_ms) => match read {
-                                Ok(entries) => preclaimed = entries,
-                                Err(e) => {
-                                    if e.is_no_group() {
-                                        let _ = engine.ensure_groups(cfg.queue).await;
-                                    }
-                                    blocking = None;
-                                    pause(&stop, Duration::from_millis(100)).await;
-                                }
-                            },
-                        }
-                    }
-                    None => pause(&stop, Duration::from_millis(wait_ms.min(50))).await,
+                    },
                 }
             }
             Fetched::Paused => {
@@ -198,6 +187,29 @@ pub async fn run(
     tracker.wait().await;
     beat_stop.cancel();
     let _ = beat.await;
+}
+
+/// A dedicated connection for the blocking wait (on Redis Cluster, to the queue's primary), or
+/// `None` when there is none yet (Redis down; the caller pauses and retries).
+async fn blocking_connection(
+    engine: &Engine,
+    cfg: &RunnerConfig,
+) -> Option<redis::aio::MultiplexedConnection> {
+    let client = match engine.dedicated_client(cfg.queue).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::debug!(error = %e, "no node for the blocking connection yet");
+            return None;
+        }
+    };
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(Duration::from_millis(cfg.block_ms + 5_000)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| tracing::debug!(error = %e, "blocking connection"))
+        .ok()
 }
 
 async fn pause(stop: &CancellationToken, d: Duration) {
