@@ -11,6 +11,7 @@
 
 use std::{
     collections::VecDeque,
+    io::Write,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -58,7 +59,9 @@ pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
             "{test}: Chromium not found (NCY_CHROMIUM, or chromium on PATH); \
              `scripts/deps.sh up` installs Debian's chromium package"
         );
-        eprintln!(
+        // Straight to stderr, past the test harness's output capture, so the skip is seen.
+        let _ = writeln!(
+            std::io::stderr(),
             "{test}: skipped, Chromium not found (install it: apt-get install chromium, \
              or run scripts/deps.sh up; NCY_CHROMIUM=<path> to use another binary)"
         );
