@@ -87,6 +87,8 @@ impl Chromium {
             .args(FLAGS)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
+            // Its scratch files (left behind when it is killed) go into the directory removed on drop.
+            .env("TMPDIR", dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
