@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# scripts/deps.sh — make sure Redis and PostgreSQL are reachable for the local stack and CI.
+# scripts/deps.sh — make sure Redis and PostgreSQL are reachable for the local stack and CI, and
+# that the tests' headless browser (Chromium) is installed.
 #
 #   scripts/deps.sh up      reach (or install/start) Redis at REDIS_URL and PostgreSQL at
-#                           DATABASE_URL, then create the database named in DATABASE_URL
+#                           DATABASE_URL, then create the database named in DATABASE_URL;
+#                           install Debian's `chromium` package when no Chromium is found
+#                           (the JS client's browser test; skip with DEPS_CHROMIUM=0)
 #   scripts/deps.sh down    stop only what `up` started (project-local Redis / PG cluster);
 #                           data directories under .run/ are kept
 #   scripts/deps.sh status  one line per dependency: reachable or not
@@ -10,7 +13,11 @@
 # Defaults: REDIS_URL=redis://127.0.0.1:6379  DATABASE_URL=postgres://postgres@127.0.0.1:5432/ncy
 # A server is only started here when its host is a loopback address. Project-local state
 # lives in $ROOT/.run/ (redis/, redis.pid, redis.log, pg/, pg.log, *.started markers).
-# Optional knobs: PG_BINDIR (dir holding initdb/pg_ctl), DEPS_REDIS_WAIT (20 s), DEPS_PG_WAIT (30 s).
+# Optional knobs: PG_BINDIR (dir holding initdb/pg_ctl), DEPS_REDIS_WAIT (20 s), DEPS_PG_WAIT (30 s),
+# DEPS_CHROMIUM=0 (do not look for / install Chromium), NCY_CHROMIUM (a Chromium binary to use).
+# Installing anything (redis-server, PostgreSQL, chromium) goes through apt-get, as root or via sudo.
+# Under CI (CI set) a Chromium that cannot be installed is an error; elsewhere a warning, and the
+# browser test then skips with its reason.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -382,17 +389,55 @@ pg_down() {
   rm -f "$RUN/pg.started"
 }
 
+# ---------------------------------------------------------------- Chromium (browser tests)
+
+in_ci() { [[ -n ${CI:-} && ${CI} != false && ${CI} != 0 ]]; }
+
+# The Chromium the tests use (same lookup as crates/realtime-gateway/tests/chromium): NCY_CHROMIUM,
+# else chromium or chromium-browser on PATH.
+chromium_bin() {
+  if [[ -n ${NCY_CHROMIUM:-} ]]; then
+    [[ -x $NCY_CHROMIUM ]] && printf '%s\n' "$NCY_CHROMIUM"
+    return
+  fi
+  command -v chromium || command -v chromium-browser
+}
+
+# The Debian wrapper script prints a shell warning on stderr; keep only the version line.
+chromium_version() { "$1" --version 2>/dev/null | head -n 1; }
+
+chromium_up() {
+  [[ ${DEPS_CHROMIUM:-1} == 0 ]] && return 0
+  local bin
+  if bin=$(chromium_bin); then
+    say "chromium: $bin ($(chromium_version "$bin"))"
+    return 0
+  fi
+  [[ -n ${NCY_CHROMIUM:-} ]] && die "chromium: NCY_CHROMIUM=$NCY_CHROMIUM is not an executable file"
+  say "chromium: not installed (the JavaScript client's browser test needs it)"
+  if in_ci; then
+    apt_install chromium
+  elif ! (apt_install chromium); then
+    say "chromium: could not install it; the browser test will be skipped (apt-get install chromium, or NCY_CHROMIUM=<path>)"
+    return 0
+  fi
+  bin=$(chromium_bin) || die "chromium: still not found after installing the chromium package"
+  say "chromium: installed $bin ($(chromium_version "$bin"))"
+}
+
 status() {
   local rc=0
   parse_url "$REDIS_URL" 6379; R_PASS=$U_PASS
   if redis_ping "$U_HOST" "$U_PORT"; then say "redis: reachable at $U_HOST:$U_PORT"; else say "redis: NOT reachable at $U_HOST:$U_PORT"; rc=1; fi
   pg_parse
   if pg_ready "$P_HOST" "$P_PORT"; then say "postgres: reachable at $P_HOST:$P_PORT"; else say "postgres: NOT reachable at $P_HOST:$P_PORT"; rc=1; fi
+  local bin  # informational only: the running stack does not need a browser
+  if bin=$(chromium_bin); then say "chromium: $bin"; else say "chromium: not installed (browser test skipped; \`deps.sh up\` installs it)"; fi
   return "$rc"
 }
 
 case "${1:-}" in
-  up) redis_up; pg_up ;;
+  up) redis_up; pg_up; chromium_up ;;
   down) redis_down; pg_down ;;
   status) status ;;
   *) printf 'usage: %s up|down|status\n' "$0" >&2; exit 2 ;;

@@ -32,6 +32,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 /// The browser client (clients/js), compiled in so every instance serves the matching version.
 const CLIENT_JS: &str = include_str!("../../../clients/js/ncy-realtime.js");
 
+/// The app's pages live on another origin (`FRONTEND_URL`), and browsers fetch module scripts with
+/// CORS: without `Access-Control-Allow-Origin` the `import` fails. The file is public and fetched
+/// without credentials, so any origin may load it; the WebSocket keeps its Origin check.
 async fn client_js() -> Response {
     (
         [
@@ -40,6 +43,7 @@ async fn client_js() -> Response {
                 "text/javascript; charset=utf-8",
             ),
             (axum::http::header::CACHE_CONTROL, "public, max-age=300"),
+            (axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
         ],
         CLIENT_JS,
     )

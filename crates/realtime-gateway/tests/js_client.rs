@@ -3,8 +3,9 @@
 //! started again on the same port; the client reconnects by itself and receives, in order and once,
 //! what was published meanwhile (through another instance), then live messages.
 //!
-//! Runs the client under Node's built-in WebSocket (`node --experimental-websocket`), not in a
-//! browser: a headless-Chromium run is not built yet. Skipped with a message when `node` is absent.
+//! Runs the client under Node's built-in WebSocket (`node --experimental-websocket`); the same
+//! scenario in headless Chromium is tests/browser_client.rs. Skipped with a message when `node` is
+//! absent.
 #![allow(clippy::unwrap_used)]
 
 mod common;
