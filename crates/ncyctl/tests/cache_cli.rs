@@ -68,6 +68,8 @@ async fn set_get_invalidate_an_entity_and_read_stats() {
         inv.ok(),
         format!("deleted keys: {own}; invalidated tags: {tag}\n")
     );
+    let again = json(url, &["cache", "invalidate", "entity", "user", &user]).await;
+    assert_eq!(again["invalidated_tags"], serde_json::json!([tag]));
     for key in [&own, &derived] {
         ctl(url, &["cache", "get", key])
             .await
@@ -168,8 +170,12 @@ async fn rate_limits_and_sessions() {
         list.ok().contains("sess-0001-ops-test") && list.stdout.contains("sess-0002-ops-test"),
         "{list:#?}"
     );
+    let one = json(url, &["cache", "sessions", "get", "sess-0001-ops-test"]).await;
+    assert_eq!(one["session"]["user_id"], user.as_str());
     let gone = ctl(url, &["cache", "sessions", "delete-user", &user]).await;
     assert_eq!(gone.ok(), format!("2 sessions of {user} deleted\n"));
+    let again = json(url, &["cache", "sessions", "delete-user", &user]).await;
+    assert_eq!(again["deleted"], 0, "{again}");
     let none = json(url, &["cache", "sessions", "list", &user]).await;
     assert_eq!(none["sessions"], serde_json::json!([]));
     ctl(url, &["cache", "sessions", "get", "sess-0001-ops-test"])

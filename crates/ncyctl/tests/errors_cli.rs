@@ -117,7 +117,10 @@ async fn usage_errors_exit_2_and_unreachable_services_exit_69() {
         &["realtime", "stats"],
     ] {
         let run = ncyctl(&[args, &["--addr", &nowhere, "--timeout-secs", "2"]].concat()).await;
-        run.fails(69, &[&format!("ncyctl: cannot reach {nowhere}")]);
+        run.fails(
+            69,
+            &[&format!("ncyctl: service unavailable: cannot reach {nowhere}: transport error: tcp connect error")],
+        );
         assert_eq!(run.stdout, "");
     }
     // The environment variable is the address when --addr is absent.
@@ -126,5 +129,8 @@ async fn usage_errors_exit_2_and_unreachable_services_exit_69() {
         .fails(69, &[&format!("cannot reach {nowhere}")]);
     ncyctl_with(&["health"], &[("NCY_ADDR", &nowhere)])
         .await
-        .fails(69, &["cannot reach"]);
+        .fails(
+            69,
+            &["service unavailable: cannot reach", "tcp connect error"],
+        );
 }

@@ -139,6 +139,8 @@ async fn queues_pause_enqueue_list_watch_get_and_cancel() {
     let later = later["job_id"].as_str().unwrap().to_owned();
     let cancelled = ctl(url, &["jobs", "cancel", &later]).await;
     assert_eq!(cancelled.ok(), format!("{later}: cancelled\n"));
+    let twice = json(url, &["jobs", "cancel", &later]).await;
+    assert_eq!(twice["job"]["state"], "JOB_STATE_CANCELLED", "{twice}");
     assert_eq!(
         json(url, &["jobs", "get", &later]).await["state"],
         "JOB_STATE_CANCELLED"
@@ -234,8 +236,8 @@ async fn dead_letters_are_listed_and_retried_and_watch_exits_non_zero() {
         .as_str()
         .unwrap()
         .to_owned();
-    let deleted = ctl(url, &["dlq", "delete", &letter_id]).await;
-    assert_eq!(deleted.ok(), format!("deleted {letter_id}\n"));
+    let deleted = json(url, &["dlq", "delete", &letter_id]).await;
+    assert_eq!(deleted, serde_json::json!({"deleted": letter_id}));
     ctl(url, &["dlq", "retry", &letter_id])
         .await
         .fails(1, &["not found"]);
@@ -291,6 +293,11 @@ async fn schedules_set_list_delete_and_bulk_enqueue_from_a_file() {
     assert_eq!(listed["schedules"][0]["enabled"], false);
     let deleted = ctl(url, &["schedules", "delete", "nightly-cleanup"]).await;
     assert_eq!(deleted.ok(), "deleted nightly-cleanup\n");
+    let recreated = json(url, &set).await;
+    assert_eq!(recreated["created"], true, "{recreated}");
+    assert_eq!(recreated["schedule"]["cron"], "0 2 * * *");
+    let deleted = json(url, &["schedules", "delete", "nightly-cleanup"]).await;
+    assert_eq!(deleted, serde_json::json!({"deleted": "nightly-cleanup"}));
     assert_eq!(
         json(url, &["schedules", "list"]).await["schedules"],
         serde_json::json!([])
