@@ -458,7 +458,9 @@ fn print_job(job: &pb::Job) {
         ),
         (
             "progress",
-            format!("{}% {}", job.progress, job.progress_message),
+            format!("{}% {}", job.progress, job.progress_message)
+                .trim_end()
+                .to_owned(),
         ),
         ("payload", job.payload_json.clone()),
         ("result", job.result_json.clone()),

@@ -62,6 +62,13 @@ async fn send_reaches_a_browser_and_presence_and_stats_show_it() {
     let gateway = stack.realtime().await;
     let url = gateway.url.as_str();
     let user = uuid::Uuid::new_v4().to_string();
+    let pool = stack.db.pool().await.unwrap();
+    sqlx::query("INSERT INTO users (id, email, name) VALUES ($1::uuid, 'ada@example.com', 'Ada')")
+        .bind(&user)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     let room = format!("user:{user}");
     let mut tab = browser(gateway.websocket.unwrap(), &user).await;
 
@@ -123,6 +130,17 @@ async fn send_reaches_a_browser_and_presence_and_stats_show_it() {
         .find(|l| l.contains(&user))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains(" 1 "), "one connection: {row}");
+    assert!(row.contains(" - "), "no status set yet: {row}");
+    ctl(url, &["realtime", "user-status", &user, "busy"])
+        .await
+        .ok();
+    let listed = json(url, &["realtime", "presence", &room]).await;
+    assert_eq!(listed["users"][0]["status"], "USER_STATUS_BUSY", "{listed}");
+    let row = ctl(url, &["realtime", "presence", &room])
+        .await
+        .ok()
+        .to_owned();
+    assert!(row.contains(" busy "), "{row}");
     let listed = json(url, &["realtime", "presence", &room]).await;
     assert_eq!(listed["users"][0]["user_id"], user.as_str());
     let nobody = format!("project:{}", uuid::Uuid::new_v4());
