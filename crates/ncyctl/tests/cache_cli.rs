@@ -92,6 +92,58 @@ async fn set_get_invalidate_an_entity_and_read_stats() {
     let misses: i64 = layers.iter().map(|l| l["misses"].as_i64().unwrap()).sum();
     assert!(hits >= 4 && misses >= 1, "{stats}");
 
+    // By tag, by pattern, one key; and an entity read through from PostgreSQL.
+    for n in 1..=3 {
+        json(
+            url,
+            &["cache", "set", &format!("feed:{n}"), "[]", "--tag", "feeds"],
+        )
+        .await;
+    }
+    let tag = ctl(url, &["cache", "invalidate", "tag", "feeds"]).await;
+    assert!(tag.ok().starts_with("feeds invalidated at 20"), "{tag:#?}");
+    ctl(url, &["cache", "get", "feed:1"])
+        .await
+        .fails(1, &["feed:1 is not cached"]);
+    for n in 1..=3 {
+        json(url, &["cache", "set", &format!("page:{n}"), "{}"]).await;
+    }
+    let dry = ctl(
+        url,
+        &["cache", "invalidate", "pattern", "page:*", "--dry-run"],
+    )
+    .await;
+    assert_eq!(dry.ok(), "3 keys match\n");
+    let removed = json(url, &["cache", "invalidate", "pattern", "page:*"]).await;
+    assert_eq!(removed["removed"], 3, "{removed}");
+    json(url, &["cache", "set", "page:9", "{}"]).await;
+    assert_eq!(
+        ctl(url, &["cache", "delete", "page:9"]).await.ok(),
+        "page:9: deleted\n"
+    );
+    assert_eq!(
+        json(url, &["cache", "delete", "page:9"]).await["existed"],
+        false
+    );
+    let pool = stack.db.pool().await.unwrap();
+    sqlx::query("INSERT INTO users (id, email, name) VALUES ($1::uuid, 'ada@example.com', 'Ada')")
+        .bind(&user)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let loaded = ctl(url, &["cache", "load", "user", &user]).await;
+    assert!(loaded.ok().contains("\"Ada\""), "{loaded:#?}");
+    assert_eq!(loaded.stderr, format!("{own} from L3\n"));
+    let again = json(url, &["cache", "load", "user", &user]).await;
+    assert_eq!(again["layer"], "CACHE_LAYER_L1", "{again}");
+    ctl(
+        url,
+        &["cache", "load", "user", &uuid::Uuid::new_v4().to_string()],
+    )
+    .await
+    .fails(1, &["not found"]);
+
     // The address can come from the environment instead of --addr.
     let via_env = ncyctl_with(&["cache", "get", "absent:2"], &[("NCY_CACHE_ADDR", url)]).await;
     via_env.fails(1, &["absent:2 is not cached"]);

@@ -25,11 +25,16 @@ async fn json(url: &str, args: &[&str]) -> Value {
 
 /// A signed-in browser tab of `user` (in its `user:` room from the start).
 async fn browser(ws: std::net::SocketAddr, user: &str) -> Socket {
+    browser_in(ws, json!({"userId": user})).await
+}
+
+/// A signed-in browser tab with these claims (plus an expiry).
+async fn browser_in(ws: std::net::SocketAddr, mut claims: Value) -> Socket {
     let (mut socket, _) = connect_async(format!("ws://{ws}/ws")).await.unwrap();
-    let exp = chrono::Utc::now().timestamp() + 3600;
+    claims["exp"] = json!(chrono::Utc::now().timestamp() + 3600);
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &json!({"userId": user, "exp": exp}),
+        &claims,
         &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
     .unwrap();
@@ -172,6 +177,120 @@ async fn send_reaches_a_browser_and_presence_and_stats_show_it() {
     let all = json(url, &["realtime", "send", "broadcast", "--event", "hello"]).await;
     assert_eq!(all["room"], "broadcast");
     assert_eq!(next_of_type(&mut tab, "message").await["event"], "hello");
+
+    drop(tab);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_events_reach_the_organization_and_project_rooms() {
+    let stack = Stack::new().await;
+    let (org, user, assignee, project, task) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    let pool = stack.db.pool().await.unwrap();
+    for (sql, ids) in [
+        (
+            "INSERT INTO organizations (id, name, slug) VALUES ($1, 'Acme', 'acme')",
+            vec![org],
+        ),
+        (
+            "INSERT INTO users (id, email, name) VALUES ($1, 'ada@example.com', 'Ada')",
+            vec![user],
+        ),
+        (
+            "INSERT INTO users (id, email, name) VALUES ($1, 'bob@example.com', 'Bob')",
+            vec![assignee],
+        ),
+        (
+            "INSERT INTO organization_members (organization_id, user_id) VALUES ($1, $2), ($1, $3)",
+            vec![org, user, assignee],
+        ),
+        (
+            "INSERT INTO projects (id, organization_id, name) VALUES ($1, $2, 'Apollo')",
+            vec![project, org],
+        ),
+        (
+            "INSERT INTO tasks (id, project_id, assignee_id, title) VALUES ($1, $2, $3, 'Ship')",
+            vec![task, project, assignee],
+        ),
+    ] {
+        let mut query = sqlx::query(sql);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let gateway = stack.realtime().await;
+    let url = gateway.url.as_str();
+    let mut tab = browser_in(
+        gateway.websocket.unwrap(),
+        json!({"userId": user, "organizationId": org}),
+    )
+    .await;
+
+    let created = ctl(
+        url,
+        &[
+            "realtime",
+            "project-created",
+            &project.to_string(),
+            "--created-by",
+            &user.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(created.ok(), format!("org:{org} notified\n"));
+    let message = next_of_type(&mut tab, "message").await;
+    assert_eq!(message["room"], format!("org:{org}"));
+    assert_eq!(
+        message["data"]["projectId"],
+        project.to_string(),
+        "{message}"
+    );
+
+    let updated = ctl(
+        url,
+        &[
+            "realtime",
+            "task-updated",
+            &task.to_string(),
+            "--updated-by",
+            &user.to_string(),
+            "--changes",
+            r#"{"status":"done"}"#,
+        ],
+    )
+    .await;
+    assert_eq!(
+        updated.ok(),
+        format!("project:{project} notified\nuser:{assignee} notified\n")
+    );
+    let status = json(url, &["realtime", "user-status", &user.to_string(), "away"]).await;
+    assert_eq!(
+        status["deliveries"][0]["room"],
+        format!("org:{org}"),
+        "{status}"
+    );
+    let message = next_of_type(&mut tab, "message").await;
+    assert_eq!(message["data"]["status"], "away", "{message}");
+    ctl(
+        url,
+        &[
+            "realtime",
+            "project-created",
+            &uuid::Uuid::new_v4().to_string(),
+            "--created-by",
+            &user.to_string(),
+        ],
+    )
+    .await
+    .fails(1, &["not found"]);
 
     drop(tab);
     gateway.stop().await;
