@@ -34,7 +34,11 @@ pub async fn run(args: HealthArgs, json: bool) -> Outcome {
     let channel = match endpoint.connect().await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("ncyctl: cannot reach {}: {e}", args.addr);
+            eprintln!(
+                "ncyctl: service unavailable: cannot reach {}: {}",
+                args.addr,
+                crate::rpc::causes(&e)
+            );
             return Outcome::Unavailable;
         }
     };

@@ -100,7 +100,8 @@ enum JobsCommand {
         /// The file; `-` reads standard input.
         file: String,
     },
-    /// List the jobs of a queue in one state, newest page first.
+    /// List the jobs of a queue in one state: waiting in run order, delayed/failed soonest due first,
+    /// active oldest first, completed/dead/cancelled newest first.
     List {
         #[arg(long)]
         queue: String,
@@ -136,7 +137,7 @@ pub struct DlqArgs {
 
 #[derive(Debug, Subcommand)]
 enum DlqCommand {
-    /// List dead letters, oldest first.
+    /// List dead letters, newest first.
     List {
         /// Only this queue (empty: all queues).
         #[arg(long, default_value = "")]
@@ -458,7 +459,9 @@ fn print_job(job: &pb::Job) {
         ),
         (
             "progress",
-            format!("{}% {}", job.progress, job.progress_message),
+            format!("{}% {}", job.progress, job.progress_message)
+                .trim_end()
+                .to_owned(),
         ),
         ("payload", job.payload_json.clone()),
         ("result", job.result_json.clone()),

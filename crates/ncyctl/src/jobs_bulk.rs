@@ -1,7 +1,8 @@
 //! `ncyctl jobs enqueue-bulk FILE`: many jobs in one `EnqueueBulk` call per 1,000 lines.
 //!
 //! Each line is an `EnqueueRequest` in protobuf JSON, parsed by reflection over the contract, so the
-//! file format is exactly the API's and needs no second schema here.
+//! file format is exactly the API's and needs no second schema here. A line without `payload_json`
+//! gets `{}`, as `ncyctl jobs enqueue` without `--payload` does.
 use std::io::{BufRead, BufReader};
 
 use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
@@ -75,8 +76,11 @@ fn read_requests(file: &str) -> Result<Vec<pb::EnqueueRequest>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let request = from_json::<pb::EnqueueRequest>(&line, "ncy.jobs.v1.EnqueueRequest")
+        let mut request = from_json::<pb::EnqueueRequest>(&line, "ncy.jobs.v1.EnqueueRequest")
             .map_err(|e| format!("{file}:{}: {e}", n + 1))?;
+        if request.payload_json.is_empty() {
+            "{}".clone_into(&mut request.payload_json);
+        }
         out.push(request);
     }
     if out.is_empty() {

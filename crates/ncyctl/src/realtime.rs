@@ -168,13 +168,18 @@ pub async fn run(args: RealtimeArgs, json: bool) -> Outcome {
                 } else {
                     let mut t = table(&["USER", "CONNECTIONS", "STATUS", "LAST SEEN"]);
                     for u in &all.users {
+                        // No status set since the user connected reads "-", not "unspecified".
                         let status = pb::UserStatus::try_from(u.status)
-                            .map(|s| {
-                                s.as_str_name()
-                                    .trim_start_matches("USER_STATUS_")
-                                    .to_ascii_lowercase()
-                            })
-                            .unwrap_or_default();
+                            .ok()
+                            .filter(|s| *s != pb::UserStatus::Unspecified)
+                            .map_or_else(
+                                || "-".to_owned(),
+                                |s| {
+                                    s.as_str_name()
+                                        .trim_start_matches("USER_STATUS_")
+                                        .to_ascii_lowercase()
+                                },
+                            );
                         t.add_row(vec![
                             u.user_id.clone(),
                             u.connections.to_string(),

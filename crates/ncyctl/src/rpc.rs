@@ -42,10 +42,29 @@ impl Target {
             .connect_timeout(timeout)
             .timeout(timeout);
         endpoint.connect().await.map_err(|e| {
-            eprintln!("ncyctl: cannot reach {addr}: {e}");
+            eprintln!(
+                "ncyctl: service unavailable: cannot reach {addr}: {}",
+                causes(&e)
+            );
             Outcome::Unavailable
         })
     }
+}
+
+/// `error: cause: cause…` — tonic's "transport error" alone does not say what went wrong
+/// (connection refused, DNS, timeout); its sources do.
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Prints why a call failed and picks the exit code: 69 when the service could not answer,

@@ -1,0 +1,237 @@
+//! `ncyctl cache …` run as a process against a cache gateway running in this process.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::Value;
+use support::{Run, Stack, ncyctl, ncyctl_with};
+
+async fn ctl(url: &str, args: &[&str]) -> Run {
+    ncyctl(&[args, &["--addr", url]].concat()).await
+}
+
+async fn json(url: &str, args: &[&str]) -> Value {
+    ncyctl(&[&["--json"], args, &["--addr", url]].concat())
+        .await
+        .json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_get_invalidate_an_entity_and_read_stats() {
+    let stack = Stack::new().await;
+    let cache = stack.cache().await;
+    let url = cache.url.as_str();
+    let user = uuid::Uuid::new_v4().to_string();
+    let (own, derived) = (format!("user:{user}"), format!("profile:{user}"));
+    let tag = format!("user:{user}");
+
+    let set = ctl(
+        url,
+        &["cache", "set", &own, r#"{"name":"Ada"}"#, "--ttl", "600"],
+    )
+    .await;
+    assert!(
+        set.ok().starts_with(&format!("{own} (expires 20")),
+        "{set:#?}"
+    );
+    let tagged = json(
+        url,
+        &["cache", "set", &derived, r#"{"bio":"x"}"#, "--tag", &tag],
+    )
+    .await;
+    assert_eq!(tagged["key"], derived.as_str());
+
+    // The value on stdout (pipeable), where it came from on stderr.
+    let got = ctl(url, &["cache", "get", &own]).await;
+    assert_eq!(got.ok(), "{\"name\":\"Ada\"}\n");
+    assert!(
+        got.stderr.starts_with(&format!("{own} from L1")),
+        "{got:#?}"
+    );
+    let got = json(url, &["cache", "get", &derived]).await;
+    assert_eq!(
+        (got["found"].as_bool(), got["value_json"].as_str()),
+        (Some(true), Some(r#"{"bio":"x"}"#))
+    );
+    let both = json(url, &["cache", "mget", &own, &derived, "absent:1"]).await;
+    let found: Vec<bool> = both["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["found"].as_bool().unwrap())
+        .collect();
+    assert_eq!(found, [true, true, false]);
+
+    // Invalidating the user removes its own key and everything tagged with it.
+    let inv = ctl(url, &["cache", "invalidate", "entity", "user", &user]).await;
+    assert_eq!(
+        inv.ok(),
+        format!("deleted keys: {own}; invalidated tags: {tag}\n")
+    );
+    let again = json(url, &["cache", "invalidate", "entity", "user", &user]).await;
+    assert_eq!(again["invalidated_tags"], serde_json::json!([tag]));
+    for key in [&own, &derived] {
+        ctl(url, &["cache", "get", key])
+            .await
+            .fails(1, &[&format!("{key} is not cached")]);
+        assert_eq!(json(url, &["cache", "get", key]).await["found"], false);
+    }
+
+    // Hits and misses of this instance: the table has both layers and the counters moved.
+    let stats = ctl(url, &["cache", "stats"]).await;
+    let out = stats.ok();
+    assert!(out.starts_with("instance "), "{out}");
+    assert!(out.contains("L1") && out.contains("L2"), "{out}");
+    assert!(
+        out.contains("Redis available; backplane connected"),
+        "{out}"
+    );
+    let stats = json(url, &["cache", "stats"]).await;
+    let layers = stats["layers"].as_array().unwrap();
+    let hits: i64 = layers.iter().map(|l| l["hits"].as_i64().unwrap()).sum();
+    let misses: i64 = layers.iter().map(|l| l["misses"].as_i64().unwrap()).sum();
+    assert!(hits >= 4 && misses >= 1, "{stats}");
+
+    // By tag, by pattern, one key; and an entity read through from PostgreSQL.
+    for n in 1..=3 {
+        json(
+            url,
+            &["cache", "set", &format!("feed:{n}"), "[]", "--tag", "feeds"],
+        )
+        .await;
+    }
+    let tag = ctl(url, &["cache", "invalidate", "tag", "feeds"]).await;
+    assert!(tag.ok().starts_with("feeds invalidated at 20"), "{tag:#?}");
+    ctl(url, &["cache", "get", "feed:1"])
+        .await
+        .fails(1, &["feed:1 is not cached"]);
+    for n in 1..=3 {
+        json(url, &["cache", "set", &format!("page:{n}"), "{}"]).await;
+    }
+    let dry = ctl(
+        url,
+        &["cache", "invalidate", "pattern", "page:*", "--dry-run"],
+    )
+    .await;
+    assert_eq!(dry.ok(), "3 keys match\n");
+    let removed = json(url, &["cache", "invalidate", "pattern", "page:*"]).await;
+    assert_eq!(removed["removed"], 3, "{removed}");
+    json(url, &["cache", "set", "page:9", "{}"]).await;
+    assert_eq!(
+        ctl(url, &["cache", "delete", "page:9"]).await.ok(),
+        "page:9: deleted\n"
+    );
+    assert_eq!(
+        json(url, &["cache", "delete", "page:9"]).await["existed"],
+        false
+    );
+    let pool = stack.db.pool().await.unwrap();
+    sqlx::query("INSERT INTO users (id, email, name) VALUES ($1::uuid, 'ada@example.com', 'Ada')")
+        .bind(&user)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let loaded = ctl(url, &["cache", "load", "user", &user]).await;
+    assert!(loaded.ok().contains("\"Ada\""), "{loaded:#?}");
+    assert_eq!(loaded.stderr, format!("{own} from L3\n"));
+    let again = json(url, &["cache", "load", "user", &user]).await;
+    assert_eq!(again["layer"], "CACHE_LAYER_L1", "{again}");
+    ctl(
+        url,
+        &["cache", "load", "user", &uuid::Uuid::new_v4().to_string()],
+    )
+    .await
+    .fails(1, &["not found"]);
+
+    // The address can come from the environment instead of --addr.
+    let via_env = ncyctl_with(&["cache", "get", "absent:2"], &[("NCY_CACHE_ADDR", url)]).await;
+    via_env.fails(1, &["absent:2 is not cached"]);
+    cache.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_sessions() {
+    let stack = Stack::new().await;
+    let cache = stack.cache().await;
+    let url = cache.url.as_str();
+    let limit = [
+        "cache",
+        "rate-limit",
+        "api",
+        "203.0.113.7",
+        "--limit",
+        "2",
+        "--window-secs",
+        "60",
+    ];
+
+    assert_eq!(ctl(url, &limit).await.ok(), "allowed; 1 of 2 left\n");
+    let second = json(url, &limit).await;
+    assert_eq!(
+        (second["allowed"].as_bool(), second["remaining"].as_i64()),
+        (Some(true), Some(0))
+    );
+    // A refusal is an answer, not a failure of the command: exit 0.
+    let refused = ctl(url, &limit).await;
+    assert!(
+        refused.ok().starts_with("limited; retry after "),
+        "{refused:#?}"
+    );
+
+    let user = uuid::Uuid::new_v4().to_string();
+    let put = ctl(
+        url,
+        &[
+            "cache",
+            "sessions",
+            "put",
+            "sess-0001-ops-test",
+            "--user",
+            &user,
+            "--data",
+            r#"{"theme":"dark"}"#,
+        ],
+    )
+    .await;
+    assert!(
+        put.ok()
+            .starts_with("sess-0001-ops-test created; expires 20"),
+        "{put:#?}"
+    );
+    json(
+        url,
+        &[
+            "cache",
+            "sessions",
+            "put",
+            "sess-0002-ops-test",
+            "--user",
+            &user,
+        ],
+    )
+    .await;
+    let shown = ctl(url, &["cache", "sessions", "get", "sess-0001-ops-test"]).await;
+    let out = shown.ok();
+    assert!(
+        out.contains(&format!("user     {user}")) && out.contains(r#"data     {"theme":"dark"}"#),
+        "{out}"
+    );
+    let list = ctl(url, &["cache", "sessions", "list", &user]).await;
+    assert!(
+        list.ok().contains("sess-0001-ops-test") && list.stdout.contains("sess-0002-ops-test"),
+        "{list:#?}"
+    );
+    let one = json(url, &["cache", "sessions", "get", "sess-0001-ops-test"]).await;
+    assert_eq!(one["session"]["user_id"], user.as_str());
+    let gone = ctl(url, &["cache", "sessions", "delete-user", &user]).await;
+    assert_eq!(gone.ok(), format!("2 sessions of {user} deleted\n"));
+    let again = json(url, &["cache", "sessions", "delete-user", &user]).await;
+    assert_eq!(again["deleted"], 0, "{again}");
+    let none = json(url, &["cache", "sessions", "list", &user]).await;
+    assert_eq!(none["sessions"], serde_json::json!([]));
+    ctl(url, &["cache", "sessions", "get", "sess-0001-ops-test"])
+        .await
+        .fails(1, &["not found"]);
+    cache.stop().await;
+}
