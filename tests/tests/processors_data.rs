@@ -255,3 +255,36 @@ async fn cleanup_deletes_old_read_notifications_and_old_finished_jobs_only() -> 
     stop(work).await?;
     stop(sched).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn send_notification_with_the_database_down_is_retried_then_dead_lettered()
+-> anyhow::Result<()> {
+    let mut env = StackEnv::new(&[]).await?;
+    // A PostgreSQL nobody listens for.
+    let down = format!(
+        "postgres://postgres@127.0.0.1:{}/ncy",
+        ncy_testkit::free_port()
+    );
+    env.set("DATABASE_URL", &down);
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+
+    let payload = json!({"userId": Uuid::new_v4(), "type": "T", "message": "hello"});
+    let mut req = job("notification", "send-notification", &payload.to_string());
+    req.attempts = 2;
+    req.backoff = Some(pb::Backoff {
+        r#type: pb::BackoffType::Fixed as i32,
+        delay_ms: 100,
+    });
+    let id = enqueue(&mut c, req).await?;
+    wait_state(&c, &id, JobState::Dead, T).await;
+    let dead = get(&mut c, &id).await?;
+    assert_eq!(dead.attempts_made, 2, "a database error is retried");
+    assert!(
+        dead.last_error.starts_with("cannot write the notification"),
+        "{}",
+        dead.last_error
+    );
+    stop(work).await?;
+    stop(sched).await
+}
