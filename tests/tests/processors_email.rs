@@ -161,7 +161,7 @@ async fn unknown_template_and_render_errors_dead_letter_after_one_attempt() -> a
     let smtp = SmtpServer::start().await?;
     let env = stack(&smtp.url()).await?;
     let (mut c, sched) = env.scheduler().await?;
-    let work = env.worker().await?;
+    let (work, admin) = env.worker_with_admin().await?;
 
     let unknown = json!({"to": "a@example.com", "subject": "s", "template": "no-such-template"});
     let id = enqueue(&mut c, email_job(unknown, 3)).await?;
@@ -191,6 +191,15 @@ async fn unknown_template_and_render_errors_dead_letter_after_one_attempt() -> a
     );
     assert!(dead_letter(&mut c, &id).await?.non_retryable);
     assert!(smtp.messages()?.is_empty(), "nothing was sent");
+    // A template name from a payload never becomes a metric series of its own.
+    let (_, metrics) = ncy_testkit::http_get(admin, "/metrics").await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("emails_sent_total{") && l.contains(r#"template="unknown""#)),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("no-such-template"), "{metrics}");
     stop(work).await?;
     stop(sched).await
 }

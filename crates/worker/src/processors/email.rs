@@ -6,7 +6,8 @@
 //! - the server refused permanently (5xx): fatal, no retry can change its mind;
 //! - the server is unreachable, refused transiently (4xx) or did not answer in time: retryable.
 //!
-//! `emails_sent_total{template,status}` counts outcomes (`sent`, `failed`).
+//! `emails_sent_total{template,status}` counts outcomes (`sent`, `failed`; template `unknown` for a
+//! name that has no template, so payloads cannot create metric series).
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use ncy_types::jobs::{EmailJobData, WelcomeEmailData};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::templates::{Rendered, Templates};
+use super::templates::{Rendered, TemplateError, Templates};
 use super::{JobContext, JobError, ProcessFuture, Processor};
 
 /// Settings of the email processors.
@@ -117,25 +118,30 @@ impl Mailer {
         subject: &str,
         ctx: &Value,
     ) -> Result<(), JobError> {
-        let outcome = self.render_and_send(template, to, cc, subject, ctx).await;
-        let status = if outcome.is_ok() { "sent" } else { "failed" };
-        metrics::counter!("emails_sent_total", "template" => template.to_owned(), "status" => status)
-            .increment(1);
+        let rendered = match self.templates.render(template, ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                // Names come from payloads: an unknown one must not become a metric series.
+                let label = match e {
+                    TemplateError::Unknown(_) => "unknown",
+                    TemplateError::Render { .. } => template,
+                };
+                count(label, "failed");
+                return Err(JobError::fatal(e.to_string()));
+            }
+        };
+        let outcome = self.deliver(to, cc, subject, rendered).await;
+        count(template, if outcome.is_ok() { "sent" } else { "failed" });
         outcome
     }
 
-    async fn render_and_send(
+    async fn deliver(
         &self,
-        template: &str,
         to: &str,
         cc: &[String],
         subject: &str,
-        ctx: &Value,
+        rendered: Rendered,
     ) -> Result<(), JobError> {
-        let rendered = self
-            .templates
-            .render(template, ctx)
-            .map_err(|e| JobError::fatal(e.to_string()))?;
         let message = self.message(to, cc, subject, rendered)?;
         match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),
@@ -190,6 +196,12 @@ impl Mailer {
             JobError::retryable(format!("SMTP server {server} unreachable: {e}"))
         }
     }
+}
+
+/// `emails_sent_total{template,status}`.
+fn count(template: &str, status: &'static str) {
+    metrics::counter!("emails_sent_total", "template" => template.to_owned(), "status" => status)
+        .increment(1);
 }
 
 /// `host:port` of an SMTP URL, without scheme, credentials, path or query.
