@@ -5,7 +5,9 @@
 #   scripts/deps.sh up      reach (or install/start) Redis at REDIS_URL and PostgreSQL at
 #                           DATABASE_URL, then create the database named in DATABASE_URL;
 #                           install Debian's `chromium` package when no Chromium is found
-#                           (the JS client's browser test; skip with DEPS_CHROMIUM=0)
+#                           (the JS client's browser test; skip with DEPS_CHROMIUM=0); and make
+#                           sure the test SMTP server's Python venv exists (.run/tools/smtp-venv,
+#                           scripts/smtp-test-server.sh; skipped with DEPS_SMTP_VENV=0)
 #   scripts/deps.sh down    stop only what `up` started (project-local Redis / PG cluster);
 #                           data directories under .run/ are kept
 #   scripts/deps.sh status  one line per dependency: reachable or not
@@ -425,6 +427,15 @@ chromium_up() {
   say "chromium: installed $bin ($(chromium_version "$bin"))"
 }
 
+# ---------------------------------------------------------------- test SMTP server
+
+smtp_venv_up() {
+  if [[ ${DEPS_SMTP_VENV:-1} == 0 ]]; then say "smtp: test venv skipped (DEPS_SMTP_VENV=0)"; return 0; fi
+  local py
+  py=$(bash "$ROOT/scripts/smtp-test-server.sh" venv) || die "smtp: cannot create the test SMTP server's venv (scripts/smtp-test-server.sh venv)"
+  say "smtp: test server ready ($(rel "$py") with aiosmtpd)"
+}
+
 status() {
   local rc=0
   parse_url "$REDIS_URL" 6379; R_PASS=$U_PASS
@@ -437,7 +448,7 @@ status() {
 }
 
 case "${1:-}" in
-  up) redis_up; pg_up; chromium_up ;;
+  up) redis_up; pg_up; chromium_up; smtp_venv_up ;;
   down) redis_down; pg_down ;;
   status) status ;;
   *) printf 'usage: %s up|down|status\n' "$0" >&2; exit 2 ;;

@@ -192,9 +192,15 @@ async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_lette
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn non_retryable_failures_and_types_without_a_processor_go_straight_to_dead_letters()
 -> anyhow::Result<()> {
-    let env = StackEnv::new(&[]).await?;
+    let mut env = StackEnv::new(&[]).await?;
     let (mut c, sched) = env.scheduler().await?;
-    let work = env.worker().await?;
+    // Every domain type has a processor, so the missing one is `sleep`: this worker has the test
+    // types off and only `fail` added, while the scheduler accepts both.
+    env.set("NCY_JOBS_TEST_JOB_TYPES", "false");
+    let mut app =
+        worker::Application::build(worker::Settings::load(&ncy_testkit::env_of(&env.env))?).await?;
+    app.register("fail", worker::processors::FailProcessor);
+    let work = ncy_testkit::InProcess::spawn(|stop| app.run_until_stopped(stop));
     let mut req = job(
         "report",
         "fail",
@@ -202,22 +208,16 @@ async fn non_retryable_failures_and_types_without_a_processor_go_straight_to_dea
     );
     req.attempts = 5;
     let fatal = enqueue(&mut c, req).await?;
-    let email = enqueue(
-        &mut c,
-        job(
-            "email",
-            "send-email",
-            r#"{"to":"a@example.com","subject":"s","template":"t"}"#,
-        ),
-    )
-    .await?;
+    let mut req = job("email", "sleep", r#"{"ms":1}"#);
+    req.attempts = 5;
+    let missing = enqueue(&mut c, req).await?;
     wait_state(&c, &fatal, JobState::Dead, T).await;
     assert_eq!(get(&mut c, &fatal).await?.attempts_made, 1);
-    wait_state(&c, &email, JobState::Dead, T).await;
-    let e = get(&mut c, &email).await?;
+    wait_state(&c, &missing, JobState::Dead, T).await;
+    let e = get(&mut c, &missing).await?;
+    assert_eq!(e.attempts_made, 1);
     assert!(
-        e.last_error
-            .contains("no processor for job type \"send-email\""),
+        e.last_error.contains("no processor for job type \"sleep\""),
         "{}",
         e.last_error
     );

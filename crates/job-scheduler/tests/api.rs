@@ -115,6 +115,12 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_enqueues_nothing() -
         payload_json: payload.into(),
         ..Default::default()
     };
+    let typed = |queue: &str, job_type: &str, payload: &str| pb::EnqueueRequest {
+        queue: queue.into(),
+        job_type: job_type.into(),
+        payload_json: payload.into(),
+        ..Default::default()
+    };
     let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(1 << 20));
     let cases: Vec<(pb::EnqueueRequest, &str)> = vec![
         (
@@ -143,6 +149,30 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_enqueues_nothing() -
             "payload_json.to",
         ),
         (email("{"), "payload_json"),
+        (
+            email(r#"{"to":"a@example.com","subject":"s","template":"../etc/passwd"}"#),
+            "payload_json.template",
+        ),
+        (
+            typed(
+                "email",
+                "send-welcome-email",
+                r#"{"userId":"123e4567-e89b-12d3-a456-426614174000","email":"nope","name":"A"}"#,
+            ),
+            "payload_json.email",
+        ),
+        (
+            typed(
+                "notification",
+                "send-notification",
+                r#"{"userId":"bob","type":"T","message":"m"}"#,
+            ),
+            "payload_json.userId",
+        ),
+        (
+            typed("cleanup", "cleanup-old-data", r#"{"jobsOlderThanDays":0}"#),
+            "payload_json.jobsOlderThanDays",
+        ),
         (
             pb::EnqueueRequest {
                 payload_json: big,

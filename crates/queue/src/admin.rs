@@ -1,4 +1,5 @@
-//! Operator views and actions: queue statistics, dead letters (list, retry, delete), retention sweep.
+//! Operator views and actions: queue statistics, dead letters (list, retry, delete), retention sweep,
+//! and the purge of finished jobs older than a cutoff (the `cleanup-old-data` job).
 use std::collections::HashMap;
 
 use ncy_types::jobs::QueueName;
@@ -27,6 +28,18 @@ pub struct QueueStats {
     pub workers: u64,
     pub oldest_waiting_at_ms: i64,
 }
+
+/// What [`Engine::purge_finished`] deleted from one queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    /// Finished job records (completed, dead, cancelled).
+    pub jobs: u64,
+    /// Dead-letter entries.
+    pub dead_letters: u64,
+}
+
+/// Records one purge script call deletes at most per set (and from the dead-letter stream).
+const PURGE_BATCH: u64 = 500;
 
 /// A dead letter as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -229,6 +242,31 @@ impl Engine {
             .invoke_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// Deletes the finished job records (completed, dead, cancelled) of `queue` that finished
+    /// before `cutoff_ms`, and its dead letters added before then, in batches (one short script
+    /// call each, so Redis never blocks long). Jobs still waiting, delayed or active are untouched.
+    pub async fn purge_finished(&self, queue: QueueName, cutoff_ms: i64) -> Result<PurgeCounts> {
+        let q = self.queue_keys(queue);
+        let mut conn = self.conn().await?;
+        let mut total = PurgeCounts::default();
+        loop {
+            let (jobs, dead, more): (u64, u64, u8) = self
+                .scripts
+                .purge
+                .key(q.done())
+                .arg(q.tag())
+                .arg(cutoff_ms)
+                .arg(PURGE_BATCH)
+                .invoke_async(&mut conn)
+                .await?;
+            total.jobs += jobs;
+            total.dead_letters += dead;
+            if more == 0 {
+                return Ok(total);
+            }
+        }
     }
 
     /// The consumer group name (for tools and tests).

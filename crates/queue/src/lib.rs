@@ -20,7 +20,7 @@ pub mod job;
 mod promoter;
 mod scripts;
 
-pub use admin::{DeadLetter, QueueStats};
+pub use admin::{DeadLetter, PurgeCounts, QueueStats};
 pub use client::JobPage;
 pub use config::{EngineSettings, QueueSettings, RateLimit};
 pub use consumer::{FailOutcome, Fetched, Preclaimed};

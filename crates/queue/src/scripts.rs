@@ -29,6 +29,7 @@ pub struct Scripts {
     pub cancel: Script,
     pub retry_dead: Script,
     pub trim: Script,
+    pub purge: Script,
     pub lease: Script,
 }
 
@@ -47,6 +48,7 @@ impl Scripts {
             cancel: script!("cancel.lua"),
             retry_dead: script!("retry_dead.lua"),
             trim: script!("trim.lua"),
+            purge: script!("purge.lua"),
             lease: script!("lease.lua"),
         }
     }

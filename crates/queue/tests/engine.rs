@@ -146,3 +146,94 @@ async fn cancel_pause_and_reclaim() -> anyhow::Result<()> {
     assert!(e.complete(q, "c2", &got[0].id, "").await?);
     Ok(())
 }
+
+#[tokio::test]
+async fn purge_finished_deletes_old_records_and_dead_letters_in_batches() -> anyhow::Result<()> {
+    let e = engine(&[]).await?;
+    let q = QueueName::Notification;
+    let k = e.queue_keys(q);
+    let mut redis = redis::Client::open(ncy_testkit::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let now = ncy_queue::now_ms();
+    let old = now - 10 * 86_400_000;
+    // An old dead letter (stream ids are ms: it must come before the job that dies below).
+    let _: String = redis::cmd("XADD")
+        .arg(k.dead())
+        .arg(format!("{old}-0"))
+        .arg("jobId")
+        .arg("old")
+        .query_async(&mut redis)
+        .await?;
+    // Three finished jobs through the engine: completed, dead, cancelled; then a recent one of each.
+    let ids: Vec<String> = e
+        .enqueue(q, &[job(1), job(1), job(1), job(1)])
+        .await?
+        .into_iter()
+        .map(|j| j.job_id)
+        .collect();
+    let got = fetch(&e, 3).await?;
+    assert!(e.complete(q, "c1", &got[0].id, "").await?);
+    assert!(e.complete(q, "c1", &got[2].id, "").await?);
+    let out = e.fail(q, "c1", &got[1], "boom", false).await?;
+    assert!(matches!(out, FailOutcome::Dead(_)), "{out:?}");
+    e.cancel_job(&ids[3], "no").await?;
+    // Age three of them (one per set); got[2] stays recent.
+    for (set, id) in [
+        (k.done(), &got[0].id),
+        (k.failed(), &got[1].id),
+        (k.cancelled(), &ids[3]),
+    ] {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(set)
+            .arg("XX")
+            .arg(old)
+            .arg(id)
+            .query_async(&mut redis)
+            .await?;
+    }
+    // More old completed records than one script call takes (500), hash and set entry each.
+    for i in 0..1_203 {
+        let id = format!("bulk-{i}");
+        let _: () = redis::pipe()
+            .hset(k.job(&id), "state", "completed")
+            .ignore()
+            .zadd(k.done(), &id, old - i)
+            .ignore()
+            .query_async(&mut redis)
+            .await?;
+    }
+
+    let cutoff = now - 86_400_000;
+    let purged = e.purge_finished(q, cutoff).await?;
+    assert_eq!(
+        purged,
+        ncy_queue::PurgeCounts {
+            jobs: 3 + 1_203,
+            dead_letters: 1
+        }
+    );
+    for id in [&got[0].id, &got[1].id, &ids[3]] {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(k.job(id))
+            .query_async(&mut redis)
+            .await?;
+        assert!(!exists, "{id} deleted");
+    }
+    assert!(e.get_job(&got[2].id).await.is_ok(), "recent job stays");
+    let done: Vec<String> = redis::cmd("ZRANGE")
+        .arg(k.done())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(done, [got[2].id.clone()]);
+    let left = e.dead_letters(q, None, 10).await?;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].job_id, got[1].id, "the recent dead letter stays");
+    assert_eq!(
+        e.purge_finished(q, cutoff).await?,
+        ncy_queue::PurgeCounts::default()
+    );
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! - [`unique_prefix`]: a Redis key prefix per test.
 //! - [`RedisServer`]: a `redis-server` of the test's own on a free port, for tests that stop or
 //!   restart Redis.
+//! - [`SmtpServer`]: a real SMTP server (aiosmtpd) of the test's own that keeps what it receives.
 //! - [`assert_eventually`]: poll with a deadline instead of sleeping.
 //! - [`grpc_health`], [`http_get`]: what a probe or an operator would ask a running service.
 //!
@@ -15,12 +16,14 @@
 mod database;
 mod process;
 mod redis_server;
+mod smtp_server;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 pub use database::TestDatabase;
 pub use process::{ChildService, InProcess, StopSignal, assert_binary_lifecycle, run_to_exit};
 pub use redis_server::{RedisCluster, RedisServer};
+pub use smtp_server::{ReceivedEmail, SmtpServer};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };

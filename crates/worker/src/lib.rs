@@ -52,6 +52,10 @@ pub struct Settings {
     pub alert_user_ids: Vec<uuid::Uuid>,
     /// `NCY_WORKER_ID`: consumer name prefix (default: a random id per process).
     pub worker_id: String,
+    /// SMTP server, sender, templates (`send-email`, `send-welcome-email`).
+    pub email: processors::email::EmailSettings,
+    /// Default retentions of `cleanup-old-data`.
+    pub cleanup: processors::cleanup::CleanupSettings,
 }
 
 impl Settings {
@@ -110,6 +114,8 @@ impl Settings {
             worker_id: env
                 .get("NCY_WORKER_ID")
                 .unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
+            email: processors::email::EmailSettings::load(env)?,
+            cleanup: processors::cleanup::CleanupSettings::load(env)?,
         })
     }
 }

@@ -21,6 +21,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 mod builtin;
+pub mod cleanup;
+pub mod email;
+pub mod notification;
+pub mod templates;
 
 use crate::Settings;
 use crate::job_updates::{JobUpdates, Update};
@@ -141,6 +145,24 @@ pub fn register_domain(
     settings: &Settings,
     notifier: &Notifier,
 ) -> Result<(), RuntimeError> {
-    let _ = (registry, settings, notifier);
+    // Issue 5, part 1: email, notification, cleanup.
+    let mailer = email::Mailer::new(&settings.email)
+        .map_err(|e| RuntimeError::Io(std::io::Error::other(format!("NCY_SMTP_URL: {e}"))))?;
+    let mailer = Arc::new(mailer);
+    registry.register("send-email", email::SendEmailProcessor(mailer.clone()));
+    registry.register("send-welcome-email", email::WelcomeEmailProcessor(mailer));
+    registry.register(
+        "send-notification",
+        notification::NotificationProcessor {
+            notifier: notifier.clone(),
+        },
+    );
+    registry.register(
+        "cleanup-old-data",
+        cleanup::CleanupProcessor {
+            settings: settings.cleanup,
+            postgres: notifier.postgres.clone(),
+        },
+    );
     Ok(())
 }

@@ -1,0 +1,141 @@
+//! A real SMTP server of the test's own (aiosmtpd, see `crates/testkit/smtp/ncy_test_smtp.py`) on a
+//! free loopback port, for tests of what the worker sends. Each accepted message is written to the
+//! server's own folder as JSON and read back with [`SmtpServer::messages`].
+//!
+//! The server refuses recipients by address, so a test picks its fault: `reject@…` gets 550
+//! (permanent), `busy@…` gets 451 (transient). The Python environment is created on first use by
+//! `scripts/smtp-test-server.sh` (under a lock, so parallel tests do not race).
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// First start may install aiosmtpd into the venv.
+const START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// One message the server accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedEmail {
+    /// Envelope sender (`MAIL FROM`).
+    pub mail_from: String,
+    /// Envelope recipients (`RCPT TO`) that were accepted.
+    pub rcpt_tos: Vec<String>,
+    pub subject: String,
+    /// `From:` header.
+    pub from: String,
+    /// `To:` header.
+    pub to: String,
+    /// `Cc:` header ("" when absent).
+    pub cc: String,
+    /// Top-level MIME type, e.g. `multipart/alternative`.
+    pub content_type: String,
+    /// The decoded `text/plain` part, if any.
+    pub text: Option<String>,
+    /// The decoded `text/html` part, if any.
+    pub html: Option<String>,
+    /// The message as received.
+    pub raw: String,
+}
+
+/// A running aiosmtpd server owned by one test; stopped (by its handle) when dropped.
+pub struct SmtpServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl SmtpServer {
+    /// Starts the server and waits until it listens.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut child = Command::new("bash")
+            .arg(script())
+            .arg("run")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", script().display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut first = String::new();
+        let mut reader = BufReader::new(stdout);
+        let port = match tokio::time::timeout(START_TIMEOUT, reader.read_line(&mut first)).await {
+            Ok(Ok(_)) => first.trim().parse::<u16>().ok(),
+            _ => None,
+        };
+        let Some(port) = port else {
+            let _ = child.kill().await;
+            anyhow::bail!("the test SMTP server did not start (first line: {first:?})");
+        };
+        Ok(Self {
+            port,
+            dir,
+            child: Some(child),
+        })
+    }
+
+    /// `smtp://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, oldest first.
+    pub fn messages(&self) -> anyhow::Result<Vec<ReceivedEmail>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p)?;
+                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` messages arrived, then returns all of them.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedEmail> {
+        crate::assert_eventually(
+            &format!("{n} message(s) at the SMTP server"),
+            timeout,
+            || {
+                let got = self.messages().map(|m| m.len()).unwrap_or(0);
+                async move { got >= n }
+            },
+        )
+        .await;
+        self.messages().unwrap_or_default()
+    }
+
+    /// Stops the server (SIGKILL, by its handle).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// `scripts/smtp-test-server.sh` of this workspace.
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/smtp-test-server.sh")
+}

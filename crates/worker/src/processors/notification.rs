@@ -1,0 +1,52 @@
+//! `send-notification {userId, type, message, metadata}`: the notifications row plus the realtime
+//! `notification` message in the user's room, through the worker's [`Notifier`] (the seed's
+//! `notificationService.create` + `realtimeService.sendToUser`).
+//!
+//! A user that does not exist fails the job at once (no retry brings them back); a database that
+//! is down is retried per the job's attempts. The result is `{"notificationId": …}`.
+use ncy_types::jobs::NotificationJobData;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{JobContext, JobError, ProcessFuture, Processor};
+use crate::notify::{NOTIFICATION_EVENT, Notifier, NotifyError};
+
+/// The `send-notification` processor.
+#[derive(Debug, Clone)]
+pub struct NotificationProcessor {
+    pub notifier: Notifier,
+}
+
+impl Processor for NotificationProcessor {
+    fn process(&self, ctx: JobContext) -> ProcessFuture {
+        let notifier = self.notifier.clone();
+        Box::pin(async move {
+            let job: NotificationJobData = serde_json::from_value(ctx.payload)
+                .map_err(|e| JobError::fatal(format!("bad send-notification payload: {e}")))?;
+            let user_id: Uuid = job
+                .user_id
+                .parse()
+                .map_err(|e| JobError::fatal(format!("bad userId {:?}: {e}", job.user_id)))?;
+            let metadata = job.metadata.unwrap_or_else(|| json!({}));
+            let row = notifier
+                .notify(
+                    NOTIFICATION_EVENT,
+                    user_id,
+                    &job.r#type,
+                    &job.message,
+                    &metadata,
+                )
+                .await
+                .map_err(to_job_error)?;
+            Ok(Some(json!({"notificationId": row.id})))
+        })
+    }
+}
+
+/// Unknown user and a worker without a database are fatal; store errors are retried.
+fn to_job_error(e: NotifyError) -> JobError {
+    match e {
+        NotifyError::UnknownUser(_) | NotifyError::NoDatabase => JobError::fatal(e.to_string()),
+        NotifyError::Store(_) => JobError::retryable(e.to_string()),
+    }
+}
