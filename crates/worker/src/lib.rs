@@ -14,6 +14,7 @@ use ncy_runtime::{
 use ncy_types::jobs::QueueName;
 
 pub mod alerts;
+pub mod files;
 pub mod notify;
 pub mod processors;
 pub mod runner;
@@ -51,6 +52,12 @@ pub struct Settings {
     pub alert_user_ids: Vec<uuid::Uuid>,
     /// `NCY_WORKER_ID`: consumer name prefix (default: a random id per process).
     pub worker_id: String,
+    /// `NCY_WORKER_FILE_STORE`: where reports and backups go.
+    pub files: files::FileStoreSettings,
+    /// Report links.
+    pub reports: processors::report::ReportSettings,
+    /// pg_dump and how many backups to keep.
+    pub backup: processors::backup::BackupSettings,
 }
 
 impl Settings {
@@ -109,6 +116,9 @@ impl Settings {
             worker_id: env
                 .get("NCY_WORKER_ID")
                 .unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
+            files: files::FileStoreSettings::load(env)?,
+            reports: processors::report::ReportSettings::load(env)?,
+            backup: processors::backup::BackupSettings::load(env)?,
         })
     }
 }

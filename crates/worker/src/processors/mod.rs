@@ -20,7 +20,9 @@ use ncy_types::jobs::QueueName;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+pub mod backup;
 mod builtin;
+pub mod report;
 
 use crate::Settings;
 use crate::notify::Notifier;
@@ -131,6 +133,24 @@ pub fn register_domain(
     settings: &Settings,
     notifier: &Notifier,
 ) -> Result<(), RuntimeError> {
-    let _ = (registry, settings, notifier);
+    // Reports and backups (issue 5): both write to the file store.
+    let files = crate::files::FileStore::open(&settings.files)
+        .map_err(|e| RuntimeError::Io(std::io::Error::other(e.to_string())))?;
+    registry.register(
+        "generate-report",
+        report::ReportProcessor {
+            settings: settings.reports.clone(),
+            files: files.clone(),
+            notifier: notifier.clone(),
+        },
+    );
+    registry.register(
+        "backup-database",
+        backup::BackupProcessor {
+            settings: settings.backup.clone(),
+            files,
+            database_url: settings.common.postgres.as_ref().map(|p| p.url.clone()),
+        },
+    );
     Ok(())
 }
