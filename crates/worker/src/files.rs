@@ -258,7 +258,10 @@ mod tests {
     fn settings_parse_paths_file_urls_and_s3() {
         let p = |s: &str| FileStoreSettings::parse(s);
         assert_eq!(p("/a/b"), Ok(FileStoreSettings::Local("/a/b".into())));
-        assert_eq!(p("file:///a/b"), Ok(FileStoreSettings::Local("/a/b".into())));
+        assert_eq!(
+            p("file:///a/b"),
+            Ok(FileStoreSettings::Local("/a/b".into()))
+        );
         assert_eq!(
             p("s3://bkt/x/y/"),
             Ok(FileStoreSettings::S3 {
@@ -276,7 +279,10 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("new/files");
         let store = FileStore::open(&FileStoreSettings::Local(dir.clone())).expect("open");
-        assert_eq!(store.put("a/one.txt", Bytes::from("1")).await.expect("put"), 1);
+        assert_eq!(
+            store.put("a/one.txt", Bytes::from("1")).await.expect("put"),
+            1
+        );
         let mut up = store.upload("a/two.txt").await.expect("upload");
         let mut r: &[u8] = b"two!";
         up.copy_from(&mut r).await.expect("copy");
@@ -285,7 +291,13 @@ mod tests {
         let up = store.upload("a/three.txt").await.expect("upload");
         up.abort().await;
         assert_eq!(std::fs::read(dir.join("a/two.txt")).expect("read"), b"two!");
-        let mut keys: Vec<_> = store.list("a").await.expect("list").into_iter().map(|f| f.key).collect();
+        let mut keys: Vec<_> = store
+            .list("a")
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|f| f.key)
+            .collect();
         keys.sort();
         assert_eq!(keys, ["a/one.txt", "a/two.txt"]);
         store.delete("a/one.txt").await.expect("delete");
@@ -300,8 +312,14 @@ mod tests {
         std::fs::write(&file, "x").expect("write");
         let dir = file.join("files");
         let store = FileStore::open(&FileStoreSettings::Local(dir.clone())).expect("open");
-        let err = store.put("k", Bytes::from("1")).await.expect_err("not a dir");
+        let err = store
+            .put("k", Bytes::from("1"))
+            .await
+            .expect_err("not a dir");
         let msg = err.to_string();
-        assert!(msg.starts_with(&format!("file store {}: not writable:", dir.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!("file store {}: not writable:", dir.display())),
+            "{msg}"
+        );
     }
 }

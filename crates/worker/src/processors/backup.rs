@@ -102,7 +102,12 @@ impl BackupProcessor {
     }
 
     /// Runs pg_dump into `key`; returns the dump's size.
-    async fn dump(&self, ctx: &JobContext, target: &DumpTarget, key: &str) -> Result<u64, JobError> {
+    async fn dump(
+        &self,
+        ctx: &JobContext,
+        target: &DumpTarget,
+        key: &str,
+    ) -> Result<u64, JobError> {
         let bin = &self.settings.pg_dump;
         let mut cmd = Command::new(bin);
         cmd.arg("--format=custom")
@@ -120,7 +125,9 @@ impl BackupProcessor {
             if e.kind() == std::io::ErrorKind::NotFound {
                 JobError::retryable(format!("pg_dump not found (NCY_WORKER_PG_DUMP={bin})"))
             } else {
-                JobError::retryable(format!("cannot run pg_dump (NCY_WORKER_PG_DUMP={bin}): {e}"))
+                JobError::retryable(format!(
+                    "cannot run pg_dump (NCY_WORKER_PG_DUMP={bin}): {e}"
+                ))
             }
         })?;
         let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())

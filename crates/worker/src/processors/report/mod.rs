@@ -126,7 +126,13 @@ impl ReportProcessor {
         });
         let message = format!("Your {report_type} report ({format_name}, {rows} rows) is ready");
         self.notifier
-            .notify(NOTIFICATION_EVENT, user_id, REPORT_READY, &message, &metadata)
+            .notify(
+                NOTIFICATION_EVENT,
+                user_id,
+                REPORT_READY,
+                &message,
+                &metadata,
+            )
             .await
             .map_err(|e| match e {
                 NotifyError::UnknownUser(_) | NotifyError::NoDatabase => {
@@ -193,6 +199,9 @@ fn report_type_name(t: ReportType) -> &'static str {
 }
 
 fn parse_id(field: &str, s: &str) -> Result<Uuid, JobError> {
-    s.parse()
-        .map_err(|_| JobError::fatal(format!("bad generate-report payload: {field} is not a UUID")))
+    s.parse().map_err(|_| {
+        JobError::fatal(format!(
+            "bad generate-report payload: {field} is not a UUID"
+        ))
+    })
 }

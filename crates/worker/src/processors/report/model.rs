@@ -87,7 +87,15 @@ pub fn format_ms(ms: i64) -> String {
 pub fn project_tasks(data: &ProjectTasks, generated_ms: i64) -> Report {
     let mut detail = Table::new(
         "Tasks",
-        &["Title", "Status", "Priority", "Assignee", "Assignee email", "Due", "Created"],
+        &[
+            "Title",
+            "Status",
+            "Priority",
+            "Assignee",
+            "Assignee email",
+            "Due",
+            "Created",
+        ],
     );
     let mut by_status: BTreeMap<&str, i64> = BTreeMap::new();
     let mut by_assignee: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -141,7 +149,14 @@ pub fn organization_activity(
 ) -> Report {
     let mut detail = Table::new(
         "Members",
-        &["Member", "Email", "Role", "Projects created", "Tasks assigned", "Tasks completed"],
+        &[
+            "Member",
+            "Email",
+            "Role",
+            "Projects created",
+            "Tasks assigned",
+            "Tasks completed",
+        ],
     );
     detail.rows = data
         .members
@@ -163,11 +178,20 @@ pub fn organization_activity(
         vec!["Projects created".into(), projects.into()],
         vec!["Tasks created".into(), data.tasks_created.into()],
         vec!["Tasks completed".into(), data.tasks_completed.into()],
-        vec!["Members".into(), i64::try_from(data.members.len()).unwrap_or(i64::MAX).into()],
+        vec![
+            "Members".into(),
+            i64::try_from(data.members.len()).unwrap_or(i64::MAX).into(),
+        ],
     ];
     let mut created = Table::new(
         "Projects created",
-        &["Project", "Created by", "Created", "Tasks created", "Tasks completed"],
+        &[
+            "Project",
+            "Created by",
+            "Created",
+            "Tasks created",
+            "Tasks completed",
+        ],
     );
     created.rows = data
         .projects_created

@@ -20,6 +20,20 @@ const GAP: f32 = 3.0;
 
 /// Renders `report` as a PDF.
 pub fn render(report: &Report) -> Result<Vec<u8>, String> {
+    let mut doc = PdfDocument::new(&report.title);
+    let pages = layout(report);
+    let mut warnings = Vec::new();
+    let bytes = doc
+        .with_pages(pages)
+        .save(&PdfSaveOptions::default(), &mut warnings);
+    if bytes.is_empty() {
+        return Err(format!("the PDF writer produced nothing: {warnings:?}"));
+    }
+    Ok(bytes)
+}
+
+/// The pages of `report`.
+fn layout(report: &Report) -> Vec<PdfPage> {
     let mut w = PageWriter::default();
     w.line(&report.title, BuiltinFont::HelveticaBold, 14.0, MARGIN, 2.0);
     for l in &report.lines {
@@ -31,16 +45,7 @@ pub fn render(report: &Report) -> Result<Vec<u8>, String> {
         w.skip(1.0);
         table(&mut w, t);
     }
-    let mut doc = PdfDocument::new(&report.title);
-    let pages = w.finish();
-    let mut warnings = Vec::new();
-    let bytes = doc
-        .with_pages(pages)
-        .save(&PdfSaveOptions::default(), &mut warnings);
-    if bytes.is_empty() {
-        return Err(format!("the PDF writer produced nothing: {warnings:?}"));
-    }
-    Ok(bytes)
+    w.finish()
 }
 
 /// Lays out text lines top to bottom, starting a new page when one is full.
@@ -68,8 +73,7 @@ impl PageWriter {
 
     fn new_page(&mut self) {
         let ops = std::mem::take(&mut self.ops);
-        self.pages
-            .push(PdfPage::new(Mm(PAGE_W), Mm(PAGE_H), ops));
+        self.pages.push(PdfPage::new(Mm(PAGE_W), Mm(PAGE_H), ops));
         self.used = 0.0;
     }
 
@@ -148,7 +152,11 @@ fn table(w: &mut PageWriter, t: &Table) {
         if w.ensure(1.0) {
             w.cells(&header, BuiltinFont::HelveticaBold, FONT_PT);
         }
-        w.cells(&row(cells.iter().map(|c| c.text()).collect()), BuiltinFont::Helvetica, FONT_PT);
+        w.cells(
+            &row(cells.iter().map(|c| c.text()).collect()),
+            BuiltinFont::Helvetica,
+            FONT_PT,
+        );
     }
 }
 
@@ -194,5 +202,35 @@ mod tests {
         assert_eq!(fit("short", 50.0), "short");
         let cut = fit(&"x".repeat(100), 20.0);
         assert!(cut.ends_with("...") && cut.chars().count() <= 12, "{cut}");
+    }
+
+    #[test]
+    fn a_long_table_breaks_into_pages_each_with_the_header_row() {
+        use crate::processors::report::model::Cell;
+        let report = Report {
+            title: "Long".into(),
+            lines: vec![],
+            detail: Table {
+                name: "Tasks".into(),
+                headers: vec!["Title".into(), "N".into()],
+                rows: (0..100)
+                    .map(|i| vec![Cell::Text(format!("task {i}")), Cell::Int(i)])
+                    .collect(),
+            },
+            summaries: vec![],
+        };
+        let pages = layout(&report);
+        assert!(pages.len() >= 3, "{} pages", pages.len());
+        let shown = |page: &PdfPage, text: &str| {
+            page.ops.iter().any(|op| {
+                matches!(op, Op::ShowText { items }
+                    if items.iter().any(|i| matches!(i, TextItem::Text(t) if t == text)))
+            })
+        };
+        for page in &pages {
+            assert!(shown(page, "Title"), "the header row is on every page");
+        }
+        assert!(shown(&pages[0], "task 0") && shown(pages.last().expect("page"), "task 99"));
+        assert!(render(&report).expect("pdf").starts_with(b"%PDF-"));
     }
 }
