@@ -199,3 +199,52 @@ async fn a_failing_pg_dump_is_dead_lettered_with_its_message_and_leaves_no_file(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_a_backup_kills_pg_dump_and_keeps_no_file() -> anyhow::Result<()> {
+    let files = tempfile::tempdir()?;
+    let bin = tempfile::tempdir()?;
+    let pid_file = bin.path().join("pid");
+    // A pg_dump that never finishes: it writes a little, then waits.
+    let slow = script(
+        bin.path(),
+        "pg_dump",
+        &format!(
+            "printf 'PGDMP'\necho $$ > {}\nexec sleep 120",
+            pid_file.display()
+        ),
+    )?;
+    let env = stack(files.path(), Some(&slow)).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let id = enqueue(&mut c, backup("{}", 3)).await?;
+    wait_state(&c, &id, JobState::Active, T).await;
+    ncy_testkit::assert_eventually("pg_dump started", T, || {
+        let p = pid_file.clone();
+        async move { std::fs::read_to_string(p).is_ok_and(|s| s.ends_with('\n')) }
+    })
+    .await;
+    let pid = std::fs::read_to_string(&pid_file)?.trim().to_owned();
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "pg_dump {pid} runs"
+    );
+    c.cancel_job(pb::CancelJobRequest {
+        job_id: id.clone(),
+        reason: "operator".into(),
+    })
+    .await?;
+    wait_state(&c, &id, JobState::Cancelled, T).await;
+    ncy_testkit::assert_eventually("pg_dump was killed", T, || {
+        let proc = format!("/proc/{pid}");
+        async move { !Path::new(&proc).exists() }
+    })
+    .await;
+    assert_eq!(
+        dumps(files.path())?,
+        Vec::<String>::new(),
+        "no partial dump is kept"
+    );
+    stop(work).await?;
+    stop(sched).await
+}
