@@ -6,30 +6,53 @@
 //! cannot be created does not stop the worker from starting (its other queues still work): the
 //! jobs that need the store fail, retryably, with that message.
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use ncy_runtime::{ConfigError, Env};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::sync::OnceCell;
 
 /// Default local directory of the file store.
 pub const DEFAULT_FILE_STORE: &str = "./.run/files";
 
+/// The `AWS_*` variables read through the settings' [`Env`] (so a test can give each worker its
+/// own); anything else `AmazonS3Builder::from_env` knows (container or web-identity credentials…)
+/// still comes from the process environment.
+const AWS_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_ALLOW_HTTP",
+    "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+    "AWS_SKIP_SIGNATURE",
+];
+
 /// Where files go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum FileStoreSettings {
     /// `NCY_WORKER_FILE_STORE=/dir`, `file:///dir` (default `./.run/files`, created if missing).
     Local(PathBuf),
     /// `NCY_WORKER_FILE_STORE=s3://bucket/prefix`; credentials, region and endpoint from `AWS_*`.
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+        /// `AWS_*` values (as secrets: they hold credentials).
+        aws: Vec<(&'static str, SecretString)>,
+    },
 }
 
 impl FileStoreSettings {
@@ -39,7 +62,15 @@ impl FileStoreSettings {
             .get("NCY_WORKER_FILE_STORE")
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_FILE_STORE.to_owned());
-        Self::parse(raw.trim()).map_err(|m| ConfigError::new("NCY_WORKER_FILE_STORE", m))
+        let mut settings =
+            Self::parse(raw.trim()).map_err(|m| ConfigError::new("NCY_WORKER_FILE_STORE", m))?;
+        if let Self::S3 { aws, .. } = &mut settings {
+            *aws = AWS_VARS
+                .iter()
+                .filter_map(|k| env.get(k).map(|v| (*k, SecretString::from(v))))
+                .collect();
+        }
+        Ok(settings)
     }
 
     fn parse(raw: &str) -> Result<Self, String> {
@@ -51,6 +82,7 @@ impl FileStoreSettings {
             return Ok(Self::S3 {
                 bucket: bucket.to_owned(),
                 prefix: prefix.trim_matches('/').to_owned(),
+                aws: Vec::new(),
             });
         }
         if let Some(path) = raw.strip_prefix("file://") {
@@ -111,9 +143,28 @@ impl FileStore {
                 dir.display().to_string(),
                 Backend::Local(dir.clone(), OnceCell::new()),
             ),
-            FileStoreSettings::S3 { bucket, prefix } => {
-                let name = format!("s3://{bucket}/{prefix}");
-                let s3 = AmazonS3Builder::from_env()
+            FileStoreSettings::S3 {
+                bucket,
+                prefix,
+                aws,
+            } => {
+                let name = if prefix.is_empty() {
+                    format!("s3://{bucket}")
+                } else {
+                    format!("s3://{bucket}/{prefix}")
+                };
+                let mut builder = AmazonS3Builder::from_env();
+                for (var, value) in aws {
+                    let key =
+                        AmazonS3ConfigKey::from_str(&var.to_ascii_lowercase()).map_err(|e| {
+                            FileStoreError {
+                                store: name.clone(),
+                                message: format!("{var}: {e}"),
+                            }
+                        })?;
+                    builder = builder.with_config(key, value.expose_secret());
+                }
+                let s3 = builder
                     .with_bucket_name(bucket)
                     .build()
                     .map_err(|e| FileStoreError {
@@ -257,21 +308,39 @@ mod tests {
     #[test]
     fn settings_parse_paths_file_urls_and_s3() {
         let p = |s: &str| FileStoreSettings::parse(s);
-        assert_eq!(p("/a/b"), Ok(FileStoreSettings::Local("/a/b".into())));
-        assert_eq!(
-            p("file:///a/b"),
-            Ok(FileStoreSettings::Local("/a/b".into()))
+        assert!(
+            matches!(p("/a/b"), Ok(FileStoreSettings::Local(d)) if d == std::path::Path::new("/a/b"))
         );
-        assert_eq!(
-            p("s3://bkt/x/y/"),
-            Ok(FileStoreSettings::S3 {
-                bucket: "bkt".into(),
-                prefix: "x/y".into()
-            })
+        assert!(
+            matches!(p("file:///a/b"), Ok(FileStoreSettings::Local(d)) if d == std::path::Path::new("/a/b"))
         );
+        assert!(matches!(p("s3://bkt/x/y/"),
+            Ok(FileStoreSettings::S3 { bucket, prefix, .. }) if bucket == "bkt" && prefix == "x/y"));
         assert!(p("s3:///x").is_err());
         assert!(p("file://rel").is_err());
         assert!(p("gs://b").is_err());
+    }
+
+    #[test]
+    fn s3_settings_take_the_aws_variables_of_the_env_and_hide_them() {
+        let env = Env::from_pairs([
+            ("NCY_WORKER_FILE_STORE", "s3://bkt"),
+            ("AWS_ACCESS_KEY_ID", "id"),
+            ("AWS_SECRET_ACCESS_KEY", "very-secret"),
+            ("AWS_ENDPOINT", "http://127.0.0.1:9"),
+        ]);
+        let settings = FileStoreSettings::load(&env).expect("settings");
+        assert!(!format!("{settings:?}").contains("very-secret"));
+        let FileStoreSettings::S3 { aws, .. } = &settings else {
+            panic!("{settings:?}")
+        };
+        let names: Vec<&str> = aws.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT"]
+        );
+        let store = FileStore::open(&settings).expect("open");
+        assert_eq!(store.name(), "s3://bkt");
     }
 
     #[tokio::test]
