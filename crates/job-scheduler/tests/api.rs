@@ -685,3 +685,79 @@ async fn ticks_missed_while_no_scheduler_ran_fire_once_or_are_skipped_by_policy(
         .map_err(anyhow::Error::msg)?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_and_backup_payloads_are_checked_at_enqueue() -> anyhow::Result<()> {
+    let (mut c, running) = start(&unique_prefix(), &[]).await?;
+    let user = "123e4567-e89b-12d3-a456-426614174000";
+    let req = |queue: &str, job_type: &str, payload: String| pb::EnqueueRequest {
+        queue: queue.into(),
+        job_type: job_type.into(),
+        payload_json: payload,
+        ..Default::default()
+    };
+    let report = |payload: String| req("report", "generate-report", payload);
+    let cases = [
+        (
+            report(format!(
+                r#"{{"reportType":"project_tasks","format":"csv","userId":"{user}"}}"#
+            )),
+            "payload_json.projectId",
+        ),
+        (
+            report(format!(
+                r#"{{"reportType":"organization_activity","format":"pdf","userId":"{user}"}}"#
+            )),
+            "payload_json.organizationId",
+        ),
+        (
+            report(format!(
+                r#"{{"reportType":"project_tasks","format":"docx","userId":"{user}","projectId":"{user}"}}"#
+            )),
+            "payload_json.format",
+        ),
+        (
+            report(format!(
+                r#"{{"reportType":"sales","format":"csv","userId":"{user}"}}"#
+            )),
+            "payload_json.reportType",
+        ),
+        (
+            report(
+                r#"{"reportType":"project_tasks","format":"csv","userId":"bob","projectId":"x"}"#
+                    .into(),
+            ),
+            "payload_json.userId",
+        ),
+        (
+            report(format!(
+                r#"{{"reportType":"organization_activity","format":"csv","userId":"{user}","organizationId":"{user}","fromMs":5,"toMs":1}}"#
+            )),
+            "payload_json.toMs",
+        ),
+        (
+            req("cleanup", "backup-database", r#"{"keepLast":0}"#.into()),
+            "payload_json.keepLast",
+        ),
+        (
+            req("cleanup", "backup-database", r#"{"keep":3}"#.into()),
+            "payload_json.keep",
+        ),
+    ];
+    for (req, field) in cases {
+        let err = c.enqueue(req).await.expect_err(field);
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
+        assert!(
+            err.message().starts_with(&format!("{field}:")),
+            "{field}: {}",
+            err.message()
+        );
+    }
+    assert_eq!(waiting(&mut c, "report").await?, 0, "nothing was enqueued");
+    assert_eq!(waiting(&mut c, "cleanup").await?, 0, "nothing was enqueued");
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}

@@ -7,6 +7,7 @@
 use sqlx::PgPool;
 
 pub mod notifications;
+pub mod reports;
 
 /// The embedded migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

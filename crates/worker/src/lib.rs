@@ -15,6 +15,7 @@ use ncy_types::jobs::QueueName;
 
 pub mod alerts;
 pub mod job_updates;
+pub mod files;
 pub mod notify;
 pub mod processors;
 pub mod runner;
@@ -56,6 +57,12 @@ pub struct Settings {
     pub email: processors::email::EmailSettings,
     /// Default retentions of `cleanup-old-data`.
     pub cleanup: processors::cleanup::CleanupSettings,
+    /// `NCY_WORKER_FILE_STORE`: where reports and backups go.
+    pub files: files::FileStoreSettings,
+    /// Report links.
+    pub reports: processors::report::ReportSettings,
+    /// pg_dump and how many backups to keep.
+    pub backup: processors::backup::BackupSettings,
 }
 
 impl Settings {
@@ -116,6 +123,9 @@ impl Settings {
                 .unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
             email: processors::email::EmailSettings::load(env)?,
             cleanup: processors::cleanup::CleanupSettings::load(env)?,
+            files: files::FileStoreSettings::load(env)?,
+            reports: processors::report::ReportSettings::load(env)?,
+            backup: processors::backup::BackupSettings::load(env)?,
         })
     }
 }

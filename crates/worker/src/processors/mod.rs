@@ -20,11 +20,13 @@ use ncy_types::jobs::QueueName;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+pub mod backup;
 mod builtin;
 pub mod cleanup;
 pub mod email;
 pub mod notification;
 pub mod templates;
+pub mod report;
 
 use crate::Settings;
 use crate::job_updates::{JobUpdates, Update};
@@ -162,6 +164,25 @@ pub fn register_domain(
         cleanup::CleanupProcessor {
             settings: settings.cleanup,
             postgres: notifier.postgres.clone(),
+        },
+    );
+    // Reports and backups (issue 5): both write to the file store.
+    let files = crate::files::FileStore::open(&settings.files)
+        .map_err(|e| RuntimeError::Io(std::io::Error::other(e.to_string())))?;
+    registry.register(
+        "generate-report",
+        report::ReportProcessor {
+            settings: settings.reports.clone(),
+            files: files.clone(),
+            notifier: notifier.clone(),
+        },
+    );
+    registry.register(
+        "backup-database",
+        backup::BackupProcessor {
+            settings: settings.backup.clone(),
+            files,
+            database_url: settings.common.postgres.as_ref().map(|p| p.url.clone()),
         },
     );
     Ok(())

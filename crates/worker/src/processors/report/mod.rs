@@ -1,0 +1,207 @@
+//! `generate-report`: the seed's `reportService.generate`, for real. Queries the report's data
+//! from PostgreSQL (ncy-store), renders it as csv, xlsx or pdf, stores the file in the
+//! [`FileStore`] under `reports/<userId>/<reportType>-<projectOrOrgId>-<timestamp>.<ext>` and
+//! notifies the user (`REPORT_READY`, with the link) — progress 10 (querying), 50 (rendering), 80
+//! (storing), 100 as in the seed.
+//!
+//! Failures: a project or organization that does not exist is final ("project <id> does not
+//! exist"); the database or the file store failing is retried with their message.
+use chrono::Utc;
+use ncy_runtime::{ConfigError, Env};
+use ncy_types::jobs::{ReportFormat, ReportJobData, ReportType};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{JobContext, JobError, ProcessFuture, Processor};
+use crate::files::FileStore;
+use crate::notify::{NOTIFICATION_EVENT, Notifier, NotifyError};
+
+mod csv;
+pub mod model;
+mod pdf;
+mod xlsx;
+
+use model::Report;
+
+/// The notification kind of a finished report.
+pub const REPORT_READY: &str = "REPORT_READY";
+/// Default period of organization_activity when `fromMs` is absent: 30 days before `toMs`.
+const DEFAULT_PERIOD_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Settings of the report processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportSettings {
+    /// `NCY_REPORT_LINK_BASE_URL`: the link sent to the user is this + `/` + the file's key
+    /// (default `http://localhost:3000/files`).
+    pub link_base_url: String,
+}
+
+impl ReportSettings {
+    /// Reads `NCY_REPORT_LINK_BASE_URL`.
+    pub fn load(env: &Env) -> Result<Self, ConfigError> {
+        let base = env
+            .get("NCY_REPORT_LINK_BASE_URL")
+            .unwrap_or_else(|| "http://localhost:3000/files".to_owned());
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ConfigError::new(
+                "NCY_REPORT_LINK_BASE_URL",
+                "expected an http:// or https:// URL",
+            ));
+        }
+        Ok(Self {
+            link_base_url: base.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// Runs `generate-report` jobs.
+#[derive(Clone)]
+pub struct ReportProcessor {
+    pub settings: ReportSettings,
+    pub files: FileStore,
+    pub notifier: Notifier,
+}
+
+impl Processor for ReportProcessor {
+    fn process(&self, ctx: JobContext) -> ProcessFuture {
+        let this = self.clone();
+        Box::pin(async move { this.run(ctx).await })
+    }
+}
+
+impl ReportProcessor {
+    async fn run(self, ctx: JobContext) -> super::JobResult {
+        let data: ReportJobData = serde_json::from_value(ctx.payload.clone())
+            .map_err(|e| JobError::fatal(format!("bad generate-report payload: {e}")))?;
+        let user_id = parse_id("userId", &data.user_id)?;
+        let pool = self
+            .notifier
+            .postgres
+            .clone()
+            .ok_or_else(|| JobError::fatal("no database is configured (DATABASE_URL)"))?;
+
+        ctx.progress(10, "querying").await;
+        let now_ms = Utc::now().timestamp_millis();
+        let (subject, report) = query(&pool, &data, now_ms).await?;
+        if ctx.cancel.is_cancelled() {
+            return Err(JobError::fatal("cancelled"));
+        }
+
+        ctx.progress(50, "rendering").await;
+        let rows = report.detail.rows.len();
+        let format = data.format;
+        let bytes = tokio::task::spawn_blocking(move || render(&report, format))
+            .await
+            .map_err(|e| JobError::fatal(format!("rendering stopped: {e}")))?
+            .map_err(|e| JobError::fatal(format!("cannot render the {format:?} report: {e}")))?;
+        if ctx.cancel.is_cancelled() {
+            return Err(JobError::fatal("cancelled"));
+        }
+
+        ctx.progress(80, "storing").await;
+        let report_type = report_type_name(data.report_type);
+        let file_name = format!(
+            "{report_type}-{subject}-{}.{}",
+            Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
+            format.extension()
+        );
+        let key = format!("reports/{user_id}/{file_name}");
+        let size = self
+            .files
+            .put(&key, bytes.into())
+            .await
+            .map_err(|e| JobError::retryable(e.to_string()))?;
+        let url = format!("{}/{key}", self.settings.link_base_url);
+        let format_name = format.extension();
+        let metadata = json!({
+            "jobId": ctx.job.id.clone(),
+            "url": url,
+            "key": key,
+            "fileName": file_name,
+            "format": format_name,
+            "reportType": report_type,
+            "rows": rows,
+            "bytes": size,
+        });
+        let message = format!("Your {report_type} report ({format_name}, {rows} rows) is ready");
+        self.notifier
+            .notify(
+                NOTIFICATION_EVENT,
+                user_id,
+                REPORT_READY,
+                &message,
+                &metadata,
+            )
+            .await
+            .map_err(|e| match e {
+                NotifyError::UnknownUser(_) | NotifyError::NoDatabase => {
+                    JobError::fatal(e.to_string())
+                }
+                NotifyError::Store(_) => JobError::retryable(e.to_string()),
+            })?;
+        ctx.progress(100, "done").await;
+        Ok(Some(json!({
+            "key": key,
+            "url": url,
+            "rows": rows,
+            "bytes": size,
+            "format": format_name,
+        })))
+    }
+}
+
+/// Queries the report's data; returns the id it is about and the report.
+async fn query(
+    pool: &PgPool,
+    data: &ReportJobData,
+    now_ms: i64,
+) -> Result<(Uuid, Report), JobError> {
+    let db = |e: ncy_store::StoreError| JobError::retryable(e.to_string());
+    match data.report_type {
+        ReportType::ProjectTasks => {
+            let id = parse_id("projectId", data.project_id.as_deref().unwrap_or_default())?;
+            let found = ncy_store::reports::project_tasks(pool, id)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| JobError::fatal(format!("project {id} does not exist")))?;
+            Ok((id, model::project_tasks(&found, now_ms)))
+        }
+        ReportType::OrganizationActivity => {
+            let id = parse_id(
+                "organizationId",
+                data.organization_id.as_deref().unwrap_or_default(),
+            )?;
+            let to = data.to_ms.unwrap_or(now_ms);
+            let from = data.from_ms.unwrap_or(to - DEFAULT_PERIOD_MS).max(0);
+            let found = ncy_store::reports::organization_activity(pool, id, from, to)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| JobError::fatal(format!("organization {id} does not exist")))?;
+            Ok((id, model::organization_activity(&found, from, to, now_ms)))
+        }
+    }
+}
+
+fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, String> {
+    match format {
+        ReportFormat::Csv => csv::render(report),
+        ReportFormat::Excel => xlsx::render(report),
+        ReportFormat::Pdf => pdf::render(report),
+    }
+}
+
+fn report_type_name(t: ReportType) -> &'static str {
+    match t {
+        ReportType::ProjectTasks => "project_tasks",
+        ReportType::OrganizationActivity => "organization_activity",
+    }
+}
+
+fn parse_id(field: &str, s: &str) -> Result<Uuid, JobError> {
+    s.parse().map_err(|_| {
+        JobError::fatal(format!(
+            "bad generate-report payload: {field} is not a UUID"
+        ))
+    })
+}

@@ -1,0 +1,153 @@
+//! generate-report failures end to end: a missing project (final), and an unwritable or full file
+//! store and a database that is down (retried, then dead-lettered with the message that says which).
+mod jobs_support;
+mod report_support;
+
+use jobs_support::{enqueue, get, stop, wait_state};
+use ncy_proto::jobs::v1::JobState;
+use report_support::{T, dead_letters, fixture, report, stack};
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_project_is_dead_lettered_without_retries() -> anyhow::Result<()> {
+    let files = tempfile::tempdir()?;
+    let env = stack(files.path()).await?;
+    let fx = fixture(&env.db.pool().await?).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let missing = Uuid::new_v4();
+    let payload = serde_json::json!({"reportType": "project_tasks", "format": "pdf",
+        "userId": fx.user.to_string(), "projectId": missing.to_string()});
+    let id = enqueue(&mut c, report(&payload, 3)).await?;
+    wait_state(&c, &id, JobState::Dead, T).await;
+    let dead = get(&mut c, &id).await?;
+    assert_eq!(dead.attempts_made, 1, "no retry burnt");
+    assert_eq!(dead.last_error, format!("project {missing} does not exist"));
+    let letters = dead_letters(&mut c).await?;
+    assert!(
+        letters[0].non_retryable && letters[0].job_id == id,
+        "{letters:?}"
+    );
+    assert!(
+        !files.path().join("reports").exists(),
+        "no file was written"
+    );
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unwritable_file_store_is_retried_then_dead_lettered_with_its_message()
+-> anyhow::Result<()> {
+    // A store directory whose parent is a regular file cannot be created, even by root.
+    let tmp = tempfile::tempdir()?;
+    let plain = tmp.path().join("plain-file");
+    std::fs::write(&plain, "not a directory")?;
+    let store = plain.join("files");
+    let env = stack(&store).await?;
+    let fx = fixture(&env.db.pool().await?).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let payload = serde_json::json!({"reportType": "project_tasks", "format": "csv",
+        "userId": fx.user.to_string(), "projectId": fx.project.to_string()});
+    let id = enqueue(&mut c, report(&payload, 2)).await?;
+    wait_state(&c, &id, JobState::Dead, T).await;
+    let dead = get(&mut c, &id).await?;
+    assert_eq!(dead.attempts_made, 2, "retried per its policy");
+    assert!(
+        dead.last_error
+            .starts_with(&format!("file store {}: not writable:", store.display())),
+        "{}",
+        dead.last_error
+    );
+    let letters = dead_letters(&mut c).await?;
+    assert!(
+        !letters[0].non_retryable && letters[0].job_id == id,
+        "{letters:?}"
+    );
+    stop(work).await?;
+    stop(sched).await
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_file_store_is_retried_then_dead_lettered_with_its_message() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let store = tmp.path().join("small");
+    std::fs::create_dir(&store)?;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&store)
+        .output()?;
+    assert!(
+        mounted.status.success(),
+        "this test mounts a 64 KiB tmpfs (needs root): {}",
+        String::from_utf8_lossy(&mounted.stderr)
+    );
+    let _guard = Tmpfs(store.clone());
+    // Fill it up, leaving no room for a report.
+    let fill = std::fs::write(store.join("filler"), vec![7u8; 128 * 1024]);
+    assert!(fill.is_err(), "the tmpfs is full");
+    let env = stack(&store).await?;
+    let fx = fixture(&env.db.pool().await?).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let payload = serde_json::json!({"reportType": "project_tasks", "format": "pdf",
+        "userId": fx.user.to_string(), "projectId": fx.project.to_string()});
+    let id = enqueue(&mut c, report(&payload, 2)).await?;
+    wait_state(&c, &id, JobState::Dead, T).await;
+    let dead = get(&mut c, &id).await?;
+    assert_eq!(dead.attempts_made, 2, "retried per its policy");
+    let prefix = format!(
+        "file store {}: cannot write reports/{}/",
+        store.display(),
+        fx.user
+    );
+    assert!(
+        dead.last_error.starts_with(&prefix) && dead.last_error.contains("No space left"),
+        "{}",
+        dead.last_error
+    );
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_that_is_down_is_retried_then_dead_lettered() -> anyhow::Result<()> {
+    let files = tempfile::tempdir()?;
+    let mut env = stack(files.path()).await?;
+    let fx = fixture(&env.db.pool().await?).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    // This worker's database is a port where nothing listens.
+    let port = ncy_testkit::free_port();
+    env.set(
+        "DATABASE_URL",
+        &format!("postgres://postgres@127.0.0.1:{port}/nowhere"),
+    );
+    let work = env.worker().await?;
+    let payload = serde_json::json!({"reportType": "project_tasks", "format": "csv",
+        "userId": fx.user.to_string(), "projectId": fx.project.to_string()});
+    let id = enqueue(&mut c, report(&payload, 2)).await?;
+    wait_state(&c, &id, JobState::Dead, T).await;
+    let dead = get(&mut c, &id).await?;
+    assert_eq!(dead.attempts_made, 2, "retried per its policy");
+    assert!(
+        dead.last_error.starts_with("database error:"),
+        "{}",
+        dead.last_error
+    );
+    assert!(
+        !files.path().join("reports").exists(),
+        "no file was written"
+    );
+    stop(work).await?;
+    stop(sched).await
+}
