@@ -14,8 +14,8 @@ use ncy_runtime::{
 use ncy_types::jobs::QueueName;
 
 pub mod alerts;
-pub mod job_updates;
 pub mod files;
+pub mod job_updates;
 pub mod notify;
 pub mod processors;
 pub mod runner;

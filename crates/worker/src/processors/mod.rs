@@ -25,8 +25,8 @@ mod builtin;
 pub mod cleanup;
 pub mod email;
 pub mod notification;
-pub mod templates;
 pub mod report;
+pub mod templates;
 
 use crate::Settings;
 use crate::job_updates::{JobUpdates, Update};
