@@ -3,7 +3,7 @@
 //! jobs abandoned by a dead worker, and a graceful drain.
 //!
 //! The service also serves gRPC health and reflection (no domain API) and `/metrics`. Processors
-//! live in [`processors`]; this issue ships `noop` and the test-only `sleep`/`fail`.
+//! live in [`processors`] (every domain job type, plus `noop` and the test-only `sleep`/`fail`).
 use std::future::Future;
 use std::time::Duration;
 
@@ -166,7 +166,7 @@ impl Application {
         })
     }
 
-    /// Adds a processor (the next issue's domain processors; tests).
+    /// Adds (or replaces) a processor: for tests and embedders.
     pub fn register(&mut self, job_type: &str, p: impl processors::Processor) {
         self.registry.register(job_type, p);
     }

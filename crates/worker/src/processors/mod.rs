@@ -1,9 +1,9 @@
 //! What runs a job: the [`Processor`] trait, the context a processor gets (payload, attempt,
 //! cancellation token, progress reporting), and the registry of processors by job type.
 //!
-//! This issue ships the engine's own types only: `noop` (always), and the test-only `sleep` and
-//! `fail` (when `NCY_JOBS_TEST_JOB_TYPES` is on). The domain processors (email, report, …) register
-//! here in the next issue.
+//! The engine's own types: `noop` (always), and the test-only `sleep` and `fail` (when
+//! `NCY_JOBS_TEST_JOB_TYPES` is on). The domain processors, one module each (email, notification,
+//! report, cleanup, backup), are registered by [`register_domain`].
 //!
 //! A job whose type has no processor on this worker is failed NON-RETRYABLY into the dead-letter
 //! queue with the error `no processor for job type "<t>" on this worker`: it is neither lost nor
