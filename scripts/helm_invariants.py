@@ -47,6 +47,13 @@ def main(path, flavour):
         for var in SECRET_VARS & env.keys():
             if "valueFrom" not in env[var] or "secretKeyRef" not in env[var]["valueFrom"]:
                 fail(f"{name}: {var} must come from a Secret, not a literal value")
+        if name.endswith("-worker"):
+            store = env.get("NCY_WORKER_FILE_STORE", {}).get("value", "")
+            if not store:
+                fail(f"{name}: NCY_WORKER_FILE_STORE is not set")
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+            if not store.startswith("s3://") and store not in mounts:
+                fail(f"{name}: the file store {store} is not a mounted volume (the root filesystem is read-only)")
         if name not in services:
             fail(f"{name}: no Service")
         ports = {p["name"] for p in c["ports"]}

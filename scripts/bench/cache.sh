@@ -22,9 +22,9 @@ LOGS="$ROOT/.run/bench"; mkdir -p "$LOGS"
 
 bash scripts/deps.sh up >/dev/null
 if [[ $PROFILE == release ]]; then
-  cargo build --release -p cache-gateway -p loadgen -p ncyctl
+  cargo build --release --workspace --bins  # the same feature set as bench.sh: no rebuild
 else
-  cargo build -p cache-gateway -p loadgen -p ncyctl
+  cargo build --workspace --bins
 fi
 BIN="$ROOT/target/$PROFILE"
 "$BIN/ncyctl" db migrate >/dev/null

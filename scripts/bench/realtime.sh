@@ -44,7 +44,7 @@ export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 bash scripts/deps.sh up >/dev/null
-cargo build --release -p realtime-gateway -p loadgen -p ncyctl
+cargo build --release --workspace --bins  # the same feature set as bench.sh: no rebuild
 BIN="$ROOT/target/release"
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $BENCH_DB" >/dev/null 2>&1 || true  # deps.sh may have made it
 "$BIN/ncyctl" db migrate >/dev/null

@@ -205,6 +205,19 @@ async fn a_job_that_keeps_killing_its_worker_is_failed_after_max_reclaims() -> a
     Ok(())
 }
 
+/// Enqueues as a client does after a Redis restart: the first command on a connection that died
+/// with the old server can fail (UNAVAILABLE to a gRPC caller); a client retries.
+async fn enqueue_retrying(e: &Engine, jobs: &[NewJob]) -> anyhow::Result<Vec<ncy_queue::Enqueued>> {
+    let mut last = None;
+    for _ in 0..3 {
+        match e.enqueue(Q, jobs).await {
+            Ok(r) => return Ok(r),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("no attempt"), anyhow::Error::from))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_restart_during_processing_does_not_kill_the_worker() -> anyhow::Result<()> {
     let mut redis =
@@ -225,8 +238,7 @@ async fn a_redis_restart_during_processing_does_not_kill_the_worker() -> anyhow:
     .await;
     redis.stop();
     redis.resume().await?;
-    let second: Vec<String> = e
-        .enqueue(Q, &(0..3).map(|_| noop()).collect::<Vec<_>>())
+    let second: Vec<String> = enqueue_retrying(&e, &(0..3).map(|_| noop()).collect::<Vec<_>>())
         .await?
         .into_iter()
         .map(|r| r.job_id)
@@ -243,7 +255,7 @@ async fn a_redis_restart_during_processing_does_not_kill_the_worker() -> anyhow:
     wait_all(&e2, std::slice::from_ref(&before), JobState::Completed).await;
     bare.stop();
     bare.resume().await?;
-    let after = e2.enqueue(Q, &[noop()]).await?[0].job_id.clone();
+    let after = enqueue_retrying(&e2, &[noop()]).await?[0].job_id.clone();
     wait_all(&e2, std::slice::from_ref(&after), JobState::Completed).await;
     w.stop(T).await.map_err(anyhow::Error::msg)?;
     w2.stop(T).await.map_err(anyhow::Error::msg)?;
