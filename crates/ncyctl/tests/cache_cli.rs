@@ -3,18 +3,7 @@
 
 mod support;
 
-use serde_json::Value;
-use support::{Run, Stack, ncyctl, ncyctl_with};
-
-async fn ctl(url: &str, args: &[&str]) -> Run {
-    ncyctl(&[args, &["--addr", url]].concat()).await
-}
-
-async fn json(url: &str, args: &[&str]) -> Value {
-    ncyctl(&[&["--json"], args, &["--addr", url]].concat())
-        .await
-        .json()
-}
+use support::{Stack, ctl, json, ncyctl_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_get_invalidate_an_entity_and_read_stats() {

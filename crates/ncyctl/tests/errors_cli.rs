@@ -6,11 +6,7 @@
 
 mod support;
 
-use support::{Run, Stack, ncyctl, ncyctl_with};
-
-async fn ctl(url: &str, args: &[&str]) -> Run {
-    ncyctl(&[args, &["--addr", url]].concat()).await
-}
+use support::{Stack, ctl, ncyctl, ncyctl_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_unknown_ids_exit_1_with_the_field_or_the_id() {

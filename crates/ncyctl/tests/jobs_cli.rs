@@ -4,20 +4,7 @@
 
 mod support;
 
-use serde_json::Value;
-use support::{Run, Stack, first_word, ncyctl};
-
-/// `ncyctl args… --addr URL` (`--addr` belongs to each command group, so it goes after the group).
-async fn ctl(url: &str, args: &[&str]) -> Run {
-    ncyctl(&[args, &["--addr", url]].concat()).await
-}
-
-/// `ncyctl --json args… --addr URL`, parsed.
-async fn json(url: &str, args: &[&str]) -> Value {
-    ncyctl(&[&["--json"], args, &["--addr", url]].concat())
-        .await
-        .json()
-}
+use support::{Stack, ctl, first_word, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_pause_enqueue_list_watch_get_and_cancel() {

@@ -8,20 +8,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{JWT_SECRET, Run, Stack, ncyctl};
+use support::{JWT_SECRET, Stack, ctl, json};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ctl(url: &str, args: &[&str]) -> Run {
-    ncyctl(&[args, &["--addr", url]].concat()).await
-}
-
-async fn json(url: &str, args: &[&str]) -> Value {
-    ncyctl(&[&["--json"], args, &["--addr", url]].concat())
-        .await
-        .json()
-}
 
 /// A signed-in browser tab of `user` (in its `user:` room from the start).
 async fn browser(ws: std::net::SocketAddr, user: &str) -> Socket {

@@ -133,6 +133,18 @@ pub async fn ncyctl(args: &[&str]) -> Run {
     ncyctl_with(args, &[]).await
 }
 
+/// `ncyctl args… --addr URL` (`--addr` belongs to each command group, so it goes after the group).
+pub async fn ctl(url: &str, args: &[&str]) -> Run {
+    ncyctl(&[args, &["--addr", url]].concat()).await
+}
+
+/// `ncyctl --json args… --addr URL`, parsed.
+pub async fn json(url: &str, args: &[&str]) -> serde_json::Value {
+    ncyctl(&[&["--json"], args, &["--addr", url]].concat())
+        .await
+        .json()
+}
+
 /// [`ncyctl`] with extra environment variables.
 pub async fn ncyctl_with(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ncyctl"));
