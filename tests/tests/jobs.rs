@@ -74,14 +74,9 @@ async fn jobs_run_to_completion_and_watch_streams_progress_to_the_end() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_letter()
 -> anyhow::Result<()> {
-    let admin = uuid::Uuid::new_v4();
     let mut env = StackEnv::new(&[]).await?;
+    let admin = env.alert_recipient().await?;
     let pg = env.db.pool().await?;
-    sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, 'ops@example.com', 'Ops')")
-        .bind(admin)
-        .execute(&pg)
-        .await?;
-    env.set("NCY_WORKER_ALERT_USER_IDS", &admin.to_string());
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
 
@@ -130,25 +125,12 @@ async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_lette
     })
     .await;
     // The alert also went to the recipient's realtime room (its history is what a browser recovers).
-    let prefix = env
-        .env
-        .iter()
-        .find(|(k, _)| k == "NCY_REDIS_PREFIX")
-        .map(|(_, v)| v.clone())
-        .expect("service_env sets a prefix");
-    let history = ncy_types::KeySpace::new(prefix)?
-        .room(&format!("user:{admin}"))
-        .history();
-    let mut redis = redis::Client::open(ncy_testkit::redis_url())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let entries: Vec<redis::Value> = redis::cmd("XRANGE")
-        .arg(&history)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await?;
-    assert_eq!(entries.len(), 1, "one job_dead_letter message in {history}");
+    let entries = env.room_history(admin).await?;
+    assert_eq!(
+        entries.len(),
+        1,
+        "one job_dead_letter message in {entries:?}"
+    );
     assert!(
         format!("{entries:?}").contains("job_dead_letter"),
         "{entries:?}"

@@ -208,14 +208,9 @@ async fn unknown_template_and_render_errors_dead_letter_after_one_attempt() -> a
 async fn smtp_refusing_dead_letters_with_the_alert_and_transient_refusals_are_retried()
 -> anyhow::Result<()> {
     let smtp = SmtpServer::start().await?;
-    let admin = uuid::Uuid::new_v4();
     let mut env = stack(&smtp.url()).await?;
+    let admin = env.alert_recipient().await?;
     let pg = env.db.pool().await?;
-    sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, 'ops@example.com', 'Ops')")
-        .bind(admin)
-        .execute(&pg)
-        .await?;
-    env.set("NCY_WORKER_ALERT_USER_IDS", &admin.to_string());
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
 

@@ -7,7 +7,7 @@ mod report_support;
 use std::collections::BTreeSet;
 
 use futures_util::StreamExt;
-use jobs_support::{StackEnv, enqueue, stop};
+use jobs_support::{enqueue, stop};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use report_support::{T, fixture, read_file, report, run_report, stack};
 use serde_json::Value;
@@ -94,36 +94,13 @@ async fn a_csv_project_report_is_stored_with_progress_and_the_user_is_notified()
     assert_eq!(metadata["format"], "csv");
     assert_eq!(metadata["rows"], 5);
     assert!(key.ends_with(metadata["fileName"].as_str().expect("fileName")));
-    let history = room_history(&env, fx.user).await?;
+    let history = format!("{:?}", env.room_history(fx.user).await?);
     assert!(
         history.contains("REPORT_READY") && history.contains(result["url"].as_str().expect("url")),
         "{history}"
     );
     stop(work).await?;
     stop(sched).await
-}
-
-/// The user's room history (what a browser recovers) as debug text.
-async fn room_history(env: &StackEnv, user: Uuid) -> anyhow::Result<String> {
-    let prefix = env
-        .env
-        .iter()
-        .find(|(k, _)| k == "NCY_REDIS_PREFIX")
-        .map(|(_, v)| v.clone())
-        .expect("service_env sets a prefix");
-    let key = ncy_types::KeySpace::new(prefix)?
-        .room(&format!("user:{user}"))
-        .history();
-    let mut redis = redis::Client::open(ncy_testkit::redis_url())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let entries: Vec<redis::Value> = redis::cmd("XRANGE")
-        .arg(&key)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await?;
-    Ok(format!("{entries:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -32,6 +32,43 @@ impl StackEnv {
         set_env(&mut self.env, k, v);
     }
 
+    /// The Redis key prefix of this stack.
+    pub fn prefix(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "NCY_REDIS_PREFIX")
+            .map(|(_, v)| v.clone())
+            .expect("service_env sets a prefix")
+    }
+
+    /// Inserts an operator user and makes it the dead-letter alert recipient of the workers started
+    /// from now on; returns its id.
+    pub async fn alert_recipient(&mut self) -> anyhow::Result<uuid::Uuid> {
+        let admin = uuid::Uuid::new_v4();
+        sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, 'ops@example.com', 'Ops')")
+            .bind(admin)
+            .execute(&self.db.pool().await?)
+            .await?;
+        self.set("NCY_WORKER_ALERT_USER_IDS", &admin.to_string());
+        Ok(admin)
+    }
+
+    /// The entries of `user`'s realtime room history (what a reconnecting browser recovers).
+    pub async fn room_history(&self, user: uuid::Uuid) -> anyhow::Result<Vec<redis::Value>> {
+        let key = ncy_types::KeySpace::new(self.prefix())?
+            .room(&format!("user:{user}"))
+            .history();
+        let mut redis = redis::Client::open(ncy_testkit::redis_url())?
+            .get_multiplexed_async_connection()
+            .await?;
+        Ok(redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut redis)
+            .await?)
+    }
+
     /// Starts a scheduler; returns its client.
     pub async fn scheduler(&self) -> anyhow::Result<(Client, InProcess)> {
         let app =
