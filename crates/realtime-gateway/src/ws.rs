@@ -104,7 +104,7 @@ async fn upgrade(
     let max = gw.limits.max_frame_bytes;
     ws.max_frame_size(max)
         .max_message_size(max)
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| async move {
             let _slot = slot;
