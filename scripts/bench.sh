@@ -11,7 +11,7 @@ OUT_DIR="$ROOT/.run/bench"; mkdir -p "$OUT_DIR"
 OUT="$OUT_DIR/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 REQUESTS=${BENCH_REQUESTS:-200000}
 
-bash scripts/deps.sh up
+DEPS_CHROMIUM=0 DEPS_TEST_VENV=0 bash scripts/deps.sh up
 cargo build --release --bins
 BIN="$ROOT/target/release"
 "$BIN/ncyctl" db migrate >/dev/null

@@ -6,8 +6,8 @@
 #                           DATABASE_URL, then create the database named in DATABASE_URL;
 #                           install Debian's `chromium` package when no Chromium is found
 #                           (the JS client's browser test; skip with DEPS_CHROMIUM=0); and make
-#                           sure the test SMTP server's Python venv exists (.run/tools/smtp-venv,
-#                           scripts/smtp-test-server.sh; skipped with DEPS_SMTP_VENV=0)
+#                           sure the tests' Python peers (aiosmtpd, moto) are in their venv
+#                           (.run/tools/test-venv, scripts/test-peers.sh; skipped with DEPS_TEST_VENV=0)
 #   scripts/deps.sh down    stop only what `up` started (project-local Redis / PG cluster);
 #                           data directories under .run/ are kept
 #   scripts/deps.sh status  one line per dependency: reachable or not
@@ -427,13 +427,13 @@ chromium_up() {
   say "chromium: installed $bin ($(chromium_version "$bin"))"
 }
 
-# ---------------------------------------------------------------- test SMTP server
+# ---------------------------------------------------------------- tests' Python peers
 
-smtp_venv_up() {
-  if [[ ${DEPS_SMTP_VENV:-1} == 0 ]]; then say "smtp: test venv skipped (DEPS_SMTP_VENV=0)"; return 0; fi
+test_venv_up() {
+  if [[ ${DEPS_TEST_VENV:-1} == 0 ]]; then say "test-peers: venv skipped (DEPS_TEST_VENV=0)"; return 0; fi
   local py
-  py=$(bash "$ROOT/scripts/smtp-test-server.sh" venv) || die "smtp: cannot create the test SMTP server's venv (scripts/smtp-test-server.sh venv)"
-  say "smtp: test server ready ($(rel "$py") with aiosmtpd)"
+  py=$(bash "$ROOT/scripts/test-peers.sh" venv) || die "test-peers: cannot create the tests' venv (scripts/test-peers.sh venv)"
+  say "test-peers: ready ($(rel "$py") with aiosmtpd and moto)"
 }
 
 status() {
@@ -448,7 +448,7 @@ status() {
 }
 
 case "${1:-}" in
-  up) redis_up; pg_up; chromium_up; smtp_venv_up ;;
+  up) redis_up; pg_up; chromium_up; test_venv_up ;;
   down) redis_down; pg_down ;;
   status) status ;;
   *) printf 'usage: %s up|down|status\n' "$0" >&2; exit 2 ;;

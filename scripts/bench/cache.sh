@@ -20,7 +20,7 @@ PROFILE=${BENCH_PROFILE:-release}
 OUT=${BENCH_OUT:-/dev/null}
 LOGS="$ROOT/.run/bench"; mkdir -p "$LOGS"
 
-bash scripts/deps.sh up >/dev/null
+DEPS_CHROMIUM=0 DEPS_TEST_VENV=0 bash scripts/deps.sh up >/dev/null
 if [[ $PROFILE == release ]]; then
   cargo build --release --workspace --bins  # the same feature set as bench.sh: no rebuild
 else

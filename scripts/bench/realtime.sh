@@ -43,7 +43,7 @@ PIDS+=($!)
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-bash scripts/deps.sh up >/dev/null
+DEPS_CHROMIUM=0 DEPS_TEST_VENV=0 bash scripts/deps.sh up >/dev/null
 cargo build --release --workspace --bins  # the same feature set as bench.sh: no rebuild
 BIN="$ROOT/target/release"
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $BENCH_DB" >/dev/null 2>&1 || true  # deps.sh may have made it

@@ -1,5 +1,5 @@
-//! The file store on an S3-compatible server: a real moto server (PyPI `moto[server]`, installed
-//! here when missing) on loopback; a report and two backups go through it, and are read back
+//! The file store on an S3-compatible server: a real moto server (pinned in the tests' venv by
+//! `scripts/test-peers.sh`) on loopback; a report and two backups go through it, and are read back
 //! with a separate S3 client.
 mod jobs_support;
 
@@ -28,28 +28,10 @@ impl Drop for Moto {
     }
 }
 
-fn moto_installed() -> bool {
-    Command::new("moto_server")
-        .arg("--help")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Starts moto on a free loopback port; returns it and its URL.
 async fn moto() -> anyhow::Result<(Moto, String)> {
-    if !moto_installed() {
-        let pip = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "moto[server]"])
-            .status()?;
-        anyhow::ensure!(
-            pip.success() && moto_installed(),
-            "cannot install moto[server]"
-        );
-    }
     let port = ncy_testkit::free_port();
-    let child = Command::new("moto_server")
+    let child = Command::new(ncy_testkit::moto_server_bin()?)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

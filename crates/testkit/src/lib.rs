@@ -23,7 +23,7 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 pub use database::TestDatabase;
 pub use process::{ChildService, InProcess, StopSignal, assert_binary_lifecycle, run_to_exit};
 pub use redis_server::{RedisCluster, RedisServer};
-pub use smtp_server::{ReceivedEmail, SmtpServer};
+pub use smtp_server::{ReceivedEmail, SmtpServer, moto_server_bin};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };

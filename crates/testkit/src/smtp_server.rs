@@ -4,7 +4,7 @@
 //!
 //! The server refuses recipients by address, so a test picks its fault: `reject@…` gets 550
 //! (permanent), `busy@…` gets 451 (transient). The Python environment is created on first use by
-//! `scripts/smtp-test-server.sh` (under a lock, so parallel tests do not race).
+//! `scripts/test-peers.sh` (under a lock, so parallel tests do not race).
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -55,7 +55,7 @@ impl SmtpServer {
         let dir = tempfile::tempdir()?;
         let mut child = Command::new("bash")
             .arg(script())
-            .arg("run")
+            .arg("smtp")
             .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -135,7 +135,23 @@ impl Drop for SmtpServer {
     }
 }
 
-/// `scripts/smtp-test-server.sh` of this workspace.
+/// `scripts/test-peers.sh` of this workspace.
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/smtp-test-server.sh")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-peers.sh")
+}
+
+/// The `moto_server` (an S3-compatible server) of the pinned test venv, created if missing by
+/// `scripts/test-peers.sh` (which `scripts/deps.sh up` also runs).
+pub fn moto_server_bin() -> anyhow::Result<PathBuf> {
+    let out = std::process::Command::new("bash")
+        .arg(script())
+        .arg("moto-bin")
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "scripts/test-peers.sh moto-bin failed ({})",
+        out.status
+    );
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
