@@ -5,7 +5,7 @@ mod jobs_support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use jobs_support::{StackEnv, enqueue, get, job, stop, wait_state};
+use jobs_support::{StackEnv, enqueue, get, job, retried, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 
 const T: Duration = Duration::from_secs(20);
@@ -80,12 +80,11 @@ async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_lette
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
 
-    let mut req = job("notification", "fail", r#"{"message":"smtp down"}"#);
-    req.attempts = 3;
-    req.backoff = Some(pb::Backoff {
-        r#type: pb::BackoffType::Fixed as i32,
-        delay_ms: 100,
-    });
+    let req = retried(
+        job("notification", "fail", r#"{"message":"smtp down"}"#),
+        3,
+        100,
+    );
     let id = enqueue(&mut c, req).await?;
     wait_state(&c, &id, JobState::Dead, T).await;
     let dead = get(&mut c, &id).await?;
@@ -220,16 +219,15 @@ async fn a_panicking_processor_fails_the_job_per_policy_and_the_worker_goes_on()
     let env = StackEnv::new(&[]).await?;
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
-    let mut req = job(
-        "notification",
-        "fail",
-        r#"{"panic":true,"message":"kaboom"}"#,
+    let req = retried(
+        job(
+            "notification",
+            "fail",
+            r#"{"panic":true,"message":"kaboom"}"#,
+        ),
+        2,
+        50,
     );
-    req.attempts = 2;
-    req.backoff = Some(pb::Backoff {
-        r#type: pb::BackoffType::Fixed as i32,
-        delay_ms: 50,
-    });
     let id = enqueue(&mut c, req).await?;
     wait_state(&c, &id, JobState::Dead, T).await;
     let j = get(&mut c, &id).await?;

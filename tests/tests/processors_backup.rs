@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jobs_support::{Client, StackEnv, enqueue, get, job, stop, wait_state};
+use jobs_support::{Client, StackEnv, enqueue, get, job, retried, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use serde_json::Value;
 
@@ -22,13 +22,7 @@ async fn stack(files: &Path, pg_dump: Option<&Path>) -> anyhow::Result<StackEnv>
 }
 
 fn backup(payload: &str, attempts: i32) -> pb::EnqueueRequest {
-    let mut req = job("cleanup", "backup-database", payload);
-    req.attempts = attempts;
-    req.backoff = Some(pb::Backoff {
-        r#type: pb::BackoffType::Fixed as i32,
-        delay_ms: 100,
-    });
-    req
+    retried(job("cleanup", "backup-database", payload), attempts, 100)
 }
 
 /// The dump files in the store, sorted.

@@ -5,7 +5,7 @@ mod jobs_support;
 
 use std::time::Duration;
 
-use jobs_support::{StackEnv, enqueue, get, job, stop, wait_state};
+use jobs_support::{StackEnv, enqueue, get, job, retried, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_types::KeySpace;
 use serde_json::{Value, json};
@@ -270,12 +270,11 @@ async fn send_notification_with_the_database_down_is_retried_then_dead_lettered(
     let work = env.worker().await?;
 
     let payload = json!({"userId": Uuid::new_v4(), "type": "T", "message": "hello"});
-    let mut req = job("notification", "send-notification", &payload.to_string());
-    req.attempts = 2;
-    req.backoff = Some(pb::Backoff {
-        r#type: pb::BackoffType::Fixed as i32,
-        delay_ms: 100,
-    });
+    let req = retried(
+        job("notification", "send-notification", &payload.to_string()),
+        2,
+        100,
+    );
     let id = enqueue(&mut c, req).await?;
     wait_state(&c, &id, JobState::Dead, T).await;
     let dead = get(&mut c, &id).await?;

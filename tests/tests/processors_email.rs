@@ -6,7 +6,7 @@ mod jobs_support;
 
 use std::time::Duration;
 
-use jobs_support::{Client, StackEnv, enqueue, get, job, stop, wait_state};
+use jobs_support::{Client, StackEnv, enqueue, get, job, retried, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_testkit::SmtpServer;
 use serde_json::json;
@@ -25,13 +25,11 @@ async fn stack(smtp_url: &str) -> anyhow::Result<StackEnv> {
 }
 
 fn email_job(payload: serde_json::Value, attempts: i32) -> pb::EnqueueRequest {
-    let mut req = job("email", "send-email", &payload.to_string());
-    req.attempts = attempts;
-    req.backoff = Some(pb::Backoff {
-        r#type: pb::BackoffType::Fixed as i32,
-        delay_ms: 100,
-    });
-    req
+    retried(
+        job("email", "send-email", &payload.to_string()),
+        attempts,
+        100,
+    )
 }
 
 async fn dead_letter(c: &mut Client, job_id: &str) -> anyhow::Result<pb::DeadLetter> {

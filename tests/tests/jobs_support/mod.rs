@@ -124,6 +124,16 @@ pub fn job(queue: &str, job_type: &str, payload: &str) -> pb::EnqueueRequest {
     }
 }
 
+/// `req` with `attempts` attempts and a fixed `delay_ms` backoff (fast retries for tests).
+pub fn retried(mut req: pb::EnqueueRequest, attempts: i32, delay_ms: i64) -> pb::EnqueueRequest {
+    req.attempts = attempts;
+    req.backoff = Some(pb::Backoff {
+        r#type: pb::BackoffType::Fixed as i32,
+        delay_ms,
+    });
+    req
+}
+
 pub async fn get(c: &mut Client, id: &str) -> anyhow::Result<pb::Job> {
     c.get_job(pb::GetJobRequest { job_id: id.into() })
         .await?

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::jobs_support::{Client, StackEnv, enqueue, get, job, wait_state};
+use crate::jobs_support::{Client, StackEnv, enqueue, get, job, retried, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -105,13 +105,11 @@ pub async fn stack(files: &Path) -> anyhow::Result<StackEnv> {
 }
 
 pub fn report(payload: &Value, attempts: i32) -> pb::EnqueueRequest {
-    let mut req = job("report", "generate-report", &payload.to_string());
-    req.attempts = attempts;
-    req.backoff = Some(pb::Backoff {
-        r#type: pb::BackoffType::Fixed as i32,
-        delay_ms: 100,
-    });
-    req
+    retried(
+        job("report", "generate-report", &payload.to_string()),
+        attempts,
+        100,
+    )
 }
 
 /// Runs one report to completion; returns its result JSON.
