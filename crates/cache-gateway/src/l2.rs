@@ -62,11 +62,6 @@ impl L2 {
         status.available == 0 && status.size >= status.max_size
     }
 
-    /// Whether this is a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        self.pool.is_cluster()
-    }
-
     /// Runs `f` on a pooled connection within the timeout, through the breaker.
     pub async fn with<T, F, Fut>(&self, f: F) -> Result<T, CacheError>
     where
@@ -148,20 +143,13 @@ impl L2 {
         self.cmd(redis::cmd("GET").arg(key).to_owned()).await
     }
 
-    /// GET of many keys: one MGET on a single node, one GET per key on a cluster (keys of
-    /// different slots cannot share an MGET).
+    /// GET of many keys in one MGET. On Redis Cluster the cluster client splits it by slot, sends
+    /// one MGET per node concurrently and reassembles the replies in key order.
     pub async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        if !self.is_cluster() {
-            return self.cmd(redis::cmd("MGET").arg(keys).to_owned()).await;
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            out.push(self.get(key).await?);
-        }
-        Ok(out)
+        self.cmd(redis::cmd("MGET").arg(keys).to_owned()).await
     }
 
     /// SET with a PX expiry.

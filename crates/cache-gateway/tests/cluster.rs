@@ -1,11 +1,12 @@
 //! The gateway on a Redis Cluster of the test's own (three primaries): values spread over every
-//! node, and InvalidatePattern walks each primary, so it removes matching keys wherever they live.
+//! node, MGet reads keys of every slot in one call (in key order), and InvalidatePattern walks each
+//! primary, so it removes matching keys wherever they live.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::{Gateway, World, get, set};
-use ncy_proto::cache::v1::InvalidatePatternRequest;
+use ncy_proto::cache::v1::{InvalidatePatternRequest, MGetRequest};
 use ncy_testkit::RedisCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,6 +28,26 @@ async fn invalidate_pattern_reaches_every_primary_of_a_cluster() -> anyhow::Resu
         per_node.iter().all(|n| *n > 0),
         "keys should land on every primary: {per_node:?}"
     );
+
+    // One MGet over keys of many slots (and one missing key): values back in key order, from L2
+    // (a fresh gateway instance has no L1 copies).
+    let fresh = Gateway::start(&env).await?;
+    let keys: Vec<String> = (0..20)
+        .map(|i| format!("report:{i}"))
+        .chain(["report:missing".to_owned()])
+        .collect();
+    let got = fresh
+        .client
+        .clone()
+        .m_get(MGetRequest { keys: keys.clone() })
+        .await?
+        .into_inner();
+    assert_eq!(got.entries.len(), keys.len());
+    for (entry, key) in got.entries.iter().zip(&keys) {
+        assert_eq!(&entry.key, key);
+        assert_eq!(entry.found, key != "report:missing", "{key}");
+    }
+    fresh.stop().await;
 
     let dry = c
         .invalidate_pattern(InvalidatePatternRequest {
