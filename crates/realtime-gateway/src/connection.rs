@@ -1,15 +1,20 @@
-//! One browser socket: a reader loop that runs the protocol and a writer task that drains the
-//! socket's bounded outbound queue.
+//! One browser socket, served by one task: it reads and runs the protocol, and writes what the
+//! socket's bounded outbound queue holds.
 //!
-//! Only the writer touches the socket's sending half, and it never holds a lock: fan-out and
-//! replies only queue frames. Every way a socket ends is a [`CloseReason`] with its own close code;
-//! the writer sends what was already queued (except to a slow consumer), then the close frame.
-use std::{collections::HashSet, sync::Arc, sync::atomic::Ordering, time::Duration};
+//! Fan-out and replies only queue frames ([`Outbox`]) and never touch the socket or wait on it. A
+//! write gives up as soon as the outbox closes, so a client that stops reading ends as a slow
+//! consumer instead of holding the task. Every way a socket ends is a [`CloseReason`] with its own
+//! close code; on the way out the task sends what was already queued (except to a slow consumer),
+//! then the close frame, then leaves its rooms.
+use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
 use ncy_types::Room;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::{
@@ -25,66 +30,141 @@ use crate::{
 const MAX_ABUSE: u32 = 20;
 
 /// Serves one upgraded socket until it closes.
-pub async fn serve(gw: Arc<Gateway>, socket: WebSocket, query_token: Option<String>) {
+///
+/// Memory per idle socket is what this task and the writer keep between frames, so the loop holds
+/// one timer and the frame handlers run boxed: their futures (Redis and PostgreSQL calls) exist
+/// only while a frame is being handled instead of sizing every connection's task. The socket
+/// arrives split (see [`serve`]): an async fn keeps its arguments for its whole life, and a
+/// `WebSocket` is several hundred bytes where its two halves are a pointer each.
+pub fn serve(
+    gw: Arc<Gateway>,
+    socket: WebSocket,
+    query_token: Option<String>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (sink, stream) = socket.split();
+    run(gw, sink, stream, query_token)
+}
+
+async fn run(
+    gw: Arc<Gateway>,
+    mut sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    query_token: Option<String>,
+) {
     let id = gw.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let (outbox, rx) = Outbox::new(id, gw.limits.outbound_queue);
-    let (sink, mut stream) = socket.split();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        rx,
-        outbox.clone(),
-        gw.limits.ping_interval,
-    ));
+    let outbox = Outbox::new(id, gw.limits.outbound_queue);
 
     let mut conn = Conn {
         gw: gw.clone(),
         outbox: outbox.clone(),
         identity: None,
-        rooms: HashSet::new(),
+        rooms: Vec::new(),
         tokens: f64::from(gw.limits.commands_per_sec),
         refilled: Instant::now(),
         abuse: 0,
     };
     let auth_deadline = Instant::now() + gw.limits.auth_timeout;
     if let Some(token) = query_token {
-        conn.authenticate(&token, &Default::default()).await;
+        Box::pin(conn.authenticate(&token, &Default::default())).await;
     }
-    let stop = gw.stop.clone();
+    let mut last_frame = Instant::now();
+    let mut next_ping = last_frame + gw.limits.ping_interval;
+    // One timer for every deadline (authentication, token expiry, idle, the next ping). Frames only
+    // move the idle deadline later, so the timer is not re-armed per frame: when it fires early it
+    // is reset to whichever deadline is next.
+    let timer = tokio::time::sleep_until(conn.deadline(auth_deadline, last_frame).min(next_ping));
+    tokio::pin!(timer);
     loop {
-        let expiry = conn.expiry_deadline();
         tokio::select! {
-            () = outbox.closed().cancelled() => break,
-            () = stop.cancelled() => { outbox.close(CloseReason::Restart); break }
-            () = tokio::time::sleep_until(auth_deadline), if conn.identity.is_none() => {
-                outbox.close(CloseReason::AuthTimeout);
-                break;
-            }
-            () = tokio::time::sleep_until(expiry), if conn.identity.is_some() => {
-                outbox.close(CloseReason::TokenExpired);
-                break;
-            }
-            next = tokio::time::timeout(gw.limits.idle_timeout, stream.next()) => match next {
-                Err(_) => { outbox.close(CloseReason::Idle); break }
-                Ok(None) => { outbox.close(CloseReason::ClientGone); break }
-                Ok(Some(Err(e))) => {
-                    let too_big = error_chain(&e).contains("too long");
-                    outbox.close(if too_big { CloseReason::TooBig } else { CloseReason::ClientGone });
+            () = gw.stop.cancelled() => { outbox.close(CloseReason::Restart); break }
+            () = outbox.ready() => {
+                if outbox.is_closed() {
                     break;
                 }
-                Ok(Some(Ok(Message::Text(text)))) => conn.on_text(&text).await,
-                Ok(Some(Ok(Message::Binary(_)))) => conn.bad_frame("binary frames are not supported"),
-                Ok(Some(Ok(Message::Close(_)))) => { outbox.close(CloseReason::ClientGone); break }
-                Ok(Some(Ok(_))) => {} // ping/pong: tungstenite answers pings; any frame resets idle
+                let (ping, frames) = outbox.take();
+                if (ping || !frames.is_empty()) && !write(&mut sink, &gw, &outbox, ping, frames).await {
+                    outbox.close(CloseReason::ClientGone);
+                    break;
+                }
+                if outbox.is_closed() {
+                    break;
+                }
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= next_ping {
+                    outbox.ping();
+                    next_ping = now + gw.limits.ping_interval;
+                }
+                if conn.identity.is_some() && conn.token_expired() {
+                    outbox.close(CloseReason::TokenExpired);
+                    break;
+                }
+                if conn.identity.is_none() && now >= auth_deadline {
+                    outbox.close(CloseReason::AuthTimeout);
+                    break;
+                }
+                if now >= last_frame + gw.limits.idle_timeout {
+                    outbox.close(CloseReason::Idle);
+                    break;
+                }
+                timer.as_mut().reset(conn.deadline(auth_deadline, last_frame).min(next_ping));
+            }
+            next = stream.next() => {
+                last_frame = Instant::now();
+                match next {
+                    None => { outbox.close(CloseReason::ClientGone); break }
+                    Some(Err(e)) => {
+                        let too_big = error_chain(&e).contains("too long");
+                        outbox.close(if too_big { CloseReason::TooBig } else { CloseReason::ClientGone });
+                        break;
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        Box::pin(conn.on_text(&text)).await;
+                        // Authentication or a refresh may have brought the next deadline closer.
+                        let next = conn.deadline(auth_deadline, last_frame).min(next_ping);
+                        if next < timer.deadline() {
+                            timer.as_mut().reset(next);
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => conn.bad_frame("binary frames are not supported"),
+                    Some(Ok(Message::Close(_))) => { outbox.close(CloseReason::ClientGone); break }
+                    Some(Ok(_)) => {} // ping/pong: tungstenite answers pings; any frame resets idle
+                }
             }
         }
     }
-    conn.cleanup().await;
-    let reason = outbox.close_reason().unwrap_or(CloseReason::ClientGone);
+    let reason = outbox.closing();
     metrics::disconnect(reason);
     if reason == CloseReason::SlowConsumer {
         gw.slow_client_disconnects.fetch_add(1, Ordering::Relaxed);
     }
-    let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
+    Box::pin(close(sink, &outbox)).await;
+    Box::pin(conn.cleanup()).await;
+}
+
+/// Writes what the outbox had queued; false if the socket failed. Gives up (true) as soon as the
+/// outbox closes or the instance stops, so a client that stopped reading cannot hold the
+/// connection's only task in a write: its queue fills, it is closed as a slow consumer, and the
+/// close path follows.
+async fn write(
+    sink: &mut SplitSink<WebSocket, Message>,
+    gw: &Gateway,
+    outbox: &Outbox,
+    ping: bool,
+    frames: std::collections::VecDeque<Utf8Bytes>,
+) -> bool {
+    let mut written = Box::pin(write_all(sink, ping, frames));
+    let ok = loop {
+        tokio::select! {
+            r = &mut written => break r.is_ok(),
+            () = outbox.ready() => if outbox.is_closed() { break true },
+            () = gw.stop.cancelled() => break true,
+        }
+    };
+    // A wake-up consumed here may have been for a frame queued meanwhile.
+    outbox.rearm();
+    ok
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -98,40 +178,13 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Drains the outbound queue into the socket; sends pings; on close, the close frame.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Utf8Bytes>,
-    outbox: Arc<Outbox>,
-    ping_every: Duration,
-) {
-    let mut ping = tokio::time::interval(ping_every);
-    ping.tick().await;
-    loop {
-        tokio::select! {
-            biased;
-            () = outbox.closed().cancelled() => break,
-            frame = rx.recv() => match frame {
-                None => break,
-                Some(f) => if write_batch(&mut sink, &mut rx, f).await.is_err() {
-                    outbox.close(CloseReason::ClientGone);
-                    break;
-                },
-            },
-            _ = ping.tick() => if sink.send(Message::Ping(Default::default())).await.is_err() {
-                outbox.close(CloseReason::ClientGone);
-                break;
-            },
-        }
-    }
-    let reason = outbox.close_reason().unwrap_or(CloseReason::ClientGone);
+/// Sends what is still queued (not to a slow consumer) and the close frame, within 2 s.
+async fn close(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox) {
+    let reason = outbox.closing();
+    let rest = outbox.finish();
     let flush = async {
-        if reason != CloseReason::SlowConsumer {
-            while let Ok(f) = rx.try_recv() {
-                if sink.send(Message::Text(f)).await.is_err() {
-                    return;
-                }
-            }
+        if reason != CloseReason::SlowConsumer && write_all(&mut sink, false, rest).await.is_err() {
+            return;
         }
         if reason != CloseReason::ClientGone {
             let frame = CloseFrame {
@@ -145,19 +198,21 @@ async fn write_loop(
     let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
 }
 
-/// Writes `first` and whatever else is already queued (up to a bound) with one flush, so a burst
-/// costs a few syscalls instead of one per frame.
-async fn write_batch(
+/// Writes `frames` with one flush at the end (the sink also flushes whenever its write buffer
+/// fills), so a burst costs a few syscalls instead of one per frame.
+async fn write_all(
     sink: &mut SplitSink<WebSocket, Message>,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
-    first: Utf8Bytes,
+    ping: bool,
+    frames: std::collections::VecDeque<Utf8Bytes>,
 ) -> Result<(), axum::Error> {
-    sink.feed(Message::Text(first)).await?;
-    for _ in 0..64 {
-        match rx.try_recv() {
-            Ok(f) => sink.feed(Message::Text(f)).await?,
-            Err(_) => break,
-        }
+    if !ping && frames.is_empty() {
+        return Ok(());
+    }
+    if ping {
+        sink.feed(Message::Ping(Default::default())).await?;
+    }
+    for f in frames {
+        sink.feed(Message::Text(f)).await?;
     }
     sink.flush().await
 }
@@ -166,7 +221,8 @@ struct Conn {
     gw: Arc<Gateway>,
     outbox: Arc<Outbox>,
     identity: Option<Identity>,
-    rooms: HashSet<String>,
+    /// Joined rooms (a handful: a Vec is smaller than a set).
+    rooms: Vec<String>,
     tokens: f64,
     refilled: Instant,
     abuse: u32,
@@ -184,6 +240,26 @@ impl Conn {
         #[allow(clippy::cast_precision_loss)]
         let left = (id.exp as f64 - now_s).max(0.0);
         Instant::now() + Duration::from_secs_f64(left.min(86_400.0 * 365.0))
+    }
+
+    /// The next moment the socket must be looked at: its authentication or expiry deadline, or
+    /// when it would be idle for too long.
+    fn deadline(&self, auth_deadline: Instant, last_frame: Instant) -> Instant {
+        let limit = if self.identity.is_some() {
+            self.expiry_deadline()
+        } else {
+            auth_deadline
+        };
+        limit.min(last_frame + self.gw.limits.idle_timeout)
+    }
+
+    /// Whether the token's `exp` has passed.
+    fn token_expired(&self) -> bool {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.identity.as_ref().is_some_and(|id| id.exp <= now_s)
     }
 
     fn conn_key(&self) -> String {
@@ -253,11 +329,7 @@ impl Conn {
         }
     }
 
-    async fn authenticate(
-        &mut self,
-        token: &str,
-        since: &std::collections::HashMap<String, Position>,
-    ) {
+    async fn authenticate(&mut self, token: &str, since: &HashMap<String, Position>) {
         let identity = match self.gw.verifier.verify(token) {
             Ok(i) => i,
             Err(reason) => {
@@ -270,15 +342,13 @@ impl Conn {
         let user = identity.user_id.to_string();
         let _ = self.outbox.user.set(user.clone());
         self.gw.authenticated.fetch_add(1, Ordering::Relaxed);
-        let mut rooms = vec![Room::user(identity.user_id), Room::Broadcast];
+        let mut rooms = vec![Room::user(identity.user_id).name(), Room::Broadcast.name()];
         if let Some(org) = identity.org_id {
-            rooms.push(Room::org(org));
+            rooms.push(Room::org(org).name());
         }
         let exp = identity.exp;
         self.identity = Some(identity);
-        for room in rooms {
-            self.join(&room.name(), since.get(&room.name())).await;
-        }
+        self.join(&rooms, since).await;
         self.outbox.send_text(protocol::authenticated(&user, exp));
     }
 
@@ -304,23 +374,34 @@ impl Conn {
         }
     }
 
-    /// Joins `room` (recovering from `since`), then marks presence.
-    async fn join(&mut self, room: &str, since: Option<&Position>) -> bool {
-        match self.gw.hub.join(&self.outbox, room, since).await {
-            Ok(_) => {
-                self.rooms.insert(room.to_owned());
-                if let Some(user) = self.outbox.user.get() {
-                    let entry = (room.to_owned(), user.clone(), self.conn_key());
-                    if let Err(e) = self.gw.presence.refresh(&[entry]).await {
-                        tracing::debug!(error = %e, "presence refresh failed");
+    /// Joins `rooms` at once (each recovering from its position in `since`), then marks presence in
+    /// all of them with one Redis round trip.
+    async fn join(&mut self, rooms: &[String], since: &HashMap<String, Position>) {
+        let results = futures_util::future::join_all(
+            rooms
+                .iter()
+                .map(|room| self.gw.hub.join(&self.outbox, room, since.get(room))),
+        )
+        .await;
+        let user = self.outbox.user.get().cloned();
+        let mut present = Vec::with_capacity(rooms.len());
+        for (room, result) in rooms.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    if !self.rooms.contains(room) {
+                        self.rooms.push(room.clone());
+                    }
+                    if let Some(user) = &user {
+                        present.push((room.clone(), user.clone(), self.conn_key()));
                     }
                 }
-                true
+                Err(e) => {
+                    self.outbox.send_text(GatewayError::from(e).frame());
+                }
             }
-            Err(e) => {
-                self.outbox.send_text(GatewayError::from(e).frame());
-                false
-            }
+        }
+        if let Err(e) = self.gw.presence.refresh(&present).await {
+            tracing::debug!(error = %e, "presence refresh failed");
         }
     }
 
@@ -333,7 +414,9 @@ impl Conn {
         };
         match self.gw.is_project_member(user, project).await {
             Ok(true) => {
-                self.join(&Room::project(project).name(), since).await;
+                let room = Room::project(project).name();
+                let since = since.map(|p| HashMap::from([(room.clone(), p.clone())]));
+                self.join(&[room], &since.unwrap_or_default()).await;
             }
             Ok(false) => {
                 self.outbox.send_text(error_frame(
@@ -352,7 +435,8 @@ impl Conn {
             return self.bad_frame("projectId: must be a UUID");
         };
         let room = Room::project(project).name();
-        if self.rooms.remove(&room) {
+        if let Some(i) = self.rooms.iter().position(|r| *r == room) {
+            self.rooms.swap_remove(i);
             self.gw.hub.leave(self.outbox.id, &room);
             if let Some(user) = self.outbox.user.get()
                 && let Err(e) = self.gw.presence.leave(&room, user, &self.conn_key()).await

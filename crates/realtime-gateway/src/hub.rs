@@ -13,7 +13,7 @@
 //!   reordered — and becomes live. Each member also remembers the last (epoch, offset) sent to it
 //!   and skips anything not newer.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -23,50 +23,69 @@ use std::{
 
 use axum::extract::ws::Utf8Bytes;
 use ncy_bus::{BusMessage, History, Subscriber};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::{error::CloseReason, metrics, protocol::Position};
 
 /// The sending side of one socket: its bounded queue and how to close it.
+///
+/// The queue is a `VecDeque` behind a mutex rather than a channel: an idle socket's queue holds no
+/// allocation at all (a bounded tokio channel keeps a 32-slot block per socket, ~1 KiB), and the
+/// writer takes everything queued in one swap.
 pub struct Outbox {
     /// Connection id, unique in this instance.
     pub id: u64,
     /// The user, once authenticated.
     pub user: OnceLock<String>,
-    tx: mpsc::Sender<Utf8Bytes>,
-    close: Mutex<Option<CloseReason>>,
-    closed: CancellationToken,
+    capacity: usize,
+    state: Mutex<Queue>,
+    /// Wakes the socket's task: something was queued, a ping is due, or the socket is closing.
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Utf8Bytes>,
+    /// A ping is due (sent before the frames queued with it).
+    ping: bool,
+    reason: Option<CloseReason>,
+    /// The writer is gone: nothing queued from now on would be sent.
+    done: bool,
 }
 
 impl Outbox {
-    /// A new outbox and the receiving end its writer drains.
-    pub fn new(id: u64, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Utf8Bytes>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        (
-            Arc::new(Self {
-                id,
-                user: OnceLock::new(),
-                tx,
-                close: Mutex::new(None),
-                closed: CancellationToken::new(),
-            }),
-            rx,
-        )
+    /// A new outbox holding at most `capacity` unsent frames.
+    pub fn new(id: u64, capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            user: OnceLock::new(),
+            capacity: capacity.max(1),
+            state: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues a frame; a full queue closes the socket as a slow consumer. Returns false if not queued.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close(CloseReason::SlowConsumer) {
-                    metrics::slow_consumer();
-                }
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let mut q = self.state();
+        if q.done {
+            return false;
         }
+        if q.frames.len() >= self.capacity {
+            drop(q);
+            if self.close(CloseReason::SlowConsumer) {
+                metrics::slow_consumer();
+            }
+            return false;
+        }
+        q.frames.push_back(frame);
+        drop(q);
+        self.ready.notify_one();
+        true
     }
 
     /// Queues a text frame.
@@ -76,49 +95,106 @@ impl Outbox {
 
     /// Asks the socket to close with `reason` (the first reason wins). True if this call set it.
     pub fn close(&self, reason: CloseReason) -> bool {
-        let mut slot = self.close.lock().unwrap_or_else(|p| p.into_inner());
-        let first = slot.is_none();
+        let mut q = self.state();
+        let first = q.reason.is_none();
         if first {
-            *slot = Some(reason);
+            q.reason = Some(reason);
         }
-        drop(slot);
-        self.closed.cancel();
+        drop(q);
+        self.ready.notify_one();
         first
     }
 
-    /// Why the socket is closing, if it is.
-    pub fn close_reason(&self) -> Option<CloseReason> {
-        *self.close.lock().unwrap_or_else(|p| p.into_inner())
+    /// Whether [`Outbox::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.state().reason.is_some()
     }
 
-    /// Fires when [`Outbox::close`] was called.
-    pub fn closed(&self) -> &CancellationToken {
-        &self.closed
+    /// Why the socket is closing (a client that went away, if no reason was given).
+    pub fn closing(&self) -> CloseReason {
+        self.state().reason.unwrap_or(CloseReason::ClientGone)
+    }
+
+    /// Asks the writer to send a ping.
+    pub fn ping(&self) {
+        self.state().ping = true;
+        self.ready.notify_one();
+    }
+
+    /// Waits until something was queued or the socket is closing (spurious wake-ups are possible).
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Wakes [`Outbox::ready`] once more (after a wake-up was consumed elsewhere).
+    pub fn rearm(&self) {
+        self.ready.notify_one();
+    }
+
+    /// Whether a ping is due, and everything queued so far, oldest first; the queue is left empty
+    /// (and unallocated).
+    pub fn take(&self) -> (bool, VecDeque<Utf8Bytes>) {
+        let mut q = self.state();
+        (std::mem::take(&mut q.ping), std::mem::take(&mut q.frames))
+    }
+
+    /// The writer is done: later frames are refused. Returns what was still queued.
+    pub fn finish(&self) -> VecDeque<Utf8Bytes> {
+        let mut q = self.state();
+        q.done = true;
+        std::mem::take(&mut q.frames)
     }
 }
 
+/// One socket in one room. Kept small: a room of 10,000 sockets holds 10,000 of these.
 struct Member {
     outbox: Arc<Outbox>,
-    /// Some while the member's history is being read: live messages wait here.
-    buffer: Option<Vec<BusMessage>>,
-    epoch: String,
+    /// Some while the member's history is being read: live messages wait here. Boxed: the
+    /// buffer is short-lived, and a member sits in a room map for as long as the socket lives, so
+    /// 8 bytes here instead of 24 matters more than the extra allocation during a join.
+    #[allow(clippy::box_collection)]
+    buffer: Option<Box<Vec<BusMessage>>>,
+    /// The epoch of the last message sent, shared with the room (not a string per member).
+    epoch: Arc<str>,
     last: u64,
 }
 
 impl Member {
-    fn push(&mut self, m: &BusMessage, frame: &Utf8Bytes) -> bool {
-        if m.epoch == self.epoch && m.offset <= self.last {
+    /// Sends `frame`, message `offset` of `epoch`, unless this member already got it.
+    fn push(&mut self, epoch: &Arc<str>, offset: u64, frame: &Utf8Bytes) -> bool {
+        if self.epoch == *epoch && offset <= self.last {
             return false;
         }
-        self.epoch.clone_from(&m.epoch);
-        self.last = m.offset;
+        if !Arc::ptr_eq(&self.epoch, epoch) {
+            self.epoch = epoch.clone();
+        }
+        self.last = offset;
         self.outbox.send(frame.clone())
     }
 }
 
+/// `epoch` as a shared string, reusing `current` when it is the same.
+fn shared_epoch(current: &Arc<str>, epoch: &str) -> Arc<str> {
+    if &**current == epoch {
+        current.clone()
+    } else {
+        Arc::from(epoch)
+    }
+}
+
+/// A room with local members.
+#[derive(Default)]
+struct LocalRoom {
+    members: HashMap<u64, Member>,
+    /// A position after which every message of the room reaches [`Hub::deliver`]: the last one
+    /// delivered, or where the first member's recovery left off. None until one of those happened;
+    /// while it is known, a member joining without a position needs no Redis read at all.
+    live_at: Option<(Arc<str>, u64)>,
+}
+
 /// The rooms with local members.
 pub struct Hub {
-    rooms: Mutex<HashMap<String, HashMap<u64, Member>>>,
+    rooms: Mutex<HashMap<String, LocalRoom>>,
     subscriber: OnceLock<Subscriber>,
     history: History,
     /// Frames sent to sockets.
@@ -152,7 +228,7 @@ impl Hub {
         self.subscriber.get()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u64, Member>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalRoom>> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -165,8 +241,8 @@ impl Hub {
     pub fn memberships(&self) -> Vec<(String, String, u64)> {
         let rooms = self.lock();
         let mut out = Vec::new();
-        for (room, members) in rooms.iter() {
-            for (id, m) in members {
+        for (room, local) in rooms.iter() {
+            for (id, m) in &local.members {
                 if let Some(user) = m.outbox.user.get() {
                     out.push((room.clone(), user.clone(), *id));
                 }
@@ -184,14 +260,19 @@ impl Hub {
         let mut sent = 0u64;
         {
             let mut rooms = self.lock();
-            let Some(members) = rooms.get_mut(&m.room) else {
+            let Some(local) = rooms.get_mut(&m.room) else {
                 return;
             };
-            for member in members.values_mut() {
+            let epoch = match &local.live_at {
+                Some((current, _)) => shared_epoch(current, &m.epoch),
+                None => Arc::from(m.epoch.as_str()),
+            };
+            local.live_at = Some((epoch.clone(), m.offset));
+            for member in local.members.values_mut() {
                 match &mut member.buffer {
                     Some(buffer) => buffer.push(m.clone()),
                     None => {
-                        if member.push(&m, &frame) {
+                        if member.push(&epoch, m.offset, &frame) {
                             sent += 1;
                         }
                     }
@@ -211,17 +292,36 @@ impl Hub {
     ) -> Result<(), ncy_bus::BusError> {
         let subscribed = {
             let mut rooms = self.lock();
-            let members = rooms.entry(room.to_owned()).or_default();
-            match members.entry(outbox.id) {
+            if !rooms.contains_key(room) {
+                rooms.insert(room.to_owned(), LocalRoom::default());
+                metrics::rooms(rooms.len());
+            }
+            let Some(local) = rooms.get_mut(room) else {
+                return Ok(());
+            };
+            match local.members.entry(outbox.id) {
                 std::collections::hash_map::Entry::Occupied(_) => None,
                 std::collections::hash_map::Entry::Vacant(slot) => {
+                    // Already live here and no position to recover from: join at the room's
+                    // live position, under the lock, so the next delivery reaches this member.
+                    if since.is_none()
+                        && let Some((epoch, offset)) = &local.live_at
+                    {
+                        outbox.send_text(crate::protocol::joined(room, epoch, *offset, None));
+                        slot.insert(Member {
+                            outbox: outbox.clone(),
+                            buffer: None,
+                            epoch: epoch.clone(),
+                            last: *offset,
+                        });
+                        return Ok(());
+                    }
                     slot.insert(Member {
                         outbox: outbox.clone(),
-                        buffer: Some(Vec::new()),
-                        epoch: String::new(),
+                        buffer: Some(Box::default()),
+                        epoch: Arc::from(""),
                         last: 0,
                     });
-                    metrics::rooms(rooms.len());
                     self.subscriber.get().map(|s| s.subscribe(room))
                 }
             }
@@ -257,7 +357,18 @@ impl Hub {
         let recovered = since.map(|_| recovery.recovered);
         // The joined frame goes out under the lock, before any message of the room.
         let mut rooms = self.lock();
-        let Some(member) = rooms.get_mut(room).and_then(|m| m.get_mut(&outbox.id)) else {
+        let Some(local) = rooms.get_mut(room) else {
+            return Ok(());
+        };
+        if local.live_at.is_none() && self.subscriber.get().is_some_and(Subscriber::connected) {
+            // Read after the subscription was confirmed: everything later is delivered here.
+            local.live_at = Some((Arc::from(recovery.epoch.as_str()), recovery.offset));
+        }
+        let mut epoch = match &local.live_at {
+            Some((current, _)) => shared_epoch(current, &recovery.epoch),
+            None => Arc::from(recovery.epoch.as_str()),
+        };
+        let Some(member) = local.members.get_mut(&outbox.id) else {
             return Ok(());
         };
         outbox.send_text(crate::protocol::joined(
@@ -266,24 +377,20 @@ impl Hub {
             recovery.offset,
             recovered,
         ));
-        match (recovery.recovered, since) {
-            (true, Some(p)) => {
-                member.epoch.clone_from(&recovery.epoch);
-                member.last = p.offset;
-            }
-            _ => {
-                member.epoch.clone_from(&recovery.epoch);
-                member.last = recovery.offset;
-            }
-        }
+        member.epoch = epoch.clone();
+        member.last = match (recovery.recovered, since) {
+            (true, Some(p)) => p.offset,
+            _ => recovery.offset,
+        };
         let mut sent = 0;
         for m in recovery
             .messages
             .iter()
             .chain(member.buffer.take().unwrap_or_default().iter())
         {
+            epoch = shared_epoch(&epoch, &m.epoch);
             if let Ok(frame) = Utf8Bytes::try_from(m.payload.clone())
-                && member.push(m, &frame)
+                && member.push(&epoch, m.offset, &frame)
             {
                 sent += 1;
             }
@@ -297,11 +404,11 @@ impl Hub {
     /// was a member.
     pub fn leave(&self, conn: u64, room: &str) -> bool {
         let mut rooms = self.lock();
-        let Some(members) = rooms.get_mut(room) else {
+        let Some(local) = rooms.get_mut(room) else {
             return false;
         };
-        let was = members.remove(&conn).is_some();
-        if members.is_empty() {
+        let was = local.members.remove(&conn).is_some();
+        if local.members.is_empty() {
             rooms.remove(room);
             if let Some(s) = self.subscriber.get() {
                 s.unsubscribe(room);

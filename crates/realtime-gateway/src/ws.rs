@@ -104,10 +104,19 @@ async fn upgrade(
     let max = gw.limits.max_frame_bytes;
     ws.max_frame_size(max)
         .max_message_size(max)
-        .read_buffer_size(1024)
+        .read_buffer_size(256)
         .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            connection::serve(gw, socket, token).await;
+        .on_upgrade(move |socket| {
+            // A task of its own: axum's upgrade task keeps the handshake state (config, the
+            // unsplit socket) beside the callback's future for as long as that runs, ~1 KB per
+            // socket; this way it ends right after the handshake.
+            // `serve` is called here, not inside the task, so the task does not also keep the
+            // unsplit socket it was given.
+            let serve = connection::serve(gw, socket, token);
+            tokio::spawn(async move {
+                let _slot = slot;
+                serve.await;
+            });
+            std::future::ready(())
         })
 }

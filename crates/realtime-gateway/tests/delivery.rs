@@ -168,6 +168,62 @@ async fn recovering_while_messages_flow_gives_each_offset_once_in_order() {
     gw.stop().await;
 }
 
+/// A room that already has a member here is joined from the instance's own position (no history
+/// read): every message after the offset in `joined` arrives once, in order, while messages flow.
+#[tokio::test]
+async fn joining_a_live_room_while_messages_flow_misses_and_doubles_nothing() {
+    let fx = Fixture::new().await;
+    let mut gw = fx.start(&[]).await;
+    let room = format!("project:{}", fx.project);
+    let mut first = Ws::authed(gw.ws(), &fx.token()).await;
+    first
+        .send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    first.until("joined").await;
+    send_project(&mut gw, fx.project, 0).await;
+    first.messages(&room, 1).await;
+    let total = 400u64;
+    let mut grpc = gw.grpc.clone();
+    let project = fx.project;
+    let publisher = tokio::spawn(async move {
+        let mut last = 0;
+        for i in 1..=total {
+            last = grpc
+                .send_to_project(pb::SendToProjectRequest {
+                    project_id: project.to_string(),
+                    event: "tick".into(),
+                    data_json: i.to_string(),
+                    idempotency_key: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .delivery
+                .unwrap()
+                .offset;
+        }
+        last
+    });
+    let mut late = Ws::authed(gw.ws(), &fx.token()).await;
+    late.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    let joined = late.until("joined").await;
+    assert_eq!(joined["room"], room.as_str());
+    let from = joined["offset"].as_u64().unwrap();
+    let last = publisher.await.unwrap();
+    assert!(from < last, "joined at {from}, the publisher ended at {last}");
+    let got = late
+        .messages(&room, usize::try_from(last - from).unwrap())
+        .await;
+    let offsets: Vec<u64> = got.iter().map(|m| m["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, (from + 1..=last).collect::<Vec<_>>());
+    // Nothing more (a duplicate) follows: the next message is the next offset.
+    let next = send_project(&mut gw, fx.project, 999).await;
+    assert_eq!(late.messages(&room, 1).await[0]["offset"], next);
+    assert_eq!(next, last + 1);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_lost_subscription_is_restored_and_missed_messages_replayed() {
     let mut redis = RedisServer::start().await.unwrap();
