@@ -62,7 +62,19 @@ for i in 1 2; do
 done
 ws_list=$(IFS=,; echo "${WS[*]}"); pid_list=$(IFS=,; echo "${GW_PIDS[*]}")
 
+# Each run leaves its clients' ports in TIME_WAIT for a minute; with 10,000 of them the kernel's
+# search for a free ephemeral port makes the next run's connects slower (seen: 1.9 s → 3.9 s for
+# 10,000 clients). Every run, ours and the peer's, starts once they have drained.
+settle_ports() {
+  command -v ss >/dev/null || return 0
+  for _ in $(seq 1 70); do
+    (( $(ss -Htan state time-wait 2>/dev/null | wc -l) < 1000 )) && return 0
+    sleep 1
+  done
+}
+
 for mode in $MODES; do
+  settle_ports
   echo "bench: realtime $mode, $CLIENTS clients, $MESSAGES messages (ncy)"
   "$BIN/loadgen" realtime --ws "$ws_list" --grpc "http://${GRPC[0]}" --pids "$pid_list" \
     --clients "$CLIENTS" --messages "$MESSAGES" --rate "$RATE" --mode "$mode" | tee -a "$OUT"
@@ -73,6 +85,7 @@ if [[ "${SKIP_PEER:-0}" != 1 && -n "$PEER_DIR" ]] && command -v node >/dev/null;
   rm -rf "$PEER"; cp -r "$PEER_DIR" "$PEER"
   (cd "$PEER" && npm ci --silent >/dev/null 2>&1)
   for mode in $MODES; do
+    settle_ports
     echo "bench: realtime $mode, $CLIENTS clients, $MESSAGES messages (Socket.IO + redis adapter)"
     (cd "$PEER" && node sio_bench.mjs --clients "$CLIENTS" --messages "$MESSAGES" --rate "$RATE" \
       --mode "$mode" --redis-port "$REDIS_PORT" --out "$OUT.sio") | tail -n 1 || true

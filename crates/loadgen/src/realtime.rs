@@ -151,9 +151,31 @@ async fn seed(database_url: &str) -> anyhow::Result<(Uuid, Uuid, Uuid)> {
     Ok((user, org, project))
 }
 
+/// The fields of a server frame the clients look at (typed and borrowed: parsing every delivery
+/// into a `serde_json::Value` made this process the bottleneck of the burst figure).
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    room: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    event: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    data: Option<Sample>,
+}
+
+/// What the publisher puts in each message: its send time.
+#[derive(serde::Deserialize)]
+struct Sample {
+    #[serde(default)]
+    t: Option<f64>,
+}
+
 struct Counters {
     delivered: AtomicU64,
-    last_recv_ms: Mutex<f64>,
+    /// Wall clock of the last delivery, µs since the epoch.
+    last_recv_us: AtomicU64,
     hist: Mutex<Histogram<u64>>,
 }
 
@@ -166,8 +188,17 @@ async fn client(
     messages: u64,
     joined: tokio::sync::oneshot::Sender<bool>,
 ) {
-    let Ok((mut ws, _)) =
-        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}")).await
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{addr}/ws?token={token}"),
+        // tungstenite zero-fills its read buffer up to this size on every read: the 128 KiB
+        // default cost this process more than the gateways it measures.
+        Some(
+            tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .read_buffer_size(8 * 1024),
+        ),
+        false,
+    )
+    .await
     else {
         let _ = joined.send(false);
         return;
@@ -185,36 +216,29 @@ async fn client(
     let mut n = 0u64;
     while let Some(Ok(msg)) = ws.next().await {
         let Message::Text(text) = msg else { continue };
-        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+        let Ok(v) = serde_json::from_str::<Frame<'_>>(&text) else {
             continue;
         };
-        match v["type"].as_str() {
-            Some("joined")
-                if v["room"]
-                    .as_str()
-                    .is_some_and(|r| r.starts_with("project:")) =>
-            {
+        match &*v.ty {
+            "joined" if v.room.as_deref().is_some_and(|r| r.starts_with("project:")) => {
                 if let Some(tx) = joined.take() {
                     let _ = tx.send(true);
                 }
             }
-            Some("error") => {
+            "error" => {
                 if let Some(tx) = joined.take() {
                     let _ = tx.send(false);
                 }
             }
-            Some("message") if v["event"] == "msg" => {
+            "message" if v.event.as_deref() == Some("msg") => {
                 let now = wall_ms();
-                let sent = v["data"]["t"].as_f64().unwrap_or(now);
+                let sent = v.data.and_then(|d| d.t).unwrap_or(now);
                 local.push(((now - sent).max(0.001) * 1000.0) as u64);
                 n += 1;
                 counters.delivered.fetch_add(1, Ordering::Relaxed);
-                let mut last = counters
-                    .last_recv_ms
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                *last = last.max(now);
-                drop(last);
+                counters
+                    .last_recv_us
+                    .fetch_max((now * 1000.0) as u64, Ordering::Relaxed);
                 if n.is_multiple_of(50) || n == messages {
                     record(&counters, &mut local);
                 }
@@ -254,7 +278,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let counters = Arc::new(Counters {
         delivered: AtomicU64::new(0),
-        last_recv_ms: Mutex::new(0.0),
+        last_recv_us: AtomicU64::new(0),
         hist: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
     });
     let rss_before: u64 = pids.iter().map(|p| rss(p)).sum();
@@ -356,10 +380,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let last_recv = *counters
-        .last_recv_ms
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    #[allow(clippy::cast_precision_loss)]
+    let last_recv = counters.last_recv_us.load(Ordering::Relaxed) as f64 / 1000.0;
     let window_s = ((last_recv - first_send) / 1000.0).max(0.001);
     // Per-client histograms are flushed every 50 messages and at the last expected one.
     let hist = counters

@@ -217,12 +217,26 @@ async fn write_all(
     sink.flush().await
 }
 
+/// A room a socket is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Joined {
+    /// `user:<its user>`
+    User,
+    /// `org:<its organization>`
+    Org,
+    /// `broadcast`
+    Broadcast,
+    /// `project:<id>`
+    Project(Uuid),
+}
+
 struct Conn {
     gw: Arc<Gateway>,
     outbox: Arc<Outbox>,
     identity: Option<Identity>,
-    /// Joined rooms (a handful: a Vec is smaller than a set).
-    rooms: Vec<String>,
+    /// Joined rooms: a handful, and named from the identity when needed (every idle socket keeps
+    /// this, so no strings).
+    rooms: Vec<Joined>,
     tokens: f64,
     refilled: Instant,
     abuse: u32,
@@ -260,6 +274,19 @@ impl Conn {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         self.identity.as_ref().is_some_and(|id| id.exp <= now_s)
+    }
+
+    /// The name of a joined room.
+    fn room_name(&self, room: Joined) -> String {
+        let id = self.identity.as_ref();
+        match room {
+            Joined::User => id.map(|i| Room::user(i.user_id)),
+            Joined::Org => id.and_then(|i| i.org_id).map(Room::org),
+            Joined::Broadcast => Some(Room::Broadcast),
+            Joined::Project(p) => Some(Room::project(p)),
+        }
+        .map(|r| r.name())
+        .unwrap_or_default()
     }
 
     fn conn_key(&self) -> String {
@@ -339,17 +366,18 @@ impl Conn {
                 return;
             }
         };
-        let user = identity.user_id.to_string();
-        let _ = self.outbox.user.set(user.clone());
+        let user = identity.user_id;
+        let _ = self.outbox.user.set(user);
         self.gw.authenticated.fetch_add(1, Ordering::Relaxed);
-        let mut rooms = vec![Room::user(identity.user_id).name(), Room::Broadcast.name()];
-        if let Some(org) = identity.org_id {
-            rooms.push(Room::org(org).name());
+        let mut rooms = vec![Joined::User, Joined::Broadcast];
+        if identity.org_id.is_some() {
+            rooms.push(Joined::Org);
         }
         let exp = identity.exp;
         self.identity = Some(identity);
         self.join(&rooms, since).await;
-        self.outbox.send_text(protocol::authenticated(&user, exp));
+        self.outbox
+            .send_text(protocol::authenticated(&user.to_string(), exp));
     }
 
     fn refresh(&mut self, token: &str) {
@@ -376,23 +404,24 @@ impl Conn {
 
     /// Joins `rooms` at once (each recovering from its position in `since`), then marks presence in
     /// all of them with one Redis round trip.
-    async fn join(&mut self, rooms: &[String], since: &HashMap<String, Position>) {
+    async fn join(&mut self, rooms: &[Joined], since: &HashMap<String, Position>) {
+        let names: Vec<String> = rooms.iter().map(|r| self.room_name(*r)).collect();
         let results = futures_util::future::join_all(
-            rooms
+            names
                 .iter()
                 .map(|room| self.gw.hub.join(&self.outbox, room, since.get(room))),
         )
         .await;
-        let user = self.outbox.user.get().cloned();
+        let user = self.outbox.user.get().map(Uuid::to_string);
         let mut present = Vec::with_capacity(rooms.len());
-        for (room, result) in rooms.iter().zip(results) {
+        for ((joined, room), result) in rooms.iter().zip(names).zip(results) {
             match result {
                 Ok(()) => {
-                    if !self.rooms.contains(room) {
-                        self.rooms.push(room.clone());
+                    if !self.rooms.contains(joined) {
+                        self.rooms.push(*joined);
                     }
                     if let Some(user) = &user {
-                        present.push((room.clone(), user.clone(), self.conn_key()));
+                        present.push((room, user.clone(), self.conn_key()));
                     }
                 }
                 Err(e) => {
@@ -415,8 +444,9 @@ impl Conn {
         match self.gw.is_project_member(user, project).await {
             Ok(true) => {
                 let room = Room::project(project).name();
-                let since = since.map(|p| HashMap::from([(room.clone(), p.clone())]));
-                self.join(&[room], &since.unwrap_or_default()).await;
+                let since = since.map(|p| HashMap::from([(room, p.clone())]));
+                self.join(&[Joined::Project(project)], &since.unwrap_or_default())
+                    .await;
             }
             Ok(false) => {
                 self.outbox.send_text(error_frame(
@@ -435,11 +465,15 @@ impl Conn {
             return self.bad_frame("projectId: must be a UUID");
         };
         let room = Room::project(project).name();
-        if let Some(i) = self.rooms.iter().position(|r| *r == room) {
+        if let Some(i) = self
+            .rooms
+            .iter()
+            .position(|r| *r == Joined::Project(project))
+        {
             self.rooms.swap_remove(i);
             self.gw.hub.leave(self.outbox.id, &room);
-            if let Some(user) = self.outbox.user.get()
-                && let Err(e) = self.gw.presence.leave(&room, user, &self.conn_key()).await
+            if let Some(user) = self.outbox.user.get().map(Uuid::to_string)
+                && let Err(e) = self.gw.presence.leave(&room, &user, &self.conn_key()).await
             {
                 tracing::debug!(error = %e, "presence leave failed");
             }
@@ -452,7 +486,7 @@ impl Conn {
             return self.bad_frame("room: must be user:<id>, org:<id>, project:<id> or broadcast");
         };
         let name = parsed.name();
-        if !self.rooms.contains(&name) {
+        if !self.rooms.iter().any(|r| self.room_name(*r) == name) {
             self.outbox
                 .send_text(error_frame("forbidden", "join the room first"));
             return;
@@ -471,8 +505,9 @@ impl Conn {
         if self.identity.is_some() {
             self.gw.authenticated.fetch_sub(1, Ordering::Relaxed);
         }
-        let user = self.outbox.user.get().cloned();
-        for room in std::mem::take(&mut self.rooms) {
+        let user = self.outbox.user.get().map(Uuid::to_string);
+        for joined in std::mem::take(&mut self.rooms) {
+            let room = self.room_name(joined);
             self.gw.hub.leave(self.outbox.id, &room);
             if let Some(user) = &user {
                 let _ = self.gw.presence.leave(&room, user, &self.conn_key()).await;

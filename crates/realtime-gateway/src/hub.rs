@@ -36,7 +36,7 @@ pub struct Outbox {
     /// Connection id, unique in this instance.
     pub id: u64,
     /// The user, once authenticated.
-    pub user: OnceLock<String>,
+    pub user: OnceLock<uuid::Uuid>,
     capacity: usize,
     state: Mutex<Queue>,
     /// Wakes the socket's task: something was queued, a ping is due, or the socket is closing.
@@ -244,7 +244,7 @@ impl Hub {
         for (room, local) in rooms.iter() {
             for (id, m) in &local.members {
                 if let Some(user) = m.outbox.user.get() {
-                    out.push((room.clone(), user.clone(), *id));
+                    out.push((room.clone(), user.to_string(), *id));
                 }
             }
         }

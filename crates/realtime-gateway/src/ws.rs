@@ -16,6 +16,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use futures_util::FutureExt;
 use serde_json::json;
 
 use crate::{connection, gateway::Gateway, metrics};
@@ -109,14 +110,11 @@ async fn upgrade(
         .on_upgrade(move |socket| {
             // A task of its own: axum's upgrade task keeps the handshake state (config, the
             // unsplit socket) beside the callback's future for as long as that runs, ~1 KB per
-            // socket; this way it ends right after the handshake.
-            // `serve` is called here, not inside the task, so the task does not also keep the
-            // unsplit socket it was given.
+            // socket; this way it ends right after the handshake. The future is spawned as is
+            // (with `map`, not inside an `async` block, which would hold it twice: as a captured
+            // value and as the awaited one).
             let serve = connection::serve(gw, socket, token);
-            tokio::spawn(async move {
-                let _slot = slot;
-                serve.await;
-            });
+            tokio::spawn(serve.map(move |()| drop(slot)));
             std::future::ready(())
         })
 }

@@ -211,7 +211,10 @@ async fn joining_a_live_room_while_messages_flow_misses_and_doubles_nothing() {
     assert_eq!(joined["room"], room.as_str());
     let from = joined["offset"].as_u64().unwrap();
     let last = publisher.await.unwrap();
-    assert!(from < last, "joined at {from}, the publisher ended at {last}");
+    assert!(
+        from < last,
+        "joined at {from}, the publisher ended at {last}"
+    );
     let got = late
         .messages(&room, usize::try_from(last - from).unwrap())
         .await;
