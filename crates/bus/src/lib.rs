@@ -24,6 +24,6 @@ mod subscriber;
 pub use error::BusError;
 pub use history::{History, Recovery};
 pub use message::BusMessage;
-pub use presence::{Presence, PresenceUser};
+pub use presence::{Presence, PresenceChange, PresenceUser};
 pub use publish::{BusPublisher, PublishOptions, Published};
 pub use subscriber::{Deliver, Subscriber, SubscriberConfig};

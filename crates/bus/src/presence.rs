@@ -22,6 +22,29 @@ pub struct PresenceUser {
     pub last_seen_ms: i64,
 }
 
+/// One change of a socket's presence in a room.
+#[derive(Debug, Clone, Copy)]
+pub enum PresenceChange<'a> {
+    /// Online (joined, or a heartbeat).
+    Online {
+        /// Room name.
+        room: &'a str,
+        /// User id.
+        user: &'a str,
+        /// Connection key.
+        conn: &'a str,
+    },
+    /// Gone from the room.
+    Offline {
+        /// Room name.
+        room: &'a str,
+        /// User id.
+        user: &'a str,
+        /// Connection key.
+        conn: &'a str,
+    },
+}
+
 /// Reads and writes room presence.
 #[derive(Clone, Debug)]
 pub struct Presence {
@@ -44,37 +67,52 @@ impl Presence {
 
     /// Marks `(user, connection)` online in each room (join or heartbeat), in one pipeline.
     pub async fn refresh(&self, entries: &[(String, String, String)]) -> Result<(), BusError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let value = self.value();
-        let mut pipe = redis::pipe();
-        for (room, user, conn) in entries {
-            let key = self.keys.room(room).presence();
-            pipe.cmd("HSET")
-                .arg(&key)
-                .arg(format!("{user}|{conn}"))
-                .arg(&value)
-                .ignore();
-            // The hash lives as long as its longest-lived entry: set a TTL on a new key (NX),
-            // only ever extend it otherwise (GT), so a short-lived writer cannot expire others.
-            let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
-            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("NX").ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("GT").ignore();
-        }
-        let mut c = self.redis.get().await?;
-        pipe.query_async::<()>(&mut c).await?;
-        Ok(())
+        let changes: Vec<PresenceChange<'_>> = entries
+            .iter()
+            .map(|(room, user, conn)| PresenceChange::Online { room, user, conn })
+            .collect();
+        self.apply(&changes).await
     }
 
     /// Removes `(user, connection)` from `room`.
     pub async fn leave(&self, room: &str, user: &str, conn: &str) -> Result<(), BusError> {
+        self.apply(&[PresenceChange::Offline { room, user, conn }])
+            .await
+    }
+
+    /// Applies `changes` in order, in one pipeline (a gateway batches those of many sockets).
+    pub async fn apply(&self, changes: &[PresenceChange<'_>]) -> Result<(), BusError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let value = self.value();
+        let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut pipe = redis::pipe();
+        for change in changes {
+            match *change {
+                PresenceChange::Online { room, user, conn } => {
+                    let key = self.keys.room(room).presence();
+                    pipe.cmd("HSET")
+                        .arg(&key)
+                        .arg(format!("{user}|{conn}"))
+                        .arg(&value)
+                        .ignore();
+                    // The hash lives as long as its longest-lived entry: set a TTL on a new key
+                    // (NX), only ever extend it otherwise (GT), so a short-lived writer cannot
+                    // expire others.
+                    pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("NX").ignore();
+                    pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("GT").ignore();
+                }
+                PresenceChange::Offline { room, user, conn } => {
+                    pipe.cmd("HDEL")
+                        .arg(self.keys.room(room).presence())
+                        .arg(format!("{user}|{conn}"))
+                        .ignore();
+                }
+            }
+        }
         let mut c = self.redis.get().await?;
-        redis::cmd("HDEL")
-            .arg(self.keys.room(room).presence())
-            .arg(format!("{user}|{conn}"))
-            .query_async::<()>(&mut c)
-            .await?;
+        pipe.query_async::<()>(&mut c).await?;
         Ok(())
     }
 

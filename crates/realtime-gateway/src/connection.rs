@@ -23,6 +23,7 @@ use crate::{
     gateway::Gateway,
     hub::Outbox,
     metrics,
+    presence_writes::Kind,
     protocol::{self, ClientFrame, Position},
 };
 
@@ -429,7 +430,7 @@ impl Conn {
                 }
             }
         }
-        if let Err(e) = self.gw.presence.refresh(&present).await {
+        if let Err(e) = self.gw.presence_writes.apply(Kind::Online, present).await {
             tracing::debug!(error = %e, "presence refresh failed");
         }
     }
@@ -473,7 +474,11 @@ impl Conn {
             self.rooms.swap_remove(i);
             self.gw.hub.leave(self.outbox.id, &room);
             if let Some(user) = self.outbox.user.get().map(Uuid::to_string)
-                && let Err(e) = self.gw.presence.leave(&room, &user, &self.conn_key()).await
+                && let Err(e) = self
+                    .gw
+                    .presence_writes
+                    .apply(Kind::Offline, vec![(room.clone(), user, self.conn_key())])
+                    .await
             {
                 tracing::debug!(error = %e, "presence leave failed");
             }
@@ -506,12 +511,16 @@ impl Conn {
             self.gw.authenticated.fetch_sub(1, Ordering::Relaxed);
         }
         let user = self.outbox.user.get().map(Uuid::to_string);
+        let mut gone = Vec::with_capacity(self.rooms.len());
         for joined in std::mem::take(&mut self.rooms) {
             let room = self.room_name(joined);
             self.gw.hub.leave(self.outbox.id, &room);
             if let Some(user) = &user {
-                let _ = self.gw.presence.leave(&room, user, &self.conn_key()).await;
+                gone.push((room, user.clone(), self.conn_key()));
             }
+        }
+        if let Err(e) = self.gw.presence_writes.apply(Kind::Offline, gone).await {
+            tracing::debug!(error = %e, "presence leave failed");
         }
     }
 }

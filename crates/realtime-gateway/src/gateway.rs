@@ -29,8 +29,10 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     /// Publishing.
     pub publisher: BusPublisher,
-    /// Room presence.
+    /// Room presence (reads and heartbeats).
     pub presence: Presence,
+    /// Sockets' presence changes, batched.
+    pub presence_writes: crate::presence_writes::PresenceWrites,
     /// Redis, for status reads/writes.
     pub redis: RedisPool,
     /// Key builders.

@@ -30,6 +30,7 @@ pub mod error;
 mod gateway;
 mod hub;
 mod metrics;
+mod presence_writes;
 mod protocol;
 mod settings;
 mod ws;
@@ -123,6 +124,11 @@ impl Application {
                 .with_history(limits.history_len, limits.history_ttl)
                 .with_dedup_window(limits.dedup_window),
             presence: Presence::new(redis.clone(), keys.clone(), limits.presence_ttl),
+            presence_writes: presence_writes::PresenceWrites::start(Presence::new(
+                redis.clone(),
+                keys.clone(),
+                limits.presence_ttl,
+            )),
             redis,
             keys,
             db,
