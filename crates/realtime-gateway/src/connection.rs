@@ -83,7 +83,9 @@ async fn run(
                     break;
                 }
                 let (ping, frames) = outbox.take();
-                if (ping || !frames.is_empty()) && !write(&mut sink, &gw, &outbox, ping, frames).await {
+                if (ping || !frames.is_empty())
+                    && !Box::pin(write(&mut sink, &gw, &outbox, ping, frames)).await
+                {
                     outbox.close(CloseReason::ClientGone);
                     break;
                 }
@@ -146,8 +148,9 @@ async fn run(
 
 /// Writes what the outbox had queued; false if the socket failed. Gives up (true) as soon as the
 /// outbox closes or the instance stops, so a client that stopped reading cannot hold the
-/// connection's only task in a write: its queue fills, it is closed as a slow consumer, and the
-/// close path follows.
+/// connection's only task in a write: its queue fills and it is closed as a slow consumer, or,
+/// when nothing more is queued for it, the write is given up after the idle timeout (the peer
+/// is gone or frozen) and it is closed as idle.
 async fn write(
     sink: &mut SplitSink<WebSocket, Message>,
     gw: &Gateway,
@@ -156,11 +159,17 @@ async fn write(
     frames: std::collections::VecDeque<Utf8Bytes>,
 ) -> bool {
     let mut written = Box::pin(write_all(sink, ping, frames));
+    let give_up = tokio::time::sleep(gw.limits.idle_timeout);
+    tokio::pin!(give_up);
     let ok = loop {
         tokio::select! {
             r = &mut written => break r.is_ok(),
             () = outbox.ready() => if outbox.is_closed() { break true },
             () = gw.stop.cancelled() => break true,
+            () = &mut give_up => {
+                outbox.close(CloseReason::Idle);
+                break true;
+            }
         }
     };
     // A wake-up consumed here may have been for a frame queued meanwhile.

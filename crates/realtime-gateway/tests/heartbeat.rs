@@ -124,3 +124,72 @@ async fn a_silent_socket_is_closed_while_a_responsive_one_stays() {
     assert_eq!(got[0]["offset"], offset);
     gw.stop().await;
 }
+
+/// A client that stops reading while the server is writing to it (a frozen tab whose TCP is still
+/// up) and is sent too little to fill its outbound queue: the blocked write is given up after the
+/// idle timeout and the socket closed, instead of holding the connection forever.
+#[tokio::test]
+async fn a_socket_that_stops_reading_mid_write_is_closed_after_the_idle_timeout() {
+    let f = Fixture::new().await;
+    let gw = f
+        .start(&[
+            ("NCY_WS_PING_INTERVAL_SECS", "1"),
+            ("NCY_WS_IDLE_TIMEOUT_SECS", "2"),
+            ("NCY_MAX_DATA_BYTES", "200000"),
+        ])
+        .await;
+    // Handshake and authenticate by hand (the token in the query), join, then never read again.
+    let mut tcp = TcpStream::connect(gw.ws()).await.unwrap();
+    let req = format!(
+        "GET /ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        f.token(),
+        gw.ws()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let join = json!({"type": "join_project", "projectId": f.project}).to_string();
+    tcp.write_all(&text_frame(join.as_bytes())).await.unwrap();
+    // Wait until the join took effect: user, org, broadcast and the project room.
+    let mut grpc = gw.grpc.clone();
+    common_wait(&mut grpc, |s| s.rooms >= 4).await;
+    // ~6 MB: more than the loopback socket buffers hold, far fewer frames than the queue's 1,024.
+    let big = json!({"pad": "z".repeat(100_000)}).to_string();
+    for _ in 0..60 {
+        grpc.send_to_project(ncy_proto::realtime::v1::SendToProjectRequest {
+            project_id: f.project.to_string(),
+            event: "big".into(),
+            data_json: big.clone(),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    common_wait(&mut grpc, |s| s.connections == 0).await;
+    drop(tcp);
+    gw.stop().await;
+}
+
+/// Polls the gateway's Stats until `ok` holds (10 s at most).
+async fn common_wait(
+    grpc: &mut ncy_proto::realtime::v1::realtime_service_client::RealtimeServiceClient<
+        tonic::transport::Channel,
+    >,
+    ok: impl Fn(&ncy_proto::realtime::v1::StatsResponse) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = grpc
+            .stats(ncy_proto::realtime::v1::StatsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if ok(&s) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting; stats: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
