@@ -7,9 +7,11 @@
 mod common;
 
 use common::{Fixture, WAIT, Ws, send_project};
-use ncy_proto::realtime::v1 as pb;
+use ncy_proto::realtime::v1::{self as pb, realtime_service_client::RealtimeServiceClient};
 use ncy_testkit::{RedisServer, assert_eventually};
 use serde_json::json;
+use tonic::transport::Channel;
+use uuid::Uuid;
 
 async fn numsub(redis_url: &str, channel: &str) -> i64 {
     let client = redis::Client::open(redis_url).unwrap();
@@ -125,35 +127,9 @@ async fn recovering_while_messages_flow_gives_each_offset_once_in_order() {
     let fx = Fixture::new().await;
     let gw = fx.start(&[]).await;
     let room = format!("project:{}", fx.project);
-    let mut first = gw.grpc.clone();
-    let epoch = first
-        .send_to_project(pb::SendToProjectRequest {
-            project_id: fx.project.to_string(),
-            event: "tick".into(),
-            data_json: "0".into(),
-            idempotency_key: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .delivery
-        .unwrap()
-        .epoch;
+    let epoch = tick(&mut gw.grpc.clone(), fx.project, 0).await.epoch;
     let total = 150u64;
-    let mut grpc = gw.grpc.clone();
-    let project = fx.project;
-    let publisher = tokio::spawn(async move {
-        for i in 2..=total {
-            grpc.send_to_project(pb::SendToProjectRequest {
-                project_id: project.to_string(),
-                event: "tick".into(),
-                data_json: i.to_string(),
-                idempotency_key: String::new(),
-            })
-            .await
-            .unwrap();
-        }
-    });
+    let publisher = tokio::spawn(publish_ticks(gw.grpc.clone(), fx.project, 2..=total));
     let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
     ws.send(json!({"type": "join_project", "projectId": fx.project,
                    "since": {"offset": 1, "epoch": epoch}}))
@@ -166,6 +142,39 @@ async fn recovering_while_messages_flow_gives_each_offset_once_in_order() {
     assert_eq!(offsets, (2..=total).collect::<Vec<_>>());
     publisher.await.unwrap();
     gw.stop().await;
+}
+
+/// Publishes a `tick` to the project room for each `i` (data `i`), one after the other; returns
+/// the last offset.
+async fn publish_ticks(
+    mut grpc: RealtimeServiceClient<Channel>,
+    project: Uuid,
+    ticks: std::ops::RangeInclusive<u64>,
+) -> u64 {
+    let mut last = 0;
+    for i in ticks {
+        last = tick(&mut grpc, project, i).await.offset;
+    }
+    last
+}
+
+/// Publishes one `tick` (data `i`) to the project room; returns where it landed.
+async fn tick(
+    grpc: &mut RealtimeServiceClient<Channel>,
+    project: Uuid,
+    i: u64,
+) -> pb::RoomDelivery {
+    grpc.send_to_project(pb::SendToProjectRequest {
+        project_id: project.to_string(),
+        event: "tick".into(),
+        data_json: i.to_string(),
+        idempotency_key: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .delivery
+    .unwrap()
 }
 
 /// A room that already has a member here is joined from the instance's own position (no history
@@ -182,28 +191,7 @@ async fn joining_a_live_room_while_messages_flow_misses_and_doubles_nothing() {
     first.until("joined").await;
     send_project(&mut gw, fx.project, 0).await;
     first.messages(&room, 1).await;
-    let total = 400u64;
-    let mut grpc = gw.grpc.clone();
-    let project = fx.project;
-    let publisher = tokio::spawn(async move {
-        let mut last = 0;
-        for i in 1..=total {
-            last = grpc
-                .send_to_project(pb::SendToProjectRequest {
-                    project_id: project.to_string(),
-                    event: "tick".into(),
-                    data_json: i.to_string(),
-                    idempotency_key: String::new(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .delivery
-                .unwrap()
-                .offset;
-        }
-        last
-    });
+    let publisher = tokio::spawn(publish_ticks(gw.grpc.clone(), fx.project, 1..=400));
     let mut late = Ws::authed(gw.ws(), &fx.token()).await;
     late.send(json!({"type": "join_project", "projectId": fx.project}))
         .await;

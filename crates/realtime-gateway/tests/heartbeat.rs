@@ -9,9 +9,12 @@ mod common;
 use std::time::Duration;
 
 use common::{Fixture, Ws, send_project};
+use ncy_proto::realtime::v1::{self as pb, realtime_service_client::RealtimeServiceClient};
+use ncy_testkit::assert_eventually;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tonic::transport::Channel;
 
 /// A masked client text frame (payload < 64 KiB).
 fn text_frame(payload: &[u8]) -> Vec<u8> {
@@ -65,6 +68,28 @@ async fn read_until_close(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> (Option<u16
     }
 }
 
+/// A raw WebSocket client: the upgrade request to `/ws{query}`, the 101 read; returns the socket
+/// and whatever arrived after the response headers.
+async fn raw_socket(addr: std::net::SocketAddr, query: &str) -> (TcpStream, Vec<u8>) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /ws{query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 1024];
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(String::from_utf8_lossy(&buf[..end]).starts_with("HTTP/1.1 101"));
+    buf.drain(..end);
+    (tcp, buf)
+}
+
 #[tokio::test]
 async fn a_silent_socket_is_closed_while_a_responsive_one_stays() {
     let f = Fixture::new().await;
@@ -87,23 +112,7 @@ async fn a_silent_socket_is_closed_while_a_responsive_one_stays() {
     });
 
     // The silent one: handshake and authenticate by hand, then only read, never pong.
-    let mut tcp = TcpStream::connect(gw.ws()).await.unwrap();
-    let req = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        gw.ws()
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let mut chunk = [0u8; 1024];
-        let n = tcp.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed during the handshake");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert!(String::from_utf8_lossy(&buf[..end]).starts_with("HTTP/1.1 101"));
-    buf.drain(..end);
+    let (mut tcp, mut buf) = raw_socket(gw.ws(), "").await;
     let auth = json!({"type": "authenticate", "token": f.token()}).to_string();
     tcp.write_all(&text_frame(auth.as_bytes())).await.unwrap();
 
@@ -139,23 +148,16 @@ async fn a_socket_that_stops_reading_mid_write_is_closed_after_the_idle_timeout(
         ])
         .await;
     // Handshake and authenticate by hand (the token in the query), join, then never read again.
-    let mut tcp = TcpStream::connect(gw.ws()).await.unwrap();
-    let req = format!(
-        "GET /ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        f.token(),
-        gw.ws()
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
+    let (mut tcp, _) = raw_socket(gw.ws(), &format!("?token={}", f.token())).await;
     let join = json!({"type": "join_project", "projectId": f.project}).to_string();
     tcp.write_all(&text_frame(join.as_bytes())).await.unwrap();
     // Wait until the join took effect: user, org, broadcast and the project room.
     let mut grpc = gw.grpc.clone();
-    common_wait(&mut grpc, |s| s.rooms >= 4).await;
+    stats_until(&grpc, "the join took effect", |s| s.rooms >= 4).await;
     // ~6 MB: more than the loopback socket buffers hold, far fewer frames than the queue's 1,024.
     let big = json!({"pad": "z".repeat(100_000)}).to_string();
     for _ in 0..60 {
-        grpc.send_to_project(ncy_proto::realtime::v1::SendToProjectRequest {
+        grpc.send_to_project(pb::SendToProjectRequest {
             project_id: f.project.to_string(),
             event: "big".into(),
             data_json: big.clone(),
@@ -164,32 +166,27 @@ async fn a_socket_that_stops_reading_mid_write_is_closed_after_the_idle_timeout(
         .await
         .unwrap();
     }
-    common_wait(&mut grpc, |s| s.connections == 0).await;
+    stats_until(&grpc, "the stalled socket was closed", |s| {
+        s.connections == 0
+    })
+    .await;
     drop(tcp);
     gw.stop().await;
 }
 
-/// Polls the gateway's Stats until `ok` holds (10 s at most).
-async fn common_wait(
-    grpc: &mut ncy_proto::realtime::v1::realtime_service_client::RealtimeServiceClient<
-        tonic::transport::Channel,
-    >,
-    ok: impl Fn(&ncy_proto::realtime::v1::StatsResponse) -> bool,
+/// Waits (10 s at most) until the gateway's Stats satisfy `ok`.
+async fn stats_until(
+    grpc: &RealtimeServiceClient<Channel>,
+    what: &str,
+    ok: impl Fn(&pb::StatsResponse) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = grpc
-            .stats(ncy_proto::realtime::v1::StatsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if ok(&s) {
-            return;
+    assert_eventually(what, Duration::from_secs(10), || {
+        let mut grpc = grpc.clone();
+        let ok = &ok;
+        async move {
+            let s = grpc.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+            ok(&s)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting; stats: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
