@@ -436,6 +436,10 @@ async fn metrics_count_jobs_by_outcome_and_gauge_queue_sizes() -> anyhow::Result
                 && l.contains("job_type=\"sleep\"")
                 && l.contains("status=\"completed\"")
         }) && body.contains("queue_job_duration_seconds_bucket{")
+            // One job of this queue completed, so its complete batches add up to one outcome.
+            && body
+                .lines()
+                .any(|l| l == "queue_complete_batch_size_sum{queue=\"cleanup\"} 1")
     })
     .await;
     ncy_testkit::assert_eventually("scheduler gauges", T, || async move {

@@ -182,7 +182,12 @@ pub fn job(rec: &JobRecord) -> pb::Job {
             ("", _) | (_, Err(_)) => String::new(),
             (entry, Ok(q)) => ncy_queue::ids::dead_letter_id(q, entry),
         },
-        worker_id: rec.get("worker").to_owned(),
+        // The scripts leave the last worker on a finished job; the contract shows it only while ACTIVE.
+        worker_id: if st == Some(JobState::Active) {
+            rec.get("worker").to_owned()
+        } else {
+            String::new()
+        },
         cancel_requested: rec.get("cancel") == "1",
         created_at_ms: rec.num("created"),
         due_at_ms: rec.num("due"),

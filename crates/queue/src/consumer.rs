@@ -1,9 +1,10 @@
-//! Worker-side transitions: fetch (batch), complete, fail (retry or dead), heartbeat, progress,
+//! Worker-side transitions: fetch (batch), complete (batch), fail (retry or dead), heartbeat, progress,
 //! reclaim, and the blocking wait on all bands when a queue is idle.
 //!
-//! Why this shape: a fetch claims up to n jobs in one script call (highest band first), a finished
-//! job is one script call, so the steady state costs one round trip per job transition. When nothing
-//! is ready the worker parks in `XREADGROUP BLOCK` on a dedicated connection (no polling loop) and
+//! Why this shape: a fetch claims up to n jobs in one script call (highest band first), and a batch
+//! of finished jobs is one script call (the worker groups the outcomes that arrive while the
+//! previous batch is being written), so under load a job costs a fraction of a round trip. When
+//! nothing is ready the worker parks in `XREADGROUP BLOCK` on a dedicated connection (no polling loop) and
 //! hands what it read to the next fetch, which activates it.
 use ncy_types::jobs::QueueName;
 use rand::Rng;
@@ -33,6 +34,24 @@ pub enum FailOutcome {
     Retry(i64),
     /// The job is DEAD with this dead-letter id.
     Dead(String),
+}
+
+/// How a job that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Its processor succeeded (the text is the result JSON, maybe empty).
+    Completed,
+    /// It stopped because CancelJob asked it to (the text is the reason).
+    Cancelled,
+}
+
+impl Finish {
+    fn as_str(self) -> &'static str {
+        match self {
+            Finish::Completed => "completed",
+            Finish::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// A stream entry read by the blocking wait, not yet activated.
@@ -88,8 +107,10 @@ impl Engine {
         job_id: &str,
         result_json: &str,
     ) -> Result<bool> {
-        self.finish(queue, consumer, job_id, "completed", result_json)
-            .await
+        let done = self
+            .finish(queue, consumer, &[(job_id, Finish::Completed, result_json)])
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
     }
 
     /// Records that a running job stopped because it was cancelled.
@@ -100,36 +121,46 @@ impl Engine {
         job_id: &str,
         reason: &str,
     ) -> Result<bool> {
-        self.finish(queue, consumer, job_id, "cancelled", reason)
-            .await
+        let done = self
+            .finish(queue, consumer, &[(job_id, Finish::Cancelled, reason)])
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
     }
 
-    async fn finish(
+    /// Records the outcomes of a batch of this consumer's ACTIVE jobs in one script call: each
+    /// `(job id, outcome, text)` where the text is the result JSON of a completed job or the reason
+    /// of a cancelled one. Per job, false when it was no longer ours (reclaimed by another worker):
+    /// that outcome is dropped.
+    pub async fn finish(
         &self,
         queue: QueueName,
         consumer: &str,
-        job_id: &str,
-        outcome: &str,
-        text_arg: &str,
-    ) -> Result<bool> {
+        jobs: &[(&str, Finish, &str)],
+    ) -> Result<Vec<bool>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
         let q = self.queue_keys(queue);
         let s = self.queue_settings(queue);
-        let mut conn = self.conn().await?;
-        let done: i64 = self
-            .scripts
-            .complete
-            .key(q.job(job_id))
-            .arg(q.tag())
+        let mut inv = self.scripts.complete.key(q.active());
+        inv.arg(q.tag())
             .arg(consumer)
-            .arg(job_id)
-            .arg(outcome)
-            .arg(text_arg)
             .arg(now_ms())
             .arg(s.keep_count)
-            .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX))
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(done == 1)
+            .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX));
+        for (id, outcome, text) in jobs {
+            inv.arg(*id).arg(outcome.as_str()).arg(*text);
+        }
+        let mut conn = self.conn().await?;
+        let flags: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        if flags.len() != jobs.len() {
+            return Err(QueueError::Corrupt(format!(
+                "complete answered {} flags for {} jobs",
+                flags.len(),
+                jobs.len()
+            )));
+        }
+        Ok(flags.into_iter().map(|f| f == 1).collect())
     }
 
     /// Records a failed attempt: retry after backoff (with ±20 % jitter) or dead.

@@ -1,6 +1,6 @@
 //! The engine's Lua transitions against the real Redis: enqueue → fetch → complete, priority order,
 //! retry then dead letter, cancel, pause, reclaim of an abandoned job.
-use ncy_queue::{Engine, EngineSettings, FailOutcome, Fetched, JobState, NewJob};
+use ncy_queue::{Engine, EngineSettings, FailOutcome, Fetched, Finish, JobState, NewJob};
 use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
 use ncy_testkit::{env_of, service_env, set_env, unique_prefix};
 use ncy_types::jobs::{Backoff, BackoffKind, QueueName};
@@ -235,5 +235,65 @@ async fn purge_finished_deletes_old_records_and_dead_letters_in_batches() -> any
         e.purge_finished(q, cutoff).await?,
         ncy_queue::PurgeCounts::default()
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_of_outcomes_is_recorded_in_one_call_and_only_the_holders_count()
+-> anyhow::Result<()> {
+    let e = engine(&[]).await?;
+    let q = QueueName::Notification;
+    e.enqueue(q, &[job(0), job(0), job(5), job(0)]).await?;
+    let got = fetch(&e, 4).await?;
+    assert_eq!(got.len(), 4);
+    let (a, b, c, d) = (&got[0].id, &got[1].id, &got[2].id, &got[3].id);
+    let done = e
+        .finish(
+            q,
+            "c1",
+            &[
+                (a.as_str(), Finish::Completed, "{\"n\":1}"),
+                (b.as_str(), Finish::Cancelled, "stopped by CancelJob"),
+                (a.as_str(), Finish::Completed, "{\"n\":2}"),
+                (c.as_str(), Finish::Completed, ""),
+            ],
+        )
+        .await?;
+    assert_eq!(
+        done,
+        vec![true, true, false, true],
+        "a job is finished once; the repeat is not ours any more"
+    );
+    let ra = e.get_job(a).await?;
+    assert_eq!(ra.state()?, JobState::Completed);
+    assert_eq!(ra.get("result"), "{\"n\":1}", "the first outcome stands");
+    let rb = e.get_job(b).await?;
+    assert_eq!(rb.state()?, JobState::Cancelled);
+    assert_eq!(rb.get("error"), "cancelled: stopped by CancelJob");
+    assert_eq!(e.get_job(c).await?.state()?, JobState::Completed);
+    assert_eq!(
+        e.finish(q, "c2", &[(d.as_str(), Finish::Completed, "")])
+            .await?,
+        vec![false],
+        "another consumer cannot finish d"
+    );
+    let stats = e.stats(q).await?;
+    assert_eq!((stats.waiting, stats.active), (0, 1), "{stats:?}");
+    assert_eq!((stats.completed, stats.cancelled), (2, 1), "{stats:?}");
+    // The finished jobs' stream entries are acknowledged and deleted: only d's is left.
+    let mut conn = redis::Client::open(ncy_testkit::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let keys = e.queue_keys(q);
+    let mut left = 0u64;
+    for band in 0..ncy_queue::BANDS {
+        let n: u64 = redis::cmd("XLEN")
+            .arg(keys.ready(band))
+            .query_async(&mut conn)
+            .await?;
+        left += n;
+    }
+    assert_eq!(left, 1);
+    assert!(e.finish(q, "c1", &[]).await?.is_empty());
     Ok(())
 }

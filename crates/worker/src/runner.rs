@@ -5,6 +5,9 @@
 //! - Idle, the loop parks in `XREADGROUP BLOCK` on a dedicated connection (no polling); the entry it
 //!   reads is activated by the next fetch script call.
 //! - Busy, one fetch claims as many jobs as there are free slots (COUNT n) in one round trip.
+//! - A job's slot is free as soon as its processor returns; its outcome goes to the runner's
+//!   completer, which records everything that finished meanwhile in one script call (group
+//!   commit), so the next fetch and the last completions travel side by side.
 //! - A job is acknowledged only by the complete/fail script after its processor returned, so a
 //!   SIGKILL leaves it pending; another worker's reclaim (XAUTOCLAIM after the visibility timeout)
 //!   runs it again. The heartbeat keeps a long job's entry fresh so it is not stolen while alive.
@@ -15,9 +18,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ncy_queue::{Engine, FailOutcome, Fetched, FetchedJob, Preclaimed};
+use ncy_queue::{Engine, FailOutcome, Fetched, FetchedJob, Finish, Preclaimed};
 use ncy_types::jobs::QueueName;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -62,6 +65,7 @@ pub async fn run(
         in_flight.clone(),
         beat_stop.clone(),
     ));
+    let (completer, completer_task) = Completer::start(engine.clone(), &cfg);
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(cfg.concurrency));
     let mut preclaimed: Vec<Preclaimed> = Vec::new();
@@ -121,18 +125,18 @@ pub async fn run(
             Fetched::Jobs(jobs) if !jobs.is_empty() => {
                 for job in jobs {
                     let Some(permit) = permits.pop() else { break };
-                    let task = execute(
-                        engine.clone(),
-                        registry.clone(),
-                        sinks.clone(),
-                        cfg.clone(),
-                        in_flight.clone(),
+                    tracker.spawn(execute(
+                        Runtime {
+                            engine: engine.clone(),
+                            registry: registry.clone(),
+                            sinks: sinks.clone(),
+                            cfg: cfg.clone(),
+                            in_flight: in_flight.clone(),
+                            completer: completer.clone(),
+                        },
                         job,
-                    );
-                    tracker.spawn(async move {
-                        task.await;
-                        drop(permit);
-                    });
+                        permit,
+                    ));
                 }
             }
             Fetched::Jobs(_) if reclaiming => {}
@@ -185,6 +189,8 @@ pub async fn run(
     // blocking wait but not activated stay pending and are reclaimed by another worker.
     tracker.close();
     tracker.wait().await;
+    drop(completer);
+    let _ = completer_task.await;
     beat_stop.cancel();
     let _ = beat.await;
 }
@@ -219,15 +225,26 @@ async fn pause(stop: &CancellationToken, d: Duration) {
     }
 }
 
-/// Runs one job and records its outcome.
-async fn execute(
+/// What a job task needs from its runner.
+struct Runtime {
     engine: Engine,
     registry: Registry,
     sinks: Sinks,
     cfg: RunnerConfig,
     in_flight: InFlight,
-    job: FetchedJob,
-) {
+    completer: Completer,
+}
+
+/// Runs one job in the slot `permit` holds, frees the slot, and records the outcome.
+async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
+    let Runtime {
+        engine,
+        registry,
+        sinks,
+        cfg,
+        in_flight,
+        completer,
+    } = rt;
     let cancel = CancellationToken::new();
     if let Ok(mut m) = in_flight.lock() {
         m.insert(
@@ -270,10 +287,20 @@ async fn execute(
             }
         },
     };
+    drop(permit);
     let q = cfg.queue.as_str();
     metrics::histogram!("queue_job_duration_seconds", "queue" => q, "job_type" => job.job_type.clone())
         .record(started.elapsed().as_secs_f64());
-    let status = record(&engine, &sinks.alerts, &cfg, &job, &cancel, &outcome).await;
+    let status = record(
+        &engine,
+        &completer,
+        &sinks.alerts,
+        &cfg,
+        &job,
+        &cancel,
+        &outcome,
+    )
+    .await;
     tell_owner(&sinks.updates, &cfg, &job, status, &outcome).await;
     metrics::counter!("queue_jobs_total", "queue" => q, "job_type" => job.job_type.clone(), "status" => status)
         .increment(1);
@@ -286,6 +313,7 @@ async fn execute(
 /// left pending and another worker reclaims and re-runs the job — at least once, never lost).
 async fn record(
     engine: &Engine,
+    completer: &Completer,
     alerts: &Alerts,
     cfg: &RunnerConfig,
     job: &FetchedJob,
@@ -298,13 +326,17 @@ async fn record(
         let attempt = match outcome {
             Ok(result) => {
                 let text = result.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                engine
-                    .complete(cfg.queue, &cfg.consumer, &job.id, &text)
+                completer
+                    .finish(&job.id, Finish::Completed, text)
                     .await
                     .map(|ours| if ours { "completed" } else { "stale" })
             }
-            Err(_) if cancel.is_cancelled() => engine
-                .cancelled(cfg.queue, &cfg.consumer, &job.id, "stopped by CancelJob")
+            Err(_) if cancel.is_cancelled() => completer
+                .finish(
+                    &job.id,
+                    Finish::Cancelled,
+                    "stopped by CancelJob".to_owned(),
+                )
                 .await
                 .map(|ours| if ours { "cancelled" } else { "stale" }),
             Err(e) => match engine
@@ -317,7 +349,7 @@ async fn record(
                     alerts::dead_letter(alerts, cfg.queue, job, &dead_id, &e.message).await;
                     Ok("dead")
                 }
-                Err(err) => Err(err),
+                Err(err) => Err(err.to_string()),
             },
         };
         match attempt {
@@ -332,6 +364,76 @@ async fn record(
                 return "unrecorded";
             }
         }
+    }
+}
+
+/// Records completions in batches: one task per runner takes every outcome that arrived while the
+/// previous batch was being written and records them with one script call (group commit). Under
+/// load that is one call for many jobs; at concurrency 1 it runs beside the next fetch.
+#[derive(Clone)]
+struct Completer {
+    tx: mpsc::UnboundedSender<Completion>,
+}
+
+struct Completion {
+    job_id: String,
+    outcome: Finish,
+    text: String,
+    reply: oneshot::Sender<Result<bool, String>>,
+}
+
+/// The most outcomes one script call records (bounds the script's run time and argument count).
+const MAX_COMPLETE_BATCH: usize = 256;
+
+impl Completer {
+    /// The completer of `cfg`'s queue and its task, which ends when every handle is dropped.
+    fn start(engine: Engine, cfg: &RunnerConfig) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
+        let (queue, consumer) = (cfg.queue, cfg.consumer.clone());
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, MAX_COMPLETE_BATCH).await > 0 {
+                let jobs: Vec<(&str, Finish, &str)> = batch
+                    .iter()
+                    .map(|c| (c.job_id.as_str(), c.outcome, c.text.as_str()))
+                    .collect();
+                let written = engine.finish(queue, &consumer, &jobs).await;
+                drop(jobs);
+                metrics::histogram!("queue_complete_batch_size", "queue" => queue.as_str())
+                    .record(batch.len() as f64);
+                match written {
+                    Ok(flags) => {
+                        for (c, ours) in batch.drain(..).zip(flags) {
+                            let _ = c.reply.send(Ok(ours));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for c in batch.drain(..) {
+                            let _ = c.reply.send(Err(msg.clone()));
+                        }
+                    }
+                }
+                batch.clear();
+            }
+        });
+        (Self { tx }, task)
+    }
+
+    /// Records one outcome with the next batch; false when the job was no longer ours.
+    async fn finish(&self, job_id: &str, outcome: Finish, text: String) -> Result<bool, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Completion {
+                job_id: job_id.to_owned(),
+                outcome,
+                text,
+                reply,
+            })
+            .map_err(|_| "the completer has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the completer dropped the outcome".to_owned())?
     }
 }
 

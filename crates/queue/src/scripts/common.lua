@@ -7,12 +7,25 @@ local function rkey(band) return tag .. ':ready:' .. band end
 local GROUP = 'workers'
 local EVENTS_MAXLEN = 1000
 
+-- Whether anything listens on the queue's live channel (WatchJob subscribes on the node that holds
+-- the queue's slot, so the count is right on Redis Cluster too). Asked once per script call: most
+-- jobs are never watched, and a live-only event nobody hears is then not even encoded.
+local live_listeners = nil
+local function live()
+  if live_listeners == nil then
+    live_listeners = redis.call('PUBSUB', 'NUMSUB', tag .. ':events:live')[2] > 0
+  end
+  return live_listeners
+end
+
 -- Publishes a job event (JSON, the shape of ncy_queue::JobEventMessage) on the queue's pub/sub
--- channel (live listeners: WatchJob, the realtime gateway) and, unless `live_only`, on the capped
+-- channel (live listeners: WatchJob) when it has listeners and, unless `live_only`, on the capped
 -- events stream for replay. Activation and promotion are live-only: they happen for every job, and
--- the stream keeps the outcomes (what an operator replays).
-local function emit(id, kind, now, message, result, live_only)
-  local f = redis.call('HMGET', jkey(id), 'state', 'progress', 'attempts', 'due', 'owner', 'queue')
+-- the stream keeps the outcomes (what an operator replays). `f` is the job's
+-- {state, progress, attempts, due, owner, queue} when the caller already has them (else read here).
+local function emit(id, kind, now, message, result, live_only, f)
+  if live_only and not live() then return end
+  f = f or redis.call('HMGET', jkey(id), 'state', 'progress', 'attempts', 'due', 'owner', 'queue')
   local ev = cjson.encode({
     jobId = id, queue = f[6] or '', type = kind, state = f[1] or '',
     progress = tonumber(f[2] or '0') or 0, atMs = tonumber(now), message = message or '',
@@ -22,7 +35,7 @@ local function emit(id, kind, now, message, result, live_only)
   if not live_only then
     redis.call('XADD', tag .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', ev)
   end
-  redis.call('PUBLISH', tag .. ':events:live', ev)
+  if live() then redis.call('PUBLISH', tag .. ':events:live', ev) end
 end
 
 -- Removes finished jobs of one sorted set older than `age_ms` or beyond `keep` (at most 200 per call,
@@ -77,22 +90,70 @@ local function to_dead(id, err, now, non_retryable, keep, age_ms)
 end
 
 -- Marks a waiting job ACTIVE for `consumer` and returns what the worker needs to run it, or nil
--- (and drops the entry) when the job is no longer waiting (cancelled, removed).
+-- (and drops the entry) when the job is no longer waiting (cancelled, removed). One read and one
+-- write of the job hash.
 local function activate(id, band, entry, consumer, now)
   local k = jkey(id)
-  local st = redis.call('HGET', k, 'state')
-  if st ~= 'waiting' then
+  local f = redis.call('HMGET', k, 'state', 'type', 'data', 'max_attempts', 'backoff_kind',
+    'backoff_ms', 'created', 'due', 'owner', 'attempts', 'progress', 'queue', 'band', 'entry')
+  if f[1] ~= 'waiting' then
     drop_entry(band, entry)
     return nil
   end
-  local attempts = redis.call('HINCRBY', k, 'attempts', 1)
-  redis.call('HSET', k, 'state', 'active', 'worker', consumer, 'started', now, 'updated', now,
-    'band', band, 'entry', entry)
+  local attempts = (tonumber(f[10] or '0') or 0) + 1
+  -- A listpack hash rewrites in place field by field: write only what changes (the entry is
+  -- usually the one the job was enqueued with).
+  if f[13] == band and f[14] == entry then
+    redis.call('HSET', k, 'state', 'active', 'attempts', attempts, 'worker', consumer,
+      'started', now, 'updated', now)
+  else
+    redis.call('HSET', k, 'state', 'active', 'attempts', attempts, 'worker', consumer,
+      'started', now, 'updated', now, 'band', band, 'entry', entry)
+  end
   redis.call('ZADD', tag .. ':active', now, id)
-  emit(id, 'state_changed', now, '', '', true)
-  local f = redis.call('HMGET', k, 'type', 'data', 'max_attempts', 'backoff_kind', 'backoff_ms',
-    'created', 'due', 'owner')
-  return {id, f[1] or '', f[2] or '{}', attempts, tonumber(f[3] or '1') or 1, f[4] or 'exponential',
-    tonumber(f[5] or '0') or 0, tonumber(band), entry, tonumber(f[6] or '0') or 0,
-    tonumber(f[7] or '0') or 0, f[8] or ''}
+  emit(id, 'state_changed', now, '', '', true, {'active', f[11], attempts, f[8], f[9], f[12]})
+  return {id, f[2] or '', f[3] or '{}', attempts, tonumber(f[4] or '1') or 1, f[5] or 'exponential',
+    tonumber(f[6] or '0') or 0, tonumber(band), entry, tonumber(f[7] or '0') or 0,
+    tonumber(f[8] or '0') or 0, f[9] or ''}
+end
+
+-- Records the outcome of an ACTIVE job held by `consumer` ('completed' with its result JSON, or
+-- 'cancelled' with the reason): terminal state, finished set, event. The stream entry is not
+-- touched here: the caller acknowledges it (`acks`, band → entries) so a batch costs one XACK and
+-- one XDEL per band. Returns the finished set's key, or nil when the job is no longer ours (a stale
+-- worker whose job was reclaimed after it stopped heartbeating: its outcome is dropped).
+local function finish(consumer, id, outcome, text, now, acks)
+  local k = jkey(id)
+  local f = redis.call('HMGET', k, 'state', 'worker', 'band', 'entry', 'progress', 'attempts',
+    'due', 'owner', 'queue')
+  if f[1] ~= 'active' or f[2] ~= consumer then return nil end
+  if f[3] and f[4] and f[3] ~= '' and f[4] ~= '' then
+    local list = acks[f[3]]
+    if not list then list = {}; acks[f[3]] = list end
+    list[#list + 1] = f[4]
+  end
+  redis.call('ZREM', tag .. ':active', id)
+  -- `worker`, `band` and `entry` are left as they were: no script reads them once a job is
+  -- terminal (GetJob shows the worker only while ACTIVE), and a listpack hash write costs per field.
+  local zkey, message, result
+  if outcome == 'completed' then
+    redis.call('HSET', k, 'state', 'completed', 'result', text, 'finished', now, 'updated', now)
+    zkey, message, result = tag .. ':done', '', text
+  else
+    redis.call('HSET', k, 'state', 'cancelled', 'error', 'cancelled: ' .. text,
+      'finished', now, 'updated', now)
+    zkey, message, result = tag .. ':cancelled', text, ''
+  end
+  redis.call('ZADD', zkey, now, id)
+  emit(id, 'state_changed', now, message, result, false,
+    {outcome, f[5], f[6], f[7], f[8], f[9]})
+  return zkey
+end
+
+-- Acknowledges and deletes the stream entries collected by `finish`, one XACK and one XDEL per band.
+local function flush_acks(acks)
+  for band, entries in pairs(acks) do
+    redis.call('XACK', rkey(band), GROUP, unpack(entries))
+    redis.call('XDEL', rkey(band), unpack(entries))
+  end
 end

@@ -1,29 +1,23 @@
--- complete(id) or cancelled-while-running(id): XACK + XDEL, terminal state, finished set, retention
--- trim, event. Only the worker that holds the job may finish it: a stale worker (its job was
--- reclaimed after it stopped heartbeating) gets 0 and its outcome is dropped.
--- ARGV: tag, consumer, id, outcome ('completed' | 'cancelled'), text (result JSON or reason), now,
---   keep, age_ms
-local consumer, id, outcome, text = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local now, keep, age_ms = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local f = redis.call('HMGET', jkey(id), 'state', 'worker', 'band', 'entry')
-if f[1] ~= 'active' or f[2] ~= consumer then return 0 end
-drop_entry(f[3], f[4])
-redis.call('ZREM', tag .. ':active', id)
-local zkey
-if outcome == 'completed' then
-  redis.call('HSET', jkey(id), 'state', 'completed', 'result', text, 'finished', now,
-    'updated', now, 'worker', '', 'band', '', 'entry', '')
-  zkey = tag .. ':done'
-else
-  redis.call('HSET', jkey(id), 'state', 'cancelled', 'error', 'cancelled: ' .. text,
-    'finished', now, 'updated', now, 'worker', '', 'band', '', 'entry', '')
-  zkey = tag .. ':cancelled'
+-- complete(batch): records the outcomes of a batch of this worker's ACTIVE jobs, each 'completed'
+-- (with its result JSON) or 'cancelled' (stopped by CancelJob, with the reason): XACK + XDEL,
+-- terminal state, finished set, event; then one retention trim per finished set. Only the worker
+-- that holds a job may finish it: for a stale worker (its job was reclaimed after it stopped
+-- heartbeating) that job's flag is 0 and its outcome is dropped.
+-- ARGV: tag, consumer, now, keep, age_ms, then (id, outcome, text) triples. Returns one 0/1 per job.
+local consumer, now = ARGV[2], tonumber(ARGV[3])
+local keep, age_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local acks, trimmed, out = {}, {}, {}
+local i = 6
+while ARGV[i] do
+  local zkey = finish(consumer, ARGV[i], ARGV[i + 1], ARGV[i + 2], now, acks)
+  if zkey then
+    trimmed[zkey] = true
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+  i = i + 3
 end
-redis.call('ZADD', zkey, now, id)
-if outcome == 'completed' then
-  emit(id, 'state_changed', now, '', text)
-else
-  emit(id, 'state_changed', now, text, '')
-end
-trim(zkey, now, keep, age_ms)
-return 1
+flush_acks(acks)
+for zkey in pairs(trimmed) do trim(zkey, now, keep, age_ms) end
+return out

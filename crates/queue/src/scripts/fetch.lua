@@ -58,8 +58,12 @@ for i = 0, m - 1 do
 end
 for band = 10, 0, -1 do
   if #out - 1 >= n then break end
-  local res = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', n - (#out - 1),
-    'STREAMS', rkey(band), '>')
+  -- XLEN is cheaper than an XREADGROUP that finds nothing, and most bands are empty.
+  local res = false
+  if redis.call('XLEN', rkey(band)) > 0 then
+    res = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', n - (#out - 1),
+      'STREAMS', rkey(band), '>')
+  end
   if res then
     for _, e in ipairs(res[1][2]) do
       local fields = e[2]
