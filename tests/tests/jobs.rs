@@ -71,6 +71,63 @@ async fn jobs_run_to_completion_and_watch_streams_progress_to_the_end() -> anyho
     stop(sched).await
 }
 
+/// Subscribers of `queue`'s live job-event channel on the test Redis.
+async fn live_subscribers(env: &StackEnv, queue: &str) -> anyhow::Result<i64> {
+    let channel = ncy_types::KeySpace::new(env.prefix())?
+        .queue(queue)
+        .events_channel();
+    let mut redis = redis::Client::open(ncy_testkit::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(&channel)
+        .query_async(&mut redis)
+        .await?;
+    Ok(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watchers_of_a_queue_share_one_subscription_that_ends_with_the_last_watch()
+-> anyhow::Result<()> {
+    let env = StackEnv::new(&[]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(enqueue(&mut c, job("notification", "sleep", r#"{"ms":20}"#)).await?);
+    }
+    assert_eq!(live_subscribers(&env, "notification").await?, 0);
+    let mut streams = Vec::new();
+    for id in &ids {
+        let s = c
+            .watch_job(pb::WatchJobRequest { job_id: id.clone() })
+            .await?
+            .into_inner();
+        streams.push(s);
+    }
+    assert_eq!(
+        live_subscribers(&env, "notification").await?,
+        1,
+        "20 watchers of one queue, one Redis subscription"
+    );
+    let work = env.worker().await?;
+    for (id, mut s) in ids.iter().zip(streams) {
+        let mut last = None;
+        while let Some(ev) = tokio::time::timeout(T, s.next()).await? {
+            let ev = ev?;
+            assert_eq!(&ev.job_id, id, "a watcher sees only its own job");
+            last = Some(ev.state());
+        }
+        assert_eq!(last, Some(JobState::Completed), "{id}");
+    }
+    ncy_testkit::assert_eventually("the subscription ends with the last watch", T, || async {
+        live_subscribers(&env, "notification").await.ok() == Some(0)
+    })
+    .await;
+    stop(work).await?;
+    stop(sched).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_letter()
 -> anyhow::Result<()> {

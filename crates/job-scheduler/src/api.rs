@@ -1,6 +1,7 @@
 //! The `JobService` implementation: validates each request fully, then makes one engine call
 //! (one Lua script per queue for writes).
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ncy_proto::jobs::v1 as pb;
 use ncy_proto::jobs::v1::job_service_server::JobService;
@@ -10,6 +11,7 @@ use ncy_types::jobs::QueueName;
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
 use crate::error::{invalid, status};
+use crate::watch::WatchHub;
 use crate::{convert, schedules, watch};
 
 /// Most jobs in one EnqueueBulk.
@@ -21,6 +23,8 @@ const MAX_REASON: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct JobApi {
     pub engine: Engine,
+    /// The shared WatchJob subscriptions of this instance.
+    pub watches: Arc<WatchHub>,
 }
 
 type R<T> = Result<Response<T>, Status>;
@@ -337,7 +341,12 @@ impl JobService for JobApi {
     }
 
     async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> R<BoxStream<pb::JobEvent>> {
-        let rx = watch::watch(self.engine.clone(), request.into_inner().job_id).await?;
+        let rx = watch::watch(
+            &self.watches,
+            self.engine.clone(),
+            request.into_inner().job_id,
+        )
+        .await?;
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

@@ -6,6 +6,7 @@
 //! is enqueued once thanks to its idempotency key), and a maintenance loop (retention sweep and the
 //! `queue_size` / `queue_dead_letters` gauges).
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ncy_proto::jobs::v1::job_service_server::JobServiceServer;
@@ -148,9 +149,12 @@ impl Application {
             settings.maintenance_every,
             cancel,
         ));
-        let api = JobServiceServer::new(JobApi { engine })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let api = JobServiceServer::new(JobApi {
+            engine,
+            watches: Arc::default(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let routes = tonic::service::Routes::new(api);
         runtime
             .serve(routes, &[JobServiceServer::<JobApi>::NAME], shutdown)

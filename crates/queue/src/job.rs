@@ -193,7 +193,8 @@ pub(crate) fn int(v: &Value) -> i64 {
 }
 
 /// One event of a job, as JSON on the queue's events stream and pub/sub channel (written by the
-/// Lua scripts' `emit`): the realtime gateway routes it to `ownerUserId`'s browser.
+/// Lua scripts' `emit`), read by WatchJob. Browsers get their jobs' updates from the worker instead
+/// (see the worker's `job_updates`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobEventMessage {
