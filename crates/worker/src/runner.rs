@@ -15,9 +15,11 @@
 //!   group (`NOGROUP`) is re-created.
 //! - A panicking processor runs in its own task: the panic becomes a retryable failure.
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use ncy_queue::{Engine, FailOutcome, Fetched, FetchedJob, Finish, Preclaimed};
 use ncy_types::jobs::QueueName;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -270,10 +272,14 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
                     consumer: cfg.consumer.clone(),
                     updates: sinks.updates.clone(),
                 };
-                match tokio::spawn(processor.process(ctx)).await {
+                // The panic is caught here, in the job's own task: a spawned task per processor
+                // would cost a second task and a wake-up per job for the same isolation.
+                match AssertUnwindSafe(processor.process(ctx))
+                    .catch_unwind()
+                    .await
+                {
                     Ok(result) => result,
-                    Err(e) if e.is_panic() => {
-                        let panic = e.into_panic();
+                    Err(panic) => {
                         let msg = panic
                             .downcast_ref::<String>()
                             .cloned()
@@ -282,7 +288,6 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
                         tracing::error!(job_id = %job.id, panic = %msg, "processor panicked");
                         Err(JobError::retryable(format!("processor panicked: {msg}")))
                     }
-                    Err(e) => Err(JobError::retryable(format!("processor task failed: {e}"))),
                 }
             }
         },
