@@ -4,10 +4,15 @@
 //! wait the full timeout before falling back to L1 or the loader. After a few consecutive failures
 //! the circuit opens and calls fail at once for a while; the first call after that window is a
 //! trial that closes the circuit again when Redis answers.
+//!
+//! Single-key reads are coalesced: every GET that arrives while earlier reads are in flight joins
+//! the next MGET (up to `MAX_GET_BATCH` keys, `GET_BATCHES_IN_FLIGHT` batches at once). A lone read
+//! still goes out at once as a plain GET; under load one round trip and one pooled connection serve
+//! many requests, where a GET per request queued on the pool.
 use std::{
     future::Future,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicI64, AtomicU32, Ordering},
     },
     time::Duration,
@@ -15,8 +20,16 @@ use std::{
 
 use ncy_runtime::{RedisConn, RedisPool};
 use redis::{Cmd, FromRedisValue, Pipeline, Script};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{error::CacheError, now_ms};
+
+/// Most keys in one coalesced MGET.
+const MAX_GET_BATCH: usize = 128;
+/// Coalesced reads in flight at once.
+const GET_BATCHES_IN_FLIGHT: usize = 4;
+
+type Read = (String, oneshot::Sender<Result<Option<Vec<u8>>, CacheError>>);
 
 /// Redis with a timeout and a breaker.
 #[derive(Clone)]
@@ -24,6 +37,8 @@ pub struct L2 {
     pool: RedisPool,
     timeout: Duration,
     breaker: Arc<Breaker>,
+    /// The read coalescer, started on the first `get` (inside the runtime).
+    reads: Arc<OnceLock<mpsc::UnboundedSender<Read>>>,
 }
 
 struct Breaker {
@@ -45,6 +60,7 @@ impl L2 {
                 threshold: threshold.max(1),
                 open_ms: i64::try_from(open.as_millis()).unwrap_or(i64::MAX),
             }),
+            reads: Arc::default(),
         }
     }
 
@@ -138,9 +154,91 @@ impl L2 {
             .await
     }
 
-    /// GET of raw bytes.
+    /// GET of raw bytes, coalesced with the GETs of other requests (see the module docs).
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
-        self.cmd(redis::cmd("GET").arg(key).to_owned()).await
+        let reads = self.reads.get_or_init(|| self.start_reads());
+        let (reply, answer) = oneshot::channel();
+        reads
+            .send((key.to_owned(), reply))
+            .map_err(|_| CacheError::Redis("the L2 reader has stopped".into()))?;
+        // Waiting for a batch slot counts against the same timeout as the read itself, so no
+        // request waits on a slow Redis longer than a direct GET would.
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(CacheError::Redis("the L2 reader dropped the read".into())),
+            Err(_) => Err(CacheError::Redis("timed out".into())),
+        }
+    }
+
+    /// Starts the task that turns queued reads into GETs and MGETs. It holds an L2 without a
+    /// coalescer of its own, so it ends when the last handle of this one is dropped.
+    fn start_reads(&self) -> mpsc::UnboundedSender<Read> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Read>();
+        let l2 = L2 {
+            pool: self.pool.clone(),
+            timeout: self.timeout,
+            breaker: self.breaker.clone(),
+            reads: Arc::default(),
+        };
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(GET_BATCHES_IN_FLIGHT));
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let mut batch = Vec::new();
+                if rx.recv_many(&mut batch, MAX_GET_BATCH).await == 0 {
+                    return;
+                }
+                let l2 = l2.clone();
+                tokio::spawn(async move {
+                    l2.read_batch(batch).await;
+                    drop(slot);
+                });
+            }
+        });
+        tx
+    }
+
+    /// One GET (a lone read) or one MGET, and each read's answer.
+    async fn read_batch(&self, batch: Vec<Read>) {
+        let values: Result<Vec<Option<Vec<u8>>>, CacheError> = if let [(key, _)] = &batch[..] {
+            self.cmd(redis::cmd("GET").arg(key).to_owned())
+                .await
+                .map(|v| vec![v])
+        } else {
+            let mut mget = redis::cmd("MGET");
+            for (key, _) in &batch {
+                mget.arg(key);
+            }
+            self.cmd(mget).await
+        };
+        match values {
+            Ok(values) if values.len() == batch.len() => {
+                for ((_, reply), value) in batch.into_iter().zip(values) {
+                    let _ = reply.send(Ok(value));
+                }
+            }
+            Ok(values) => {
+                let msg = format!(
+                    "MGET answered {} values for {} keys",
+                    values.len(),
+                    batch.len()
+                );
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(CacheError::Redis(msg.clone())));
+                }
+            }
+            Err(e) => {
+                let msg = match e {
+                    CacheError::Redis(m) => m,
+                    other => other.to_string(),
+                };
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(CacheError::Redis(msg.clone())));
+                }
+            }
+        }
     }
 
     /// GET of many keys in one MGET. On Redis Cluster the cluster client splits it by slot, sends

@@ -112,6 +112,40 @@ async fn a_set_on_one_instance_evicts_the_others_l1() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_l2_reads_coalesced_into_mgets_each_get_their_own_value() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let a = w.gateway().await?;
+    let b = w.gateway().await?;
+    let keys: Vec<String> = (0..300).map(|_| key("coalesced")).collect();
+    let mut cb = b.client.clone();
+    // Every seventh key is never written: its read must come back empty, not shifted.
+    for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 7 != 0) {
+        cb.set(set(k, &i.to_string())).await?;
+    }
+    // A holds none of them in L1, so all 300 concurrent Gets read L2 at once.
+    let reads = keys.iter().enumerate().map(|(i, k)| {
+        let mut ca = a.client.clone();
+        let k = k.clone();
+        async move { anyhow::Ok((i, ca.get(get(&k)).await?.into_inner())) }
+    });
+    for read in futures_util::future::join_all(reads).await {
+        let (i, r) = read?;
+        if i % 7 == 0 {
+            assert!(!r.found, "key {i} was never written: {r:?}");
+        } else {
+            assert!(r.found, "key {i}");
+            assert_eq!(r.layer(), CacheLayer::L2, "key {i}");
+            assert_eq!(
+                r.value_json,
+                i.to_string(),
+                "key {i} got another key's value"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_values_are_compressed_and_readable_by_another_instance() -> anyhow::Result<()> {
     let w = World::new().await?;
     let a = w.gateway().await?;
