@@ -7,9 +7,11 @@ fn main() -> ExitCode {
         job_scheduler::Settings::load,
         |s| &s.common,
         |settings| async move {
+            // Handlers first: a SIGTERM during start-up or right after the port opens drains.
+            let stop = ncy_runtime::shutdown::signal();
             job_scheduler::Application::build(settings)
                 .await?
-                .run_until_stopped(ncy_runtime::shutdown::signal())
+                .run_until_stopped(stop)
                 .await
         },
     )

@@ -7,9 +7,11 @@ fn main() -> ExitCode {
         worker::Settings::load,
         |s| &s.common,
         |settings| async move {
+            // Handlers first: a SIGTERM during start-up or right after the port opens drains.
+            let stop = ncy_runtime::shutdown::signal();
             worker::Application::build(settings)
                 .await?
-                .run_until_stopped(ncy_runtime::shutdown::signal())
+                .run_until_stopped(stop)
                 .await
         },
     )
