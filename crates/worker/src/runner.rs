@@ -13,7 +13,8 @@
 //!   runs it again. The heartbeat keeps a long job's entry fresh so it is not stolen while alive.
 //! - Every Redis error is retried with backoff: a Redis restart never ends the loop; a lost consumer
 //!   group (`NOGROUP`) is re-created.
-//! - A panicking processor runs in its own task: the panic becomes a retryable failure.
+//! - A processor's panic is caught in its job's task (`catch_unwind`): it becomes a retryable
+//!   failure and the worker goes on.
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
