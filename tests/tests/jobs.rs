@@ -20,6 +20,7 @@ async fn jobs_run_to_completion_and_watch_streams_progress_to_the_end() -> anyho
     let done = get(&mut c, &noop).await?;
     assert_eq!(done.attempts_made, 1);
     assert!(done.started_at_ms >= done.created_at_ms && done.finished_at_ms >= done.started_at_ms);
+    assert_eq!(done.worker_id, "", "the worker is shown only while ACTIVE");
 
     let mut req = job("report", "sleep", r#"{"ms":400}"#);
     req.owner_user_id = "123e4567-e89b-12d3-a456-426614174000".into();

@@ -29,7 +29,8 @@ const MAX_GET_BATCH: usize = 128;
 /// Coalesced reads in flight at once.
 const GET_BATCHES_IN_FLIGHT: usize = 4;
 
-type Read = (String, oneshot::Sender<Result<Option<Vec<u8>>, CacheError>>);
+type Reply = oneshot::Sender<Result<Option<Vec<u8>>, CacheError>>;
+type Read = (String, Reply);
 
 /// Redis with a timeout and a breaker.
 #[derive(Clone)]
@@ -202,42 +203,29 @@ impl L2 {
 
     /// One GET (a lone read) or one MGET, and each read's answer.
     async fn read_batch(&self, batch: Vec<Read>) {
-        let values: Result<Vec<Option<Vec<u8>>>, CacheError> = if let [(key, _)] = &batch[..] {
-            self.cmd(redis::cmd("GET").arg(key).to_owned())
+        let (keys, replies): (Vec<String>, Vec<_>) = batch.into_iter().unzip();
+        let values = match &keys[..] {
+            [key] => self
+                .cmd(redis::cmd("GET").arg(key).to_owned())
                 .await
-                .map(|v| vec![v])
-        } else {
-            let mut mget = redis::cmd("MGET");
-            for (key, _) in &batch {
-                mget.arg(key);
-            }
-            self.cmd(mget).await
+                .map(|v| vec![v]),
+            _ => self.mget(&keys).await,
         };
-        match values {
-            Ok(values) if values.len() == batch.len() => {
-                for ((_, reply), value) in batch.into_iter().zip(values) {
-                    let _ = reply.send(Ok(value));
-                }
-            }
+        let values = match values {
+            Ok(values) if values.len() == keys.len() => values,
             Ok(values) => {
                 let msg = format!(
                     "MGET answered {} values for {} keys",
                     values.len(),
-                    batch.len()
+                    keys.len()
                 );
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(CacheError::Redis(msg.clone())));
-                }
+                return fail_all(replies, msg);
             }
-            Err(e) => {
-                let msg = match e {
-                    CacheError::Redis(m) => m,
-                    other => other.to_string(),
-                };
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(CacheError::Redis(msg.clone())));
-                }
-            }
+            Err(CacheError::Redis(msg)) => return fail_all(replies, msg),
+            Err(other) => return fail_all(replies, other.to_string()),
+        };
+        for (reply, value) in replies.into_iter().zip(values) {
+            let _ = reply.send(Ok(value));
         }
     }
 
@@ -267,5 +255,12 @@ impl L2 {
     pub async fn del(&self, key: &str) -> Result<bool, CacheError> {
         let n: i64 = self.cmd(redis::cmd("UNLINK").arg(key).to_owned()).await?;
         Ok(n > 0)
+    }
+}
+
+/// Answers every read of a failed batch with the same Redis error.
+fn fail_all(replies: Vec<Reply>, msg: String) {
+    for reply in replies {
+        let _ = reply.send(Err(CacheError::Redis(msg.clone())));
     }
 }

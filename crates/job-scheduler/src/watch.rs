@@ -28,6 +28,8 @@ use crate::{convert, error};
 
 /// Events buffered per watcher before it counts as not reading.
 const WATCHER_BUFFER: usize = 64;
+/// Longest wait for a new feed's pub/sub connection and subscription.
+const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Watchers = HashMap<String, Vec<(u64, mpsc::Sender<Result<JobEventMessage, Status>>)>>;
 
@@ -88,7 +90,13 @@ impl WatchHub {
         let feed = match feeds.get(&queue) {
             Some(feed) => feed.clone(),
             None => {
-                let feed = self.open(engine, queue).await?;
+                // Bounded: the hub's lock is held meanwhile, so an unreachable Redis must not
+                // hold up the watchers of the other queues for long.
+                let feed = tokio::time::timeout(OPEN_TIMEOUT, self.open(engine, queue))
+                    .await
+                    .map_err(|_| {
+                        Status::unavailable("timed out subscribing to the job events")
+                    })??;
                 feeds.insert(queue, feed.clone());
                 feed
             }

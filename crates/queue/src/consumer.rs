@@ -1,11 +1,11 @@
-//! Worker-side transitions: fetch (batch), complete (batch), fail (retry or dead), heartbeat, progress,
-//! reclaim, and the blocking wait on all bands when a queue is idle.
+//! Worker-side transitions: fetch (batch), complete (batch), fail (retry or dead), heartbeat,
+//! progress, reclaim, and the blocking wait on all bands when a queue is idle.
 //!
 //! Why this shape: a fetch claims up to n jobs in one script call (highest band first), and a batch
 //! of finished jobs is one script call (the worker groups the outcomes that arrive while the
 //! previous batch is being written), so under load a job costs a fraction of a round trip. When
-//! nothing is ready the worker parks in `XREADGROUP BLOCK` on a dedicated connection (no polling loop) and
-//! hands what it read to the next fetch, which activates it.
+//! nothing is ready the worker parks in `XREADGROUP BLOCK` on a dedicated connection (no polling
+//! loop) and hands what it read to the next fetch, which activates it.
 use ncy_types::jobs::QueueName;
 use rand::Rng;
 use redis::Value;
