@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench/cache.sh — the cache gateway's benchmark: two gateways on spare loopback ports,
-# `loadgen cache` against them (L1-hit, L2-hit, miss→load, invalidation propagation), and
-# `redis-benchmark -t get -c 64` on the same Redis in the same run, printed as ratios.
+# `loadgen cache` against them (L1-hit and L2-hit, unary and over GetStream, miss→load, invalidation
+# propagation), and `redis-benchmark -t get -c 64` on the same Redis in the same run, printed as ratios.
 # Prints JSON lines (also appended to $BENCH_OUT when set). Nothing here asserts.
 #
 # Knobs: BENCH_REQUESTS (200000), BENCH_LOADS (20000), BENCH_INVALIDATIONS (1000),
@@ -63,7 +63,7 @@ import json, sys
 base = float(sys.argv[1])
 for line in sys.stdin:
     f = json.loads(line)
-    if f["scenario"] in ("cache-l1-hit", "cache-l2-hit") and base > 0:
+    if f["scenario"] in ("cache-l1-hit", "cache-l2-hit", "cache-l1-hit-stream", "cache-l2-hit-stream") and base > 0:
         print(json.dumps({"scenario": f["scenario"] + "-vs-redis-get", "ratio": round(f["ops_per_sec"] / base, 3)}))
 ' "$rps" | tee -a "$OUT"
 fi

@@ -2,8 +2,9 @@
 //! purpose; behaviour lives in cache.rs, stampede.rs, rate_limit.rs, sessions.rs.
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use ncy_proto::cache::v1::{self as pb, cache_service_server::CacheService};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming, codegen::BoxStream};
 
 use crate::{
     cache::{Core, Hit},
@@ -62,26 +63,67 @@ fn to_pb(s: Session) -> pb::Session {
     }
 }
 
+/// Reads of one GetStream served at once.
+const STREAM_PIPELINE: usize = 64;
+
+/// Get's work, shared by the unary RPC and GetStream: validate, read L1 then L2, shape the answer.
+async fn read(core: &Core, req: pb::GetRequest) -> Result<pb::GetResponse, Status> {
+    let (logical, full) = validate::target(&core.keys, "key", &req.key, req.api.as_ref())?;
+    Ok(match core.get(&full).await {
+        Some(hit) => pb::GetResponse {
+            key: logical,
+            found: true,
+            value_json: hit.entry.value.to_string(),
+            layer: layer(hit.layer),
+            stale: hit.stale,
+            ttl_remaining_ms: ttl_remaining(&hit),
+        },
+        None => pb::GetResponse {
+            key: logical,
+            ..Default::default()
+        },
+    })
+}
+
 #[tonic::async_trait]
 impl CacheService for CacheApi {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        let req = req.into_inner();
-        let (logical, full) = validate::target(&self.core.keys, "key", &req.key, req.api.as_ref())?;
-        let reply = match self.core.get(&full).await {
-            Some(hit) => pb::GetResponse {
-                key: logical,
-                found: true,
-                value_json: hit.entry.value.to_string(),
-                layer: layer(hit.layer),
-                stale: hit.stale,
-                ttl_remaining_ms: ttl_remaining(&hit),
-            },
-            None => pb::GetResponse {
-                key: logical,
-                ..Default::default()
-            },
-        };
-        Ok(Response::new(reply))
+        Ok(Response::new(read(&self.core, req.into_inner()).await?))
+    }
+
+    async fn get_stream(
+        &self,
+        req: Request<Streaming<pb::GetRequest>>,
+    ) -> Result<Response<BoxStream<pb::GetStreamResponse>>, Status> {
+        let core = self.core.clone();
+        // `buffered` serves up to STREAM_PIPELINE reads of the stream at once and answers in request
+        // order; a transport error ends the stream (after that error).
+        let answers = req
+            .into_inner()
+            .map(move |msg| {
+                let core = core.clone();
+                async move {
+                    let answer = match read(&core, msg?).await {
+                        Ok(response) => pb::GetStreamResponse {
+                            response: Some(response),
+                            ..Default::default()
+                        },
+                        Err(status) => pb::GetStreamResponse {
+                            response: None,
+                            error_code: status.code() as i32,
+                            error_message: status.message().to_owned(),
+                        },
+                    };
+                    Ok(answer)
+                }
+            })
+            .buffered(STREAM_PIPELINE)
+            .scan(false, |failed, item: Result<_, Status>| {
+                let end = *failed;
+                *failed |= item.is_err();
+                std::future::ready((!end).then_some(item))
+            });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn set(&self, req: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{World, get, key, set};
+use futures_util::StreamExt;
 use ncy_proto::cache::v1::{
     ApiKey, CacheLayer, DeleteRequest, EntityType, GetRequest, InvalidateEntityRequest,
     InvalidatePatternRequest, InvalidateTagRequest, MGetRequest, SetRequest,
@@ -142,6 +143,92 @@ async fn concurrent_l2_reads_coalesced_into_mgets_each_get_their_own_value() -> 
             );
         }
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_stream_answers_every_read_in_order_and_a_bad_one_in_place() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let a = w.gateway().await?;
+    let b = w.gateway().await?;
+    let (mut ca, mut cb) = (a.client.clone(), b.client.clone());
+    let hot = key("hot");
+    ca.set(set(&hot, r#"{"hot":true}"#)).await?;
+    // 200 keys in L2 only (written through B), every fifth never written, then the hot key (in
+    // A's L1), a bad key and an API key: all sent before any answer is read (pipelined).
+    let keys: Vec<String> = (0..200).map(|_| key("streamed")).collect();
+    for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 5 != 0) {
+        cb.set(set(k, &i.to_string())).await?;
+    }
+    let mut reqs: Vec<GetRequest> = keys.iter().map(|k| get(k)).collect();
+    reqs.insert(100, get(""));
+    reqs.insert(150, get(&hot));
+    let api = ApiKey {
+        endpoint: "GET /api/projects".into(),
+        params_json: r#"{"page":1}"#.into(),
+    };
+    reqs.push(GetRequest {
+        key: String::new(),
+        api: Some(api),
+    });
+    let sent = reqs.len();
+    let answers: Vec<_> = ca
+        .get_stream(futures_util::stream::iter(reqs))
+        .await?
+        .into_inner()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    assert_eq!(answers.len(), sent, "one answer per request, then the end");
+    let mut at = answers.iter();
+    for (i, k) in keys.iter().enumerate() {
+        if i == 100 {
+            let bad = at.next().unwrap();
+            assert_eq!(bad.error_code, Code::InvalidArgument as i32, "{bad:?}");
+            assert!(bad.error_message.starts_with("key"), "{bad:?}");
+            assert!(bad.response.is_none());
+        }
+        if i == 149 {
+            let r = at.next().unwrap().response.clone().unwrap();
+            assert_eq!((r.key.as_str(), r.layer()), (hot.as_str(), CacheLayer::L1));
+            assert_eq!(r.value_json, r#"{"hot":true}"#);
+        }
+        let a = at.next().unwrap();
+        assert_eq!(a.error_code, 0, "{a:?}");
+        let r = a.response.clone().unwrap();
+        assert_eq!(&r.key, k, "answers come in request order");
+        if i % 5 == 0 {
+            assert!(!r.found, "key {i} was never written: {r:?}");
+        } else {
+            assert_eq!((r.found, r.layer()), (true, CacheLayer::L2), "key {i}");
+            assert_eq!(r.value_json, i.to_string(), "key {i}");
+        }
+    }
+    let r = at.next().unwrap().response.clone().unwrap();
+    assert!(
+        r.key.starts_with("api:GET /api/projects:") && !r.found,
+        "{r:?}"
+    );
+
+    // One read at a time on an open stream: each is answered before the next is sent.
+    let (tx, rx) = tokio::sync::mpsc::channel::<GetRequest>(1);
+    let requests =
+        futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|req| (req, rx)) });
+    let mut answers = ca.get_stream(requests).await?.into_inner();
+    for req in [get(&hot), get("session:abc"), get(&keys[1])] {
+        tx.send(req).await?;
+        let a = answers.message().await?.unwrap();
+        match a.response {
+            Some(r) => assert!(r.found, "{r:?}"),
+            None => assert!(a.error_message.starts_with("key"), "{a:?}"),
+        }
+    }
+    drop(tx);
+    assert!(
+        answers.message().await?.is_none(),
+        "the stream ends when the caller closes"
+    );
     Ok(())
 }
 

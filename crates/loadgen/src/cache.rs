@@ -3,6 +3,8 @@
 //! - `cache-l1-hit`: Get of one key held in the instance's L1, at the given concurrency;
 //! - `cache-l2-hit`: Get of keys written through a second instance (so they are in Redis but not
 //!   in the first instance's L1), each read once;
+//! - `cache-l1-hit-stream`, `cache-l2-hit-stream`: the same reads over GetStream, one stream per
+//!   concurrent reader with one read in flight on it (like `redis-benchmark -c 64`, pipelining 1);
 //! - `cache-miss-load`: GetOrLoad of never-seen ids (kind `user`, random UUIDs): each runs the
 //!   loader's SQL query (which finds no row) and fills the negative cache;
 //! - `cache-invalidation`: a Set on instance A, then Gets on instance B (which held the old value
@@ -19,6 +21,7 @@ use hdrhistogram::Histogram;
 use ncy_proto::cache::v1::{
     CacheLayer, GetOrLoadRequest, GetRequest, SetRequest, cache_service_client::CacheServiceClient,
 };
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 type Client = CacheServiceClient<Channel>;
@@ -89,7 +92,62 @@ async fn drive(
     for task in tasks {
         all.add(task.await??)?;
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    report(scenario, concurrency, &all, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Like `drive`, over GetStream: each of `concurrency` tasks opens one stream and sends its reads
+/// one at a time (the next after the previous answer); `key(n)` names read n, and every answer must
+/// be a hit from `layer`.
+async fn drive_stream(
+    scenario: &str,
+    chans: &[Channel],
+    concurrency: usize,
+    total: u64,
+    key: Arc<dyn Fn(u64) -> String + Send + Sync>,
+    layer: CacheLayer,
+) -> anyhow::Result<()> {
+    let per_task = total.div_ceil(concurrency as u64);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for i in 0..concurrency {
+        let mut client = Client::new(chans[i % chans.len()].clone());
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram()?;
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let mut answers = client
+                .get_stream(ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            for n in 0..per_task {
+                let t = Instant::now();
+                tx.send(get(key(i as u64 * per_task + n))).await?;
+                let a = answers
+                    .message()
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("GetStream ended early"))?;
+                let r = a
+                    .response
+                    .ok_or_else(|| anyhow::anyhow!("GetStream error: {}", a.error_message))?;
+                anyhow::ensure!(r.found && r.layer() == layer, "expected a {layer:?} hit");
+                hist.record(t.elapsed().as_micros().max(1) as u64)?;
+            }
+            drop(tx);
+            anyhow::ensure!(answers.message().await?.is_none(), "an extra answer");
+            anyhow::Ok(hist)
+        }));
+    }
+    let mut all = histogram()?;
+    for task in tasks {
+        all.add(task.await??)?;
+    }
+    report(scenario, concurrency, &all, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Prints one figure's JSON line.
+fn report(scenario: &str, concurrency: usize, all: &Histogram<u64>, elapsed: f64) {
     println!(
         "{}",
         serde_json::json!({
@@ -102,7 +160,6 @@ async fn drive(
             "max_us": all.max(),
         })
     );
-    Ok(())
 }
 
 fn get(key: String) -> GetRequest {
@@ -132,8 +189,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     Client::new(a[0].clone())
         .set(set(hot.clone(), value.clone()))
         .await?;
+    let key = hot.clone();
     let call: Call = Arc::new(move |mut c, _| {
-        let key = hot.clone();
+        let key = key.clone();
         Box::pin(async move {
             let r = c.get(get(key)).await?.into_inner();
             anyhow::ensure!(r.found && r.layer() == CacheLayer::L1, "expected an L1 hit");
@@ -141,20 +199,40 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         })
     });
     drive("cache-l1-hit", &a, concurrency, o.requests, call).await?;
+    let key = Arc::new(move |_| hot.clone());
+    drive_stream(
+        "cache-l1-hit-stream",
+        &a,
+        concurrency,
+        o.requests,
+        key,
+        CacheLayer::L1,
+    )
+    .await?;
 
     if let Some(addr2) = &o.addr2 {
         let b = channels(addr2, o.connections).await?;
         // L2 hits: keys written through B, each read once through A.
-        let (v, prefix) = (value.clone(), format!("bench:{run_id}:l2:"));
-        let p = prefix.clone();
-        let fill: Call = Arc::new(move |mut c, n| {
-            let (key, v) = (format!("{p}{n}"), v.clone());
-            Box::pin(async move {
-                c.set(set(key, v)).await?;
-                Ok(())
-            })
-        });
-        drive("cache-set", &b, concurrency, o.requests, fill).await?;
+        let fill = |prefix: String| {
+            let v = value.clone();
+            let call: Call = Arc::new(move |mut c, n| {
+                let (key, v) = (format!("{prefix}{n}"), v.clone());
+                Box::pin(async move {
+                    c.set(set(key, v)).await?;
+                    Ok(())
+                })
+            });
+            call
+        };
+        let prefix = format!("bench:{run_id}:l2:");
+        drive(
+            "cache-set",
+            &b,
+            concurrency,
+            o.requests,
+            fill(prefix.clone()),
+        )
+        .await?;
         let read: Call = Arc::new(move |mut c, n| {
             let key = format!("{prefix}{n}");
             Box::pin(async move {
@@ -164,6 +242,25 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             })
         });
         drive("cache-l2-hit", &a, concurrency, o.requests, read).await?;
+        let prefix = format!("bench:{run_id}:l2s:");
+        drive(
+            "cache-set",
+            &b,
+            concurrency,
+            o.requests,
+            fill(prefix.clone()),
+        )
+        .await?;
+        let key = Arc::new(move |n| format!("{prefix}{n}"));
+        drive_stream(
+            "cache-l2-hit-stream",
+            &a,
+            concurrency,
+            o.requests,
+            key,
+            CacheLayer::L2,
+        )
+        .await?;
         invalidation(&a[0], &b[0], o.invalidations, run_id).await?;
     }
 
