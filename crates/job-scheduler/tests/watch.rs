@@ -130,16 +130,12 @@ async fn a_watcher_that_stops_reading_is_dropped_and_the_others_go_on() -> anyho
     assert_eq!(seen[1].state(), pb::JobState::Completed);
 
     // The slow one gets what was buffered for it, in order, then RESOURCE_EXHAUSTED.
-    let mut delivered = 0;
+    let mut delivered: i32 = 0;
     let status = loop {
         match tokio::time::timeout(T, slow.next()).await? {
             Some(Ok(ev)) => {
                 delivered += 1;
-                assert_eq!(
-                    ev.progress,
-                    (delivered % 101) as i32,
-                    "in order, none skipped"
-                );
+                assert_eq!(ev.progress, delivered % 101, "in order, none skipped");
             }
             Some(Err(status)) => break status,
             None => anyhow::bail!("the slow watch ended without an error"),

@@ -64,6 +64,34 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?)
 }
 
+/// Runs `concurrency` tasks, task `i` doing calls `i * per_task ..` of `total` and returning their
+/// latencies; prints one JSON line for them all.
+async fn fan_out<F, Fut>(
+    scenario: &str,
+    concurrency: usize,
+    total: u64,
+    task: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(usize, std::ops::Range<u64>) -> Fut,
+    Fut: Future<Output = anyhow::Result<Histogram<u64>>> + Send + 'static,
+{
+    let per_task = total.div_ceil(concurrency as u64);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|i| {
+            let first = i as u64 * per_task;
+            tokio::spawn(task(i, first..first + per_task))
+        })
+        .collect();
+    let mut all = histogram()?;
+    for task in tasks {
+        all.add(task.await??)?;
+    }
+    report(scenario, concurrency, &all, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// Runs `total` calls of `call(client, n)` over `concurrency` tasks; prints one JSON line.
 async fn drive(
     scenario: &str,
@@ -72,28 +100,20 @@ async fn drive(
     total: u64,
     call: Call,
 ) -> anyhow::Result<()> {
-    let per_task = total.div_ceil(concurrency as u64);
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(concurrency);
-    for i in 0..concurrency {
+    fan_out(scenario, concurrency, total, |i, calls| {
         let client = Client::new(chans[i % chans.len()].clone()).max_decoding_message_size(8 << 20);
         let call = call.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let mut hist = histogram()?;
-            for n in 0..per_task {
+            for n in calls {
                 let t = Instant::now();
-                call(client.clone(), i as u64 * per_task + n).await?;
+                call(client.clone(), n).await?;
                 hist.record(t.elapsed().as_micros().max(1) as u64)?;
             }
-            anyhow::Ok(hist)
-        }));
-    }
-    let mut all = histogram()?;
-    for task in tasks {
-        all.add(task.await??)?;
-    }
-    report(scenario, concurrency, &all, started.elapsed().as_secs_f64());
-    Ok(())
+            Ok(hist)
+        }
+    })
+    .await
 }
 
 /// Like `drive`, over GetStream: each of `concurrency` tasks opens one stream and sends its reads
@@ -107,22 +127,19 @@ async fn drive_stream(
     key: Arc<dyn Fn(u64) -> String + Send + Sync>,
     layer: CacheLayer,
 ) -> anyhow::Result<()> {
-    let per_task = total.div_ceil(concurrency as u64);
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(concurrency);
-    for i in 0..concurrency {
+    fan_out(scenario, concurrency, total, |i, reads| {
         let mut client = Client::new(chans[i % chans.len()].clone());
         let key = key.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let mut hist = histogram()?;
             let (tx, rx) = tokio::sync::mpsc::channel(1);
             let mut answers = client
                 .get_stream(ReceiverStream::new(rx))
                 .await?
                 .into_inner();
-            for n in 0..per_task {
+            for n in reads {
                 let t = Instant::now();
-                tx.send(get(key(i as u64 * per_task + n))).await?;
+                tx.send(get(key(n))).await?;
                 let a = answers
                     .message()
                     .await?
@@ -135,15 +152,10 @@ async fn drive_stream(
             }
             drop(tx);
             anyhow::ensure!(answers.message().await?.is_none(), "an extra answer");
-            anyhow::Ok(hist)
-        }));
-    }
-    let mut all = histogram()?;
-    for task in tasks {
-        all.add(task.await??)?;
-    }
-    report(scenario, concurrency, &all, started.elapsed().as_secs_f64());
-    Ok(())
+            Ok(hist)
+        }
+    })
+    .await
 }
 
 /// Prints one figure's JSON line.
