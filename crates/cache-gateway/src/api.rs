@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use ncy_proto::cache::v1::{self as pb, cache_service_server::CacheService};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming, codegen::BoxStream};
 
 use crate::{
@@ -22,15 +23,19 @@ pub struct CacheApi {
     core: Arc<Core>,
     limiter: RateLimiter,
     sessions: Sessions,
+    /// Fires when the instance starts draining: open GetStreams end instead of holding the drain
+    /// up to the grace period.
+    draining: CancellationToken,
 }
 
 impl CacheApi {
-    /// Serves `core`.
-    pub fn new(core: Arc<Core>) -> Self {
+    /// Serves `core` until `draining` fires.
+    pub fn new(core: Arc<Core>, draining: CancellationToken) -> Self {
         Self {
             core,
             limiter: RateLimiter::default(),
             sessions: Sessions::default(),
+            draining,
         }
     }
 }
@@ -96,10 +101,23 @@ impl CacheService for CacheApi {
         req: Request<Streaming<pb::GetRequest>>,
     ) -> Result<Response<BoxStream<pb::GetStreamResponse>>, Status> {
         let core = self.core.clone();
+        let draining = self.draining.clone();
+        // On drain the stream takes no more reads; the ones taken are answered, then UNAVAILABLE
+        // tells the caller to send whatever was not answered to another instance.
+        let drained = draining.clone();
+        let end = futures_util::stream::once(async move {
+            drained.is_cancelled().then(|| {
+                Err(Status::unavailable(
+                    "the gateway is shutting down: reopen the stream (on another instance)",
+                ))
+            })
+        })
+        .filter_map(std::future::ready);
         // `buffered` serves up to STREAM_PIPELINE reads of the stream at once and answers in request
         // order; a transport error ends the stream (after that error).
         let answers = req
             .into_inner()
+            .take_until(draining.cancelled_owned())
             .map(move |msg| {
                 let core = core.clone();
                 async move {
@@ -122,7 +140,8 @@ impl CacheService for CacheApi {
                 let end = *failed;
                 *failed |= item.is_err();
                 std::future::ready((!end).then_some(item))
-            });
+            })
+            .chain(end);
         Ok(Response::new(Box::pin(answers)))
     }
 

@@ -138,10 +138,10 @@ impl Application {
             runtime.spawn(db_notify::run(
                 core.clone(),
                 core.settings.db_notify_channel.clone(),
-                cancel,
+                cancel.clone(),
             ));
         }
-        let api = CacheServiceServer::new(api::CacheApi::new(core))
+        let api = CacheServiceServer::new(api::CacheApi::new(core, cancel))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let routes = tonic::service::Routes::new(api);

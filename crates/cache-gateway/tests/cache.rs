@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{World, get, key, set};
+use common::{Gateway, World, get, key, set};
 use futures_util::StreamExt;
 use ncy_proto::cache::v1::{
     ApiKey, CacheLayer, DeleteRequest, EntityType, GetRequest, InvalidateEntityRequest,
@@ -229,6 +229,31 @@ async fn get_stream_answers_every_read_in_order_and_a_bad_one_in_place() -> anyh
         answers.message().await?.is_none(),
         "the stream ends when the caller closes"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_ends_open_get_streams_with_unavailable_instead_of_waiting_out_the_grace_period()
+-> anyhow::Result<()> {
+    let w = World::new().await?;
+    // A grace period far longer than `Gateway::stop` waits (10 s): an open stream that held the
+    // drain up would make the stop fail.
+    let gw = Gateway::start(&w.env_with(&[("NCY_SHUTDOWN_GRACE_SECS", "120")])).await?;
+    let mut c = gw.client.clone();
+    let k = key("drained");
+    c.set(set(&k, "1")).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<GetRequest>(1);
+    let requests =
+        futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|req| (req, rx)) });
+    let mut answers = c.get_stream(requests).await?.into_inner();
+    tx.send(get(&k)).await?;
+    assert!(answers.message().await?.unwrap().response.unwrap().found);
+    let stopped = tokio::spawn(gw.stop());
+    let status = tokio::time::timeout(Duration::from_secs(20), answers.message())
+        .await?
+        .expect_err("the drain ends the stream");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    stopped.await?;
     Ok(())
 }
 

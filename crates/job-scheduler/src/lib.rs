@@ -26,6 +26,7 @@ pub mod schedules;
 pub mod watch;
 
 pub use api::JobApi;
+use watch::WatchHub;
 
 /// Service name in logs, traces and metrics.
 pub const SERVICE: &str = "job-scheduler";
@@ -147,11 +148,11 @@ impl Application {
         runtime.spawn(maintenance(
             engine.clone(),
             settings.maintenance_every,
-            cancel,
+            cancel.clone(),
         ));
         let api = JobServiceServer::new(JobApi {
             engine,
-            watches: Arc::default(),
+            watches: Arc::new(WatchHub::ending_on(cancel)),
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

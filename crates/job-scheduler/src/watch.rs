@@ -12,7 +12,8 @@
 //!   harmless for a state feed).
 //! - A watcher that does not read its stream is dropped with `RESOURCE_EXHAUSTED` rather than
 //!   holding up the other watchers of the queue; a lost connection ends every watch of that feed
-//!   with `UNAVAILABLE` (watch again), and the next watch opens a new one.
+//!   with `UNAVAILABLE` (watch again), and the next watch opens a new one. So does the instance's
+//!   drain, which would otherwise wait for every open watch until the grace period ran out.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use ncy_proto::jobs::v1 as pb;
 use ncy_queue::{Engine, JobEventMessage, JobState};
 use ncy_types::jobs::QueueName;
 use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::{convert, error};
@@ -38,6 +40,9 @@ type Watchers = HashMap<String, Vec<(u64, mpsc::Sender<Result<JobEventMessage, S
 pub struct WatchHub {
     feeds: tokio::sync::Mutex<HashMap<QueueName, Arc<Feed>>>,
     next_id: AtomicU64,
+    /// Fires when the instance starts draining: every watch ends with UNAVAILABLE (watch again,
+    /// on another instance) instead of holding the drain up to the grace period.
+    draining: CancellationToken,
 }
 
 /// One queue's subscription and the watchers it serves.
@@ -70,6 +75,14 @@ impl Drop for Registration {
 }
 
 impl WatchHub {
+    /// A hub whose watches end when `draining` fires.
+    pub fn ending_on(draining: CancellationToken) -> Self {
+        Self {
+            draining,
+            ..Self::default()
+        }
+    }
+
     /// Registers a watcher of `job_id` on `queue`'s feed, opening the feed if there is none. When
     /// this returns, every later event of the job reaches the receiver.
     async fn register(
@@ -246,6 +259,7 @@ pub async fn watch(
         due_at_ms: snap.due_at_ms,
         owner_user_id: snap.owner_user_id.clone(),
     };
+    let draining = hub.draining.clone();
     tokio::spawn(async move {
         let _registration = registration;
         if tx.send(Ok(first)).await.is_err() || terminal {
@@ -254,6 +268,10 @@ pub async fn watch(
         loop {
             tokio::select! {
                 () = tx.closed() => return,
+                () = draining.cancelled() => {
+                    let _ = tx.send(Err(Status::unavailable("the job scheduler is shutting down; watch again"))).await;
+                    return;
+                }
                 ev = events.recv() => {
                     let ev = match ev {
                         Some(Ok(ev)) => ev,

@@ -1,6 +1,7 @@
 //! WatchJob's failure paths through gRPC: a watcher that stops reading is dropped with
-//! RESOURCE_EXHAUSTED while the other watchers of its queue go on, and a lost Redis connection ends
-//! every watch with UNAVAILABLE, after which a new watch works again.
+//! RESOURCE_EXHAUSTED while the other watchers of its queue go on, a lost Redis connection ends
+//! every watch with UNAVAILABLE, after which a new watch works again, and so does the scheduler's
+//! drain, without waiting for the grace period.
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,13 +16,15 @@ type Client = JobServiceClient<Channel>;
 const T: Duration = Duration::from_secs(20);
 const QUEUE: &str = "notification";
 
-/// A scheduler on `redis_url` (no worker: jobs stay waiting); its client and gRPC address.
+/// A scheduler (no worker: jobs stay waiting) with `extra` settings; its client and gRPC address.
 async fn start(
-    redis_url: &str,
     prefix: &str,
+    extra: &[(&str, &str)],
 ) -> anyhow::Result<(Client, InProcess, std::net::SocketAddr)> {
     let mut env = service_env(prefix, None);
-    ncy_testkit::set_env(&mut env, "REDIS_URL", redis_url);
+    for (k, v) in extra {
+        ncy_testkit::set_env(&mut env, k, v);
+    }
     let app = Application::build(Settings::load(&env_of(&env))?).await?;
     let addr = app.local_addrs().grpc;
     let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
@@ -96,7 +99,7 @@ fn progress(job_id: &str, n: i64) -> JobEventMessage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_stops_reading_is_dropped_and_the_others_go_on() -> anyhow::Result<()> {
     let (url, prefix) = (ncy_testkit::redis_url(), unique_prefix());
-    let (mut c, running, addr) = start(&url, &prefix).await?;
+    let (mut c, running, addr) = start(&prefix, &[]).await?;
     let (slow_job, fast_job) = (enqueue(&mut c).await?, enqueue(&mut c).await?);
     // The slow watcher has its own connection with a small HTTP/2 window, so the events it does not
     // read back up into the scheduler after a few instead of filling megabytes of client buffers.
@@ -154,7 +157,7 @@ async fn a_lost_redis_connection_ends_the_watch_with_unavailable_then_watching_w
 -> anyhow::Result<()> {
     let mut redis = RedisServer::start().await?;
     let prefix = unique_prefix();
-    let (mut c, running, _) = start(&redis.url(), &prefix).await?;
+    let (mut c, running, _) = start(&prefix, &[("REDIS_URL", &redis.url())]).await?;
     let id = enqueue(&mut c).await?;
     let mut events = watch(&mut c, &id).await?;
     redis.stop();
@@ -186,4 +189,22 @@ async fn a_lost_redis_connection_ends_the_watch_with_unavailable_then_watching_w
         .ok_or_else(|| anyhow::anyhow!("no event after the restart"))??;
     assert_eq!((ev.r#type(), ev.progress), (pb::JobEventType::Progress, 7));
     running.stop(T).await.map_err(anyhow::Error::msg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_ends_open_watches_with_unavailable_instead_of_waiting_out_the_grace_period()
+-> anyhow::Result<()> {
+    let prefix = unique_prefix();
+    // A grace period far longer than the stop below waits: an open watch that held the drain up
+    // would make the stop time out.
+    let (mut c, running, _) = start(&prefix, &[("NCY_SHUTDOWN_GRACE_SECS", "120")]).await?;
+    let id = enqueue(&mut c).await?;
+    let mut events = watch(&mut c, &id).await?;
+    let stopped = tokio::spawn(running.stop(T));
+    let status = match tokio::time::timeout(T, events.next()).await? {
+        Some(Err(status)) => status,
+        other => anyhow::bail!("expected an error, got {other:?}"),
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    stopped.await?.map_err(anyhow::Error::msg)
 }
