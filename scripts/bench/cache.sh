@@ -31,11 +31,21 @@ BIN="$ROOT/target/$PROFILE"
 
 spare_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PIDS=()
+PREFIX="bench-cache-$$"
+# The run writes ~400,000 keys (one-hour TTL) under its own prefix into $REDIS_URL, which may be the
+# Redis the tests use: they are removed at exit (SCAN + UNLINK, pipelined), or a few runs would leave
+# millions of keys behind and slow every SCAN there (InvalidatePattern's tests time out on it).
+drop_keys() {
+  command -v redis-cli >/dev/null || return 0
+  redis-cli -u "$REDIS_URL" --scan --pattern "*$PREFIX*" 2>/dev/null \
+    | LC_ALL=C awk '{printf "*2\r\n$6\r\nUNLINK\r\n$%d\r\n%s\r\n", length($0), $0}' \
+    | redis-cli -u "$REDIS_URL" --pipe >/dev/null 2>&1 || true
+}
 cleanup() { for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-            for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done; }
+            for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+            drop_keys; }
 trap cleanup EXIT
 
-PREFIX="bench-cache-$$"
 ADDRS=()
 for i in 1 2; do
   grpc="127.0.0.1:$(spare_port)"; admin="127.0.0.1:$(spare_port)"

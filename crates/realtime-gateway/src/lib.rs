@@ -20,6 +20,7 @@ use ncy_bus::{BusPublisher, History, Presence, Subscriber, SubscriberConfig};
 use ncy_proto::realtime::v1::realtime_service_server::RealtimeServiceServer;
 use ncy_runtime::{LocalAddrs, RuntimeError, ServiceRuntime};
 use secrecy::ExposeSecret;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
@@ -149,7 +150,15 @@ impl Application {
         let ws_gw = gw.clone();
         let ws_stop = stop.clone();
         runtime.spawn(async move {
-            if let Err(e) = axum::serve(ws_listener, ws::router(ws_gw.clone()))
+            // TCP_NODELAY on every socket: a frame is written as soon as it is ready. With
+            // Nagle's algorithm a small frame written while the previous one is unacknowledged
+            // waits for that ACK, which a client with nothing to send delays by up to 40 ms.
+            let listener = ws_listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY on a websocket");
+                }
+            });
+            if let Err(e) = axum::serve(listener, ws::router(ws_gw.clone()))
                 .with_graceful_shutdown(ws_stop.cancelled_owned())
                 .await
             {
