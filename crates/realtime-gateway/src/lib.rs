@@ -16,11 +16,11 @@ use std::{
     time::Duration,
 };
 
+use axum::serve::ListenerExt;
 use ncy_bus::{BusPublisher, History, Presence, Subscriber, SubscriberConfig};
 use ncy_proto::realtime::v1::realtime_service_server::RealtimeServiceServer;
 use ncy_runtime::{LocalAddrs, RuntimeError, ServiceRuntime};
 use secrecy::ExposeSecret;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
