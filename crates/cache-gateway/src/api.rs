@@ -101,12 +101,11 @@ impl CacheService for CacheApi {
         req: Request<Streaming<pb::GetRequest>>,
     ) -> Result<Response<BoxStream<pb::GetStreamResponse>>, Status> {
         let core = self.core.clone();
-        let draining = self.draining.clone();
         // On drain the stream takes no more reads; the ones taken are answered, then UNAVAILABLE
         // tells the caller to send whatever was not answered to another instance.
-        let drained = draining.clone();
+        let draining = self.draining.clone();
         let end = futures_util::stream::once(async move {
-            drained.is_cancelled().then(|| {
+            draining.is_cancelled().then(|| {
                 Err(Status::unavailable(
                     "the gateway is shutting down: reopen the stream (on another instance)",
                 ))
@@ -117,7 +116,7 @@ impl CacheService for CacheApi {
         // order; a transport error ends the stream (after that error).
         let answers = req
             .into_inner()
-            .take_until(draining.cancelled_owned())
+            .take_until(self.draining.clone().cancelled_owned())
             .map(move |msg| {
                 let core = core.clone();
                 async move {

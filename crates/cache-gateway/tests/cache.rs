@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, World, get, key, set};
+use common::{Gateway, World, get, key, request_channel, set};
 use futures_util::StreamExt;
 use ncy_proto::cache::v1::{
     ApiKey, CacheLayer, DeleteRequest, EntityType, GetRequest, InvalidateEntityRequest,
@@ -212,9 +212,7 @@ async fn get_stream_answers_every_read_in_order_and_a_bad_one_in_place() -> anyh
     );
 
     // One read at a time on an open stream: each is answered before the next is sent.
-    let (tx, rx) = tokio::sync::mpsc::channel::<GetRequest>(1);
-    let requests =
-        futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|req| (req, rx)) });
+    let (tx, requests) = request_channel();
     let mut answers = ca.get_stream(requests).await?.into_inner();
     for req in [get(&hot), get("session:abc"), get(&keys[1])] {
         tx.send(req).await?;
@@ -242,9 +240,7 @@ async fn a_drain_ends_open_get_streams_with_unavailable_instead_of_waiting_out_t
     let mut c = gw.client.clone();
     let k = key("drained");
     c.set(set(&k, "1")).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<GetRequest>(1);
-    let requests =
-        futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|req| (req, rx)) });
+    let (tx, requests) = request_channel();
     let mut answers = c.get_stream(requests).await?.into_inner();
     tx.send(get(&k)).await?;
     assert!(answers.message().await?.unwrap().response.unwrap().found);

@@ -4,28 +4,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use job_scheduler::{Application, Settings};
-use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
-use ncy_testkit::{InProcess, assert_eventually, env_of, service_env, set_env, unique_prefix};
-use tonic::transport::Channel;
+use ncy_proto::jobs::v1 as pb;
+use ncy_testkit::{assert_eventually, unique_prefix};
+use support::{Client, start};
 
-type Client = JobServiceClient<Channel>;
-
-async fn start(prefix: &str, extra: &[(&str, &str)]) -> anyhow::Result<(Client, InProcess)> {
-    let mut env = service_env(prefix, None);
-    set_env(&mut env, "NCY_JOBS_TEST_JOB_TYPES", "true");
-    for (k, v) in extra {
-        set_env(&mut env, k, v);
-    }
-    let app = Application::build(Settings::load(&env_of(&env))?).await?;
-    let addr = app.local_addrs().grpc;
-    let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
-    ncy_testkit::wait_until_serving(addr).await;
-    Ok((
-        JobServiceClient::connect(format!("http://{addr}")).await?,
-        running,
-    ))
-}
+mod support;
 
 fn noop(queue: &str) -> pb::EnqueueRequest {
     pb::EnqueueRequest {

@@ -5,36 +5,16 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use job_scheduler::{Application, Settings};
 use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
 use ncy_queue::JobEventMessage;
-use ncy_testkit::{InProcess, RedisServer, env_of, service_env, unique_prefix};
-use tonic::{Code, transport::Channel};
+use ncy_testkit::{RedisServer, unique_prefix};
+use support::{Client, start, start_at};
+use tonic::Code;
 
-type Client = JobServiceClient<Channel>;
+mod support;
 
 const T: Duration = Duration::from_secs(20);
 const QUEUE: &str = "notification";
-
-/// A scheduler (no worker: jobs stay waiting) with `extra` settings; its client and gRPC address.
-async fn start(
-    prefix: &str,
-    extra: &[(&str, &str)],
-) -> anyhow::Result<(Client, InProcess, std::net::SocketAddr)> {
-    let mut env = service_env(prefix, None);
-    for (k, v) in extra {
-        ncy_testkit::set_env(&mut env, k, v);
-    }
-    let app = Application::build(Settings::load(&env_of(&env))?).await?;
-    let addr = app.local_addrs().grpc;
-    let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
-    ncy_testkit::wait_until_serving(addr).await;
-    Ok((
-        JobServiceClient::connect(format!("http://{addr}")).await?,
-        running,
-        addr,
-    ))
-}
 
 async fn enqueue(c: &mut Client) -> anyhow::Result<String> {
     let req = pb::EnqueueRequest {
@@ -99,7 +79,7 @@ fn progress(job_id: &str, n: i64) -> JobEventMessage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_stops_reading_is_dropped_and_the_others_go_on() -> anyhow::Result<()> {
     let (url, prefix) = (ncy_testkit::redis_url(), unique_prefix());
-    let (mut c, running, addr) = start(&prefix, &[]).await?;
+    let (mut c, running, addr) = start_at(&prefix, &[]).await?;
     let (slow_job, fast_job) = (enqueue(&mut c).await?, enqueue(&mut c).await?);
     // The slow watcher has its own connection with a small HTTP/2 window, so the events it does not
     // read back up into the scheduler after a few instead of filling megabytes of client buffers.
@@ -157,7 +137,7 @@ async fn a_lost_redis_connection_ends_the_watch_with_unavailable_then_watching_w
 -> anyhow::Result<()> {
     let mut redis = RedisServer::start().await?;
     let prefix = unique_prefix();
-    let (mut c, running, _) = start(&prefix, &[("REDIS_URL", &redis.url())]).await?;
+    let (mut c, running) = start(&prefix, &[("REDIS_URL", &redis.url())]).await?;
     let id = enqueue(&mut c).await?;
     let mut events = watch(&mut c, &id).await?;
     redis.stop();
@@ -171,17 +151,16 @@ async fn a_lost_redis_connection_ends_the_watch_with_unavailable_then_watching_w
     // Redis is back (empty: no persistence). The first command on a pooled connection may fail
     // once after the restart, as for any client; then a new watch opens a new feed and gets events.
     redis.resume().await?;
-    let mut id = None;
-    for _ in 0..5 {
+    let deadline = tokio::time::Instant::now() + T;
+    let id = loop {
         match enqueue(&mut c).await {
-            Ok(new) => {
-                id = Some(new);
-                break;
+            Ok(id) => break id,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(e.context("enqueue never worked after the restart"));
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-    }
-    let id = id.ok_or_else(|| anyhow::anyhow!("enqueue never worked after the restart"))?;
+    };
     let mut events = watch(&mut c, &id).await?;
     publish(&redis.url(), &prefix, &[progress(&id, 7)]).await?;
     let ev = tokio::time::timeout(T, events.next())
@@ -197,7 +176,7 @@ async fn a_drain_ends_open_watches_with_unavailable_instead_of_waiting_out_the_g
     let prefix = unique_prefix();
     // A grace period far longer than the stop below waits: an open watch that held the drain up
     // would make the stop time out.
-    let (mut c, running, _) = start(&prefix, &[("NCY_SHUTDOWN_GRACE_SECS", "120")]).await?;
+    let (mut c, running) = start(&prefix, &[("NCY_SHUTDOWN_GRACE_SECS", "120")]).await?;
     let id = enqueue(&mut c).await?;
     let mut events = watch(&mut c, &id).await?;
     let stopped = tokio::spawn(running.stop(T));

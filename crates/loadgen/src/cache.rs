@@ -234,17 +234,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                     Ok(())
                 })
             });
-            call
+            drive("cache-set", &b, concurrency, o.requests, call)
         };
         let prefix = format!("bench:{run_id}:l2:");
-        drive(
-            "cache-set",
-            &b,
-            concurrency,
-            o.requests,
-            fill(prefix.clone()),
-        )
-        .await?;
+        fill(prefix.clone()).await?;
         let read: Call = Arc::new(move |mut c, n| {
             let key = format!("{prefix}{n}");
             Box::pin(async move {
@@ -255,14 +248,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         });
         drive("cache-l2-hit", &a, concurrency, o.requests, read).await?;
         let prefix = format!("bench:{run_id}:l2s:");
-        drive(
-            "cache-set",
-            &b,
-            concurrency,
-            o.requests,
-            fill(prefix.clone()),
-        )
-        .await?;
+        fill(prefix.clone()).await?;
         let key = Arc::new(move |n| format!("{prefix}{n}"));
         drive_stream(
             "cache-l2-hit-stream",

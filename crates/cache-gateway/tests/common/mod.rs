@@ -189,6 +189,18 @@ impl World {
     }
 }
 
+/// A request stream for GetStream fed one request at a time through the returned sender; it ends
+/// when the sender is dropped.
+pub fn request_channel() -> (
+    tokio::sync::mpsc::Sender<GetRequest>,
+    impl futures_util::Stream<Item = GetRequest> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<GetRequest>(1);
+    let requests =
+        futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|req| (req, rx)) });
+    (tx, requests)
+}
+
 pub fn get(key: &str) -> GetRequest {
     GetRequest {
         key: key.to_owned(),

@@ -1,0 +1,37 @@
+//! Shared setup of the job scheduler's gRPC tests: a scheduler in this process (no worker, so
+//! jobs stay where the scheduler puts them) on the real Redis, unless `extra` names another.
+#![allow(dead_code)]
+
+use job_scheduler::{Application, Settings};
+use ncy_proto::jobs::v1::job_service_client::JobServiceClient;
+use ncy_testkit::{InProcess, env_of, service_env, set_env};
+use tonic::transport::Channel;
+
+pub type Client = JobServiceClient<Channel>;
+
+/// Starts a scheduler with the test job types and `extra` settings; its client and handle.
+pub async fn start(prefix: &str, extra: &[(&str, &str)]) -> anyhow::Result<(Client, InProcess)> {
+    let (client, running, _) = start_at(prefix, extra).await?;
+    Ok((client, running))
+}
+
+/// Like [`start`], also returning the gRPC address (for clients with their own connection).
+pub async fn start_at(
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<(Client, InProcess, std::net::SocketAddr)> {
+    let mut env = service_env(prefix, None);
+    set_env(&mut env, "NCY_JOBS_TEST_JOB_TYPES", "true");
+    for (k, v) in extra {
+        set_env(&mut env, k, v);
+    }
+    let app = Application::build(Settings::load(&env_of(&env))?).await?;
+    let addr = app.local_addrs().grpc;
+    let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
+    ncy_testkit::wait_until_serving(addr).await;
+    Ok((
+        JobServiceClient::connect(format!("http://{addr}")).await?,
+        running,
+        addr,
+    ))
+}
