@@ -6,7 +6,7 @@
 //! consumer instead of holding the task. Every way a socket ends is a [`CloseReason`] with its own
 //! close code; on the way out the task sends what was already queued (except to a slow consumer),
 //! then the close frame, then leaves its rooms.
-use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, time::Duration};
+use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, task::Poll, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{
@@ -159,12 +159,21 @@ async fn write(
     frames: std::collections::VecDeque<Utf8Bytes>,
 ) -> bool {
     let mut written = Box::pin(write_all(sink, ping, frames));
+    // Nearly every write completes at once (the socket's send buffer has room): then no timer is
+    // armed and no wake-up of the outbox is consumed, so none has to be handed back.
+    if let Poll::Ready(r) = futures_util::poll!(written.as_mut()) {
+        return r.is_ok();
+    }
     let give_up = tokio::time::sleep(gw.limits.idle_timeout);
     tokio::pin!(give_up);
+    let mut woken = false;
     let ok = loop {
         tokio::select! {
             r = &mut written => break r.is_ok(),
-            () = outbox.ready() => if outbox.is_closed() { break true },
+            () = outbox.ready() => {
+                woken = true;
+                if outbox.is_closed() { break true }
+            }
             () = gw.stop.cancelled() => break true,
             () = &mut give_up => {
                 outbox.close(CloseReason::Idle);
@@ -172,8 +181,11 @@ async fn write(
             }
         }
     };
-    // A wake-up consumed here may have been for a frame queued meanwhile.
-    outbox.rearm();
+    // A wake-up consumed here may have been for a frame queued meanwhile. (Handing one back when
+    // none was consumed would cost the task a second, empty turn per write.)
+    if woken {
+        outbox.rearm();
+    }
     ok
 }
 
