@@ -65,9 +65,9 @@ async fn health_reports_serving_and_unreachable() -> anyhow::Result<()> {
     let settings =
         cache_gateway::Settings::load(&env_of(&service_env(&unique_prefix(), Some(&db.url))))?;
     let app = cache_gateway::Application::build(settings).await?;
-    let addr = format!("http://{}", app.local_addrs().grpc);
-    let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
-    ncy_testkit::wait_until_serving(app_addr(&addr)).await;
+    let grpc = app.local_addrs().grpc;
+    let addr = format!("http://{grpc}");
+    let running = InProcess::serving(grpc, |stop| app.run_until_stopped(stop)).await;
 
     let (code, stdout, stderr) = ncyctl(&["health", "--addr", &addr], None);
     assert_eq!((code, stdout.trim()), (Some(0), "SERVING"), "{stderr}");
@@ -100,10 +100,4 @@ async fn health_reports_serving_and_unreachable() -> anyhow::Result<()> {
     let (code, _, stderr) = ncyctl(&["health", "--addr", &addr, "--timeout-secs", "1"], None);
     assert_eq!(code, Some(69), "stopped service is unreachable: {stderr}");
     Ok(())
-}
-
-fn app_addr(url: &str) -> std::net::SocketAddr {
-    url.trim_start_matches("http://")
-        .parse()
-        .expect("socket address")
 }

@@ -138,9 +138,10 @@ async fn cluster_mode_talks_to_redis_cluster() -> anyhow::Result<()> {
     drop(conn);
 
     let addrs = runtime.local_addrs();
-    let running =
-        InProcess::spawn(|stop| runtime.serve(tonic::service::Routes::default(), &[], stop));
-    ncy_testkit::wait_until_serving(addrs.grpc).await;
+    let running = InProcess::serving(addrs.grpc, |stop| {
+        runtime.serve(tonic::service::Routes::default(), &[], stop)
+    })
+    .await;
     running
         .stop(Duration::from_secs(10))
         .await

@@ -27,9 +27,10 @@ async fn incoming_traceparent_continues_the_callers_trace() -> anyhow::Result<()
 
     let runtime = ServiceRuntime::build(settings).await?;
     let addr = runtime.local_addrs().grpc;
-    let running =
-        InProcess::spawn(|stop| runtime.serve(tonic::service::Routes::default(), &[], stop));
-    ncy_testkit::wait_until_serving(addr).await;
+    let running = InProcess::serving(addr, |stop| {
+        runtime.serve(tonic::service::Routes::default(), &[], stop)
+    })
+    .await;
 
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect()

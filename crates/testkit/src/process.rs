@@ -39,6 +39,18 @@ impl InProcess {
         }
     }
 
+    /// [`InProcess::spawn`], then waits until the service's gRPC health at `grpc` is SERVING.
+    pub async fn serving<F, Fut, E>(grpc: std::net::SocketAddr, run: F) -> Self
+    where
+        F: FnOnce(StopSignal) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Display,
+    {
+        let running = Self::spawn(run);
+        crate::wait_until_serving(grpc).await;
+        running
+    }
+
     /// Signals shutdown and waits for `run_until_stopped` to return, which must be `Ok` within `within`.
     pub async fn stop(mut self, within: Duration) -> Result<(), String> {
         if let Some(tx) = self.stop.take() {

@@ -71,16 +71,8 @@ impl StackEnv {
 
     /// Starts a scheduler; returns its client.
     pub async fn scheduler(&self) -> anyhow::Result<(Client, InProcess)> {
-        let app =
-            job_scheduler::Application::build(job_scheduler::Settings::load(&env_of(&self.env))?)
-                .await?;
-        let addr = app.local_addrs().grpc;
-        let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
-        ncy_testkit::wait_until_serving(addr).await;
-        Ok((
-            JobServiceClient::connect(format!("http://{addr}")).await?,
-            running,
-        ))
+        let (client, running, _) = self.scheduler_with_admin().await?;
+        Ok((client, running))
     }
 
     /// Starts a worker in this process; also returns where its admin port (`/metrics`) listens.
@@ -99,8 +91,7 @@ impl StackEnv {
                 .await?;
         let addr = app.local_addrs().grpc;
         let admin = app.local_addrs().admin;
-        let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
-        ncy_testkit::wait_until_serving(addr).await;
+        let running = InProcess::serving(addr, |stop| app.run_until_stopped(stop)).await;
         Ok((
             JobServiceClient::connect(format!("http://{addr}")).await?,
             running,

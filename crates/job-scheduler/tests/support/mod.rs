@@ -27,8 +27,7 @@ pub async fn start_at(
     }
     let app = Application::build(Settings::load(&env_of(&env))?).await?;
     let addr = app.local_addrs().grpc;
-    let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
-    ncy_testkit::wait_until_serving(addr).await;
+    let running = InProcess::serving(addr, |stop| app.run_until_stopped(stop)).await;
     Ok((
         JobServiceClient::connect(format!("http://{addr}")).await?,
         running,

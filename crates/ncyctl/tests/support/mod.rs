@@ -43,8 +43,7 @@ macro_rules! start {
         let settings = $krate::Settings::load(&env_of($env)).expect("settings");
         let app = $krate::Application::build(settings).await.expect("build");
         let addrs = app.local_addrs();
-        let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
-        ncy_testkit::wait_until_serving(addrs.grpc).await;
+        let running = InProcess::serving(addrs.grpc, |stop| app.run_until_stopped(stop)).await;
         Service {
             url: format!("http://{}", addrs.grpc),
             grpc: addrs.grpc,

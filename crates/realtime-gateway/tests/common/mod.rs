@@ -110,8 +110,7 @@ impl Fixture {
         let settings = Settings::load(&env_of(&self.env(extra))).unwrap();
         let app = Application::build(settings).await.unwrap();
         let addrs = app.local_addrs();
-        let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
-        ncy_testkit::wait_until_serving(addrs.grpc).await;
+        let running = InProcess::serving(addrs.grpc, |stop| app.run_until_stopped(stop)).await;
         let grpc = RealtimeServiceClient::connect(format!("http://{}", addrs.grpc))
             .await
             .unwrap();
