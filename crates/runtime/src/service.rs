@@ -150,6 +150,11 @@ impl ServiceRuntime {
             cancel.clone(),
         ));
         readiness::spawn_probes(&readiness, Some(redis), postgres, &cancel);
+        tokio::spawn(crate::metrics::upkeep(
+            prometheus.clone(),
+            crate::metrics::UPKEEP_INTERVAL,
+            cancel.clone(),
+        ));
 
         let reflection_v1 = reflection(grpc_services).build_v1()?;
         let reflection_v1alpha = reflection(grpc_services).build_v1alpha()?;
