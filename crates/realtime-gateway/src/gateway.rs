@@ -59,6 +59,8 @@ pub struct Gateway {
     pub messages_published: AtomicU64,
     /// Slow-consumer closes.
     pub slow_client_disconnects: AtomicU64,
+    /// Sockets opened and closed, for returning their handshakes' memory after a burst.
+    pub churn: Arc<ncy_runtime::memory::Churn>,
 }
 
 impl Gateway {

@@ -143,9 +143,16 @@ impl Application {
             messages_in: AtomicU64::new(0),
             messages_published: AtomicU64::new(0),
             slow_client_disconnects: AtomicU64::new(0),
+            churn: Arc::default(),
             limits,
         });
         runtime.spawn(presence_heartbeat(gw.clone()));
+        if settings.memory_trim {
+            runtime.spawn(ncy_runtime::memory::trim_after_bursts(
+                gw.churn.clone(),
+                stop.clone(),
+            ));
+        }
         let grace = settings.common.shutdown_grace;
         let ws_gw = gw.clone();
         let ws_stop = stop.clone();

@@ -132,6 +132,9 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// Protocol limits and bus timings.
     pub limits: Limits,
+    /// `NCY_MEMORY_TRIM` (true): after a burst of connections opened or closed, ask the allocator
+    /// to return the memory their handshakes freed (`ncy_runtime::memory`).
+    pub memory_trim: bool,
 }
 
 impl Settings {
@@ -153,6 +156,7 @@ impl Settings {
             frontend_url: frontend_url.trim_end_matches('/').to_owned(),
             jwt: load_jwt(env)?,
             limits: Limits::load(env)?,
+            memory_trim: env.bool_or("NCY_MEMORY_TRIM", true)?,
         })
     }
 }

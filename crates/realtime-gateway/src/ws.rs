@@ -60,6 +60,7 @@ struct Slot(Arc<Gateway>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.0.churn.note();
         let n = self.0.connections.fetch_sub(1, Ordering::Relaxed);
         metrics::connections(n.saturating_sub(1));
     }
@@ -90,6 +91,7 @@ async fn upgrade(
             );
         }
     }
+    gw.churn.note();
     let n = gw.connections.fetch_add(1, Ordering::Relaxed);
     let slot = Slot(gw.clone());
     if n >= gw.limits.max_connections {

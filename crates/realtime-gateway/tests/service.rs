@@ -1,7 +1,14 @@
 //! The realtime gateway through its public interfaces: gRPC health and reflection, the admin port,
 //! Stats, the WebSocket port refusing non-upgrade requests, metrics, the drain, and the
-//! binary's configuration errors (a missing JWT secret) and SIGTERM.
+//! binary's configuration errors (a missing JWT secret) and SIGTERM, and the memory trim after a
+//! burst of connections.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
 use std::time::Duration;
+
+use common::{Fixture, Ws};
 
 use ncy_proto::realtime::v1::{StatsRequest, realtime_service_client::RealtimeServiceClient};
 use ncy_testkit::{
@@ -71,4 +78,38 @@ async fn binary_exits_64_on_bad_config_and_0_on_sigterm() -> anyhow::Result<()> 
     )
     .await;
     Ok(())
+}
+
+/// `ncy_memory_trims_total`, summed over its labels.
+async fn trims(admin: std::net::SocketAddr) -> u64 {
+    let (_, text) = ncy_testkit::http_get(admin, "/metrics").await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("ncy_memory_trims_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A burst of sockets opened then closed is followed, once it is over, by a request to the
+/// allocator to return what their handshakes freed; the gateway keeps serving.
+#[tokio::test]
+async fn a_burst_of_connections_is_followed_by_a_memory_trim() {
+    let fx = Fixture::new().await;
+    let gw = fx.start(&[]).await;
+    let admin = gw.addrs.admin;
+    let before = trims(admin).await;
+    let mut sockets = Vec::new();
+    for _ in 0..80 {
+        sockets.push(Ws::connect(gw.ws(), "").await);
+    }
+    drop(sockets);
+    ncy_testkit::assert_eventually(
+        "ncy_memory_trims_total grows after the burst",
+        Duration::from_secs(10),
+        || async { trims(admin).await > before },
+    )
+    .await;
+    let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
+    ws.send(serde_json::json!({"type": "ping"})).await;
+    ws.until("pong").await;
+    gw.stop().await;
 }

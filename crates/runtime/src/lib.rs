@@ -9,6 +9,7 @@ use std::{future::Future, process::ExitCode};
 pub mod admin;
 pub mod error;
 pub mod grpc_metrics;
+pub mod memory;
 pub mod metrics;
 pub mod postgres;
 pub mod readiness;
