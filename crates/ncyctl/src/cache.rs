@@ -30,6 +30,10 @@ enum EntityArg {
 enum CacheCommand {
     /// Read one entry by logical key (e.g. `user:<id>`).
     Get { key: String },
+    /// Read many entries over one GetStream: logical keys on standard input, one per line; one
+    /// answer per key, in input order, as `KEY<TAB>LAYER<TAB>VALUE`, `KEY<TAB>-` (not cached) or
+    /// `KEY<TAB>error: …` (a refused key; exit 1), or JSON lines with --json.
+    GetStream,
     /// Write one entry.
     Set {
         key: String,
@@ -142,6 +146,7 @@ async fn dispatch(
 ) -> Result<(), Outcome> {
     match command {
         CacheCommand::Get { key } => get(client, key, json).await,
+        CacheCommand::GetStream => get_stream(client, json).await,
         CacheCommand::Set {
             key,
             value,
@@ -339,6 +344,85 @@ async fn get(
         r.ttl_remaining_ms / 1000
     );
     println!("{}", r.value_json);
+    Ok(())
+}
+
+/// `cache get-stream`: keys are read from stdin on a blocking thread and sent as they come (the
+/// gateway answers up to 64 of them at once, in order), so output starts before the input ends.
+async fn get_stream(client: &mut CacheServiceClient<Channel>, json: bool) -> Result<(), Outcome> {
+    use std::io::BufRead;
+
+    let (requests, outgoing) = tokio::sync::mpsc::channel::<pb::GetRequest>(256);
+    let (sent_keys, mut keys) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        for line in std::io::stdin().lock().lines() {
+            let line = line?;
+            let key = line.trim();
+            if key.is_empty() {
+                continue;
+            }
+            let _ = sent_keys.send(key.to_owned());
+            let request = pb::GetRequest {
+                key: key.to_owned(),
+                api: None,
+            };
+            if requests.blocking_send(request).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let mut answers = client
+        .get_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let (mut found, mut missing, mut refused) = (0u64, 0u64, 0u64);
+    while let Some(answer) = answers.message().await.map_err(failed)? {
+        let key = keys.recv().await.unwrap_or_default();
+        if json {
+            print_json(&answer, "ncy.cache.v1.GetStreamResponse");
+        }
+        match &answer.response {
+            Some(r) if r.found => {
+                found += 1;
+                if !json {
+                    println!("{}\t{}\t{}", r.key, layer(r.layer), r.value_json);
+                }
+            }
+            Some(_) => {
+                missing += 1;
+                if !json {
+                    println!("{key}\t-");
+                }
+            }
+            None => {
+                refused += 1;
+                if !json {
+                    println!("{key}\terror: {}", answer.error_message);
+                }
+            }
+        }
+    }
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("ncyctl: cannot read keys from standard input: {e}");
+            return Err(Outcome::Failed);
+        }
+        Err(e) => {
+            eprintln!("ncyctl: the stdin reader failed: {e}");
+            return Err(Outcome::Failed);
+        }
+    }
+    if let Ok(key) = keys.try_recv() {
+        eprintln!("ncyctl: the gateway ended the stream before answering {key}");
+        return Err(Outcome::Unavailable);
+    }
+    eprintln!("{found} found, {missing} not cached, {refused} refused");
+    if refused > 0 {
+        return Err(Outcome::Failed);
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Stack, ctl, json, ncyctl_with};
+use support::{Stack, ctl, json, ncyctl_input, ncyctl_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_get_invalidate_an_entity_and_read_stats() {
@@ -222,5 +222,63 @@ async fn rate_limits_and_sessions() {
     ctl(url, &["cache", "sessions", "get", "sess-0001-ops-test"])
         .await
         .fails(1, &["not found"]);
+    cache.stop().await;
+}
+
+/// `cache get-stream`: keys on stdin, answers in input order over one GetStream, in text and JSON;
+/// a refused key (over 1 KiB) is reported on its own line and makes the exit code 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_stream_reads_keys_from_stdin_in_order() {
+    let stack = Stack::new().await;
+    let cache = stack.cache().await;
+    let url = cache.url.as_str();
+    let id = uuid::Uuid::new_v4();
+    let keys: Vec<String> = (0..150).map(|i| format!("stream:{id}:{i}")).collect();
+    for k in keys.iter().step_by(2) {
+        ctl(url, &["cache", "set", k, &format!(r#"{{"k":"{k}"}}"#)])
+            .await
+            .ok();
+    }
+    // Blank lines are skipped; 150 keys exceed the gateway's 64 reads in flight.
+    let input = format!("{}\n\n", keys.join("\n"));
+    let run = ncyctl_input(&["cache", "get-stream", "--addr", url], &input).await;
+    let lines: Vec<&str> = run.ok().lines().collect();
+    assert_eq!(lines.len(), keys.len(), "{run:#?}");
+    for (i, (line, key)) in lines.iter().zip(&keys).enumerate() {
+        let expected = if i % 2 == 0 {
+            format!("{key}\tL1\t{{\"k\":\"{key}\"}}")
+        } else {
+            format!("{key}\t-")
+        };
+        assert_eq!(*line, expected);
+    }
+    assert_eq!(run.stderr, "75 found, 75 not cached, 0 refused\n");
+
+    let long = "x".repeat(2000);
+    let input = format!("{}\n{long}\n{}\n", keys[0], keys[1]);
+    let run = ncyctl_input(&["--json", "cache", "get-stream", "--addr", url], &input).await;
+    run.fails(1, &["1 found, 1 not cached, 1 refused"]);
+    let answers: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 3, "{run:#?}");
+    assert_eq!(answers[0]["response"]["found"], true);
+    assert_eq!(answers[0]["response"]["key"], keys[0].as_str());
+    assert_eq!(
+        answers[1]["error_code"], 3,
+        "INVALID_ARGUMENT: {}",
+        answers[1]
+    );
+    assert!(
+        answers[1]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("key"),
+        "{}",
+        answers[1]
+    );
+    assert_eq!(answers[2]["response"]["found"], false);
     cache.stop().await;
 }

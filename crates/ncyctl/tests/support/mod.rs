@@ -146,8 +146,26 @@ pub async fn json(url: &str, args: &[&str]) -> serde_json::Value {
 
 /// [`ncyctl`] with extra environment variables.
 pub async fn ncyctl_with(args: &[&str], env: &[(&str, &str)]) -> Run {
+    run(args, env, None).await
+}
+
+/// [`ncyctl`] with `input` on its standard input.
+pub async fn ncyctl_input(args: &[&str], input: &str) -> Run {
+    run(args, &[], Some(input)).await
+}
+
+async fn run(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> Run {
+    use tokio::io::AsyncWriteExt;
+
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ncyctl"));
     cmd.args(args).kill_on_drop(true);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdin(if input.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        });
     for var in [
         "NCY_ADDR",
         "NCY_CACHE_ADDR",
@@ -160,7 +178,14 @@ pub async fn ncyctl_with(args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = tokio::time::timeout(NCYCTL_DEADLINE, cmd.output())
+    let mut child = cmd.spawn().expect("start ncyctl");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_owned();
+        tokio::spawn(async move {
+            let _ = stdin.write_all(input.as_bytes()).await;
+        });
+    }
+    let out = tokio::time::timeout(NCYCTL_DEADLINE, child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("ncyctl {args:?} still running after {NCYCTL_DEADLINE:?}"))
         .expect("run ncyctl");
