@@ -87,6 +87,9 @@ fn main() -> ExitCode {
             Command::Realtime(args) => realtime::run(args, cli.json).await,
         }
     });
+    // Without waiting for blocking tasks: `cache get-stream`'s stdin reader may still be blocked on
+    // a terminal when the call has already failed.
+    runtime.shutdown_background();
     match outcome {
         Outcome::Ok => ExitCode::SUCCESS,
         Outcome::Failed => ExitCode::FAILURE,

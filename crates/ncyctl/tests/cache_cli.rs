@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Stack, ctl, json, ncyctl_input, ncyctl_with};
+use support::{Stack, ctl, json, ncyctl_input, ncyctl_open_input, ncyctl_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_get_invalidate_an_entity_and_read_stats() {
@@ -280,5 +280,16 @@ async fn get_stream_reads_keys_from_stdin_in_order() {
         answers[1]
     );
     assert_eq!(answers[2]["response"]["found"], false);
+
+    // A failed call ends the command even while stdin stays open (a terminal): here the address is
+    // a job-scheduler, which does not serve CacheService.
+    let scheduler = stack.scheduler().await;
+    let run = ncyctl_open_input(
+        &["cache", "get-stream", "--addr", scheduler.url.as_str()],
+        "user:1\n",
+    )
+    .await;
+    run.fails(1, &["not implemented"]);
+    scheduler.stop().await;
     cache.stop().await;
 }

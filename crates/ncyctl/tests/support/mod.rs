@@ -149,12 +149,17 @@ pub async fn ncyctl_with(args: &[&str], env: &[(&str, &str)]) -> Run {
     run(args, env, None).await
 }
 
-/// [`ncyctl`] with `input` on its standard input.
+/// [`ncyctl`] with `input` on its standard input, then end of file.
 pub async fn ncyctl_input(args: &[&str], input: &str) -> Run {
-    run(args, &[], Some(input)).await
+    run(args, &[], Some((input, true))).await
 }
 
-async fn run(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> Run {
+/// [`ncyctl`] with `input` on its standard input, which then stays open (a terminal nobody types in).
+pub async fn ncyctl_open_input(args: &[&str], input: &str) -> Run {
+    run(args, &[], Some((input, false))).await
+}
+
+async fn run(args: &[&str], env: &[(&str, &str)], input: Option<(&str, bool)>) -> Run {
     use tokio::io::AsyncWriteExt;
 
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ncyctl"));
@@ -179,10 +184,13 @@ async fn run(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> Run {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("start ncyctl");
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+    if let (Some((input, close)), Some(mut stdin)) = (input, child.stdin.take()) {
         let input = input.to_owned();
         tokio::spawn(async move {
             let _ = stdin.write_all(input.as_bytes()).await;
+            if !close {
+                tokio::time::sleep(NCYCTL_DEADLINE).await;
+            }
         });
     }
     let out = tokio::time::timeout(NCYCTL_DEADLINE, child.wait_with_output())
