@@ -32,6 +32,7 @@ build:
 # databases and key prefixes, so they run in parallel and leave nothing behind.
 test:
 	@REDIS_URL=$(TEST_REDIS_URL) DATABASE_URL=$(TEST_DATABASE_URL) bash scripts/deps.sh up
+	@REDIS_URL=$(TEST_REDIS_URL) bash scripts/test-keys-gc.sh
 	NCY_TEST_REDIS_URL=$(TEST_REDIS_URL) NCY_TEST_DATABASE_URL=$(TEST_DATABASE_URL) \
 		$(CARGO) test --workspace --all-targets --no-fail-fast
 

@@ -39,9 +39,17 @@ pub fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// A Redis key prefix no other test uses, e.g. `t-3f2a9c1b7d4e`.
+/// A Redis key prefix no other test uses, e.g. `t-1764210000-3f2a9c1b7d4e`: the Unix time it was
+/// made, so `scripts/test-keys-gc.sh` (run by `make test`) can remove what earlier runs left in a
+/// shared Redis without touching a run still going.
 pub fn unique_prefix() -> String {
-    format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "t-{secs}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// Polls `check` until it returns true, panicking with `what` after `timeout`.
