@@ -41,8 +41,8 @@ pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 ///
 /// The recorder keeps every histogram sample until something drains it; only a scrape of
 /// `/metrics` did. An instance nobody scraped (a laptop, a cluster without Prometheus, a scraper
-/// that is down) grew by at least 8 bytes per timed operation, without bound: hundreds of MB an
-/// hour for a busy cache-gateway. Every service runs this from `ServiceRuntime::serve`.
+/// that is down) grew by 16 bytes (value and time) per timed operation, without bound: hundreds
+/// of MB an hour for a busy cache-gateway. Every service runs this from `ServiceRuntime::serve`.
 pub async fn upkeep(handle: PrometheusHandle, every: Duration, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -184,12 +184,14 @@ async fn run(args: &[&str], env: &[(&str, &str)], input: Option<(&str, bool)>) -
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("start ncyctl");
+    // Held open (when `close` is false) until ncyctl has exited: dropping the sender ends the writer.
+    let (exited, wait_exit) = tokio::sync::oneshot::channel::<()>();
     if let (Some((input, close)), Some(mut stdin)) = (input, child.stdin.take()) {
         let input = input.to_owned();
         tokio::spawn(async move {
             let _ = stdin.write_all(input.as_bytes()).await;
             if !close {
-                tokio::time::sleep(NCYCTL_DEADLINE).await;
+                let _ = wait_exit.await;
             }
         });
     }
@@ -197,6 +199,7 @@ async fn run(args: &[&str], env: &[(&str, &str)], input: Option<(&str, bool)>) -
         .await
         .unwrap_or_else(|_| panic!("ncyctl {args:?} still running after {NCYCTL_DEADLINE:?}"))
         .expect("run ncyctl");
+    drop(exited);
     Run {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
