@@ -45,6 +45,14 @@ pub struct Options {
     pub loads: u64,
     /// Invalidation round trips measured.
     pub invalidations: u64,
+    /// The figures to run (names without `cache-`); empty: all.
+    pub only: Vec<String>,
+}
+
+impl Options {
+    fn wants(&self, figure: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|f| f == figure)
+    }
 }
 
 async fn channels(addr: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
@@ -210,17 +218,21 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             Ok(())
         })
     });
-    drive("cache-l1-hit", &a, concurrency, o.requests, call).await?;
+    if o.wants("l1-hit") {
+        drive("cache-l1-hit", &a, concurrency, o.requests, call).await?;
+    }
     let key = Arc::new(move |_| hot.clone());
-    drive_stream(
-        "cache-l1-hit-stream",
-        &a,
-        concurrency,
-        o.requests,
-        key,
-        CacheLayer::L1,
-    )
-    .await?;
+    if o.wants("l1-hit-stream") {
+        drive_stream(
+            "cache-l1-hit-stream",
+            &a,
+            concurrency,
+            o.requests,
+            key,
+            CacheLayer::L1,
+        )
+        .await?;
+    }
 
     if let Some(addr2) = &o.addr2 {
         let b = channels(addr2, o.connections).await?;
@@ -237,7 +249,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             drive("cache-set", &b, concurrency, o.requests, call)
         };
         let prefix = format!("bench:{run_id}:l2:");
-        fill(prefix.clone()).await?;
+        if o.wants("l2-hit") {
+            fill(prefix.clone()).await?;
+        }
         let read: Call = Arc::new(move |mut c, n| {
             let key = format!("{prefix}{n}");
             Box::pin(async move {
@@ -246,20 +260,26 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
                 Ok(())
             })
         });
-        drive("cache-l2-hit", &a, concurrency, o.requests, read).await?;
-        let prefix = format!("bench:{run_id}:l2s:");
-        fill(prefix.clone()).await?;
-        let key = Arc::new(move |n| format!("{prefix}{n}"));
-        drive_stream(
-            "cache-l2-hit-stream",
-            &a,
-            concurrency,
-            o.requests,
-            key,
-            CacheLayer::L2,
-        )
-        .await?;
-        invalidation(&a[0], &b[0], o.invalidations, run_id).await?;
+        if o.wants("l2-hit") {
+            drive("cache-l2-hit", &a, concurrency, o.requests, read).await?;
+        }
+        if o.wants("l2-hit-stream") {
+            let prefix = format!("bench:{run_id}:l2s:");
+            fill(prefix.clone()).await?;
+            let key = Arc::new(move |n| format!("{prefix}{n}"));
+            drive_stream(
+                "cache-l2-hit-stream",
+                &a,
+                concurrency,
+                o.requests,
+                key,
+                CacheLayer::L2,
+            )
+            .await?;
+        }
+        if o.wants("invalidation") {
+            invalidation(&a[0], &b[0], o.invalidations, run_id).await?;
+        }
     }
 
     let load: Call = Arc::new(|mut c, _| {
@@ -277,7 +297,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             }
         })
     });
-    drive("cache-miss-load", &a, concurrency, o.loads, load).await
+    if o.wants("miss-load") {
+        drive("cache-miss-load", &a, concurrency, o.loads, load).await?;
+    }
+    Ok(())
 }
 
 /// Set on A, then Get on B until B answers the new value.

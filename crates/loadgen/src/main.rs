@@ -69,6 +69,10 @@ enum Scenario {
         /// Invalidation round trips.
         #[arg(long, default_value_t = 1_000)]
         invalidations: u64,
+        /// Run only these figures (scenario names without the `cache-` prefix, comma-separated:
+        /// l1-hit, l1-hit-stream, l2-hit, l2-hit-stream, invalidation, miss-load); all by default.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Job engine scenarios through job-scheduler and a worker (see scripts/bench/jobs.sh).
     Jobs(jobs::JobsArgs),
@@ -103,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             requests,
             loads,
             invalidations,
+            only,
         } => {
             cache::run(cache::Options {
                 addr,
@@ -112,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
                 requests: requests.max(1),
                 loads: loads.max(1),
                 invalidations,
+                only,
             })
             .await
         }
