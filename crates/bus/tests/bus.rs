@@ -28,6 +28,7 @@ fn setup() -> (RedisPool, KeySpace) {
         default_grpc_addr: "127.0.0.1:0",
         default_admin_addr: "127.0.0.1:0",
         needs_postgres: false,
+        default_runtime_threads: 0,
     };
     let settings = CommonSettings::load(spec, &env).unwrap();
     (

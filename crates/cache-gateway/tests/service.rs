@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use cache_gateway::{Application, Settings};
-use ncy_proto::cache::v1::{GetRequest, cache_service_client::CacheServiceClient};
+use ncy_proto::cache::v1::{GetRequest, SetRequest, cache_service_client::CacheServiceClient};
 use ncy_testkit::{
     InProcess, TestDatabase, env_of, free_port, service_env, set_env, unique_prefix,
 };
@@ -51,5 +51,75 @@ async fn binary_exits_64_on_bad_config_and_0_on_sigterm() -> anyhow::Result<()> 
         port,
     )
     .await;
+    Ok(())
+}
+
+/// `NCY_RUNTIME_THREADS`: the binary serves reads and writes on the single-threaded scheduler (its
+/// default) and on the work-stealing one (0 = one worker per CPU, or a count), drains on SIGTERM
+/// either way, and refuses a value that is not a count with exit 64 naming the variable.
+#[tokio::test]
+async fn binary_runs_on_either_scheduler() -> anyhow::Result<()> {
+    let db = TestDatabase::migrated().await?;
+    let prefix = unique_prefix();
+    for threads in [None, Some("0"), Some("3")] {
+        let mut env = service_env(&prefix, Some(&db.url));
+        let port = free_port();
+        set_env(&mut env, "NCY_GRPC_ADDR", &format!("127.0.0.1:{port}"));
+        if let Some(t) = threads {
+            set_env(&mut env, "NCY_RUNTIME_THREADS", t);
+        }
+        let child = ncy_testkit::ChildService::start(env!("CARGO_BIN_EXE_cache-gateway"), &env)?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        ncy_testkit::wait_until_serving(addr).await;
+        let mut client = CacheServiceClient::connect(format!("http://{addr}")).await?;
+        let key = format!("threads-{}", threads.unwrap_or("default"));
+        let value = format!(r#"{{"threads":"{}"}}"#, threads.unwrap_or("default"));
+        client
+            .set(SetRequest {
+                key: key.clone(),
+                api: None,
+                value_json: value.clone(),
+                ttl_seconds: Some(60),
+                tags: vec![],
+            })
+            .await?;
+        let got = client
+            .get(GetRequest {
+                key: key.clone(),
+                api: None,
+            })
+            .await?
+            .into_inner();
+        assert!(got.found, "{key} read back");
+        assert_eq!(got.value_json, value);
+        if threads == Some("3") {
+            // Work-stealing workers are threads of their own (the single-threaded scheduler runs on
+            // the main thread).
+            let workers = std::fs::read_dir(format!("/proc/{}/task", child.pid()))?
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with("tokio-r"))
+                .count();
+            assert!(
+                workers >= 3,
+                "{workers} runtime threads with NCY_RUNTIME_THREADS=3"
+            );
+        }
+        let status = child.terminate(Duration::from_secs(15)).await?;
+        assert!(
+            status.success(),
+            "threads {threads:?}: exit on SIGTERM {status}"
+        );
+    }
+
+    let mut env = service_env(&prefix, Some(&db.url));
+    set_env(
+        &mut env,
+        "NCY_GRPC_ADDR",
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    set_env(&mut env, "NCY_RUNTIME_THREADS", "many");
+    let (code, stderr) = ncy_testkit::run_to_exit(env!("CARGO_BIN_EXE_cache-gateway"), &env)?;
+    assert_eq!(code, Some(64), "stderr: {stderr}");
+    assert!(stderr.contains("NCY_RUNTIME_THREADS"), "{stderr}");
     Ok(())
 }

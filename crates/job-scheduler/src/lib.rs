@@ -36,6 +36,7 @@ const SPEC: ServiceSpec = ServiceSpec {
     default_grpc_addr: "0.0.0.0:50052",
     default_admin_addr: "0.0.0.0:9102",
     needs_postgres: false,
+    default_runtime_threads: 0,
 };
 
 /// Largest gRPC message accepted: a bulk enqueue of payloads up to 1 MiB each, bounded.

@@ -10,6 +10,7 @@ const SPEC: ServiceSpec = ServiceSpec {
     default_grpc_addr: "127.0.0.1:0",
     default_admin_addr: "127.0.0.1:0",
     needs_postgres: false,
+    default_runtime_threads: 0,
 };
 
 async fn engine(extra: &[(&str, &str)]) -> anyhow::Result<Engine> {

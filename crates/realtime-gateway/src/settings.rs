@@ -17,6 +17,7 @@ const SPEC: ServiceSpec = ServiceSpec {
     default_grpc_addr: "0.0.0.0:50054",
     default_admin_addr: "0.0.0.0:9104",
     needs_postgres: true,
+    default_runtime_threads: 0,
 };
 
 /// The shortest HS256 secret accepted, in bytes.

@@ -47,7 +47,7 @@ where
             return ExitCode::from(settings::CONFIG_EXIT_CODE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match runtime_builder(common(&settings).runtime_threads)
         .enable_all()
         .build()
     {
@@ -68,4 +68,18 @@ where
             }
         }
     })
+}
+
+/// The scheduler for `threads` (see `NCY_RUNTIME_THREADS`): 1 → single-threaded, 0 → one worker
+/// per CPU, n → n workers.
+fn runtime_builder(threads: usize) -> tokio::runtime::Builder {
+    match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    }
 }

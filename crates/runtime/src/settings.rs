@@ -202,6 +202,9 @@ pub struct CommonSettings {
     /// `NCY_SHUTDOWN_GRACE_SECS`: drain deadline after SIGTERM (keep below helm's
     /// `terminationGracePeriodSeconds`).
     pub shutdown_grace: Duration,
+    /// `NCY_RUNTIME_THREADS`: threads running the service's tasks. `1` is tokio's single-threaded
+    /// scheduler, `0` one worker per CPU, `n` that many (tokio's work-stealing scheduler).
+    pub runtime_threads: usize,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
 }
@@ -217,6 +220,8 @@ pub struct ServiceSpec {
     pub default_admin_addr: &'static str,
     /// Whether `DATABASE_URL` is required.
     pub needs_postgres: bool,
+    /// Default for `NCY_RUNTIME_THREADS` (0 = one per CPU, 1 = single-threaded).
+    pub default_runtime_threads: usize,
 }
 
 impl CommonSettings {
@@ -289,6 +294,18 @@ impl CommonSettings {
             None
         };
 
+        let runtime_threads: usize = env.parse_or(
+            "NCY_RUNTIME_THREADS",
+            spec.default_runtime_threads,
+            "a number of threads (0 = one per CPU)",
+        )?;
+        if runtime_threads > 1024 {
+            return Err(ConfigError::new(
+                "NCY_RUNTIME_THREADS",
+                "must be at most 1024",
+            ));
+        }
+
         let log_format = match env.get("NCY_LOG_FORMAT").map(|v| v.to_ascii_lowercase()) {
             None => LogFormat::Json,
             Some(v) if v == "json" => LogFormat::Json,
@@ -308,6 +325,7 @@ impl CommonSettings {
             redis,
             postgres,
             shutdown_grace: env.secs_or("NCY_SHUTDOWN_GRACE_SECS", 25, 3600)?,
+            runtime_threads,
             telemetry: TelemetrySettings {
                 log_format,
                 log_filter: env.get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
@@ -326,6 +344,7 @@ mod tests {
         default_grpc_addr: "127.0.0.1:50051",
         default_admin_addr: "127.0.0.1:9101",
         needs_postgres: true,
+        default_runtime_threads: 0,
     };
 
     fn base() -> Vec<(&'static str, &'static str)> {
@@ -351,6 +370,23 @@ mod tests {
     }
 
     #[test]
+    fn runtime_threads_default_per_service_and_are_checked() {
+        assert_eq!(load(&[]).expect("valid").runtime_threads, 0);
+        let single = ServiceSpec {
+            default_runtime_threads: 1,
+            ..SPEC
+        };
+        let s = CommonSettings::load(single, &Env::from_pairs(base())).expect("valid");
+        assert_eq!(s.runtime_threads, 1);
+        let s = load(&[("NCY_RUNTIME_THREADS", "4")]).expect("valid");
+        assert_eq!(s.runtime_threads, 4);
+        for bad in ["-1", "many", "1025"] {
+            let err = load(&[("NCY_RUNTIME_THREADS", bad)]).expect_err(bad);
+            assert_eq!(err.var, "NCY_RUNTIME_THREADS", "{bad}");
+        }
+    }
+
+    #[test]
     fn missing_redis_url_names_the_variable() {
         let err =
             CommonSettings::load(SPEC, &Env::from_pairs([("DATABASE_URL", "postgres://x/y")]))
@@ -368,6 +404,7 @@ mod tests {
         );
         let spec = ServiceSpec {
             needs_postgres: false,
+            default_runtime_threads: 0,
             ..SPEC
         };
         assert!(

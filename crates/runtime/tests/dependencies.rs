@@ -15,6 +15,7 @@ const SPEC: ServiceSpec = ServiceSpec {
     default_grpc_addr: "127.0.0.1:0",
     default_admin_addr: "127.0.0.1:0",
     needs_postgres: true,
+    default_runtime_threads: 0,
 };
 
 async fn not_ready_because(admin: std::net::SocketAddr, dependency: &str) -> bool {
@@ -114,6 +115,7 @@ async fn cluster_mode_talks_to_redis_cluster() -> anyhow::Result<()> {
     set_env(&mut env, "NCY_REDIS_CLUSTER", "true");
     let spec = ServiceSpec {
         needs_postgres: false,
+        default_runtime_threads: 0,
         ..SPEC
     };
     let runtime = ServiceRuntime::build(CommonSettings::load(spec, &env_of(&env))?).await?;

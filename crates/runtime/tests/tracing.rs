@@ -17,6 +17,7 @@ async fn incoming_traceparent_continues_the_callers_trace() -> anyhow::Result<()
         default_grpc_addr: "127.0.0.1:0",
         default_admin_addr: "127.0.0.1:0",
         needs_postgres: false,
+        default_runtime_threads: 0,
     };
     let settings = CommonSettings::load(spec, &env_of(&service_env(&unique_prefix(), None)))?;
     let exporter = InMemorySpanExporter::default();

@@ -32,6 +32,7 @@ const SPEC: ServiceSpec = ServiceSpec {
     default_grpc_addr: "0.0.0.0:50053",
     default_admin_addr: "0.0.0.0:9103",
     needs_postgres: true,
+    default_runtime_threads: 0,
 };
 
 /// Settings of the worker.
