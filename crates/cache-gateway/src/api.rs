@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status, Streaming, codegen::BoxStream};
 
 use crate::{
     cache::{Core, Hit},
+    codec,
     error::CacheError,
     metrics::{Layer, Metrics},
     now_ms,
@@ -145,10 +146,19 @@ impl CacheService for CacheApi {
     }
 
     async fn set(&self, req: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {
-        let req = req.into_inner();
+        let mut req = req.into_inner();
         let s = &self.core.settings;
         let (logical, full) = validate::target(&self.core.keys, "key", &req.key, req.api.as_ref())?;
-        validate::json("value_json", &req.value_json, s.max_value_bytes)?;
+        let (value, max) = (
+            Arc::new(std::mem::take(&mut req.value_json)),
+            s.max_value_bytes,
+        );
+        let checked = value.clone();
+        codec::offload(value.len(), move || {
+            validate::json("value_json", &checked, max)
+        })
+        .await?;
+        req.value_json = Arc::try_unwrap(value).unwrap_or_else(|v| (*v).clone());
         let ttl = validate::ttl(
             "ttl_seconds",
             req.ttl_seconds,

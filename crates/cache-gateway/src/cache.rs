@@ -107,12 +107,10 @@ impl Core {
 
     /// Reads and decodes `key` from L2; the entry may be expired (the caller decides).
     pub async fn l2_read(&self, key: &str) -> Result<Option<Arc<Entry>>, CacheError> {
-        Ok(self
-            .l2
-            .get(key)
-            .await?
-            .and_then(|b| codec::decode(&b))
-            .map(Arc::new))
+        Ok(match self.l2.get(key).await? {
+            Some(bytes) => codec::decode_offloaded(bytes).await.map(Arc::new),
+            None => None,
+        })
     }
 
     /// Whether an L2 entry is fresh now (unexpired, tags valid).
@@ -193,15 +191,16 @@ impl Core {
         if !missing.is_empty() {
             let epoch = self.backplane.epoch();
             let wanted: Vec<String> = missing.iter().map(|&i| keys[i].clone()).collect();
-            let values = self.l2.mget(&wanted).await.unwrap_or_default();
-            for (n, &i) in missing.iter().enumerate() {
+            let mut values = self.l2.mget(&wanted).await.unwrap_or_default().into_iter();
+            for &i in &missing {
                 let pattern = self.keys.key_pattern(&keys[i]);
-                let entry = values
-                    .get(n)
-                    .and_then(|v| v.as_deref())
-                    .and_then(codec::decode)
-                    .filter(|e| !e.negative)
-                    .map(Arc::new);
+                let entry = match values.next().flatten() {
+                    Some(bytes) => codec::decode_offloaded(bytes)
+                        .await
+                        .filter(|e| !e.negative)
+                        .map(Arc::new),
+                    None => None,
+                };
                 let mut hit = None;
                 if let Some(entry) = entry
                     && let Some(check) = self.fresh(&entry, now).await
@@ -243,7 +242,7 @@ impl Core {
             tags: tags.into_iter().map(Arc::<str>::from).collect(),
             negative: false,
         });
-        let bytes = codec::encode(&entry, self.settings.compress_threshold_bytes);
+        let bytes = codec::encode_offloaded(&entry, self.settings.compress_threshold_bytes).await;
         self.l2.set_px(key, &bytes, ttl_ms).await?;
         let expires = entry.expires_ms;
         self.l1.insert(Arc::from(key), entry, now).await;

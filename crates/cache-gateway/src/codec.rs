@@ -44,6 +44,44 @@ impl Entry {
     }
 }
 
+/// Values (or stored entries) of at least this many bytes are validated, encoded and decoded on a
+/// blocking thread. The gateway runs on one thread by default, where parsing and compressing a
+/// multi-MiB value (up to ~15 ms at the 4 MiB limit) would hold up every other request; below
+/// this size the work is shorter than the hop to another thread.
+pub const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Runs `f` on a blocking thread when `len` ≥ [`OFFLOAD_BYTES`], else here. If the blocking
+/// thread cannot run it (the runtime is shutting down), `f` runs here after all.
+pub async fn offload<T, F>(len: usize, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + Clone + 'static,
+{
+    if len < OFFLOAD_BYTES {
+        return f();
+    }
+    match tokio::task::spawn_blocking(f.clone()).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => f(),
+    }
+}
+
+/// [`encode`], on a blocking thread for a large value.
+pub async fn encode_offloaded(entry: &Arc<Entry>, threshold: usize) -> Vec<u8> {
+    let entry = entry.clone();
+    offload(entry.value.len(), move || encode(&entry, threshold)).await
+}
+
+/// [`decode`], on a blocking thread for large bytes.
+pub async fn decode_offloaded(bytes: Vec<u8>) -> Option<Entry> {
+    if bytes.len() < OFFLOAD_BYTES {
+        return decode(&bytes);
+    }
+    let bytes = Arc::new(bytes);
+    offload(bytes.len(), move || decode(&bytes)).await
+}
+
 /// Encodes `entry`, compressing when the value is larger than `threshold` bytes.
 pub fn encode(entry: &Entry, threshold: usize) -> Vec<u8> {
     let mut body = Vec::with_capacity(entry.value.len() + 32);
@@ -125,6 +163,23 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Large values are encoded and decoded on another thread (the single-threaded runtime's own
+    /// thread stays free), small ones where they are, with the same bytes either way.
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_values_go_to_a_blocking_thread() {
+        let here = std::thread::current().id();
+        let thread_for = |len: usize| offload(len, || std::thread::current().id());
+        assert_eq!(thread_for(OFFLOAD_BYTES - 1).await, here);
+        assert_ne!(thread_for(OFFLOAD_BYTES).await, here);
+
+        for len in [100, OFFLOAD_BYTES * 4] {
+            let e = Arc::new(entry(&format!("\"{}\"", "ab".repeat(len / 2))));
+            let bytes = encode_offloaded(&e, 1024).await;
+            assert_eq!(bytes, encode(&e, 1024));
+            assert_eq!(decode_offloaded(bytes).await.as_ref(), Some(&*e));
+        }
+    }
 
     fn entry(value: &str) -> Entry {
         Entry {

@@ -287,7 +287,11 @@ impl Core {
             let mut pipe = redis::pipe();
             pipe.cmd("GET").arg(key).cmd("EXISTS").arg(lease_key);
             let (bytes, lease): (Option<Vec<u8>>, bool) = self.l2.pipe(pipe).await.ok()?;
-            if let Some(entry) = bytes.as_deref().and_then(codec::decode) {
+            let entry = match bytes {
+                Some(bytes) => codec::decode_offloaded(bytes).await,
+                None => None,
+            };
+            if let Some(entry) = entry {
                 let now = now_ms();
                 if entry.expires_ms > now && (!force || entry.created_ms >= started) {
                     let entry = Arc::new(entry);
@@ -350,7 +354,7 @@ impl Core {
             }
         };
         let entry = Arc::new(entry);
-        let bytes = codec::encode(&entry, self.settings.compress_threshold_bytes);
+        let bytes = codec::encode_offloaded(&entry, self.settings.compress_threshold_bytes).await;
         if let Err(e) = self.l2.set_px(key, &bytes, keep_ms).await {
             tracing::debug!(error = %e, "L2 fill failed; serving from the loader");
         }
