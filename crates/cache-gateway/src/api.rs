@@ -149,16 +149,12 @@ impl CacheService for CacheApi {
         let mut req = req.into_inner();
         let s = &self.core.settings;
         let (logical, full) = validate::target(&self.core.keys, "key", &req.key, req.api.as_ref())?;
-        let (value, max) = (
-            Arc::new(std::mem::take(&mut req.value_json)),
-            s.max_value_bytes,
-        );
-        let checked = value.clone();
-        codec::offload(value.len(), move || {
-            validate::json("value_json", &checked, max)
+        // Validated where it is (a large value on a blocking thread), then handed back.
+        let (value, max) = (std::mem::take(&mut req.value_json), s.max_value_bytes);
+        req.value_json = codec::offload(value.len(), move || {
+            validate::json("value_json", &value, max).map(|()| value)
         })
-        .await?;
-        req.value_json = Arc::try_unwrap(value).unwrap_or_else(|v| (*v).clone());
+        .await??;
         let ttl = validate::ttl(
             "ttl_seconds",
             req.ttl_seconds,

@@ -242,7 +242,7 @@ impl Core {
             tags: tags.into_iter().map(Arc::<str>::from).collect(),
             negative: false,
         });
-        let bytes = codec::encode_offloaded(&entry, self.settings.compress_threshold_bytes).await;
+        let bytes = codec::encode_offloaded(&entry, self.settings.compress_threshold_bytes).await?;
         self.l2.set_px(key, &bytes, ttl_ms).await?;
         let expires = entry.expires_ms;
         self.l1.insert(Arc::from(key), entry, now).await;

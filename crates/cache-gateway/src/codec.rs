@@ -10,6 +10,8 @@
 //! corrupt bytes: it returns `None` and the entry is treated as a miss.
 use std::sync::Arc;
 
+use crate::error::CacheError;
+
 const PLAIN: u8 = 0x01;
 const LZ4: u8 = 0x02;
 const NEGATIVE: u8 = 0x01;
@@ -50,36 +52,33 @@ impl Entry {
 /// this size the work is shorter than the hop to another thread.
 pub const OFFLOAD_BYTES: usize = 64 * 1024;
 
-/// Runs `f` on a blocking thread when `len` ≥ [`OFFLOAD_BYTES`], else here. If the blocking
-/// thread cannot run it (the runtime is shutting down), `f` runs here after all.
-pub async fn offload<T, F>(len: usize, f: F) -> T
+/// Runs `f` on a blocking thread when `len` ≥ [`OFFLOAD_BYTES`], else here. Fails only if the
+/// blocking thread could not finish it (a panic, or the runtime shutting down).
+pub async fn offload<T, F>(len: usize, f: F) -> Result<T, CacheError>
 where
     T: Send + 'static,
-    F: FnOnce() -> T + Send + Clone + 'static,
+    F: FnOnce() -> T + Send + 'static,
 {
     if len < OFFLOAD_BYTES {
-        return f();
+        return Ok(f());
     }
-    match tokio::task::spawn_blocking(f.clone()).await {
-        Ok(v) => v,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => f(),
-    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CacheError::Internal(format!("value work on a blocking thread: {e}")))
 }
 
 /// [`encode`], on a blocking thread for a large value.
-pub async fn encode_offloaded(entry: &Arc<Entry>, threshold: usize) -> Vec<u8> {
+pub async fn encode_offloaded(entry: &Arc<Entry>, threshold: usize) -> Result<Vec<u8>, CacheError> {
     let entry = entry.clone();
     offload(entry.value.len(), move || encode(&entry, threshold)).await
 }
 
-/// [`decode`], on a blocking thread for large bytes.
+/// [`decode`], on a blocking thread for large bytes; `None` as well if that thread failed.
 pub async fn decode_offloaded(bytes: Vec<u8>) -> Option<Entry> {
-    if bytes.len() < OFFLOAD_BYTES {
-        return decode(&bytes);
-    }
-    let bytes = Arc::new(bytes);
-    offload(bytes.len(), move || decode(&bytes)).await
+    offload(bytes.len(), move || decode(&bytes))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Encodes `entry`, compressing when the value is larger than `threshold` bytes.
@@ -170,12 +169,12 @@ mod tests {
     async fn large_values_go_to_a_blocking_thread() {
         let here = std::thread::current().id();
         let thread_for = |len: usize| offload(len, || std::thread::current().id());
-        assert_eq!(thread_for(OFFLOAD_BYTES - 1).await, here);
-        assert_ne!(thread_for(OFFLOAD_BYTES).await, here);
+        assert_eq!(thread_for(OFFLOAD_BYTES - 1).await.ok(), Some(here));
+        assert_ne!(thread_for(OFFLOAD_BYTES).await.ok(), Some(here));
 
         for len in [100, OFFLOAD_BYTES * 4] {
             let e = Arc::new(entry(&format!("\"{}\"", "ab".repeat(len / 2))));
-            let bytes = encode_offloaded(&e, 1024).await;
+            let bytes = encode_offloaded(&e, 1024).await.expect("encoded");
             assert_eq!(bytes, encode(&e, 1024));
             assert_eq!(decode_offloaded(bytes).await.as_ref(), Some(&*e));
         }

@@ -75,7 +75,7 @@ const SPEC: ServiceSpec = ServiceSpec {
     // operations, and on the work-stealing scheduler every read woke a task on the other thread
     // and went out in a write of its own (the connection task ran right after each answer). The
     // single-threaded scheduler answers a whole MGET batch, then writes each HTTP/2 connection
-    // once: 40-50% more L2 reads per second on the benchmark machine. Scale with replicas, or set
+    // once: about 55% more L2 reads per second on the benchmark machine. Scale with replicas, or set
     // NCY_RUNTIME_THREADS=0 to use every CPU in one process.
     default_runtime_threads: 1,
 };

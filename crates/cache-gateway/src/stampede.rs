@@ -354,8 +354,12 @@ impl Core {
             }
         };
         let entry = Arc::new(entry);
-        let bytes = codec::encode_offloaded(&entry, self.settings.compress_threshold_bytes).await;
-        if let Err(e) = self.l2.set_px(key, &bytes, keep_ms).await {
+        let filled =
+            match codec::encode_offloaded(&entry, self.settings.compress_threshold_bytes).await {
+                Ok(bytes) => self.l2.set_px(key, &bytes, keep_ms).await,
+                Err(e) => Err(e),
+            };
+        if let Err(e) = filled {
             tracing::debug!(error = %e, "L2 fill failed; serving from the loader");
         }
         self.l1.insert(Arc::from(key), entry.clone(), now).await;

@@ -69,9 +69,10 @@ enum Scenario {
         /// Invalidation round trips.
         #[arg(long, default_value_t = 1_000)]
         invalidations: u64,
-        /// Run only these figures (scenario names without the `cache-` prefix, comma-separated:
-        /// l1-hit, l1-hit-stream, l2-hit, l2-hit-stream, invalidation, miss-load); all by default.
-        #[arg(long, value_delimiter = ',')]
+        /// Run only these figures (scenario names without `cache-`, comma-separated); all by default.
+        #[arg(long, value_delimiter = ',', value_parser = [
+            "l1-hit", "l1-hit-stream", "l2-hit", "l2-hit-stream", "invalidation", "miss-load",
+        ])]
         only: Vec<String>,
     },
     /// Job engine scenarios through job-scheduler and a worker (see scripts/bench/jobs.sh).
