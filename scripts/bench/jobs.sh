@@ -87,12 +87,19 @@ const fs = require('fs');
 const read = (f) => fs.readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
 const ours = Object.fromEntries(read(process.argv[2]).map((r) => [r.scenario, r]));
 const theirs = Object.fromEntries(read(process.argv[3]).map((r) => [r.scenario, r]));
+// Redis CPU per drained job: BullMQ records Redis's cores over the drain window.
+for (const r of Object.values(theirs)) {
+  if (r.scenario.startsWith('b_drain_') && r.redis_cpu_cores != null && r.jobs_per_sec) {
+    r.redis_cpu_us_per_job = Math.round((r.redis_cpu_cores / r.jobs_per_sec) * 1e7) / 10;
+  }
+}
 const rows = [
   ['enqueue bulk jobs/s', 'jobs-enqueue-bulk', 'jobs_per_sec', 'a_enqueue_addBulk', 'jobs_per_sec', true],
   ['enqueue one-by-one jobs/s', 'jobs-stream-serial-c16', 'jobs_per_sec', 'c1_stream_serial_add_c16', 'add_per_sec', true],
   ['enqueue 16 in flight jobs/s (vs BullMQ serial)', 'jobs-enqueue-single', 'jobs_per_sec', 'c1_stream_serial_add_c16', 'add_per_sec', true],
   ...[1, 16, 64].flatMap((c) => [
     [`drain c${c} jobs/s`, `jobs-drain-c${c}`, 'jobs_per_sec', `b_drain_c${c}`, 'jobs_per_sec', true],
+    [`drain c${c} Redis CPU µs per job`, `jobs-drain-c${c}`, 'redis_cpu_us_per_job', `b_drain_c${c}`, 'redis_cpu_us_per_job', false],
     [`e2e bulk c${c} jobs/s`, `jobs-e2e-bulk-c${c}`, 'jobs_per_sec', `b_e2e_bulk_c${c}`, 'jobs_per_sec', true],
   ]),
   ['enqueue-to-start p50 ms (stream c16)', 'jobs-stream-serial-c16', 'start_p50_ms', 'c1_stream_serial_add_c16', 'p50_ms', false],

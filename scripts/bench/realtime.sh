@@ -6,7 +6,10 @@
 #   CLIENTS=2000 MESSAGES=200 RATE=20 bash scripts/bench/realtime.sh
 #   CLIENTS=50 MESSAGES=20 SKIP_PEER=1 bash scripts/bench/realtime.sh   # quick check
 #
-# Knobs: CLIENTS, MESSAGES, RATE, MODES ("steady burst"), SKIP_PEER=1, PEER_DIR, BENCH_REDIS_PORT.
+# With steady in MODES it also runs `loadgen fanout-floor` (the same fan-out over bare loopback TCP
+# sockets: the machine's floor under the steady latency) and prints ours ÷ floor.
+# Knobs: CLIENTS, MESSAGES, RATE, MODES ("steady burst"), SKIP_PEER=1, SKIP_FLOOR=1, PEER_DIR,
+# BENCH_REDIS_PORT.
 # Everything it starts is stopped by PID on exit. Loopback only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -79,6 +82,23 @@ for mode in $MODES; do
   "$BIN/loadgen" realtime --ws "$ws_list" --grpc "http://${GRPC[0]}" --pids "$pid_list" \
     --clients "$CLIENTS" --messages "$MESSAGES" --rate "$RATE" --mode "$mode" | tee -a "$OUT"
 done
+
+# The machine's floor under the steady figure: the same clients, messages and rate over bare
+# loopback TCP sockets (two writer threads, one epoll reader; no gateway, WebSocket or Redis).
+if [[ " $MODES " == *" steady "* && "${SKIP_FLOOR:-0}" != 1 ]]; then
+  settle_ports
+  echo "bench: fan-out floor, $CLIENTS bare loopback sockets, $MESSAGES messages at $RATE/s"
+  "$BIN/loadgen" fanout-floor --clients "$CLIENTS" --messages "$MESSAGES" --rate "$RATE" | tee -a "$OUT"
+  python3 - "$OUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+ours = next((r for r in rows if r.get("bench") == "ncy-realtime" and r.get("mode") == "steady"), None)
+floor = next((r for r in rows if r.get("bench") == "fanout-floor"), None)
+if ours and floor and floor.get("p99_ms"):
+    print(json.dumps({"ratio": "ncy steady / bare-TCP floor", "p50_ms": round(ours["p50_ms"] / floor["p50_ms"], 2),
+                      "p99_ms": round(ours["p99_ms"] / floor["p99_ms"], 2)}))
+PY
+fi
 
 if [[ "${SKIP_PEER:-0}" != 1 && -n "$PEER_DIR" ]] && command -v node >/dev/null; then
   PEER=/tmp/peer-bench-realtime

@@ -41,6 +41,9 @@ pub struct JobsArgs {
     /// The worker's concurrency, for the label only (the script sets the worker's setting).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Redis the engine runs on: `drain` reports its CPU per job over the drain window.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
 }
 
 fn noop(queue: &str, delay_ms: i64) -> pb::EnqueueRequest {
@@ -106,18 +109,26 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<()> {
             })
             .await?;
             let ids = bulk(&mut c, &a.queue, n, 0).await?;
+            let redis = a.redis_url.as_deref().unwrap_or_default();
+            let cpu0 = crate::realtime::redis_cpu(redis).await;
             c.resume_queue(pb::ResumeQueueRequest {
                 queue: a.queue.clone(),
             })
             .await?;
+            // The last job added finishes among the last (FIFO): Redis's CPU until then is the
+            // drain's, before the read-back below adds its own.
+            wait_done(&mut c, &ids[ids.len().saturating_sub(1)..]).await?;
+            let redis_cpu = crate::realtime::redis_cpu(redis).await - cpu0;
             let jobs = wait_done(&mut c, &ids).await?;
             let first = jobs.iter().map(|j| j.started_at_ms).min().unwrap_or(0);
             let last = jobs.iter().map(|j| j.finished_at_ms).max().unwrap_or(0);
             let rate = n as f64 * 1000.0 / ((last - first).max(1) as f64);
-            line(
-                &format!("jobs-drain-c{}", a.concurrency),
-                serde_json::json!({"jobs": n, "jobs_per_sec": rate.round()}),
-            );
+            let mut figures = serde_json::json!({"jobs": n, "jobs_per_sec": rate.round()});
+            if a.redis_url.is_some() && n > 0 {
+                figures["redis_cpu_us_per_job"] =
+                    serde_json::json!((redis_cpu / n as f64 * 1e7).round() / 10.0);
+            }
+            line(&format!("jobs-drain-c{}", a.concurrency), figures);
         }
         "e2e" => {
             let ids = bulk(&mut c, &a.queue, n, 0).await?;

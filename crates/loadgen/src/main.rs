@@ -8,8 +8,11 @@
 //! - `cache`: the cache gateway's L1-hit, L2-hit, miss→load and invalidation figures (see `cache.rs`).
 //! - `jobs`: the job engine through job-scheduler and a worker (see `jobs.rs`).
 //! - `realtime`: WebSocket fan-out through two realtime gateways (see [`realtime`]).
+//! - `fanout-floor`: the same fan-out over bare loopback TCP sockets, the machine's floor under
+//!   the `realtime` latency (see [`floor`]).
 
 mod cache;
+mod floor;
 mod jobs;
 use std::time::{Duration, Instant};
 
@@ -79,6 +82,8 @@ enum Scenario {
     Jobs(jobs::JobsArgs),
     /// WebSocket fan-out through two realtime gateways (mirrors the Socket.IO harness).
     Realtime(realtime::Args),
+    /// One message to many bare loopback TCP sockets: the machine's floor under `realtime`.
+    FanoutFloor(floor::Args),
 }
 
 #[tokio::main]
@@ -86,6 +91,9 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Jobs(args) => jobs::run(args).await,
         Scenario::Realtime(args) => realtime::run(args).await,
+        Scenario::FanoutFloor(args) => {
+            tokio::task::spawn_blocking(move || floor::run(&args)).await?
+        }
         Scenario::GrpcHealth {
             addr,
             concurrency,

@@ -98,7 +98,8 @@ fn cpu_s(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-async fn redis_cpu(url: &str) -> f64 {
+/// CPU seconds (user + system) Redis at `url` has used, from `INFO cpu`; 0 when unreachable.
+pub(crate) async fn redis_cpu(url: &str) -> f64 {
     let Ok(client) = redis::Client::open(url) else {
         return 0.0;
     };
