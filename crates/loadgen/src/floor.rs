@@ -21,15 +21,9 @@ use mio::{Events, Interest, Poll, Token};
 /// What `loadgen fanout-floor` was asked to do.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Receiving sockets.
-    #[arg(long, default_value_t = 2000)]
-    pub clients: usize,
-    /// Messages, each written to every socket.
-    #[arg(long, default_value_t = 200)]
-    pub messages: u64,
-    /// Messages per second.
-    #[arg(long, default_value_t = 20)]
-    pub rate: u64,
+    /// Sockets, messages and rate, as in `loadgen realtime`.
+    #[command(flatten)]
+    pub fanout: crate::realtime::Fanout,
     /// Bytes per message (at least 8).
     #[arg(long, default_value_t = 300)]
     pub bytes: usize,
@@ -44,15 +38,9 @@ fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// CPU seconds (user + system) of the calling thread, from /proc.
+/// CPU seconds of the calling thread.
 fn thread_cpu_s() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
-        return 0.0;
-    };
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    crate::realtime::cpu_s("thread-self")
 }
 
 /// Runs the scenario and prints one JSON line.
@@ -60,9 +48,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let size = args.bytes.max(8);
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let mut servers = Vec::with_capacity(args.clients);
-    let mut clients = Vec::with_capacity(args.clients);
-    for _ in 0..args.clients {
+    let mut servers = Vec::with_capacity(args.fanout.clients);
+    let mut clients = Vec::with_capacity(args.fanout.clients);
+    for _ in 0..args.fanout.clients {
         let c = TcpStream::connect(addr)?;
         let (s, _) = listener.accept()?;
         c.set_nodelay(true)?;
@@ -71,7 +59,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         clients.push(mio::net::TcpStream::from_std(c));
         servers.push(s);
     }
-    let expected = args.clients as u64 * args.messages;
+    let expected = args.fanout.clients as u64 * args.fanout.messages;
     let reader = std::thread::spawn(move || -> anyhow::Result<(Histogram<u64>, u64, f64)> {
         let mut poll = Poll::new()?;
         for (i, c) in clients.iter_mut().enumerate() {
@@ -119,7 +107,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let first_ns = now_ns();
     let writers = args.writers.clamp(1, servers.len().max(1));
     let share = servers.len().div_ceil(writers).max(1);
-    let (messages, rate) = (args.messages, args.rate.max(1));
+    let (messages, rate) = (args.fanout.messages, args.fanout.rate.max(1));
     let t0 = Instant::now();
     let mut handles = Vec::new();
     let mut rest = servers;
@@ -155,9 +143,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let per_delivery_us = |cpu: f64| (cpu / expected.max(1) as f64 * 1e7).round() / 10.0;
     let figures = serde_json::json!({
         "bench": "fanout-floor",
-        "clients": args.clients,
-        "messages": args.messages,
-        "rate": args.rate,
+        "clients": args.fanout.clients,
+        "messages": args.fanout.messages,
+        "rate": args.fanout.rate,
         "bytes": size,
         "writers": writers,
         "delivered": hist.len(),

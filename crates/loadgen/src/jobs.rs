@@ -109,8 +109,11 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<()> {
             })
             .await?;
             let ids = bulk(&mut c, &a.queue, n, 0).await?;
-            let redis = a.redis_url.as_deref().unwrap_or_default();
-            let cpu0 = crate::realtime::redis_cpu(redis).await;
+            let redis_cpu = async || match &a.redis_url {
+                Some(url) => Some(crate::realtime::redis_cpu(url).await),
+                None => None,
+            };
+            let cpu0 = redis_cpu().await;
             c.resume_queue(pb::ResumeQueueRequest {
                 queue: a.queue.clone(),
             })
@@ -118,15 +121,15 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<()> {
             // The last job added finishes among the last (FIFO): Redis's CPU until then is the
             // drain's, before the read-back below adds its own.
             wait_done(&mut c, &ids[ids.len().saturating_sub(1)..]).await?;
-            let redis_cpu = crate::realtime::redis_cpu(redis).await - cpu0;
+            let cpu = redis_cpu().await.zip(cpu0).map(|(now, then)| now - then);
             let jobs = wait_done(&mut c, &ids).await?;
             let first = jobs.iter().map(|j| j.started_at_ms).min().unwrap_or(0);
             let last = jobs.iter().map(|j| j.finished_at_ms).max().unwrap_or(0);
             let rate = n as f64 * 1000.0 / ((last - first).max(1) as f64);
             let mut figures = serde_json::json!({"jobs": n, "jobs_per_sec": rate.round()});
-            if a.redis_url.is_some() && n > 0 {
+            if let Some(cpu) = cpu.filter(|_| n > 0) {
                 figures["redis_cpu_us_per_job"] =
-                    serde_json::json!((redis_cpu / n as f64 * 1e7).round() / 10.0);
+                    serde_json::json!((cpu / n as f64 * 1e7).round() / 10.0);
             }
             line(&format!("jobs-drain-c{}", a.concurrency), figures);
         }

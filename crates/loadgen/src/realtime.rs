@@ -47,15 +47,9 @@ pub struct Args {
     /// Redis URL (for its CPU figure).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
-    /// Clients.
-    #[arg(long, default_value_t = 2000)]
-    pub clients: usize,
-    /// Messages published.
-    #[arg(long, default_value_t = 200)]
-    pub messages: u64,
-    /// Messages per second in steady mode.
-    #[arg(long, default_value_t = 20)]
-    pub rate: u64,
+    /// Clients, messages and the steady rate.
+    #[command(flatten)]
+    pub fanout: Fanout,
     /// `steady` or `burst`.
     #[arg(long, default_value = "steady")]
     pub mode: String,
@@ -65,6 +59,20 @@ pub struct Args {
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout_s: u64,
+}
+
+/// The shape of a fan-out run, shared with `loadgen fanout-floor` so both measure the same one.
+#[derive(Debug, clap::Args)]
+pub struct Fanout {
+    /// Receiving clients (sockets).
+    #[arg(long, default_value_t = 2000)]
+    pub clients: usize,
+    /// Messages, each delivered to every client.
+    #[arg(long, default_value_t = 200)]
+    pub messages: u64,
+    /// Messages per second (steady mode).
+    #[arg(long, default_value_t = 20)]
+    pub rate: u64,
 }
 
 fn wall_ms() -> f64 {
@@ -87,8 +95,9 @@ fn rss(pid: &str) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// CPU seconds (user + system) of a process, from /proc.
-fn cpu_s(pid: &str) -> f64 {
+/// CPU seconds (user + system) of a process (a pid or `self`) or of the calling thread
+/// (`thread-self`), from /proc.
+pub(crate) fn cpu_s(pid: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -286,8 +295,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(args.inflight.max(1)));
-    let mut joins = Vec::with_capacity(args.clients);
-    for i in 0..args.clients {
+    let mut joins = Vec::with_capacity(args.fanout.clients);
+    for i in 0..args.fanout.clients {
         let permit = sem.clone().acquire_owned().await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(client(
@@ -295,7 +304,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             token.clone(),
             project,
             counters.clone(),
-            args.messages,
+            args.fanout.messages,
             tx,
         ));
         joins.push(tokio::spawn(async move {
@@ -313,7 +322,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
     eprintln!(
         "connected {connected}/{} in {connect_ms:.0} ms",
-        args.clients
+        args.fanout.clients
     );
     // Let the gateways settle (allocations after the last join) before measuring RSS.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -342,7 +351,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.mode == "burst" {
         let inflight = Arc::new(tokio::sync::Semaphore::new(64));
         let mut tasks = Vec::new();
-        for i in 0..args.messages {
+        for i in 0..args.fanout.messages {
             let permit = inflight.clone().acquire_owned().await?;
             let f = publish(i);
             tasks.push(tokio::spawn(async move {
@@ -356,14 +365,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     } else {
         let t0 = Instant::now();
-        for i in 0..args.messages {
-            let due = t0 + Duration::from_secs_f64(i as f64 / args.rate.max(1) as f64);
+        for i in 0..args.fanout.messages {
+            let due = t0 + Duration::from_secs_f64(i as f64 / args.fanout.rate.max(1) as f64);
             tokio::time::sleep_until(due.into()).await;
             publish(i).await?;
         }
     }
     let last_send = wall_ms();
-    let expected = connected as u64 * args.messages;
+    let expected = connected as u64 * args.fanout.messages;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
     let mut last_change = Instant::now();
     let mut seen = 0;
@@ -400,10 +409,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let figures = json!({
         "bench": "ncy-realtime",
         "mode": args.mode,
-        "clients": args.clients,
+        "clients": args.fanout.clients,
         "connected": connected,
-        "messages": args.messages,
-        "target_rate": if args.mode == "burst" { Value::Null } else { json!(args.rate) },
+        "messages": args.fanout.messages,
+        "target_rate": if args.mode == "burst" { Value::Null } else { json!(args.fanout.rate) },
         "connect_all_ms": connect_ms.round(),
         "expected_deliveries": expected,
         "delivered": seen,
@@ -413,7 +422,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "p50_ms": ms(hist.value_at_quantile(0.50)),
         "p99_ms": ms(hist.value_at_quantile(0.99)),
         "max_ms": ms(hist.max()),
-        "server_rss_per_conn_kb": ((rss_after.saturating_sub(rss_before)) as f64 / args.clients.max(1) as f64 / 1024.0 * 10.0).round() / 10.0,
+        "server_rss_per_conn_kb": ((rss_after.saturating_sub(rss_before)) as f64 / args.fanout.clients.max(1) as f64 / 1024.0 * 10.0).round() / 10.0,
         "server_rss_after_mb": pids.iter().map(|p| rss(p) / 1_048_576).collect::<Vec<_>>(),
         "cpu_cores": {"gateways": gw_cpu, "client": cores(cpu_s("self") - self0),
                       "redis": cores(redis_cpu(&args.redis_url).await - redis0)},
