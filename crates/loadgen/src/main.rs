@@ -10,9 +10,12 @@
 //! - `realtime`: WebSocket fan-out through two realtime gateways (see [`realtime`]).
 //! - `fanout-floor`: the same fan-out over bare loopback TCP sockets, the machine's floor under
 //!   the `realtime` latency (see [`floor`]).
+//! - `jobs-floor`: the least Redis work per job of a durable stream queue, with no engine around
+//!   it: the machine's floor under the `jobs` drain (see [`jobfloor`]).
 
 mod cache;
 mod floor;
+mod jobfloor;
 mod jobs;
 use std::time::{Duration, Instant};
 
@@ -84,12 +87,15 @@ enum Scenario {
     Realtime(realtime::Args),
     /// One message to many bare loopback TCP sockets: the machine's floor under `realtime`.
     FanoutFloor(floor::Args),
+    /// The least Redis work per job of a stream queue, no engine: the machine's floor under `jobs`.
+    JobsFloor(jobfloor::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Jobs(args) => jobs::run(args).await,
+        Scenario::JobsFloor(args) => jobfloor::run(args).await,
         Scenario::Realtime(args) => realtime::run(args).await,
         Scenario::FanoutFloor(args) => {
             tokio::task::spawn_blocking(move || floor::run(&args)).await?

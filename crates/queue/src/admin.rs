@@ -9,6 +9,7 @@ use crate::engine::{BANDS, Engine, GROUP};
 use crate::error::{QueueError, Result};
 use crate::ids::{dead_letter_id, new_job_id, parse_dead_letter_id};
 use crate::job::{int, now_ms};
+use ncy_runtime::RedisConn;
 
 /// Counts of one queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,7 +59,31 @@ pub struct DeadLetter {
 }
 
 impl Engine {
-    /// Counts jobs by state (one pipeline).
+    /// The queue's ACTIVE jobs: its consumer group's pending entries, summed over the bands
+    /// (`XPENDING` summaries; a band whose stream or group does not exist yet counts 0).
+    pub(crate) async fn pending_count(
+        &self,
+        conn: &mut RedisConn,
+        queue: QueueName,
+    ) -> Result<u64> {
+        let q = self.queue_keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for band in 0..BANDS {
+            pipe.cmd("XPENDING").arg(q.ready(band)).arg(GROUP);
+        }
+        let values: Vec<Value> = pipe.query_async(conn).await?;
+        Ok(values
+            .iter()
+            .map(|v| match v {
+                Value::Array(summary) => summary.first().map(int).unwrap_or(0),
+                _ => 0,
+            })
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .sum())
+    }
+
+    /// Counts jobs by state (two pipelines).
     pub async fn stats(&self, queue: QueueName) -> Result<QueueStats> {
         let q = self.queue_keys(queue);
         let now = now_ms();
@@ -69,7 +94,6 @@ impl Engine {
             pipe.xlen(q.ready(band));
         }
         pipe.zcard(q.delayed())
-            .zcard(q.active())
             .zcard(q.done())
             .zcard(q.cancelled())
             .xlen(q.dead())
@@ -80,8 +104,9 @@ impl Engine {
         let n = |i: usize| u64::try_from(values.get(i).map(int).unwrap_or(0)).unwrap_or(0);
         let stream_total: u64 = (1..=usize::from(BANDS)).map(n).sum();
         let base = usize::from(BANDS) + 1;
-        // Entries in the streams are waiting or active (or a few stale ones not yet dropped).
-        let active = n(base + 1);
+        // Entries in the streams are waiting or active (or a few stale ones not yet dropped); the
+        // ACTIVE ones are the consumer group's pending entries.
+        let active = self.pending_count(&mut conn, queue).await?;
         let delayed_all = n(base);
         // DELAYED vs FAILED (retry pending) share the delayed set: split by reading the states of
         // the first 1000 (exact below that size).
@@ -120,7 +145,7 @@ impl Engine {
             }
         }
         let mut retry_after_ms = 0;
-        let rate_used = n(base + 5);
+        let rate_used = n(base + 4);
         if let Some(limit) = self.queue_settings(queue).rate_limit {
             let window = i64::try_from(limit.window_ms).unwrap_or(i64::MAX);
             let used: u64 = conn.zcount(q.limiter(), now - window, "+inf").await?;
@@ -141,13 +166,13 @@ impl Engine {
             waiting: stream_total.saturating_sub(active),
             delayed: delayed_all.saturating_sub(retries),
             active,
-            completed: n(base + 2),
+            completed: n(base + 1),
             failed: retries,
-            cancelled: n(base + 3),
-            dead_letters: n(base + 4),
+            cancelled: n(base + 2),
+            dead_letters: n(base + 3),
             rate_used,
             retry_after_ms,
-            workers: n(base + 6),
+            workers: n(base + 5),
             oldest_waiting_at_ms: oldest,
         })
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use ncy_types::jobs::{BackoffKind, QueueName};
 use redis::{AsyncCommands, Value};
 
-use crate::engine::{BANDS, Engine};
+use crate::engine::{BANDS, Engine, GROUP};
 use crate::error::{QueueError, Result};
 use crate::ids::{new_job_id, parse_job_id};
 use crate::job::{Enqueued, JobRecord, JobState, NewJob, int, now_ms, text};
@@ -138,13 +138,15 @@ impl Engine {
                 .and_then(|o| o.parse().ok())
                 .ok_or_else(|| ncy_types::ValidationError::new("pageToken", "is not valid"))?
         };
+        if state == JobState::Active {
+            return self.list_active(queue, page_size, offset).await;
+        }
         let (key, newest_first) = match state {
             JobState::Delayed | JobState::Failed => (q.delayed(), false),
-            JobState::Active => (q.active(), false),
+            JobState::Waiting | JobState::Active => listed_from_streams(),
             JobState::Completed => (q.done(), true),
             JobState::Dead => (q.failed(), true),
             JobState::Cancelled => (q.cancelled(), true),
-            JobState::Waiting => unreachable_waiting(),
         };
         let mut conn = self.conn().await?;
         let stop = offset + isize::try_from(page_size).unwrap_or(500) - 1;
@@ -167,6 +169,66 @@ impl Engine {
             jobs,
             next_token: if full {
                 format!("o:{next}")
+            } else {
+                String::new()
+            },
+        })
+    }
+
+    /// ACTIVE jobs: the consumer group's pending entries, band 10 down to 0, oldest entry first
+    /// (the order they started in, within a band); token `o:<offset>`.
+    async fn list_active(
+        &self,
+        queue: QueueName,
+        page_size: usize,
+        offset: isize,
+    ) -> Result<JobPage> {
+        let q = self.queue_keys(queue);
+        let offset = usize::try_from(offset).unwrap_or(0);
+        let want = offset.saturating_add(page_size);
+        let mut conn = self.conn().await?;
+        let mut entries: Vec<(u8, String)> = Vec::new();
+        for band in (0..BANDS).rev() {
+            if entries.len() >= want {
+                break;
+            }
+            // A band whose stream or group does not exist yet has nothing pending.
+            let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+                .arg(q.ready(band))
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(want - entries.len())
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            entries.extend(pending.into_iter().map(|(entry, ..)| (band, entry)));
+        }
+        let page: Vec<(u8, String)> = entries.into_iter().skip(offset).take(page_size).collect();
+        let full = page.len() >= page_size;
+        let mut pipe = redis::pipe();
+        for (band, entry) in &page {
+            pipe.cmd("XRANGE").arg(q.ready(*band)).arg(entry).arg(entry);
+        }
+        let found: Vec<Vec<(String, HashMap<String, String>)>> = if page.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn).await?
+        };
+        let ids: Vec<String> = found
+            .iter()
+            .filter_map(|e| e.first().and_then(|(_, f)| f.get("j").cloned()))
+            .collect();
+        let jobs = self
+            .read_jobs(queue, &ids)
+            .await?
+            .into_iter()
+            .filter(|j| j.get("state") == JobState::Active.as_str())
+            .collect();
+        Ok(JobPage {
+            jobs,
+            next_token: if full {
+                format!("o:{}", offset + page.len())
             } else {
                 String::new()
             },
@@ -288,7 +350,7 @@ impl Engine {
     }
 }
 
-fn unreachable_waiting() -> (String, bool) {
-    // WAITING is listed from the streams before this match is reached.
+fn listed_from_streams() -> (String, bool) {
+    // WAITING and ACTIVE are listed from the streams before this match is reached.
     (String::new(), false)
 }

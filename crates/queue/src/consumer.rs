@@ -142,7 +142,7 @@ impl Engine {
         }
         let q = self.queue_keys(queue);
         let s = self.queue_settings(queue);
-        let mut inv = self.scripts.complete.key(q.active());
+        let mut inv = self.scripts.complete.key(q.done());
         inv.arg(q.tag())
             .arg(consumer)
             .arg(now_ms())
@@ -270,7 +270,7 @@ impl Engine {
         let reply: Vec<Value> = self
             .scripts
             .reclaim
-            .key(q.active())
+            .key(q.workers())
             .arg(q.tag())
             .arg(consumer)
             .arg(u64::try_from(self.settings.visibility_timeout.as_millis()).unwrap_or(30_000))

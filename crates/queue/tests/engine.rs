@@ -281,6 +281,18 @@ async fn a_batch_of_outcomes_is_recorded_in_one_call_and_only_the_holders_count(
     let stats = e.stats(q).await?;
     assert_eq!((stats.waiting, stats.active), (0, 1), "{stats:?}");
     assert_eq!((stats.completed, stats.cancelled), (2, 1), "{stats:?}");
+    // ACTIVE jobs are the consumer group's pending entries: d only, listed page by page.
+    let page = e.list_jobs(q, JobState::Active, 1, "").await?;
+    let ids: Vec<&str> = page.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, vec![d.as_str()]);
+    assert_eq!(page.jobs[0].get("worker"), "c1");
+    let rest = e
+        .list_jobs(q, JobState::Active, 1, &page.next_token)
+        .await?;
+    assert!(
+        rest.jobs.is_empty() && rest.next_token.is_empty(),
+        "{rest:?}"
+    );
     // The finished jobs' stream entries are acknowledged and deleted: only d's is left.
     let mut conn = redis::Client::open(ncy_testkit::redis_url())?
         .get_multiplexed_async_connection()

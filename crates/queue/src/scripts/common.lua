@@ -82,7 +82,6 @@ local function to_dead(id, err, now, non_retryable, keep, age_ms)
     'owner', f[6] or '', 'nonRetryable', non_retryable)
   redis.call('HSET', jkey(id), 'state', 'dead', 'dead_id', dead_id, 'error', err,
     'finished', now, 'updated', now, 'worker', '', 'band', '', 'entry', '')
-  redis.call('ZREM', tag .. ':active', id)
   redis.call('ZADD', tag .. ':failed', now, id)
   trim(tag .. ':failed', now, keep, age_ms)
   emit(id, 'state_changed', now, err, '')
@@ -91,7 +90,8 @@ end
 
 -- Marks a waiting job ACTIVE for `consumer` and returns what the worker needs to run it, or nil
 -- (and drops the entry) when the job is no longer waiting (cancelled, removed). One read and one
--- write of the job hash.
+-- write of the job hash, nothing else: the ACTIVE jobs are the streams' pending entries (XPENDING),
+-- not a set of their own.
 local function activate(id, band, entry, consumer, now)
   local k = jkey(id)
   local f = redis.call('HMGET', k, 'state', 'type', 'data', 'max_attempts', 'backoff_kind',
@@ -110,7 +110,6 @@ local function activate(id, band, entry, consumer, now)
     redis.call('HSET', k, 'state', 'active', 'attempts', attempts, 'worker', consumer,
       'started', now, 'updated', now, 'band', band, 'entry', entry)
   end
-  redis.call('ZADD', tag .. ':active', now, id)
   emit(id, 'state_changed', now, '', '', true, {'active', f[11], attempts, f[8], f[9], f[12]})
   return {id, f[2] or '', f[3] or '{}', attempts, tonumber(f[4] or '1') or 1, f[5] or 'exponential',
     tonumber(f[6] or '0') or 0, tonumber(band), entry, tonumber(f[7] or '0') or 0,
@@ -118,11 +117,13 @@ local function activate(id, band, entry, consumer, now)
 end
 
 -- Records the outcome of an ACTIVE job held by `consumer` ('completed' with its result JSON, or
--- 'cancelled' with the reason): terminal state, finished set, event. The stream entry is not
--- touched here: the caller acknowledges it (`acks`, band → entries) so a batch costs one XACK and
--- one XDEL per band. Returns the finished set's key, or nil when the job is no longer ours (a stale
--- worker whose job was reclaimed after it stopped heartbeating: its outcome is dropped).
-local function finish(consumer, id, outcome, text, now, acks)
+-- 'cancelled' with the reason): terminal state and event. The stream entry and the finished set are
+-- not touched here: the caller acknowledges the entries (`acks`, band → entries) and adds the ids to
+-- their finished sets (`finished`, set key → ids) once per batch, so a batch costs one XACK, one XDEL
+-- and one ZADD per band or set instead of one per job. Returns the finished set's key, or nil when
+-- the job is no longer ours (a stale worker whose job was reclaimed after it stopped heartbeating:
+-- its outcome is dropped).
+local function finish(consumer, id, outcome, text, now, acks, finished)
   local k = jkey(id)
   local f = redis.call('HMGET', k, 'state', 'worker', 'band', 'entry', 'progress', 'attempts',
     'due', 'owner', 'queue')
@@ -132,7 +133,6 @@ local function finish(consumer, id, outcome, text, now, acks)
     if not list then list = {}; acks[f[3]] = list end
     list[#list + 1] = f[4]
   end
-  redis.call('ZREM', tag .. ':active', id)
   -- `worker`, `band` and `entry` are left as they were: no script reads them once a job is
   -- terminal (GetJob shows the worker only while ACTIVE), and a listpack hash write costs per field.
   local zkey, message, result
@@ -144,10 +144,20 @@ local function finish(consumer, id, outcome, text, now, acks)
       'finished', now, 'updated', now)
     zkey, message, result = tag .. ':cancelled', text, ''
   end
-  redis.call('ZADD', zkey, now, id)
+  local ids = finished[zkey]
+  if not ids then ids = {}; finished[zkey] = ids end
+  ids[#ids + 1] = now
+  ids[#ids + 1] = id
   emit(id, 'state_changed', now, message, result, false,
     {outcome, f[5], f[6], f[7], f[8], f[9]})
   return zkey
+end
+
+-- Adds the ids collected by `finish` to their finished sets, one ZADD per set.
+local function flush_finished(finished)
+  for zkey, pairs_ in pairs(finished) do
+    redis.call('ZADD', zkey, unpack(pairs_))
+  end
 end
 
 -- Acknowledges and deletes the stream entries collected by `finish`, one XACK and one XDEL per band.

@@ -8,7 +8,6 @@ local keep, age_ms = tonumber(ARGV[8]), tonumber(ARGV[9])
 local f = redis.call('HMGET', jkey(id), 'state', 'worker', 'band', 'entry', 'attempts', 'max_attempts')
 if f[1] ~= 'active' or f[2] ~= consumer then return {0} end
 drop_entry(f[3], f[4])
-redis.call('ZREM', tag .. ':active', id)
 local attempts, max_attempts = tonumber(f[5] or '0'), tonumber(f[6] or '1')
 if retryable and attempts < max_attempts then
   local due = now + delay

@@ -132,11 +132,6 @@ impl QueueKeys {
         format!("{}:events:live", self.tag)
     }
 
-    /// Sorted set of ACTIVE jobs by start time (ms): `…:active`.
-    pub fn active(&self) -> String {
-        format!("{}:active", self.tag)
-    }
-
     /// Sorted set of CANCELLED jobs by finish time, for listing and retention: `…:cancelled`.
     pub fn cancelled(&self) -> String {
         format!("{}:cancelled", self.tag)
@@ -163,7 +158,6 @@ impl QueueKeys {
             self.limiter(),
             self.promoter_lease(),
             self.events(),
-            self.active(),
             self.cancelled(),
             self.workers(),
         ]
@@ -196,7 +190,6 @@ mod tests {
         assert_eq!(q.limiter(), "{ncy:q:email}:limiter");
         assert_eq!(q.promoter_lease(), "{ncy:q:email}:lease:promoter");
         assert_eq!(q.promoter_wake_channel(), "{ncy:q:email}:wake");
-        assert_eq!(q.active(), "{ncy:q:email}:active");
         assert_eq!(q.cancelled(), "{ncy:q:email}:cancelled");
         assert_eq!(q.workers(), "{ncy:q:email}:workers");
         assert_eq!(q.dedup_prefix(), "{ncy:q:email}:dedup:");
