@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Job engine benchmark: our job-scheduler + worker vs BullMQ 6.7 on the same Redis, same run.
 # Starts its own Redis on a spare loopback port, the release job-scheduler and a worker (restarted per
-# worker concurrency), runs `loadgen jobs` (noop jobs), then the BullMQ harness from
+# worker concurrency), runs `loadgen jobs` (noop jobs) and `loadgen jobs-floor` (the same drain as bare
+# Redis commands, no engine: the machine's floor), then the BullMQ harness from
 # ../shared/peer-bench (copied to /tmp), and prints our figure ÷ BullMQ's. Stops only what it started.
 #
 # Knobs: BENCH_JOBS (20000), BENCH_PROFILE (release|debug), BENCH_REDIS_PORT (6391), BENCH_BULLMQ (1).
@@ -78,6 +79,11 @@ for c in 1 16 64; do
   stop_worker
 done
 
+# The machine's floor under the drain: the least Redis work per job of a stream queue, no engine.
+for c in 16 64; do
+  "$BIN/loadgen" jobs-floor --redis-url "$REDIS_URL" --jobs "$N" --concurrency "$c" | tee -a "$OURS"
+done
+
 if [ "${BENCH_BULLMQ:-1}" = 1 ]; then
   echo "bench: BullMQ harness on the same redis (:$PORT)"
   rm -rf /tmp/peer-bench-jobs && cp -r "$PEER" /tmp/peer-bench-jobs
@@ -101,6 +107,10 @@ const rows = [
     [`drain c${c} jobs/s`, `jobs-drain-c${c}`, 'jobs_per_sec', `b_drain_c${c}`, 'jobs_per_sec', true],
     [`drain c${c} Redis CPU µs per job`, `jobs-drain-c${c}`, 'redis_cpu_us_per_job', `b_drain_c${c}`, 'redis_cpu_us_per_job', false],
     [`e2e bulk c${c} jobs/s`, `jobs-e2e-bulk-c${c}`, 'jobs_per_sec', `b_e2e_bulk_c${c}`, 'jobs_per_sec', true],
+  ]),
+  ...[16, 64].flatMap((c) => [
+    [`floor (no engine) c${c} jobs/s`, `jobs-floor-c${c}`, 'jobs_per_sec', `b_drain_c${c}`, 'jobs_per_sec', true],
+    [`floor (no engine) c${c} Redis CPU µs per job`, `jobs-floor-c${c}`, 'redis_cpu_us_per_job', `b_drain_c${c}`, 'redis_cpu_us_per_job', false],
   ]),
   ['enqueue-to-start p50 ms (stream c16)', 'jobs-stream-serial-c16', 'start_p50_ms', 'c1_stream_serial_add_c16', 'p50_ms', false],
   ['enqueue-to-start p99 ms (stream c16)', 'jobs-stream-serial-c16', 'start_p99_ms', 'c1_stream_serial_add_c16', 'p99_ms', false],

@@ -124,6 +124,7 @@ async fn measure(
     let per_job = |s: f64| (s / n as f64 * 1e7).round() / 10.0;
     Ok(serde_json::json!({
         "bench": "jobs-floor",
+        "scenario": format!("jobs-floor-c{concurrency}"),
         "jobs": n,
         "finished": finished,
         "claimed": done.load(Ordering::Relaxed),

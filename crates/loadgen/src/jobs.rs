@@ -104,6 +104,9 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<()> {
             .await?;
         }
         "drain" => {
+            // Jobs left queued by an earlier mode (`enqueue` leaves its jobs for the worker) would
+            // run first and inflate Redis's CPU over the drain window: wait until none is left.
+            settle(&mut c, &a.queue).await?;
             c.pause_queue(pb::PauseQueueRequest {
                 queue: a.queue.clone(),
             })
@@ -199,6 +202,34 @@ async fn bulk(c: &mut Client, queue: &str, n: usize, delay_ms: i64) -> anyhow::R
         left -= k;
     }
     Ok(ids)
+}
+
+/// Waits until `queue` has no waiting or active job (at most 10 minutes), resuming it if paused.
+async fn settle(c: &mut Client, queue: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let stats = c
+            .queue_stats(pb::QueueStatsRequest {
+                queue: queue.to_owned(),
+            })
+            .await?
+            .into_inner();
+        if stats.queues.iter().all(|q| q.waiting == 0 && q.active == 0) {
+            return Ok(());
+        }
+        if stats.queues.iter().any(|q| q.paused) {
+            // Left paused by an interrupted run: the worker must be able to empty it.
+            c.resume_queue(pb::ResumeQueueRequest {
+                queue: queue.to_owned(),
+            })
+            .await?;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "queue {queue} still had jobs after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until the last job is finished, then reads every job (16 reads in flight).

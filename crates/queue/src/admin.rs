@@ -98,7 +98,8 @@ impl Engine {
             .zcard(q.cancelled())
             .xlen(q.dead())
             .zcount(q.limiter(), now - 86_400_000, "+inf")
-            .zcount(q.workers(), now - visibility.max(1000), "+inf");
+            .zcount(q.workers(), now - visibility.max(1000), "+inf")
+            .scard(q.ghosts());
         let mut conn = self.conn().await?;
         let values: Vec<Value> = pipe.query_async(&mut conn).await?;
         let n = |i: usize| u64::try_from(values.get(i).map(int).unwrap_or(0)).unwrap_or(0);
@@ -163,7 +164,10 @@ impl Engine {
         Ok(QueueStats {
             queue: queue.as_str().to_owned(),
             paused: n(0) == 1,
-            waiting: stream_total.saturating_sub(active),
+            // Entries of cancelled jobs not yet passed by a fetch are not waiting.
+            waiting: stream_total
+                .saturating_sub(active)
+                .saturating_sub(n(base + 6)),
             delayed: delayed_all.saturating_sub(retries),
             active,
             completed: n(base + 1),

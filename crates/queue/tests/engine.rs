@@ -310,3 +310,55 @@ async fn a_batch_of_outcomes_is_recorded_in_one_call_and_only_the_holders_count(
     assert!(e.finish(q, "c1", &[]).await?.is_empty());
     Ok(())
 }
+
+/// Jobs with no idempotency key and no delay are enqueued without a script (MULTI/EXEC, no entry id
+/// on the hash). A waiting one that is cancelled leaves its entry in the band: QueueStats does not
+/// count it as waiting, listing skips it, and the next fetch drops it without running it.
+#[tokio::test]
+async fn a_cancelled_job_enqueued_without_a_script_is_neither_waiting_nor_run() -> anyhow::Result<()>
+{
+    let e = engine(&[]).await?;
+    let q = QueueName::Notification;
+    let ids: Vec<String> = e
+        .enqueue(q, &[job(3), job(3), job(3)])
+        .await?
+        .into_iter()
+        .map(|r| r.job_id)
+        .collect();
+    assert_eq!(e.get_job(&ids[0]).await?.get("entry"), "", "plain enqueue");
+    e.pause(q).await?;
+    e.cancel_job(&ids[1], "not needed").await?;
+    assert_eq!(e.get_job(&ids[1]).await?.state()?, JobState::Cancelled);
+    let stats = e.stats(q).await?;
+    assert_eq!((stats.waiting, stats.cancelled), (2, 1), "{stats:?}");
+    let page = e.list_jobs(q, JobState::Waiting, 1, "").await?;
+    assert_eq!(page.jobs[0].id, ids[0]);
+    let next = e
+        .list_jobs(q, JobState::Waiting, 5, &page.next_token)
+        .await?;
+    let rest: Vec<&str> = next.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(
+        rest,
+        vec![ids[2].as_str()],
+        "the cancelled job is not listed"
+    );
+    e.resume(q).await?;
+    let got: Vec<String> = fetch(&e, 10).await?.into_iter().map(|j| j.id).collect();
+    assert_eq!(got, vec![ids[0].clone(), ids[2].clone()]);
+    let fetched = e.get_job(&ids[0]).await?;
+    assert!(
+        !fetched.get("entry").is_empty(),
+        "activation records the entry"
+    );
+    let stats = e.stats(q).await?;
+    assert_eq!((stats.waiting, stats.active), (0, 2), "{stats:?}");
+    let mut conn = redis::Client::open(ncy_testkit::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let ghosts: u64 = redis::cmd("SCARD")
+        .arg(e.queue_keys(q).ghosts())
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(ghosts, 0, "the passed entry is forgotten");
+    Ok(())
+}

@@ -14,7 +14,16 @@ if st == 'active' then
   emit(id, 'state_changed', now, 'cancel requested: ' .. reason, '')
   return {1, st}
 end
-if st == 'waiting' then drop_entry(f[2], f[3]) end
+if st == 'waiting' then
+  if f[3] and f[3] ~= '' then
+    drop_entry(f[2], f[3])
+  else
+    -- Enqueued without a script, its entry id is not on the hash: the entry stays in its band
+    -- until a fetch passes it (and drops it, see `activate`); until then QueueStats does not
+    -- count it as waiting.
+    redis.call('SADD', tag .. ':ghosts', id)
+  end
+end
 redis.call('ZREM', tag .. ':delayed', id)
 redis.call('HSET', jkey(id), 'state', 'cancelled', 'error', 'cancelled: ' .. reason,
   'finished', now, 'updated', now, 'band', '', 'entry', '')

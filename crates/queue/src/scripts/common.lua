@@ -98,6 +98,7 @@ local function activate(id, band, entry, consumer, now)
     'backoff_ms', 'created', 'due', 'owner', 'attempts', 'progress', 'queue', 'band', 'entry')
   if f[1] ~= 'waiting' then
     drop_entry(band, entry)
+    redis.call('SREM', tag .. ':ghosts', id)
     return nil
   end
   local attempts = (tonumber(f[10] or '0') or 0) + 1

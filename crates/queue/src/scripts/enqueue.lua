@@ -37,10 +37,22 @@ for i = 0, n - 1 do
       entry = redis.call('XADD', rkey(band), '*', 'j', id)
     end
     -- XADD before HSET so the job hash is written once, with its entry (all in one atomic script).
-    redis.call('HSET', jkey(id), 'state', state, 'queue', queue, 'type', jtype, 'data', data,
-      'priority', priority, 'attempts', 0, 'max_attempts', max_attempts, 'backoff_kind', bkind,
-      'backoff_ms', bms, 'progress', 0, 'idem', idem, 'owner', owner, 'schedule', schedule,
-      'retried_from', retried, 'created', now, 'due', due, 'updated', now, 'band', band, 'entry', entry)
+    -- Fields that would be empty or 0 (attempts, progress, no idempotency key, owner, schedule,
+    -- dead letter, band and entry of a delayed job) are left out: readers take a missing field as
+    -- empty or 0, and a listpack hash costs per field on every write that follows.
+    local h = {'state', state, 'queue', queue, 'type', jtype, 'data', data, 'priority', priority,
+      'max_attempts', max_attempts, 'backoff_kind', bkind, 'backoff_ms', bms, 'created', now,
+      'due', due, 'updated', now}
+    local function opt(name, value)
+      if value ~= '' then h[#h + 1] = name; h[#h + 1] = value end
+    end
+    opt('band', band)
+    opt('entry', entry)
+    opt('idem', idem)
+    opt('owner', owner)
+    opt('schedule', schedule)
+    opt('retried_from', retried)
+    redis.call('HSET', jkey(id), unpack(h))
     out[#out + 1] = {id, 0, state}
   end
 end

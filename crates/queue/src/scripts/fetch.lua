@@ -19,6 +19,8 @@ local function requeue_preclaimed()
       if redis.call('HGET', jkey(id), 'state') == 'waiting' then
         local e = redis.call('XADD', rkey(band), '*', 'j', id)
         redis.call('HSET', jkey(id), 'entry', e)
+      else
+        redis.call('SREM', tag .. ':ghosts', id)
       end
     end
   end

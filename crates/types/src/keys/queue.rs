@@ -137,6 +137,12 @@ impl QueueKeys {
         format!("{}:cancelled", self.tag)
     }
 
+    /// Set of CANCELLED jobs whose stream entry is still in their band (enqueued without its entry
+    /// id on the hash; dropped when a fetch passes it): `…:ghosts`.
+    pub fn ghosts(&self) -> String {
+        format!("{}:ghosts", self.tag)
+    }
+
     /// Sorted set of worker consumers by last heartbeat (ms): `…:workers`.
     pub fn workers(&self) -> String {
         format!("{}:workers", self.tag)
@@ -160,6 +166,7 @@ impl QueueKeys {
             self.events(),
             self.cancelled(),
             self.workers(),
+            self.ghosts(),
         ]
     }
 }
@@ -192,6 +199,7 @@ mod tests {
         assert_eq!(q.promoter_wake_channel(), "{ncy:q:email}:wake");
         assert_eq!(q.cancelled(), "{ncy:q:email}:cancelled");
         assert_eq!(q.workers(), "{ncy:q:email}:workers");
+        assert_eq!(q.ghosts(), "{ncy:q:email}:ghosts");
         assert_eq!(q.dedup_prefix(), "{ncy:q:email}:dedup:");
         assert_eq!(q.events(), "{ncy:q:email}:events");
         assert_eq!(q.events_channel(), "{ncy:q:email}:events:live");
