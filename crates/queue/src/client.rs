@@ -20,22 +20,12 @@ pub struct JobPage {
 impl Engine {
     /// Enqueues `jobs` (validated) on `queue` in one script call; results in order.
     pub async fn enqueue(&self, queue: QueueName, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
-        self.enqueue_with_ids(queue, jobs, "").await
-    }
-
-    /// As [`Engine::enqueue`], marking each job as retried from `retried_from` (may be empty).
-    pub(crate) async fn enqueue_with_ids(
-        &self,
-        queue: QueueName,
-        jobs: &[NewJob],
-        retried_from: &str,
-    ) -> Result<Vec<Enqueued>> {
         if matches!(self.pool, ncy_runtime::RedisPool::Single(_))
             && jobs
                 .iter()
                 .all(|j| j.idempotency_key.is_empty() && j.delay_ms == 0)
         {
-            return self.enqueue_plain(queue, jobs, retried_from).await;
+            return self.enqueue_plain(queue, jobs).await;
         }
         let q = self.queue_keys(queue);
         let mut inv = self.scripts.enqueue.key(q.delayed());
@@ -59,7 +49,7 @@ impl Engine {
                 .arg(&job.idempotency_key)
                 .arg(&job.owner_user_id)
                 .arg(&job.schedule_name)
-                .arg(retried_from);
+                .arg("");
         }
         let mut conn = self.conn().await?;
         let reply: Vec<Value> = inv.invoke_async(&mut conn).await?;
@@ -82,12 +72,7 @@ impl Engine {
     /// cost Redis about half of what the same work costs from Lua (arguments and replies cross the
     /// script bridge one by one), and enqueueing is Redis-bound. On Redis Cluster the script is used:
     /// a transaction there is not routed by slot by the client.
-    async fn enqueue_plain(
-        &self,
-        queue: QueueName,
-        jobs: &[NewJob],
-        retried_from: &str,
-    ) -> Result<Vec<Enqueued>> {
+    async fn enqueue_plain(&self, queue: QueueName, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
         let q = self.queue_keys(queue);
         let now = now_ms();
         let mut pipe = redis::pipe();
@@ -127,7 +112,6 @@ impl Engine {
             for (name, value) in [
                 ("owner", job.owner_user_id.as_str()),
                 ("schedule", job.schedule_name.as_str()),
-                ("retried_from", retried_from),
             ] {
                 if !value.is_empty() {
                     pipe.arg(name).arg(value);

@@ -107,6 +107,10 @@ local function activate(id, band, entry, consumer, now)
   if f[13] == band and f[14] == entry then
     redis.call('HSET', k, 'state', 'active', 'attempts', attempts, 'worker', consumer,
       'started', now, 'updated', now)
+  elseif f[13] == band then
+    -- Enqueued without a script: the band is known, the entry id not yet.
+    redis.call('HSET', k, 'state', 'active', 'attempts', attempts, 'worker', consumer,
+      'started', now, 'updated', now, 'entry', entry)
   else
     redis.call('HSET', k, 'state', 'active', 'attempts', attempts, 'worker', consumer,
       'started', now, 'updated', now, 'band', band, 'entry', entry)
