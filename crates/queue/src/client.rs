@@ -252,8 +252,7 @@ impl Engine {
             if entries.len() >= want {
                 break;
             }
-            // A band whose stream or group does not exist yet has nothing pending.
-            let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            let pending: Vec<(String, String, u64, u64)> = match redis::cmd("XPENDING")
                 .arg(q.ready(band))
                 .arg(GROUP)
                 .arg("-")
@@ -261,7 +260,12 @@ impl Engine {
                 .arg(want - entries.len())
                 .query_async(&mut conn)
                 .await
-                .unwrap_or_default();
+            {
+                Ok(pending) => pending,
+                // A band whose stream or group does not exist yet has nothing pending.
+                Err(e) if e.code() == Some("NOGROUP") => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
             entries.extend(pending.into_iter().map(|(entry, ..)| (band, entry)));
         }
         let page: Vec<(u8, String)> = entries.into_iter().skip(offset).take(page_size).collect();
