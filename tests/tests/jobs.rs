@@ -305,6 +305,26 @@ async fn cancel_stops_a_running_job_and_delayed_jobs_run_after_their_delay() -> 
     let work = env.worker().await?;
     let long = enqueue(&mut c, job("notification", "sleep", r#"{"ms":60000}"#)).await?;
     wait_state(&c, &long, JobState::Active, T).await;
+    // ACTIVE is what the worker's consumer group holds: listed and counted through the API.
+    let active = c
+        .list_jobs(pb::ListJobsRequest {
+            queue: "notification".into(),
+            state: JobState::Active as i32,
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    let ids: Vec<&str> = active.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, vec![long.as_str()]);
+    assert!(!active.jobs[0].worker_id.is_empty(), "{:?}", active.jobs[0]);
+    let stats = c
+        .queue_stats(pb::QueueStatsRequest {
+            queue: "notification".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!((stats.queues[0].active, stats.queues[0].waiting), (1, 0));
     let after = c
         .cancel_job(pb::CancelJobRequest {
             job_id: long.clone(),

@@ -219,16 +219,8 @@ async fn claim_loop(
             for (_, id) in &batch {
                 pipe.cmd("HSET")
                     .arg(format!("{job}{id}"))
-                    .arg("state")
-                    .arg("active")
-                    .arg("attempts")
-                    .arg(1)
-                    .arg("worker")
-                    .arg(consumer)
-                    .arg("started")
-                    .arg(now)
-                    .arg("updated")
-                    .arg(now)
+                    .arg(&[("state", "active"), ("worker", consumer)])
+                    .arg(&[("attempts", 1), ("started", now), ("updated", now)])
                     .ignore();
             }
             let () = pipe.query_async(&mut conn).await?;
@@ -244,14 +236,8 @@ async fn claim_loop(
         for (entry, id) in &batch {
             pipe.cmd("HSET")
                 .arg(format!("{job}{id}"))
-                .arg("state")
-                .arg("completed")
-                .arg("result")
-                .arg("")
-                .arg("finished")
-                .arg(now)
-                .arg("updated")
-                .arg(now)
+                .arg(&[("state", "completed"), ("result", "")])
+                .arg(&[("finished", now), ("updated", now)])
                 .ignore();
             zadd.arg(now).arg(id);
             xack.arg(entry);

@@ -1,29 +1,22 @@
 //! `loadgen fanout-floor` through its command line: every message reaches every socket and the
 //! figures line says so.
-use std::process::Command;
+mod common;
 
 #[test]
 fn fanout_floor_delivers_every_message_to_every_socket() {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "fanout-floor",
-            "--clients",
-            "40",
-            "--messages",
-            "6",
-            "--rate",
-            "200",
-        ])
-        .args(["--writers", "3", "--bytes", "100"])
-        .output()
-        .expect("run loadgen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    let v = common::figures(&[
+        "fanout-floor",
+        "--clients",
+        "40",
+        "--messages",
+        "6",
+        "--rate",
+        "200",
+        "--writers",
+        "3",
+        "--bytes",
+        "100",
+    ]);
     assert_eq!(v["bench"], "fanout-floor");
     assert_eq!(v["expected_deliveries"], 240);
     assert_eq!(v["delivered"], 240, "{v}");
@@ -38,10 +31,7 @@ fn fanout_floor_delivers_every_message_to_every_socket() {
 
 #[test]
 fn fanout_floor_refuses_a_non_numeric_count() {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["fanout-floor", "--clients", "many"])
-        .output()
-        .expect("run loadgen");
+    let out = common::loadgen(&["fanout-floor", "--clients", "many"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--clients"));
 }

@@ -1,6 +1,6 @@
 //! `loadgen jobs-floor` through its command line against the test Redis: every pre-filled job is
 //! claimed and finished once, the figures line says so, and no key of the run is left behind.
-use std::process::Command;
+mod common;
 
 fn redis_url() -> String {
     std::env::var("NCY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -9,18 +9,17 @@ fn redis_url() -> String {
 #[test]
 fn jobs_floor_drains_every_job_once_and_cleans_up() {
     let url = redis_url();
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["jobs-floor", "--redis-url", &url, "--jobs", "500"])
-        .args(["--concurrency", "8", "--loops", "3"])
-        .output()
-        .expect("run loadgen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    let v = common::figures(&[
+        "jobs-floor",
+        "--redis-url",
+        &url,
+        "--jobs",
+        "500",
+        "--concurrency",
+        "8",
+        "--loops",
+        "3",
+    ]);
     assert_eq!(v["bench"], "jobs-floor");
     assert_eq!(v["jobs"], 500);
     assert_eq!(v["claimed"], 500, "{v}");
@@ -45,16 +44,13 @@ fn jobs_floor_drains_every_job_once_and_cleans_up() {
 
 #[test]
 fn jobs_floor_refuses_a_redis_that_is_not_on_loopback() {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "jobs-floor",
-            "--redis-url",
-            "redis://192.0.2.1:6379",
-            "--jobs",
-            "10",
-        ])
-        .output()
-        .expect("run loadgen");
+    let out = common::loadgen(&[
+        "jobs-floor",
+        "--redis-url",
+        "redis://192.0.2.1:6379",
+        "--jobs",
+        "10",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--redis-url"));
 }

@@ -1,7 +1,7 @@
 -- enqueue / enqueue-bulk for one queue: dedup check, job hash, XADD to its band or ZADD to delayed.
--- ARGV: tag, now, dedup_ttl_ms, queue, n, then 12 fields per job:
+-- ARGV: tag, now, dedup_ttl_ms, queue, n, then 11 fields per job:
 --   id, type, data, priority, max_attempts, backoff_kind, backoff_ms, delay_ms, idem, owner,
---   schedule, retried_from
+--   schedule
 -- Returns per job: {id, deduplicated (0/1), state}.
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
@@ -10,11 +10,11 @@ local n = tonumber(ARGV[5])
 local out = {}
 local min_due = nil
 for i = 0, n - 1 do
-  local b = 6 + i * 12
+  local b = 6 + i * 11
   local id, jtype, data = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local priority, max_attempts = ARGV[b + 3], ARGV[b + 4]
   local bkind, bms, delay = ARGV[b + 5], ARGV[b + 6], tonumber(ARGV[b + 7])
-  local idem, owner, schedule, retried = ARGV[b + 8], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11]
+  local idem, owner, schedule = ARGV[b + 8], ARGV[b + 9], ARGV[b + 10]
   local existing = false
   if idem ~= '' then
     existing = redis.call('GET', tag .. ':dedup:' .. idem)
@@ -38,7 +38,7 @@ for i = 0, n - 1 do
     end
     -- XADD before HSET so the job hash is written once, with its entry (all in one atomic script).
     -- Fields that would be empty or 0 (attempts, progress, no idempotency key, owner, schedule,
-    -- dead letter, band and entry of a delayed job) are left out: readers take a missing field as
+    -- band and entry of a delayed job) are left out: readers take a missing field as
     -- empty or 0, and a listpack hash costs per field on every write that follows.
     local h = {'state', state, 'queue', queue, 'type', jtype, 'data', data, 'priority', priority,
       'max_attempts', max_attempts, 'backoff_kind', bkind, 'backoff_ms', bms, 'created', now,
@@ -51,7 +51,6 @@ for i = 0, n - 1 do
     opt('idem', idem)
     opt('owner', owner)
     opt('schedule', schedule)
-    opt('retried_from', retried)
     redis.call('HSET', jkey(id), unpack(h))
     out[#out + 1] = {id, 0, state}
   end
