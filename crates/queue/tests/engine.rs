@@ -362,3 +362,71 @@ async fn a_cancelled_job_enqueued_without_a_script_is_neither_waiting_nor_run() 
     assert_eq!(ghosts, 0, "the passed entry is forgotten");
     Ok(())
 }
+
+#[tokio::test]
+async fn outcome_events_in_the_stream_are_json_with_every_field() -> anyhow::Result<()> {
+    let e = engine(&[]).await?;
+    let q = QueueName::Notification;
+    let mut owned = job(4);
+    owned.owner_user_id = "7d0e4c1a-0000-4000-8000-000000000001".into();
+    let ids: Vec<String> = e
+        .enqueue(q, &[owned, job(4)])
+        .await?
+        .into_iter()
+        .map(|j| j.job_id)
+        .collect();
+    let got = fetch(&e, 2).await?;
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        e.progress(q, "c1", &ids[0], 40, "half \"way\"").await?,
+        Some(false)
+    );
+    // Text that needs escaping: quotes, a backslash, a newline, a non-ASCII character.
+    let result = "{\"said\":\"a \\\"b\\\" \\\\ c\\nd é\"}";
+    let reason = "stop \"now\"\nplease";
+    let flags = e
+        .finish(
+            q,
+            "c1",
+            &[
+                (ids[0].as_str(), Finish::Completed, result),
+                (ids[1].as_str(), Finish::Cancelled, reason),
+            ],
+        )
+        .await?;
+    assert_eq!(flags, vec![true, true]);
+    let mut conn = redis::Client::open(ncy_testkit::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(e.queue_keys(q).events())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await?;
+    let events: Vec<ncy_queue::JobEventMessage> = entries
+        .iter()
+        .map(|(_, fields)| serde_json::from_str(&fields[0].1))
+        .collect::<Result<_, _>>()?;
+    let done = events
+        .iter()
+        .find(|ev| ev.job_id == ids[0] && ev.state == "completed")
+        .ok_or_else(|| anyhow::anyhow!("no completion event in {events:?}"))?;
+    assert_eq!(done.kind, "state_changed");
+    assert_eq!(done.queue, "notification");
+    assert_eq!(done.result_json, result);
+    assert_eq!(done.progress, 40);
+    assert_eq!(done.attempts_made, 1);
+    assert_eq!(done.owner_user_id, "7d0e4c1a-0000-4000-8000-000000000001");
+    let rec = e.get_job(&ids[0]).await?;
+    assert_eq!(done.at_ms.to_string(), rec.get("finished"));
+    assert_eq!(done.due_at_ms.to_string(), rec.get("due"));
+    let stopped = events
+        .iter()
+        .find(|ev| ev.job_id == ids[1] && ev.state == "cancelled")
+        .ok_or_else(|| anyhow::anyhow!("no cancellation event in {events:?}"))?;
+    assert_eq!(stopped.message, reason);
+    assert_eq!(stopped.result_json, "");
+    assert_eq!(stopped.owner_user_id, "");
+    Ok(())
+}

@@ -9,7 +9,7 @@ local keep, age_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
 local acks, finished, out = {}, {}, {}
 local i = 6
 while ARGV[i] do
-  if finish(consumer, ARGV[i], ARGV[i + 1], ARGV[i + 2], now, acks, finished) then
+  if finish(consumer, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[3], acks, finished) then
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
