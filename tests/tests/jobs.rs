@@ -351,6 +351,35 @@ async fn cancel_stops_a_running_job_and_delayed_jobs_run_after_their_delay() -> 
         .await
         .expect_err("completed");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+
+    // A waiting job cancelled before any worker reached it never runs, and is not counted as
+    // waiting meanwhile; the job queued behind it does run.
+    c.pause_queue(pb::PauseQueueRequest {
+        queue: "notification".into(),
+    })
+    .await?;
+    let dropped = enqueue(&mut c, job("notification", "noop", "{}")).await?;
+    let kept = enqueue(&mut c, job("notification", "noop", "{}")).await?;
+    c.cancel_job(pb::CancelJobRequest {
+        job_id: dropped.clone(),
+        reason: "not needed".into(),
+    })
+    .await?;
+    let stats = c
+        .queue_stats(pb::QueueStatsRequest {
+            queue: "notification".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(stats.queues[0].waiting, 1, "{:?}", stats.queues[0]);
+    c.resume_queue(pb::ResumeQueueRequest {
+        queue: "notification".into(),
+    })
+    .await?;
+    wait_state(&c, &kept, JobState::Completed, T).await;
+    let d = get(&mut c, &dropped).await?;
+    assert_eq!(d.state(), JobState::Cancelled);
+    assert_eq!((d.started_at_ms, d.attempts_made), (0, 0), "{d:?}");
     stop(work).await?;
     stop(sched).await
 }

@@ -246,26 +246,31 @@ impl Engine {
         let offset = usize::try_from(offset).unwrap_or(0);
         let want = offset.saturating_add(page_size);
         let mut conn = self.conn().await?;
-        let mut entries: Vec<(u8, String)> = Vec::new();
+        // One pipeline over the bands (ACTIVE jobs are bounded by the workers' concurrency).
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for band in (0..BANDS).rev() {
-            if entries.len() >= want {
-                break;
-            }
-            let pending: Vec<(String, String, u64, u64)> = match redis::cmd("XPENDING")
+            pipe.cmd("XPENDING")
                 .arg(q.ready(band))
                 .arg(GROUP)
                 .arg("-")
                 .arg("+")
-                .arg(want - entries.len())
-                .query_async(&mut conn)
-                .await
-            {
-                Ok(pending) => pending,
+                .arg(want);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut entries: Vec<(u8, String)> = Vec::new();
+        for (band, reply) in (0..BANDS).rev().zip(replies) {
+            let pending: Vec<(String, String, u64, u64)> = match reply {
                 // A band whose stream or group does not exist yet has nothing pending.
-                Err(e) if e.code() == Some("NOGROUP") => Vec::new(),
-                Err(e) => return Err(e.into()),
+                Value::ServerError(e) if e.code() == "NOGROUP" => Vec::new(),
+                Value::ServerError(e) => return Err(redis::RedisError::from(e).into()),
+                other => redis::from_redis_value(other)
+                    .map_err(|e| QueueError::Corrupt(format!("XPENDING reply: {e}")))?,
             };
             entries.extend(pending.into_iter().map(|(entry, ..)| (band, entry)));
+            if entries.len() >= want {
+                break;
+            }
         }
         let page: Vec<(u8, String)> = entries.into_iter().skip(offset).take(page_size).collect();
         let full = page.len() >= page_size;
