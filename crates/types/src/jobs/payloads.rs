@@ -28,7 +28,12 @@ pub const RETENTION_DAYS: (u32, u32) = (1, 3650);
 /// Bounds of the number of backups to keep.
 pub const KEEP_LAST: (u32, u32) = (1, 1000);
 
-/// `send-email`: render `template` with `data` and send it to `to` (and `cc`).
+/// Keys of a `send-email`'s `data` that only the worker sets: `appUrl` is the configured
+/// `FRONTEND_URL`, so a payload cannot point the links of our templates elsewhere.
+pub const RESERVED_EMAIL_DATA_KEYS: &[&str] = &["appUrl"];
+
+/// `send-email`: render `template` with `data` and send it to `to` (and `cc`). `data` is the
+/// template's context, any keys but [`RESERVED_EMAIL_DATA_KEYS`] (refused like an unknown field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmailJobData {
@@ -55,6 +60,15 @@ impl EmailJobData {
         }
         for (i, address) in self.cc.iter().enumerate() {
             checks::email(&format!("cc[{i}]"), address)?;
+        }
+        if let Some(key) = RESERVED_EMAIL_DATA_KEYS
+            .iter()
+            .find(|k| self.data.contains_key(**k))
+        {
+            return Err(ValidationError::new(
+                format!("data.{key}"),
+                "is not accepted: the worker sets it from its FRONTEND_URL",
+            ));
         }
         Ok(())
     }

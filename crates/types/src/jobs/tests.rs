@@ -187,6 +187,10 @@ fn email_payload() {
         (with(email(), "data", json!([1])), "payload.data"),
         (with(email(), "subjet", json!("typo")), "payload.subjet"),
         (
+            with(email(), "data", json!({"appUrl": "https://evil.example"})),
+            "payload.data.appUrl",
+        ),
+        (
             json!({"subject": "Hi", "template": "welcome"}),
             "payload.to",
         ),
