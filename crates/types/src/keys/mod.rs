@@ -15,12 +15,16 @@
 //!
 //! Cache entries carry no hash tag on purpose: they spread over the cluster, and no script touches
 //! two entries at once. Keys a script touches together share a tag, so it runs on one slot.
+//!
+//! Which service owns each family is listed once, in [`KEY_FAMILIES`] (`family.rs`).
 
 mod cluster;
+mod family;
 mod queue;
 mod room;
 
 pub use cluster::{SLOT_COUNT, hash_slot, hash_tag};
+pub use family::{KEY_FAMILIES, KeyFamily, Layout, Owner};
 pub use queue::QueueKeys;
 pub use room::RoomKeys;
 
@@ -33,20 +37,6 @@ use crate::error::ValidationError;
 
 /// Longest accepted deployment prefix.
 pub const MAX_PREFIX_LEN: usize = 64;
-
-/// Cache key families reported as the `key_pattern` metrics label; anything else is `other`.
-const CACHE_FAMILIES: [&str; 10] = [
-    "user",
-    "user_sessions",
-    "org",
-    "org_members",
-    "project",
-    "project_tasks",
-    "api",
-    "rate_limit",
-    "session",
-    "realtime",
-];
 
 /// The key builders of one deployment, all under its prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -169,45 +159,21 @@ impl KeySpace {
         format!("{}:cache:inval", self.prefix)
     }
 
-    /// The key family of a full key of this key space, for metrics labels: one of the cache
-    /// families (`user`, `org_members`, `api`, …), `cache_tag`, `cache_lease`, `queue`, `cron`,
-    /// `room`, or `other`. Never the raw key, so label cardinality stays bounded.
+    /// The key family of a full key of this key space, for metrics labels: one of the listed
+    /// families (`user`, `org_members`, `api`, `realtime`, …; see [`KEY_FAMILIES`]), `cache_tag`,
+    /// `cache_lease`, `queue`, `cron`, `room`, or `other`. Never the raw key, so label cardinality
+    /// stays bounded.
     pub fn key_pattern(&self, key: &str) -> &'static str {
-        if let Some(rest) = key
-            .strip_prefix(self.prefix.as_str())
-            .and_then(|r| r.strip_prefix(':'))
-        {
-            let mut segments = rest.split(':');
-            let family = segments.next().unwrap_or_default();
-            if family == "cache" {
-                return match segments.next() {
-                    Some("tag") => "cache_tag",
-                    Some("lease") => "cache_lease",
-                    _ => "other",
-                };
-            }
-            return CACHE_FAMILIES
-                .iter()
-                .find(|known| **known == family)
-                .copied()
-                .unwrap_or("other");
+        match self.family_of(key).map(|f| f.name) {
+            None => "other",
+            Some("cache") => match key.split(':').nth(2) {
+                Some("tag") => "cache_tag",
+                Some("lease") => "cache_lease",
+                _ => "other",
+            },
+            Some("q") => "queue",
+            Some(name) => name,
         }
-        if let Some(rest) = key
-            .strip_prefix('{')
-            .and_then(|r| r.strip_prefix(self.prefix.as_str()))
-            .and_then(|r| r.strip_prefix(':'))
-        {
-            if rest.starts_with("q:") {
-                return "queue";
-            }
-            if rest.starts_with("cron}") {
-                return "cron";
-            }
-            if rest.starts_with("room:") {
-                return "room";
-            }
-        }
-        "other"
     }
 }
 
