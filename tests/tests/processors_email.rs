@@ -155,6 +155,68 @@ async fn welcome_email_renders_name_email_user_id_and_app_url() -> anyhow::Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_app_url_in_the_payload_is_refused_and_the_links_point_at_frontend_url()
+-> anyhow::Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let env = stack(&smtp.url()).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+
+    // A payload cannot point our templates' links elsewhere: refused at enqueue, naming the field.
+    let user_id = uuid::Uuid::new_v4().to_string();
+    let evil = json!({"to": "ada@example.com", "subject": "Welcome", "template": "welcome",
+        "data": {"name": "Ada", "email": "ada@example.com", "userId": user_id,
+                 "appUrl": "https://evil.example"}});
+    let refused = c
+        .enqueue(email_job(evil, 1))
+        .await
+        .expect_err("data.appUrl is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().starts_with("payload_json.data.appUrl: "),
+        "{}",
+        refused.message()
+    );
+
+    // Without it, every link of the email is the configured FRONTEND_URL.
+    let payload = json!({"to": "ada@example.com", "subject": "Welcome", "template": "welcome",
+        "data": {"name": "Ada", "email": "ada@example.com", "userId": user_id}});
+    let id = enqueue(&mut c, email_job(payload, 1)).await?;
+    wait_state(&c, &id, JobState::Completed, T).await;
+    let got = smtp.wait_for(1, T).await;
+    assert_eq!(got.len(), 1, "only the accepted job sent an email");
+    assert_links_point_at(&got[0], APP);
+    stop(work).await?;
+    stop(sched).await
+}
+
+/// Every `href` of the HTML part and every URL of the text part starts with `app`.
+fn assert_links_point_at(m: &ncy_testkit::ReceivedEmail, app: &str) {
+    let html = m
+        .html
+        .as_deref()
+        .expect("an HTML part")
+        .replace("&#x2f;", "/");
+    let text = m.text.as_deref().expect("a text part");
+    let hrefs: Vec<&str> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    let urls: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.contains("://"))
+        .collect();
+    assert!(
+        !hrefs.is_empty() && !urls.is_empty(),
+        "links: {html} {text}"
+    );
+    for link in hrefs.iter().chain(&urls) {
+        assert!(link.starts_with(app), "{link} in {html} {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unknown_template_and_render_errors_dead_letter_after_one_attempt() -> anyhow::Result<()> {
     let smtp = SmtpServer::start().await?;
     let env = stack(&smtp.url()).await?;

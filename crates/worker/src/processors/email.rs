@@ -6,6 +6,9 @@
 //! - the server refused permanently (5xx): fatal, no retry can change its mind;
 //! - the server is unreachable, refused transiently (4xx) or did not answer in time: retryable.
 //!
+//! Links: `appUrl` in every template is the configured `FRONTEND_URL`, never a payload's value
+//! ([`template_context`]), so a job cannot send our emails with someone else's links in them.
+//!
 //! `emails_sent_total{template,status}` counts outcomes (`sent`, `failed`; template `unknown` for a
 //! name that has no template, so payloads cannot create metric series).
 use std::path::PathBuf;
@@ -17,7 +20,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use ncy_runtime::{ConfigError, Env};
 use ncy_types::jobs::{EmailJobData, WelcomeEmailData};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::templates::{Rendered, TemplateError, Templates};
 use super::{JobContext, JobError, ProcessFuture, Processor};
@@ -214,8 +217,9 @@ fn server_of(url: &str) -> String {
         .to_owned()
 }
 
-/// `send-email {to, subject, template, data, cc}`: `data` is the template's context (with
-/// `appUrl` added unless `data` has one). Result: `{"to": …, "template": …}`.
+/// `send-email {to, subject, template, data, cc}`: `data` is the template's context, with `appUrl`
+/// always the configured `FRONTEND_URL` (see [`template_context`]). Result: `{"to": …,
+/// "template": …}`.
 #[derive(Debug, Clone)]
 pub struct SendEmailProcessor(pub Arc<Mailer>);
 
@@ -225,21 +229,22 @@ impl Processor for SendEmailProcessor {
         Box::pin(async move {
             let job: EmailJobData = serde_json::from_value(ctx.payload)
                 .map_err(|e| JobError::fatal(format!("bad send-email payload: {e}")))?;
-            let mut data = job.data;
-            data.entry("appUrl")
-                .or_insert_with(|| Value::String(mailer.app_url.clone()));
+            let data = template_context(job.data, &mailer.app_url);
             mailer
-                .send(
-                    &job.template,
-                    &job.to,
-                    &job.cc,
-                    &job.subject,
-                    &Value::Object(data),
-                )
+                .send(&job.template, &job.to, &job.cc, &job.subject, &data)
                 .await?;
             Ok(Some(json!({"to": job.to, "template": job.template})))
         })
     }
+}
+
+/// The context of a `send-email` template: the payload's `data` with `appUrl` set to the configured
+/// app address. A payload's own `appUrl` is replaced, never used: the scheduler refuses one at
+/// enqueue, and a job that reached the queue another way (enqueued before that rule, or written
+/// to Redis directly) must still not turn our templates' links into someone else's.
+pub fn template_context(mut data: Map<String, Value>, app_url: &str) -> Value {
+    data.insert("appUrl".to_owned(), Value::String(app_url.to_owned()));
+    Value::Object(data)
 }
 
 /// `send-welcome-email {userId, email, name}`: the `welcome` template with `{name, email, userId,
@@ -271,6 +276,21 @@ impl Processor for WelcomeEmailProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configured_app_url_replaces_a_payloads_own() {
+        let mut data = Map::new();
+        data.insert("appUrl".into(), json!("https://evil.example"));
+        data.insert("taskTitle".into(), json!("Fix it"));
+        assert_eq!(
+            template_context(data, "https://app.ncy.test"),
+            json!({"appUrl": "https://app.ncy.test", "taskTitle": "Fix it"})
+        );
+        assert_eq!(
+            template_context(Map::new(), "https://app.ncy.test"),
+            json!({"appUrl": "https://app.ncy.test"})
+        );
+    }
 
     #[test]
     fn server_of_hides_credentials() {

@@ -1,0 +1,131 @@
+//! `send-email` jobs that never passed the job-scheduler's validation, put on the queue with
+//! `ncy-queue` the way any producer with Redis access could (or left there from before a rule
+//! existed): the worker still sends our templates' links to its own `FRONTEND_URL` only.
+use std::time::Duration;
+
+use ncy_queue::{Engine, EngineSettings, JobState, NewJob};
+use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
+use ncy_testkit::{
+    InProcess, ReceivedEmail, SmtpServer, TestDatabase, assert_eventually, env_of, service_env,
+    set_env, unique_prefix,
+};
+use ncy_types::jobs::{Backoff, QueueName};
+use serde_json::json;
+
+const Q: QueueName = QueueName::Email;
+const T: Duration = Duration::from_secs(30);
+const APP: &str = "https://app.ncy.test";
+const EVIL: &str = "https://evil.example";
+
+const SPEC: ServiceSpec = ServiceSpec {
+    name: "worker-email-test",
+    default_grpc_addr: "127.0.0.1:0",
+    default_admin_addr: "127.0.0.1:0",
+    needs_postgres: false,
+    default_runtime_threads: 0,
+};
+
+fn engine(env: &[(String, String)]) -> anyhow::Result<Engine> {
+    let env = env_of(env);
+    let common = CommonSettings::load(SPEC, &env)?;
+    let pool = RedisPool::new(&common.redis)?;
+    Ok(Engine::for_service(
+        pool,
+        &common.redis,
+        EngineSettings::load(&env)?,
+    ))
+}
+
+fn email_job(payload: &serde_json::Value) -> NewJob {
+    NewJob {
+        job_type: "send-email".into(),
+        data: payload.to_string(),
+        priority: 0,
+        max_attempts: 1,
+        backoff: Backoff::default(),
+        delay_ms: 0,
+        idempotency_key: String::new(),
+        owner_user_id: String::new(),
+        schedule_name: String::new(),
+    }
+}
+
+/// Every `href` of the HTML part and every URL of the text part starts with `app`.
+fn assert_links_point_at(m: &ReceivedEmail, app: &str) {
+    let html = m
+        .html
+        .as_deref()
+        .expect("an HTML part")
+        .replace("&#x2f;", "/");
+    let text = m.text.as_deref().expect("a text part");
+    let hrefs: Vec<&str> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    let urls: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.contains("://"))
+        .collect();
+    assert!(
+        !hrefs.is_empty() && !urls.is_empty(),
+        "links: {html} {text}"
+    );
+    for link in hrefs.iter().chain(&urls) {
+        assert!(link.starts_with(app), "{link} in {html} {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_app_url_in_a_queued_payload_is_replaced_by_frontend_url() -> anyhow::Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let db = TestDatabase::migrated().await?;
+    let mut env = service_env(&unique_prefix(), Some(&db.url));
+    let smtp_url = smtp.url();
+    for (k, v) in [
+        ("NCY_WORKER_QUEUES", "email"),
+        ("NCY_SMTP_URL", smtp_url.as_str()),
+        ("NCY_SMTP_FROM", "NCY Tests <noreply@ncy.test>"),
+        ("FRONTEND_URL", APP),
+    ] {
+        set_env(&mut env, k, v);
+    }
+    let e = engine(&env)?;
+    e.ensure_groups(Q).await?;
+    // The welcome template links to appUrl; task-assigned does too when there is no taskUrl.
+    let welcome = json!({"to": "ada@example.com", "subject": "Welcome", "template": "welcome",
+        "cc": [], "data": {"name": "Ada", "email": "ada@example.com", "userId": "u1",
+                           "appUrl": EVIL}});
+    let task = json!({"to": "bob@example.com", "subject": "A task", "template": "task-assigned",
+        "cc": [], "data": {"taskTitle": "Reset your password", "appUrl": EVIL}});
+    let ids: Vec<String> = e
+        .enqueue(Q, &[email_job(&welcome), email_job(&task)])
+        .await?
+        .into_iter()
+        .map(|r| r.job_id)
+        .collect();
+    let work = {
+        let app = worker::Application::build(worker::Settings::load(&env_of(&env))?).await?;
+        InProcess::spawn(|stop| app.run_until_stopped(stop))
+    };
+    assert_eventually("both emails are sent", T, || async {
+        for id in &ids {
+            let state = e.get_job(id).await.ok().and_then(|j| j.state().ok());
+            if state != Some(JobState::Completed) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let got = smtp.wait_for(2, T).await;
+    assert_eq!(got.len(), 2);
+    for m in &got {
+        assert_links_point_at(m, APP);
+        let body = format!("{:?} {:?}", m.html, m.text);
+        assert!(!body.contains("evil.example"), "{body}");
+    }
+    work.stop(Duration::from_secs(15))
+        .await
+        .map_err(anyhow::Error::msg)
+}
