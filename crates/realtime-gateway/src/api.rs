@@ -1,5 +1,5 @@
-//! `ncy.realtime.v1.RealtimeService`: publishing for internal services, presence, stats, and the
-//! seed's domain events. Input is validated at the edge (INVALID_ARGUMENT names the field and
+//! `ncy.realtime.v1.RealtimeService`: publishing for internal services, presence, stats, the
+//! seed's domain events, and server-side control of sockets (`DisconnectUser`, `UnsubscribeUser`). Input is validated at the edge (INVALID_ARGUMENT names the field and
 //! nothing is published); every publish goes through the shared room bus.
 use std::sync::{Arc, atomic::Ordering};
 
@@ -10,7 +10,12 @@ use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::{error::GatewayError, gateway::Gateway, metrics};
+use crate::{
+    control::{self, Control},
+    error::GatewayError,
+    gateway::Gateway,
+    metrics,
+};
 
 /// The RealtimeService implementation.
 pub struct RealtimeApi {
@@ -372,9 +377,45 @@ impl RealtimeService for RealtimeApi {
             delivery: Some(d),
         }))
     }
+
+    async fn disconnect_user(
+        &self,
+        r: Request<pb::DisconnectUserRequest>,
+    ) -> Result<Response<pb::DisconnectUserResponse>, Status> {
+        let r = r.into_inner();
+        let control =
+            Control::disconnect_user(&r.user_id, &r.reason).map_err(GatewayError::from)?;
+        let (local_connections, instances_reached) = self.control(control).await?;
+        Ok(Response::new(pb::DisconnectUserResponse {
+            local_connections,
+            instances_reached,
+        }))
+    }
+
+    async fn unsubscribe_user(
+        &self,
+        r: Request<pb::UnsubscribeUserRequest>,
+    ) -> Result<Response<pb::UnsubscribeUserResponse>, Status> {
+        let r = r.into_inner();
+        let control = Control::unsubscribe_user(&r.user_id, &r.room).map_err(GatewayError::from)?;
+        let (local_connections, instances_reached) = self.control(control).await?;
+        Ok(Response::new(pb::UnsubscribeUserResponse {
+            local_connections,
+            instances_reached,
+        }))
+    }
 }
 
 impl RealtimeApi {
+    /// Applies `control` to this instance's sockets, then tells the other instances: (sockets
+    /// here, instances reached). Redis down is UNAVAILABLE — after the local part was applied.
+    async fn control(&self, control: Control) -> Result<(u32, u32), GatewayError> {
+        let local = control.apply(&self.gw);
+        tracing::info!(control = ?control, sockets = local, "control applied");
+        let reached = control::publish(&self.gw, control).await?;
+        Ok((u32::try_from(local).unwrap_or(u32::MAX), reached))
+    }
+
     async fn record_status(&self, user: Uuid, status: &str) -> Result<(), GatewayError> {
         let mut c = self.gw.redis.get().await.map_err(ncy_bus::BusError::from)?;
         redis::cmd("HSET")

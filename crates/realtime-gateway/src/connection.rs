@@ -19,8 +19,10 @@ use uuid::Uuid;
 
 use crate::{
     auth::Identity,
+    control::{Command, LeaveReason},
     error::{CloseReason, GatewayError, error_frame},
     gateway::Gateway,
+    gateway::Scope,
     hub::Outbox,
     metrics,
     presence_writes::Kind,
@@ -81,6 +83,9 @@ async fn run(
             () = outbox.ready() => {
                 if outbox.is_closed() {
                     break;
+                }
+                if outbox.has_commands() {
+                    Box::pin(conn.on_commands()).await;
                 }
                 let (ping, frames) = outbox.take();
                 if (ping || !frames.is_empty())
@@ -209,9 +214,14 @@ async fn close(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox) {
             return;
         }
         if reason != CloseReason::ClientGone {
+            // DisconnectUser's reason text, else the reason's own.
+            let text = match reason {
+                CloseReason::ServerDisconnect => outbox.disconnect_text(),
+                _ => None,
+            };
             let frame = CloseFrame {
                 code: reason.code(),
-                reason: reason.text().into(),
+                reason: text.unwrap_or_else(|| reason.text().to_owned()).into(),
             };
             let _ = sink.send(Message::Close(Some(frame))).await;
         }
@@ -364,7 +374,7 @@ impl Conn {
                 ));
             }
             (_, false) => self.strike(error_frame("unauthenticated", "authenticate first")),
-            (ClientFrame::Refresh { token }, true) => self.refresh(&token),
+            (ClientFrame::Refresh { token }, true) => self.refresh(&token).await,
             (ClientFrame::JoinProject { project_id, since }, true) => {
                 self.join_project(&project_id, since.as_ref()).await;
             }
@@ -391,8 +401,12 @@ impl Conn {
         let user = identity.user_id;
         let _ = self.outbox.user.set(user);
         self.gw.authenticated.fetch_add(1, Ordering::Relaxed);
+        // Registered before joining, so a revocation decided meanwhile reaches this socket.
+        self.gw.sessions.add(user, self.outbox.clone());
         let mut rooms = vec![Joined::User, Joined::Broadcast];
-        if identity.org_id.is_some() {
+        if let Some(org) = identity.org_id
+            && self.org_allowed(user, org).await
+        {
             rooms.push(Joined::Org);
         }
         let exp = identity.exp;
@@ -402,13 +416,36 @@ impl Conn {
             .send_text(protocol::authenticated(&user.to_string(), exp));
     }
 
-    fn refresh(&mut self, token: &str) {
+    /// Whether the socket may be in `org:<org>`: its user must be a member. When PostgreSQL cannot
+    /// answer, the signed claim is trusted, as before membership was checked here; the periodic
+    /// re-check revokes it later if the database says no.
+    async fn org_allowed(&self, user: Uuid, org: Uuid) -> bool {
+        match self.gw.is_org_member(user, org).await {
+            Ok(true) => true,
+            Ok(false) => {
+                self.outbox.send_text(error_frame(
+                    "forbidden",
+                    &format!("not a member of organization {org}: its room was not joined"),
+                ));
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "organization membership unknown; trusting the token");
+                true
+            }
+        }
+    }
+
+    /// A fresh token of the same user: its expiry replaces the old one, and every room is
+    /// re-evaluated against the new claims as `authenticate` would have joined them — the `org:`
+    /// room follows the token's organization (when the user is a member of it), project rooms are
+    /// re-checked against the database. What the socket may no longer see is left with reason
+    /// `revoked`, before `refreshed`.
+    async fn refresh(&mut self, token: &str) {
         match self.gw.verifier.verify(token) {
             Ok(fresh) if self.identity.as_ref().map(|i| i.user_id) == Some(fresh.user_id) => {
                 let exp = fresh.exp;
-                if let Some(i) = self.identity.as_mut() {
-                    i.exp = exp;
-                }
+                Box::pin(self.reevaluate(fresh)).await;
                 self.outbox.send_text(protocol::refreshed(exp));
             }
             Ok(_) => {
@@ -482,29 +519,100 @@ impl Conn {
         }
     }
 
+    /// Re-evaluates the rooms against `fresh` (same user) and adopts its claims; see `refresh`.
+    async fn reevaluate(&mut self, fresh: Identity) {
+        let user = fresh.user_id;
+        let want_org = match fresh.org_id {
+            Some(org) if self.org_allowed(user, org).await => Some(org),
+            _ => None,
+        };
+        let old_org = self.identity.as_ref().and_then(|i| i.org_id);
+        // Named from the old claims, so left before they are replaced.
+        let old_room = self.room_name(Joined::Org);
+        if old_org != want_org && self.leave_room(Joined::Org).await {
+            self.outbox.send_text(protocol::left_with_reason(
+                &old_room,
+                LeaveReason::Revoked.as_str(),
+            ));
+        }
+        let projects: Vec<(Uuid, Scope)> = self
+            .rooms
+            .iter()
+            .filter_map(|r| match r {
+                Joined::Project(p) => Some((user, Scope::Project(*p))),
+                _ => None,
+            })
+            .collect();
+        if !projects.is_empty() {
+            match crate::access::denied(&self.gw.db, &projects).await {
+                Ok(gone) => {
+                    for (_, scope) in gone {
+                        self.gw.membership.invalidate(&(user, scope)).await;
+                        if let Scope::Project(p) = scope
+                            && self.leave_room(Joined::Project(p)).await
+                        {
+                            self.outbox.send_text(protocol::left_with_reason(
+                                &scope.room(),
+                                LeaveReason::Revoked.as_str(),
+                            ));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "project rooms not re-checked on refresh"),
+            }
+        }
+        self.identity = Some(fresh);
+        if want_org.is_some() && !self.rooms.contains(&Joined::Org) {
+            self.join(&[Joined::Org], &HashMap::new()).await;
+        }
+    }
+
     async fn leave_project(&mut self, project_id: &str) {
         let Ok(project) = Uuid::parse_str(project_id) else {
             return self.bad_frame("projectId: must be a UUID");
         };
-        let room = Room::project(project).name();
-        if let Some(i) = self
-            .rooms
-            .iter()
-            .position(|r| *r == Joined::Project(project))
+        self.leave_room(Joined::Project(project)).await;
+        self.outbox
+            .send_text(protocol::left(&Room::project(project).name()));
+    }
+
+    /// Leaves `joined` if in it (the hub first: nothing more of the room is queued after this),
+    /// and clears the socket's presence there. True if it was in the room.
+    async fn leave_room(&mut self, joined: Joined) -> bool {
+        let Some(i) = self.rooms.iter().position(|r| *r == joined) else {
+            return false;
+        };
+        let room = self.room_name(joined);
+        self.rooms.swap_remove(i);
+        self.gw.hub.leave(self.outbox.id, &room);
+        if let Some(user) = self.outbox.user.get().map(Uuid::to_string)
+            && let Err(e) = self
+                .gw
+                .presence_writes
+                .apply(Kind::Offline, vec![(room, user, self.conn_key())])
+                .await
         {
-            self.rooms.swap_remove(i);
-            self.gw.hub.leave(self.outbox.id, &room);
-            if let Some(user) = self.outbox.user.get().map(Uuid::to_string)
-                && let Err(e) = self
-                    .gw
-                    .presence_writes
-                    .apply(Kind::Offline, vec![(room.clone(), user, self.conn_key())])
-                    .await
+            tracing::debug!(error = %e, "presence leave failed");
+        }
+        true
+    }
+
+    /// Applies the server's commands (see `control`): leaves the rooms it was taken out of, with
+    /// `left` and the reason. (A disconnect closes the outbox, which ends the socket by itself.)
+    async fn on_commands(&mut self) {
+        for command in self.outbox.take_commands() {
+            if let Command::Leave { room, reason } = command
+                && let Some(joined) = self
+                    .rooms
+                    .iter()
+                    .copied()
+                    .find(|r| self.room_name(*r) == room)
+                && self.leave_room(joined).await
             {
-                tracing::debug!(error = %e, "presence leave failed");
+                self.outbox
+                    .send_text(protocol::left_with_reason(&room, reason.as_str()));
             }
         }
-        self.outbox.send_text(protocol::left(&room));
     }
 
     async fn presence(&mut self, room: &str) {
@@ -528,8 +636,9 @@ impl Conn {
     }
 
     async fn cleanup(&mut self) {
-        if self.identity.is_some() {
+        if let Some(identity) = &self.identity {
             self.gw.authenticated.fetch_sub(1, Ordering::Relaxed);
+            self.gw.sessions.remove(identity.user_id, self.outbox.id);
         }
         let user = self.outbox.user.get().map(Uuid::to_string);
         let mut gone = Vec::with_capacity(self.rooms.len());

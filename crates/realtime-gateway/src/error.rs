@@ -90,6 +90,9 @@ pub enum CloseReason {
     SlowConsumer,
     /// Nothing received within the idle timeout: 4000.
     Idle,
+    /// Closed by `DisconnectUser` (server-side control): 4010, with the operator's reason text in
+    /// the close frame.
+    ServerDisconnect,
     /// Repeated bad or rate-limited frames: 1008 (policy violation).
     Abuse,
     /// Inbound frame over the size limit: 1009 (message too big).
@@ -109,6 +112,7 @@ impl CloseReason {
             Self::TokenExpired => 4004,
             Self::SlowConsumer => 4008,
             Self::Idle => 4000,
+            Self::ServerDisconnect => 4010,
             Self::Abuse => 1008,
             Self::TooBig => 1009,
             Self::Restart => 1012,
@@ -124,6 +128,7 @@ impl CloseReason {
             Self::TokenExpired => "token_expired",
             Self::SlowConsumer => "slow_consumer",
             Self::Idle => "idle_timeout",
+            Self::ServerDisconnect => "disconnected_by_server",
             Self::Abuse => "too_many_bad_frames",
             Self::TooBig => "frame_too_big",
             Self::Restart => "going_away",

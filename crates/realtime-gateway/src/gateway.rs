@@ -39,8 +39,11 @@ pub struct Gateway {
     pub keys: KeySpace,
     /// PostgreSQL.
     pub db: PgPool,
-    /// (user, project) → member of the project's organization, briefly cached.
-    pub membership: moka::future::Cache<(Uuid, Uuid), bool>,
+    /// (user, scope) answers "member", briefly cached. Only yes is cached (a no would keep a user
+    /// just added out for the cache's lifetime); `access` drops entries when access changes.
+    pub membership: moka::future::Cache<(Uuid, Scope), ()>,
+    /// Authenticated sockets by user, for server-side decisions about a user.
+    pub sessions: crate::sessions::Sessions,
     /// This instance's id.
     pub instance_id: String,
     /// Start time (ms).
@@ -63,29 +66,56 @@ pub struct Gateway {
     pub churn: Arc<ncy_runtime::memory::Churn>,
 }
 
+/// What a membership answer is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The project's room: a member of the project's organization.
+    Project(Uuid),
+    /// The organization's room: a member of it.
+    Org(Uuid),
+}
+
 impl Gateway {
-    /// A membership cache living `ttl`.
-    pub fn membership_cache(ttl: Duration) -> moka::future::Cache<(Uuid, Uuid), bool> {
+    /// A membership cache living `ttl` (entries can be dropped by predicate, for `access`).
+    pub fn membership_cache(ttl: Duration) -> moka::future::Cache<(Uuid, Scope), ()> {
         moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(ttl)
+            .support_invalidation_closures()
             .build()
     }
 
     /// Whether `user` is a member of the organization owning `project` (false for no project).
     pub async fn is_project_member(&self, user: Uuid, project: Uuid) -> Result<bool, GatewayError> {
-        if let Some(hit) = self.membership.get(&(user, project)).await {
-            return Ok(hit);
+        self.is_member(user, Scope::Project(project)).await
+    }
+
+    /// Whether `user` is a member of organization `org`.
+    pub async fn is_org_member(&self, user: Uuid, org: Uuid) -> Result<bool, GatewayError> {
+        self.is_member(user, Scope::Org(org)).await
+    }
+
+    /// Concurrent checks of one (user, scope) share one query; only a yes is cached.
+    async fn is_member(&self, user: Uuid, scope: Scope) -> Result<bool, GatewayError> {
+        let loaded = self
+            .membership
+            .try_get_with((user, scope), async {
+                match crate::access::is_member(&self.db, user, scope).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(None),
+                    Err(e) => Err(Some(e)),
+                }
+            })
+            .await;
+        match loaded {
+            Ok(()) => Ok(true),
+            Err(e) => match e.as_ref() {
+                None => Ok(false),
+                // Shared by every waiter, so not ours to move: the cause goes into the message.
+                Some(e) => Err(GatewayError::Db(sqlx::Error::Io(std::io::Error::other(
+                    e.to_string(),
+                )))),
+            },
         }
-        let member: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM projects p JOIN organization_members m \
-             ON m.organization_id = p.organization_id WHERE p.id = $1 AND m.user_id = $2)",
-        )
-        .bind(project)
-        .bind(user)
-        .fetch_one(&self.db)
-        .await?;
-        self.membership.insert((user, project), member).await;
-        Ok(member)
     }
 }

@@ -25,7 +25,7 @@ use axum::extract::ws::Utf8Bytes;
 use ncy_bus::{BusMessage, History, Subscriber};
 use tokio::sync::Notify;
 
-use crate::{error::CloseReason, metrics, protocol::Position};
+use crate::{control::Command, error::CloseReason, metrics, protocol::Position};
 
 /// The sending side of one socket: its bounded queue and how to close it.
 ///
@@ -51,6 +51,9 @@ struct Queue {
     reason: Option<CloseReason>,
     /// The writer is gone: nothing queued from now on would be sent.
     done: bool,
+    /// Server-side commands for the socket's task (revocation, `UnsubscribeUser`,
+    /// `DisconnectUser`); unallocated while empty.
+    commands: Vec<Command>,
 }
 
 impl Outbox {
@@ -113,6 +116,36 @@ impl Outbox {
     /// Why the socket is closing (a client that went away, if no reason was given).
     pub fn closing(&self) -> CloseReason {
         self.state().reason.unwrap_or(CloseReason::ClientGone)
+    }
+
+    /// Hands the socket's task a server-side command and wakes it; false if the socket is done.
+    pub fn command(&self, command: Command) -> bool {
+        let mut q = self.state();
+        if q.done {
+            return false;
+        }
+        q.commands.push(command);
+        drop(q);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Whether a command is waiting.
+    pub fn has_commands(&self) -> bool {
+        !self.state().commands.is_empty()
+    }
+
+    /// The commands waiting, oldest first.
+    pub fn take_commands(&self) -> Vec<Command> {
+        std::mem::take(&mut self.state().commands)
+    }
+
+    /// The reason text of a waiting [`Command::Disconnect`], for the close frame.
+    pub fn disconnect_text(&self) -> Option<String> {
+        self.state().commands.iter().find_map(|c| match c {
+            Command::Disconnect { reason } => Some(reason.clone()),
+            Command::Leave { .. } => None,
+        })
     }
 
     /// Asks the writer to send a ping.
@@ -235,6 +268,13 @@ impl Hub {
     /// Rooms with at least one local member.
     pub fn room_count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Whether connection `conn` is a member of `room` (live or still joining).
+    pub fn is_member(&self, room: &str, conn: u64) -> bool {
+        self.lock()
+            .get(room)
+            .is_some_and(|local| local.members.contains_key(&conn))
     }
 
     /// Every (room, user, connection id) membership, for presence heartbeats.

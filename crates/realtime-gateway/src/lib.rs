@@ -4,7 +4,9 @@
 //!
 //! Layout: [`settings`] (environment), `auth` (JWT), `protocol` (frames), `ws` (upgrade: Origin,
 //! cap, drain), `connection` (one socket's reader and writer), `hub` (local rooms and fan-out),
-//! `api` (gRPC), `error` (statuses, close codes, error frames), `metrics`. The room bus itself —
+//! `sessions` (sockets by user), `access` (who may be in which room; revocation), `control`
+//! (server-side commands to sockets, across instances), `api` (gRPC), `error` (statuses, close
+//! codes, error frames), `metrics`. The room bus itself —
 //! publish script, history, subscriber, presence — is the `ncy-bus` crate, shared with publishers
 //! outside the gateway.
 use std::{
@@ -24,15 +26,18 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
+mod access;
 mod api;
 mod auth;
 mod connection;
+mod control;
 pub mod error;
 mod gateway;
 mod hub;
 mod metrics;
 mod presence_writes;
 mod protocol;
+mod sessions;
 mod settings;
 mod ws;
 
@@ -102,6 +107,7 @@ impl Application {
         let instance_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let stop = runtime.shutdown_token();
         let deliver_hub = hub.clone();
+        let control_client = client.clone();
         let (subscriber, sub_task) = Subscriber::start(
             client,
             redis.clone(),
@@ -134,6 +140,7 @@ impl Application {
             keys,
             db,
             membership: gateway::Gateway::membership_cache(limits.membership_cache),
+            sessions: sessions::Sessions::default(),
             instance_id,
             started_at_ms: chrono::Utc::now().timestamp_millis(),
             stop: stop.clone(),
@@ -147,6 +154,12 @@ impl Application {
             limits,
         });
         runtime.spawn(presence_heartbeat(gw.clone()));
+        runtime.spawn(access::listen(
+            gw.clone(),
+            settings.access_notify_channel.clone(),
+        ));
+        runtime.spawn(access::backstop(gw.clone(), gw.limits.access_recheck));
+        runtime.spawn(control::listen(gw.clone(), control_client));
         if settings.memory_trim {
             runtime.spawn(ncy_runtime::memory::trim_after_bursts(
                 gw.churn.clone(),

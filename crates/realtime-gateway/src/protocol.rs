@@ -72,6 +72,13 @@ pub fn left(room: &str) -> String {
     json!({"type": "left", "room": room}).to_string()
 }
 
+/// `left {room, reason}`: the server took the socket out of the room — `revoked` (access was
+/// withdrawn: membership removed, project deleted or moved, a refresh naming another organization)
+/// or `unsubscribed` (`UnsubscribeUser`). Nothing more of that room follows this frame.
+pub fn left_with_reason(room: &str, reason: &str) -> String {
+    json!({"type": "left", "room": room, "reason": reason}).to_string()
+}
+
 /// `pong`.
 pub fn pong() -> String {
     json!({"type": "pong"}).to_string()

@@ -79,6 +79,10 @@ pub struct Limits {
     pub max_data_bytes: usize,
     /// `NCY_MEMBERSHIP_CACHE_SECS` (30): how long a project-membership answer is cached.
     pub membership_cache: Duration,
+    /// `NCY_ACCESS_RECHECK_SECS` (60): every local socket's `project:` and `org:` rooms are
+    /// re-checked against PostgreSQL this often — the backstop behind the change notifications,
+    /// which revoke within about a second.
+    pub access_recheck: Duration,
 }
 
 impl Limits {
@@ -116,6 +120,7 @@ impl Limits {
             dedup_window: env.secs_or("NCY_DEDUP_WINDOW_SECS", 600, 86_400)?,
             max_data_bytes: size("NCY_MAX_DATA_BYTES", 65_536)?,
             membership_cache: env.secs_or("NCY_MEMBERSHIP_CACHE_SECS", 30, 3600)?,
+            access_recheck: env.secs_or("NCY_ACCESS_RECHECK_SECS", 60, 86_400)?,
         })
     }
 }
@@ -133,6 +138,9 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// Protocol limits and bus timings.
     pub limits: Limits,
+    /// `NCY_ACCESS_NOTIFY_CHANNEL` (`ncy_cache_invalidation`): the PostgreSQL NOTIFY channel of the
+    /// row-change triggers (migration `20261125000002`) that tell every instance access changed.
+    pub access_notify_channel: String,
     /// `NCY_MEMORY_TRIM` (true): after a burst of connections opened or closed, ask the allocator
     /// to return the memory their handshakes freed (`ncy_runtime::memory`).
     pub memory_trim: bool,
@@ -158,6 +166,9 @@ impl Settings {
             jwt: load_jwt(env)?,
             limits: Limits::load(env)?,
             memory_trim: env.bool_or("NCY_MEMORY_TRIM", true)?,
+            access_notify_channel: env
+                .get("NCY_ACCESS_NOTIFY_CHANNEL")
+                .unwrap_or_else(|| "ncy_cache_invalidation".to_owned()),
         })
     }
 }

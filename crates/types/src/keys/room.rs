@@ -29,6 +29,12 @@ impl KeySpace {
         format!("{}:bus:probe:{instance}", self.prefix())
     }
 
+    /// Pub/sub channel every gateway instance of the deployment listens on for server-side control
+    /// (disconnect a user, unsubscribe a user from a room): `<p>:bus:control`.
+    pub fn realtime_control_channel(&self) -> String {
+        format!("{}:bus:control", self.prefix())
+    }
+
     /// Hash of announced user statuses (user id → `online`/`away`/`busy`/`offline`), read by
     /// presence: `<p>:realtime:user_status`.
     pub fn user_status(&self) -> String {
@@ -94,6 +100,7 @@ mod tests {
         assert_eq!(r.dedup("k1"), "{ncy:room:project:p1}:dedup:k1");
         assert_eq!(ks().bus_probe("i1"), "ncy:bus:probe:i1");
         assert_eq!(ks().user_status(), "ncy:realtime:user_status");
+        assert_eq!(ks().realtime_control_channel(), "ncy:bus:control");
     }
 
     #[test]
