@@ -1,12 +1,107 @@
-//! generate-report failures end to end: a missing project (final), and an unwritable or full file
-//! store and a database that is down (retried, then dead-lettered with the message that says which).
+//! generate-report failures end to end: a missing project and a user outside the data's
+//! organization (final), and an unwritable or full file store and a database that is down
+//! (retried, then dead-lettered with the message that says which).
 mod jobs_support;
 mod report_support;
 
 use jobs_support::{enqueue, get, stop, wait_state};
 use ncy_proto::jobs::v1::JobState;
-use report_support::{T, dead_letters, fixture, report, stack};
+use report_support::{T, dead_letters, fixture, report, run_report, stack};
 use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_for_a_user_outside_the_organization_is_dead_lettered_at_once_and_sends_nothing()
+-> anyhow::Result<()> {
+    let files = tempfile::tempdir()?;
+    let env = stack(files.path()).await?;
+    let pg = env.db.pool().await?;
+    let fx = fixture(&pg).await?;
+    // Eve owns another organization; Vic is a mere viewer of the fixture's one.
+    let (eve, other_org, vic) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    sqlx::query(
+        "INSERT INTO users (id, email, name) VALUES ($1, 'eve@example.com', 'Eve'),
+                                                   ($2, 'vic@example.com', 'Vic')",
+    )
+    .bind(eve)
+    .bind(vic)
+    .execute(&pg)
+    .await?;
+    sqlx::query("INSERT INTO organizations (id, name, slug) VALUES ($1, 'Evil', 'evil')")
+        .bind(other_org)
+        .execute(&pg)
+        .await?;
+    sqlx::query(
+        "INSERT INTO organization_members (organization_id, user_id, role)
+         VALUES ($1, $2, 'owner'), ($3, $4, 'viewer')",
+    )
+    .bind(other_org)
+    .bind(eve)
+    .bind(fx.org)
+    .bind(vic)
+    .execute(&pg)
+    .await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+
+    let project = serde_json::json!({"reportType": "project_tasks", "format": "csv",
+        "userId": eve.to_string(), "projectId": fx.project.to_string()});
+    let org = serde_json::json!({"reportType": "organization_activity", "format": "excel",
+        "userId": eve.to_string(), "organizationId": fx.org.to_string()});
+    let cases = [
+        (
+            project,
+            format!(
+                "user {eve} may not read project {}: not a member of its organization",
+                fx.project
+            ),
+        ),
+        (
+            org,
+            format!(
+                "user {eve} may not read organization {}: not a member of it",
+                fx.org
+            ),
+        ),
+    ];
+    for (payload, error) in cases {
+        let id = enqueue(&mut c, report(&payload, 3)).await?;
+        wait_state(&c, &id, JobState::Dead, T).await;
+        let dead = get(&mut c, &id).await?;
+        assert_eq!(dead.attempts_made, 1, "no retry: {payload}");
+        assert_eq!(dead.last_error, error);
+        let letters = dead_letters(&mut c).await?;
+        let letter = letters
+            .iter()
+            .find(|l| l.job_id == id)
+            .ok_or_else(|| anyhow::anyhow!("no dead letter for {id}: {letters:?}"))?;
+        assert!(letter.non_retryable, "{letter:?}");
+        assert_eq!(letter.error, error);
+    }
+    assert!(
+        !files.path().join("reports").exists(),
+        "no file was written"
+    );
+    let notified: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications WHERE user_id = $1")
+        .bind(eve)
+        .fetch_one(&pg)
+        .await?;
+    assert_eq!(notified, 0, "no notification row");
+    assert!(
+        env.room_history(eve).await?.is_empty(),
+        "nothing was pushed to the user's room"
+    );
+
+    // Any member may read, a viewer included.
+    let result = run_report(
+        &mut c,
+        serde_json::json!({"reportType": "project_tasks", "format": "csv",
+            "userId": vic.to_string(), "projectId": fx.project.to_string()}),
+    )
+    .await?;
+    assert_eq!(result["rows"], 5, "{result}");
+    stop(work).await?;
+    stop(sched).await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_project_is_dead_lettered_without_retries() -> anyhow::Result<()> {

@@ -4,8 +4,14 @@
 //! notifies the user (`REPORT_READY`, with the link) — progress 10 (querying), 50 (rendering), 80
 //! (storing), 100 as in the seed.
 //!
+//! Who gets a report: only a member (any role) of the organization that owns its data — for a
+//! `project_tasks` report the project's organization. `userId` is checked before anything is read,
+//! rendered, stored or sent; anyone else fails the job at once, non-retryably ("user <u> may not
+//! read project <p>: not a member of its organization"), with no file and no notification.
+//!
 //! Failures: a project or organization that does not exist is final ("project <id> does not
-//! exist"); the database or the file store failing is retried with their message.
+//! exist"), as is a user outside its organization; the database or the file store failing is
+//! retried with their message.
 use chrono::Utc;
 use ncy_runtime::{ConfigError, Env};
 use ncy_types::jobs::{ReportFormat, ReportJobData, ReportType};
@@ -83,7 +89,7 @@ impl ReportProcessor {
 
         ctx.progress(10, "querying").await;
         let now_ms = Utc::now().timestamp_millis();
-        let (subject, report) = query(&pool, &data, now_ms).await?;
+        let (subject, report) = query(&pool, &data, user_id, now_ms).await?;
         if ctx.cancel.is_cancelled() {
             return Err(JobError::fatal("cancelled"));
         }
@@ -151,27 +157,26 @@ impl ReportProcessor {
     }
 }
 
-/// Queries the report's data; returns the id it is about and the report.
+/// Queries the report's data, once [`authorize`] has let `user_id` read it; returns the id it is
+/// about and the report.
 async fn query(
     pool: &PgPool,
     data: &ReportJobData,
+    user_id: Uuid,
     now_ms: i64,
 ) -> Result<(Uuid, Report), JobError> {
+    let subject = Subject::of(data)?;
+    authorize(pool, subject, user_id).await?;
     let db = |e: ncy_store::StoreError| JobError::retryable(e.to_string());
-    match data.report_type {
-        ReportType::ProjectTasks => {
-            let id = parse_id("projectId", data.project_id.as_deref().unwrap_or_default())?;
+    match subject {
+        Subject::Project(id) => {
             let found = ncy_store::reports::project_tasks(pool, id)
                 .await
                 .map_err(db)?
                 .ok_or_else(|| JobError::fatal(format!("project {id} does not exist")))?;
             Ok((id, model::project_tasks(&found, now_ms)))
         }
-        ReportType::OrganizationActivity => {
-            let id = parse_id(
-                "organizationId",
-                data.organization_id.as_deref().unwrap_or_default(),
-            )?;
+        Subject::Organization(id) => {
             let to = data.to_ms.unwrap_or(now_ms);
             let from = data.from_ms.unwrap_or(to - DEFAULT_PERIOD_MS).max(0);
             let found = ncy_store::reports::organization_activity(pool, id, from, to)
@@ -180,6 +185,54 @@ async fn query(
                 .ok_or_else(|| JobError::fatal(format!("organization {id} does not exist")))?;
             Ok((id, model::organization_activity(&found, from, to, now_ms)))
         }
+    }
+}
+
+/// What a report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Project(Uuid),
+    Organization(Uuid),
+}
+
+impl Subject {
+    fn of(data: &ReportJobData) -> Result<Self, JobError> {
+        Ok(match data.report_type {
+            ReportType::ProjectTasks => Subject::Project(parse_id(
+                "projectId",
+                data.project_id.as_deref().unwrap_or_default(),
+            )?),
+            ReportType::OrganizationActivity => Subject::Organization(parse_id(
+                "organizationId",
+                data.organization_id.as_deref().unwrap_or_default(),
+            )?),
+        })
+    }
+}
+
+/// Lets the job go on only when `user_id` is a member of the organization that owns `subject`'s
+/// data (the project's organization for a project). A subject that does not exist and a user
+/// outside the organization are final: no retry changes either.
+async fn authorize(pool: &PgPool, subject: Subject, user_id: Uuid) -> Result<(), JobError> {
+    let db = |e: ncy_store::StoreError| JobError::retryable(e.to_string());
+    let (member, what, owner) = match subject {
+        Subject::Project(id) => (
+            ncy_store::reports::project_reader(pool, id, user_id).await,
+            format!("project {id}"),
+            "its organization",
+        ),
+        Subject::Organization(id) => (
+            ncy_store::reports::organization_reader(pool, id, user_id).await,
+            format!("organization {id}"),
+            "it",
+        ),
+    };
+    match member.map_err(db)? {
+        None => Err(JobError::fatal(format!("{what} does not exist"))),
+        Some(true) => Ok(()),
+        Some(false) => Err(JobError::fatal(format!(
+            "user {user_id} may not read {what}: not a member of {owner}"
+        ))),
     }
 }
 
