@@ -235,6 +235,67 @@ async fn an_organization_activity_report_counts_per_member_in_the_period() -> an
     stop(sched).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_titled_like_a_formula_is_text_in_the_csv_and_xlsx_reports() -> anyhow::Result<()> {
+    use calamine::Reader;
+    const FORMULA: &str = r#"=HYPERLINK("http://x","y")"#;
+    let files = tempfile::tempdir()?;
+    let env = stack(files.path()).await?;
+    let pg = env.db.pool().await?;
+    let fx = fixture(&pg).await?;
+    for title in [FORMULA, "-1+2", "@SUM(A1:A9)"] {
+        sqlx::query("INSERT INTO tasks (project_id, title, priority) VALUES ($1, $2, 4)")
+            .bind(fx.project)
+            .bind(title)
+            .execute(&pg)
+            .await?;
+    }
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+    let payload = |format: &str| {
+        serde_json::json!({"reportType": "project_tasks", "format": format,
+            "userId": fx.user.to_string(), "projectId": fx.project.to_string()})
+    };
+
+    let csv = run_report(&mut c, payload("csv")).await?;
+    let bytes = read_file(files.path(), &csv)?;
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
+    let titles: BTreeSet<&str> = rows.iter().map(|r| &r[0]).collect();
+    for quoted in [r#"'=HYPERLINK("http://x","y")"#, "'-1+2", "'@SUM(A1:A9)"] {
+        assert!(titles.contains(quoted), "{quoted} in {titles:?}");
+    }
+    assert!(!titles.contains(FORMULA), "{titles:?}");
+    // The other titles are as typed, and the numeric column holds bare numbers.
+    assert!(titles.contains("Design the rocket"), "{titles:?}");
+    for r in &rows {
+        assert!(
+            r[2].parse::<i64>().is_ok(),
+            "priority {:?} is a number",
+            &r[2]
+        );
+    }
+
+    // The xlsx has the title as typed, as a string cell: no formula anywhere on the sheet.
+    let xlsx = run_report(&mut c, payload("excel")).await?;
+    let bytes = read_file(files.path(), &xlsx)?;
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes))?;
+    let tasks = book.worksheet_range("Tasks")?;
+    assert!(
+        tasks
+            .rows()
+            .any(|r| r[0] == calamine::Data::String(FORMULA.to_owned())),
+        "{tasks:?}"
+    );
+    let formulas = book.worksheet_formula("Tasks")?;
+    assert!(
+        formulas.used_cells().all(|(_, _, f)| f.is_empty()),
+        "{formulas:?}"
+    );
+    stop(work).await?;
+    stop(sched).await
+}
+
 fn chrono_now_ms() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()

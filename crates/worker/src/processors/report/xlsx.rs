@@ -1,5 +1,9 @@
 //! The Excel export: a sheet with the detail table (bold header row, numbers as numbers) and a
 //! "Summary" sheet with the title, the report's lines and each summary table.
+//!
+//! Text goes through `write_string` only: a shared-string cell (`t="s"`, no `<f>` element), which
+//! no spreadsheet evaluates, so a task titled `=HYPERLINK(…)` shows as that text. (Never `write`
+//! or `write_formula` with user text.)
 use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 
 use super::model::{Cell, Report, Table};
