@@ -42,9 +42,17 @@ impl CacheError {
     }
 }
 
+/// A Redis error is `Redis` (UNAVAILABLE, counted by the L2 breaker) only when it says Redis is
+/// unhealthy; an error Redis answered about one command and the data it touched (a key holding
+/// another type, a failing script) is corrupt data, `Internal`, and leaves the breaker that every
+/// caller shares alone (see `l2::is_outage`).
 impl From<redis::RedisError> for CacheError {
     fn from(e: redis::RedisError) -> Self {
-        Self::Redis(e.to_string())
+        if crate::l2::is_outage(&e) {
+            Self::Redis(e.to_string())
+        } else {
+            Self::Internal(format!("redis refused the command: {e}"))
+        }
     }
 }
 

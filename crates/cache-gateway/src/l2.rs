@@ -5,6 +5,13 @@
 //! the circuit opens and calls fail at once for a while; the first call after that window is a
 //! trial that closes the circuit again when Redis answers.
 //!
+//! The breaker is shared by every caller of the instance, so only failures that say Redis is
+//! unhealthy count ([`is_outage`], by `redis::ErrorKind`, never by message text). An error Redis
+//! answers about one command — WRONGTYPE on a key holding a hash, a script error, a refused
+//! argument — is caused by that caller's key, not by Redis: it fails that request alone and, being
+//! an answer, proves Redis is up (it resets the failure count like a success). Otherwise a caller
+//! reading a few keys of the wrong type would open the circuit for everyone.
+//!
 //! Single-key reads are coalesced: every GET that arrives while earlier reads are in flight joins
 //! the next MGET (up to `MAX_GET_BATCH` keys, `GET_BATCHES_IN_FLIGHT` batches at once). A lone read
 //! still goes out at once as a plain GET; under load one round trip and one pooled connection serve
@@ -19,7 +26,7 @@ use std::{
 };
 
 use ncy_runtime::{RedisConn, RedisPool};
-use redis::{Cmd, FromRedisValue, Pipeline, Script};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, Script, ServerErrorKind};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{error::CacheError, now_ms};
@@ -110,7 +117,10 @@ impl L2 {
             Err(e) => Err(e),
         };
         match &result {
-            Ok(_) => self.breaker.failures.store(0, Ordering::Relaxed),
+            // Redis answered, even if with an error about this command (see `is_outage`).
+            Ok(_) | Err(CacheError::Internal(_)) => {
+                self.breaker.failures.store(0, Ordering::Relaxed);
+            }
             Err(CacheError::Redis(_)) => {
                 let n = self.breaker.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= self.breaker.threshold {
@@ -219,10 +229,15 @@ impl L2 {
                     values.len(),
                     keys.len()
                 );
-                return fail_all(replies, msg);
+                return fail_all(replies, || CacheError::Internal(msg.clone()));
             }
-            Err(CacheError::Redis(msg)) => return fail_all(replies, msg),
-            Err(other) => return fail_all(replies, other.to_string()),
+            Err(CacheError::Redis(msg)) => {
+                return fail_all(replies, || CacheError::Redis(msg.clone()));
+            }
+            Err(other) => {
+                let msg = other.to_string();
+                return fail_all(replies, || CacheError::Internal(msg.clone()));
+            }
         };
         for (reply, value) in replies.into_iter().zip(values) {
             let _ = reply.send(Ok(value));
@@ -258,9 +273,67 @@ impl L2 {
     }
 }
 
-/// Answers every read of a failed batch with the same Redis error.
-fn fail_all(replies: Vec<Reply>, msg: String) {
+/// Whether `e` says Redis is unhealthy — it did not answer (I/O, no connection, a broken cluster
+/// route) or it answered that it serves no one right now (LOADING, CLUSTERDOWN, MASTERDOWN,
+/// TRYAGAIN, READONLY) — rather than that this one command was wrong for the data it touched
+/// (WRONGTYPE, ERR, a script abort, NOSCRIPT, CROSSSLOT, NOPERM, a reply of an unexpected type).
+/// Kinds not named here count, as every error did before.
+///
+/// redis-rs has no `ErrorKind` of its own for WRONGTYPE: it arrives as `ErrorKind::Extension` (a
+/// reply code redis-rs does not name), like the other codes a command's data causes. Extension
+/// codes that are server-wide (OOM, BUSY, MISCONF) are not counted either: they are immediate
+/// answers, and the breaker is only there to spare requests a timeout on a Redis that does not
+/// answer.
+pub fn is_outage(e: &redis::RedisError) -> bool {
+    !matches!(
+        e.kind(),
+        ErrorKind::Extension
+            | ErrorKind::Parse
+            | ErrorKind::UnexpectedReturnType
+            | ErrorKind::Server(
+                ServerErrorKind::ResponseError
+                    | ServerErrorKind::ExecAbort
+                    | ServerErrorKind::NoScript
+                    | ServerErrorKind::CrossSlot
+                    | ServerErrorKind::NoPerm
+            )
+    )
+}
+
+/// Answers every read of a failed batch with the same error (an outage or a refused command).
+fn fail_all(replies: Vec<Reply>, make: impl Fn() -> CacheError) {
     for reply in replies {
-        let _ = reply.send(Err(CacheError::Redis(msg.clone())));
+        let _ = reply.send(Err(make()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> redis::RedisError {
+        let reply = format!("-{code} detail\r\n");
+        match redis::parse_redis_value(reply.as_bytes()) {
+            Ok(redis::Value::ServerError(e)) => e.into(),
+            other => panic!("not a server error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_errors_of_an_unhealthy_redis_are_outages() {
+        for code in ["WRONGTYPE", "ERR", "NOSCRIPT", "CROSSSLOT", "OOM", "NOPERM"] {
+            assert!(!is_outage(&server(code)), "{code}");
+        }
+        for code in [
+            "LOADING",
+            "CLUSTERDOWN",
+            "MASTERDOWN",
+            "TRYAGAIN",
+            "READONLY",
+        ] {
+            assert!(is_outage(&server(code)), "{code}");
+        }
+        let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_outage(&io));
     }
 }
