@@ -149,6 +149,7 @@ impl CacheService for CacheApi {
         let mut req = req.into_inner();
         let s = &self.core.settings;
         let (logical, full) = validate::target(&self.core.keys, "key", &req.key, req.api.as_ref())?;
+        validate::settable("key", &logical, &self.core.loaders)?;
         // Validated where it is (a large value on a blocking thread), then handed back.
         let (value, max) = (std::mem::take(&mut req.value_json), s.max_value_bytes);
         req.value_json = codec::offload(value.len(), move || {

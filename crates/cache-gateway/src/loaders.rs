@@ -6,8 +6,14 @@
 //! Each loader also says which tags its entries carry: fixed templates (`user:{id}`) and tags
 //! read from the loaded document (`/*/userId` → `user:<each member>`), which is how a user change
 //! drops the member lists and task lists that contain the user.
+//!
+//! A kind is the key family of its entries (`{kind}:{id}`), and those families are loader-backed:
+//! only loads write them (Set refuses them, see `validate.rs`). So a kind may not name a family
+//! another owner writes (ncy-types' `KEY_FAMILIES`: `realtime`, `session`, `cache`, `api`, …): a
+//! `realtime` loader would overwrite the realtime gateway's keys. The file is refused at start.
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
+use ncy_types::keys::{KeyFamily, Owner};
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -97,6 +103,13 @@ impl Loaders {
                     "loader kind {kind:?} must match [a-z][a-z0-9_]{{0,63}}"
                 ));
             }
+            if let Some(family) = KeyFamily::plain(&kind).filter(|f| f.owner != Owner::CacheLoaders)
+            {
+                return Err(format!(
+                    "loader kind {kind:?} names a key family owned by {}",
+                    family.owner.describe()
+                ));
+            }
             let loader = Loader {
                 kind: kind.clone(),
                 sql: c.sql,
@@ -122,6 +135,11 @@ impl Loaders {
             .get(kind)
             .cloned()
             .ok_or_else(|| CacheError::invalid("kind", format!("unknown loader kind {kind:?}")))
+    }
+
+    /// Whether `family` is the kind of a loader, so only loads write its keys.
+    pub fn backs(&self, family: &str) -> bool {
+        self.map.contains_key(family)
     }
 }
 
@@ -224,6 +242,7 @@ mod tests {
         }
         assert!(l.get("nope").is_err());
         assert!(l.get("Bad").is_err());
+        assert!(l.backs("user") && l.backs("project_tasks") && !l.backs("api"));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! InvalidatePattern, the operator tool: SCAN with MATCH and batched UNLINK (never KEYS), skipping
-//! the reserved families and the gateway's own `cache:` keys (deleting a tag timestamp would bring
-//! invalidated entries back). Other instances empty their L1: matching a glob against every L1
+//! every reserved family (`validate.rs`): other services' keys such as the realtime gateway's
+//! `realtime:user_status`, sessions and rate limits, and the gateway's own `cache:` keys (deleting a
+//! tag timestamp would bring invalidated entries back). The pattern is applied under the
+//! deployment prefix (`<p>:<pattern>`), so it never reaches another deployment's keys or the
+//! hash-tagged ones (`{<p>:q:…}`, `{<p>:room:…}`, `{<p>:cron}`). Other instances empty their L1: matching a glob against every L1
 //! key would cost more than refilling, and this is not a hot path.
 //!
 //! On Redis Cluster a SCAN sees one node's keys only, so the walk visits every primary (from
@@ -42,16 +45,16 @@ impl Core {
         if pattern.is_empty() || pattern.len() > 1024 {
             return Err(CacheError::invalid("pattern", "must be 1 to 1024 bytes"));
         }
-        let literal_family = pattern
+        // A pattern whose family is spelled out can only match that family: refuse a reserved one
+        // outright. Any other pattern may still match reserved keys (`*`, `real*`); the walk skips
+        // those key by key, which is what keeps them safe.
+        if let Some(family) = pattern
             .split(':')
             .next()
-            .filter(|f| !f.contains(['*', '?', '[', '\\']));
-        if pattern.contains(':') && literal_family.is_some_and(|f| validate::RESERVED.contains(&f))
+            .filter(|f| !f.contains(['*', '?', '[', '\\']))
+            .and_then(validate::reserved_family)
         {
-            return Err(CacheError::invalid(
-                "pattern",
-                "touches a reserved key family (session, rate_limit, user_sessions, cache)",
-            ));
+            return Err(validate::reserved("pattern", family));
         }
         let full = self.keys.cache_key(pattern);
         let nodes: Vec<Option<RedisNode>> = match self

@@ -1,10 +1,29 @@
 //! Input rules of the cache API, each failure naming the field (`INVALID_ARGUMENT`), checked
 //! before anything is written.
+//!
+//! Which keys a caller may name follows ncy-types' one list of key families (`KEY_FAMILIES`), so
+//! one caller cannot break another service through the cache:
+//! - families another owner writes — the realtime gateway's `realtime:` and `bus:`, the gateway's
+//!   own `rate_limit:`, `session:`, `user_sessions:` (their RPCs only) and `cache:` (tag timestamps,
+//!   leases) — are refused by every RPC that takes a key (Get, GetStream, Set, Delete, MGet), and
+//!   InvalidatePattern neither accepts a pattern fixed on one of them nor deletes their keys when a
+//!   broad pattern (`*`, `real*`) matches them. Hash-tagged families (queues, cron, rooms) start
+//!   with `{` and so cannot be named by a cache key (always `<p>:<key>`) at all.
+//! - loader-backed families — the kind of every loader, defaults (`user`, `org`, `org_members`,
+//!   `project`, `project_tasks`) and the loaders file's alike — are read and deleted by key (a
+//!   delete forces the next GetOrLoad to reload), but Set refuses them: GetOrLoad serves their
+//!   entries as the database's truth, so a value a caller planted there would be served to every
+//!   other caller as if it were the row. Only loads write them.
+//!
+//! Both refusals are `INVALID_ARGUMENT` naming the field (`key`, `keys[i]`, `pattern`) and the family.
+//! Not `PERMISSION_DENIED`: no caller may make these calls, whoever it is, so there is no
+//! permission to grant; the request is wrong in itself, as the contract already says of reserved
+//! families. Not `FAILED_PRECONDITION`: no change of state would make it succeed.
 use ncy_proto::cache::v1::ApiKey;
-use ncy_types::KeySpace;
+use ncy_types::{KeySpace, keys::KeyFamily};
 use serde::de::IgnoredAny;
 
-use crate::error::CacheError;
+use crate::{error::CacheError, loaders::Loaders};
 
 /// Longest logical key.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -12,17 +31,44 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_TAGS: usize = 32;
 /// Longest tag.
 pub const MAX_TAG_BYTES: usize = 256;
-/// Families only their own RPCs may touch. `cache:` holds the gateway's own tag timestamps and
-/// leases, so clients may not write there either.
-pub const RESERVED: [&str; 4] = ["rate_limit", "session", "user_sessions", "cache"];
-
-fn family(key: &str) -> &str {
-    key.split(':').next().unwrap_or_default()
+/// The family of `key` (logical) when callers may not name it: owned by another service or by
+/// the gateway's own RPCs.
+pub fn reserved_family(key: &str) -> Option<&'static KeyFamily> {
+    KeyFamily::of_logical(key).filter(|f| !f.cache_readable())
 }
 
 /// Whether `key` (logical) belongs to a reserved family.
 pub fn is_reserved(key: &str) -> bool {
-    RESERVED.contains(&family(key))
+    reserved_family(key).is_some()
+}
+
+/// The `INVALID_ARGUMENT` for a reserved family.
+pub fn reserved(field: &str, family: &KeyFamily) -> CacheError {
+    CacheError::invalid(
+        field,
+        format!(
+            "the {:?} key family is reserved: it belongs to {}",
+            family.name,
+            family.owner.describe()
+        ),
+    )
+}
+
+/// A key Set may write: not of a loader-backed family (see the module docs). `key` was checked by
+/// [`key`] already.
+pub fn settable(field: &str, key: &str, loaders: &Loaders) -> Result<(), CacheError> {
+    let family = key.split(':').next().unwrap_or_default();
+    let listed = KeyFamily::plain(family).is_some_and(|f| !f.cache_writable());
+    if listed || loaders.backs(family) {
+        return Err(CacheError::invalid(
+            field,
+            format!(
+                "the {family:?} key family is loader-backed: only GetOrLoad writes it \
+                 (Delete or InvalidateEntity it to force a reload)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A logical key: 1 to 1024 bytes, no whitespace or control characters, not reserved.
@@ -42,11 +88,8 @@ pub fn key(field: &str, key: &str) -> Result<(), CacheError> {
             "must not contain whitespace or control characters",
         ));
     }
-    if is_reserved(key) {
-        return Err(CacheError::invalid(
-            field,
-            format!("the {:?} key family is reserved", family(key)),
-        ));
+    if let Some(family) = reserved_family(key) {
+        return Err(reserved(field, family));
     }
     Ok(())
 }
@@ -166,10 +209,24 @@ mod tests {
             "rate_limit:a:b",
             "user_sessions:1",
             "cache:tag:x",
+            "realtime:user_status",
+            "bus:probe:x",
         ] {
             assert!(key("key", bad).is_err(), "{bad}");
         }
         assert!(key("key", &"k".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn loader_families_are_not_settable() {
+        let loaders = Loaders::load(None, std::time::Duration::from_secs(60)).expect("defaults");
+        for ok in ["report:1", "api:x:y", "users:1", "userx"] {
+            assert!(settable("key", ok, &loaders).is_ok(), "{ok}");
+        }
+        for bad in ["user:1", "org_members:1", "project_tasks:1", "project"] {
+            let err = settable("key", bad, &loaders).expect_err(bad);
+            assert!(err.to_string().contains("loader-backed"), "{err}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ async fn set_then_get_from_l1_then_l2_and_delete() -> anyhow::Result<()> {
     let w = World::new().await?;
     let a = w.gateway().await?;
     let b = w.gateway().await?;
-    let k = key("thing");
+    let k = key("entry");
     let mut ca = a.client.clone();
     let mut cb = b.client.clone();
     let reply = ca.set(set(&k, r#"{"n":1}"#)).await?.into_inner();
