@@ -1,12 +1,18 @@
 """Checks the rendered chart keeps the promises the README makes, beyond schema validity.
 
-Usage: helm_invariants.py RENDERED.yaml (default|production)
+Usage: helm_invariants.py RENDERED.yaml (default|production|waived) [NOTES.txt]
+
+`waived` is the render with the laptop waivers (apiAuth.disabled,
+realtimeGateway.jwt.allowAnyAudienceAndIssuer); the other two must require API keys and JWT claims.
 """
+import posixpath
 import sys
 
 import yaml
 
 SECRET_VARS = {"REDIS_URL", "DATABASE_URL", "JWT_SECRET", "NCY_SMTP_URL"}
+# The services with gRPC RPCs, which need API keys; the worker serves health only.
+API_SERVICES = {"cache-gateway", "job-scheduler", "realtime-gateway"}
 
 
 def fail(msg):
@@ -14,7 +20,138 @@ def fail(msg):
     sys.exit(1)
 
 
-def main(path, flavour):
+def component(dep):
+    return dep["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def container_env(pod):
+    (c,) = pod["containers"]
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def check_secret_mounts(name, pod):
+    """A Secret mounted with subPath never sees an update (rotated keys, renewed certificates)."""
+    secret_volumes = {v["name"] for v in pod.get("volumes", []) if "secret" in v}
+    for c in pod["containers"]:
+        for m in c.get("volumeMounts", []):
+            if m["name"] in secret_volumes and "subPath" in m:
+                fail(f"{name}: Secret volume {m['name']} mounted with subPath; rotations would not arrive")
+
+
+def check_api_keys(dep, flavour):
+    """An API service reads its keys from a mounted Secret directory, or carries the explicit waiver.
+
+    Returns the names of the Secrets holding its keys file.
+    """
+    name = dep["metadata"]["name"]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = container_env(pod)
+    mode = env.get("NCY_API_AUTH", {}).get("value", "required")
+    keys_file = env.get("NCY_API_KEYS_FILE", {}).get("value")
+    if mode == "disabled" and keys_file:
+        fail(f"{name}: NCY_API_AUTH=disabled and NCY_API_KEYS_FILE together (the service refuses to start)")
+    if flavour == "waived":
+        if mode != "disabled" or keys_file:
+            fail(f"{name}: with apiAuth.disabled the service must get NCY_API_AUTH=disabled and no keys file")
+        return set()
+    if mode != "required":
+        fail(f"{name}: NCY_API_AUTH={mode!r} without the apiAuth.disabled waiver")
+    if not keys_file:
+        fail(f"{name}: serves RPCs but has no NCY_API_KEYS_FILE (it would refuse to start)")
+    reload = env.get("NCY_API_KEYS_RELOAD_SECS", {}).get("value", "5")
+    if not reload.isdigit() or not 1 <= int(reload) <= 3600:
+        fail(f"{name}: NCY_API_KEYS_RELOAD_SECS={reload!r} is not 1-3600 seconds")
+    # The file lies in a directory mount (no subPath, so the kubelet swaps in an edited Secret).
+    mounts = [m for m in c.get("volumeMounts", [])
+              if keys_file == m["mountPath"] or keys_file.startswith(m["mountPath"].rstrip("/") + "/")]
+    if any("subPath" in m or "subPathExpr" in m for m in mounts):
+        fail(f"{name}: the API keys volume is mounted with subPath; a rotated Secret would never arrive")
+    if len(mounts) != 1 or mounts[0]["mountPath"] == keys_file:
+        fail(f"{name}: {keys_file} is not inside exactly one directory mount")
+    (mount,) = mounts
+    if not mount.get("readOnly"):
+        fail(f"{name}: the API keys volume is not mounted read-only")
+    volume = next((v for v in pod.get("volumes", []) if v["name"] == mount["name"]), None)
+    if not volume or "secret" not in volume or not volume["secret"].get("secretName"):
+        fail(f"{name}: the API keys volume {mount['name']} is not a named Secret")
+    items = volume["secret"].get("items", [])
+    relative = posixpath.relpath(keys_file, mount["mountPath"])
+    if len(items) != 1 or items[0]["path"] != relative or not items[0].get("key"):
+        fail(f"{name}: the API keys Secret must project exactly one key, to {relative}, got {items}")
+    return {volume["secret"]["secretName"]}
+
+
+def check_worker_has_no_keys(name, pod, keys_secrets):
+    env = container_env(pod)
+    for var in ("NCY_API_KEYS_FILE", "NCY_API_AUTH", "NCY_API_KEYS_RELOAD_SECS"):
+        if var in env:
+            fail(f"{name}: the worker has no RPCs and must not get {var}")
+    for v in pod.get("volumes", []):
+        if v.get("secret", {}).get("secretName") in keys_secrets or v["name"] == "api-keys":
+            fail(f"{name}: the worker mounts the API keys Secret ({v['name']}); it has no RPCs")
+
+
+def check_jwt_claims(name, c, flavour):
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    if flavour == "waived":
+        return
+    for var in ("NCY_JWT_AUDIENCE", "NCY_JWT_ISSUER"):
+        if not env.get(var):
+            fail(f"{name}: {var} is not set; any token signed with the key would open a socket")
+
+
+def check_network_policies(policies, deployments, flavour):
+    """One NetworkPolicy per service (on by default), selecting its pods, naming only its ports."""
+    by_name = {p["metadata"]["name"]: p for p in policies}
+    for dep in deployments:
+        name = dep["metadata"]["name"]
+        policy = by_name.get(name)
+        if not policy:
+            fail(f"{name}: no NetworkPolicy in the {flavour} render (networkPolicy.enabled is on by default)")
+        spec = policy["spec"]
+        if spec["podSelector"].get("matchLabels") != dep["spec"]["selector"]["matchLabels"]:
+            fail(f"NetworkPolicy {name} does not select exactly the pods of its Deployment")
+        if "Ingress" not in spec.get("policyTypes", []):
+            fail(f"NetworkPolicy {name} does not restrict ingress")
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        port_names = {p["name"] for p in c["ports"]}
+        grpc_rules = []
+        for rule in spec.get("ingress", []):
+            if not rule.get("from") or not rule.get("ports"):
+                fail(f"NetworkPolicy {name} has a rule open to every source or every port")
+            for port in rule["ports"]:
+                if port["port"] not in port_names:
+                    fail(f"NetworkPolicy {name} admits port {port['port']}, which its pods do not have")
+                if port["port"] == "grpc":
+                    grpc_rules.append(rule)
+        if not grpc_rules:
+            fail(f"NetworkPolicy {name} admits no gRPC clients")
+        if flavour == "production":
+            # Production narrows the clients: no peer selecting every pod of the namespace.
+            for rule in grpc_rules:
+                for peer in rule["from"]:
+                    sel = peer.get("podSelector")
+                    if sel is not None and not sel.get("matchLabels") and not sel.get("matchExpressions") \
+                            and "namespaceSelector" not in peer:
+                        fail(f"NetworkPolicy {name}: production admits gRPC from every pod of the namespace")
+
+
+def check_notes(path, flavour):
+    with open(path) as f:
+        notes = f.read()
+    if flavour == "waived":
+        for needle in ("API authentication is DISABLED", "allowAnyAudienceAndIssuer=true"):
+            if needle not in notes:
+                fail(f"NOTES.txt of the waived render does not warn: {needle!r}")
+        return
+    for needle in ("create secret generic", "--from-file=api-keys.toml=", "next to the old one",
+                   "Remove the old key"):
+        if needle not in notes:
+            fail(f"NOTES.txt does not explain how to create and rotate the API keys Secret ({needle!r})")
+
+
+def main(path, flavour, notes_path=None):
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     by_kind = {}
@@ -29,10 +166,19 @@ def main(path, flavour):
     pdbs = {p["metadata"]["name"] for p in by_kind.get("PodDisruptionBudget", [])}
     hpas = {h["metadata"]["name"]: h for h in by_kind.get("HorizontalPodAutoscaler", [])}
 
+    keys_secrets = set()
+    for dep in deployments:
+        if component(dep) in API_SERVICES:
+            keys_secrets |= check_api_keys(dep, flavour)
     for dep in deployments:
         name = dep["metadata"]["name"]
         pod = dep["spec"]["template"]["spec"]
         (c,) = pod["containers"]
+        check_secret_mounts(name, pod)
+        if component(dep) == "worker":
+            check_worker_has_no_keys(name, pod, keys_secrets)
+        if component(dep) == "realtime-gateway":
+            check_jwt_claims(name, c, flavour)
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             if probe not in c:
                 fail(f"{name}: no {probe}")
@@ -70,6 +216,10 @@ def main(path, flavour):
             if "replicas" in dep["spec"]:
                 fail(f"{name}: replicas set while an HPA owns the count")
 
+    check_network_policies(by_kind.get("NetworkPolicy", []), deployments, flavour)
+    if notes_path:
+        check_notes(notes_path, flavour)
+
     (job,) = by_kind.get("Job", [])
     hooks = job["metadata"]["annotations"]["helm.sh/hook"]
     if hooks != "pre-install,pre-upgrade":
@@ -100,4 +250,4 @@ def main(path, flavour):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])
