@@ -3,6 +3,9 @@
 # with the peer baseline measured in the same run on the same machine. Prints JSON lines and writes
 # them to .run/bench/<UTC stamp>.jsonl. Nothing here asserts: figures go in the README by hand.
 set -euo pipefail
+# The load generator sends no API key yet: the services under test run with authentication off
+# (the key check costs one SHA-256 of the key per call).
+export NCY_API_AUTH=disabled
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}

@@ -17,6 +17,8 @@
 #     NCY_REALTIME_GATEWAY_GRPC_ADDR [127.0.0.1:50054]  NCY_REALTIME_GATEWAY_ADMIN_ADDR [127.0.0.1:9104]
 #     NCY_WS_ADDR [127.0.0.1:8080] (realtime-gateway's WebSocket listener)
 #   STACK_READY_TIMEOUT [60] seconds to wait for all services to report SERVING
+#   NCY_API_KEYS_FILE [.run/api-keys.toml, made on first start with one all-scopes dev key, printed
+#                      with the table; ncyctl reads it from NCY_API_KEY]
 # State: .run/<svc>.pid, logs in .run/logs/<svc>.log.
 set -euo pipefail
 
@@ -131,6 +133,27 @@ wait_ready() {
   done
 }
 
+# The gRPC APIs need API keys: on a laptop, one key with every scope, in a file of its own.
+dev_api_keys() {
+  if [[ -n ${NCY_API_KEYS_FILE:-} ]]; then export NCY_API_KEYS_FILE; return 0; fi
+  export NCY_API_KEYS_FILE="$RUN/api-keys.toml"
+  if [[ ! -s $NCY_API_KEYS_FILE ]]; then
+    local key
+    key="ncy_dev_$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+    (umask 077 && cat >"$NCY_API_KEYS_FILE" <<KEYS
+# Made by 'make run' for this laptop only. Production keys: docs/security.md.
+[[keys]]
+name = "dev"
+secret = "$key"
+scopes = ["*"]
+KEYS
+    )
+    say "stack: made a development API key in $(rel "$NCY_API_KEYS_FILE")"
+  fi
+}
+
+dev_api_key() { sed -n 's/^secret = "\(.*\)"$/\1/p' "$RUN/api-keys.toml" 2>/dev/null | head -n 1; }
+
 print_table() {
   local s fmt='%-17s %-24s %s\n'
   say ""
@@ -146,6 +169,9 @@ print_table() {
   printf "$fmt" "" "WebSocket" "$(dial_url ws "$WS_ADDR") (realtime-gateway)"
   say ""
   say "logs:  $(rel "$LOGS")/<service>.log     health: $(rel "$BIN")/ncyctl health --addr $(dial_url http "${GRPC[cache-gateway]}")"
+  if [[ $NCY_API_KEYS_FILE == "$RUN/api-keys.toml" ]]; then
+    say "api:   every gRPC call needs a key: export NCY_API_KEY=$(dev_api_key)   (dev only, all scopes)"
+  fi
   say "stop:  make stop   (or scripts/stack.sh down)"
 }
 
@@ -167,6 +193,7 @@ stack_up() {
     say "stack: WARNING: JWT_SECRET not set, using the insecure dev-only default '$JWT_SECRET' (local stack only, never in production)"
   fi
   mkdir -p "$LOGS"
+  dev_api_keys
   local s
   for s in "${SERVICES[@]}"; do start_svc "$s"; done
   wait_ready

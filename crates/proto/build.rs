@@ -7,8 +7,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use prost::Message;
-
 const SCOPE_OPTION: &str = "ncy.auth.v1.required_scope";
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -91,7 +89,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compiler.open_files(&relative)?;
     let fds = compiler.file_descriptor_set();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out_dir.join("ncy_descriptor.bin"), fds.encode_to_vec())?;
+    // The set served by reflection and read by ncyctl keeps the imports (auth.proto extends
+    // google/protobuf/descriptor.proto) and the custom options (grpcurl shows each RPC's scope).
+    compiler.include_imports(true);
+    std::fs::write(
+        out_dir.join("ncy_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
     std::fs::write(
         out_dir.join("ncy_scopes.rs"),
         scopes_table(&compiler.descriptor_pool())?,

@@ -8,6 +8,9 @@
 # BENCH_CONCURRENCY (64), BENCH_PROFILE (release; `debug` for a quick smoke run).
 # Only the processes started here are stopped, by PID, at exit.
 set -euo pipefail
+# The load generator sends no API key yet: the services under test run with authentication off
+# (the key check costs one SHA-256 of the key per call).
+export NCY_API_AUTH=disabled
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}

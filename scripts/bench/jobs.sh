@@ -7,6 +7,9 @@
 #
 # Knobs: BENCH_JOBS (20000), BENCH_PROFILE (release|debug), BENCH_REDIS_PORT (6391), BENCH_BULLMQ (1).
 set -euo pipefail
+# The load generator sends no API key yet: the services under test run with authentication off
+# (the key check costs one SHA-256 of the key per call).
+export NCY_API_AUTH=disabled
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 N=${BENCH_JOBS:-20000}

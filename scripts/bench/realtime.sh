@@ -12,6 +12,9 @@
 # BENCH_REDIS_PORT.
 # Everything it starts is stopped by PID on exit. Loopback only.
 set -euo pipefail
+# The load generator sends no API key yet: the services under test run with authentication off
+# (the key check costs one SHA-256 of the key per call).
+export NCY_API_AUTH=disabled
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 CLIENTS=${CLIENTS:-2000}

@@ -1,8 +1,8 @@
 //! `ncyctl cache …`: the cache gateway's `CacheService` — read and write entries, invalidate,
 //! check a rate limit, manage sessions, and read an instance's statistics.
+use crate::rpc::Channel;
 use clap::{Args, Subcommand, ValueEnum};
 use ncy_proto::cache::v1::{self as pb, cache_service_client::CacheServiceClient};
-use tonic::transport::Channel;
 
 use crate::Outcome;
 use crate::rpc::{Target, failed, print_json, table, time};

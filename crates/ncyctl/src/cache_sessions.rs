@@ -1,6 +1,6 @@
 //! `ncyctl cache sessions …`: the session store behind the cache gateway.
+use crate::rpc::Channel;
 use ncy_proto::cache::v1::{self as pb, cache_service_client::CacheServiceClient};
-use tonic::transport::Channel;
 
 use crate::Outcome;
 use crate::cache::SessionsCommand;

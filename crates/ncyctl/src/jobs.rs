@@ -1,7 +1,7 @@
 //! `ncyctl queues|jobs|dlq|schedules`: the job-scheduler's `JobService`, for people on call.
+use crate::rpc::Channel;
 use clap::{Args, Subcommand, ValueEnum};
 use ncy_proto::jobs::v1::{self as pb, JobState, job_service_client::JobServiceClient};
-use tonic::transport::Channel;
 
 use crate::Outcome;
 use crate::rpc::{Target, clip, failed, print_json, table, time};

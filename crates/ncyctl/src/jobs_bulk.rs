@@ -5,8 +5,8 @@
 //! gets `{}`, as `ncyctl jobs enqueue` without `--payload` does.
 use std::io::{BufRead, BufReader};
 
+use crate::rpc::Channel;
 use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
-use tonic::transport::Channel;
 
 use crate::Outcome;
 use crate::rpc::{failed, from_json, print_json};

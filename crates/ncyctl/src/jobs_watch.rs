@@ -6,10 +6,10 @@
 //! before the job finished.
 use std::io::IsTerminal;
 
+use crate::rpc::Channel;
 use indicatif::{ProgressBar, ProgressStyle};
 use ncy_proto::jobs::v1::{self as pb, JobState, job_service_client::JobServiceClient};
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 use crate::Outcome;
 use crate::jobs::state_name;

@@ -10,9 +10,32 @@ use std::time::Duration;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::{Interceptor, interceptor::InterceptedService};
+use tonic::transport::Endpoint;
 
 use crate::Outcome;
+
+/// A connection to a service whose calls carry the API key.
+pub type Channel = InterceptedService<tonic::transport::Channel, ApiKey>;
+
+/// Adds `authorization: Bearer <key>` to every call when a key was given.
+#[derive(Clone)]
+pub struct ApiKey(Option<AsciiMetadataValue>);
+
+impl Interceptor for ApiKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// Where a service is and how long to wait for it.
 #[derive(Debug, Clone, Args)]
@@ -23,11 +46,28 @@ pub struct Target {
     /// Give up on a call after this many seconds.
     #[arg(long, global = true, default_value_t = 10)]
     pub timeout_secs: u64,
+    /// API key sent as `authorization: Bearer <key>` (prefer the variable: arguments show in `ps`).
+    #[arg(long, global = true, env = "NCY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 impl Target {
     /// Connects to `addr`, or to `env_var`'s value, or to `default`.
     pub async fn connect(&self, env_var: &str, default: &str) -> Result<Channel, Outcome> {
+        let key = match self
+            .api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+        {
+            None => None,
+            Some(key) => Some(
+                MetadataValue::try_from(format!("Bearer {key}")).map_err(|_| {
+                    eprintln!("ncyctl: --api-key / NCY_API_KEY must be printable ASCII");
+                    Outcome::Failed
+                })?,
+            ),
+        };
         let addr = self
             .addr
             .clone()
@@ -41,13 +81,14 @@ impl Target {
             })?
             .connect_timeout(timeout)
             .timeout(timeout);
-        endpoint.connect().await.map_err(|e| {
+        let channel = endpoint.connect().await.map_err(|e| {
             eprintln!(
                 "ncyctl: service unavailable: cannot reach {addr}: {}",
                 causes(&e)
             );
             Outcome::Unavailable
-        })
+        })?;
+        Ok(InterceptedService::new(channel, ApiKey(key)))
     }
 }
 
@@ -73,6 +114,9 @@ pub fn failed(status: tonic::Status) -> Outcome {
     use tonic::Code;
     let code = status.code();
     eprintln!("ncyctl: {}: {}", code_name(code), status.message());
+    if code == tonic::Code::Unauthenticated {
+        eprintln!("ncyctl: give an API key with NCY_API_KEY (or --api-key)");
+    }
     match code {
         Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Internal => {
             Outcome::Unavailable

@@ -63,7 +63,10 @@ impl<U: prost::Message + Default> Decoder for ProstDecoder<U> {
         self.inner.decode(buf).map_err(|status| {
             Status::invalid_argument(format!(
                 "request body is not a valid {} message: {}",
-                std::any::type_name::<U>().rsplit("::").next().unwrap_or("protobuf"),
+                std::any::type_name::<U>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("protobuf"),
                 status.message()
             ))
         })

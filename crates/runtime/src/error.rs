@@ -24,6 +24,10 @@ pub enum RuntimeError {
     /// gRPC reflection could not be built from the descriptors.
     #[error("grpc reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The API keys file is missing, unreadable or malformed, or no keys were configured for a
+    /// service that serves RPCs.
+    #[error("api keys: {0}")]
+    ApiKeys(String),
     /// Other I/O.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -85,27 +85,42 @@ struct MethodHandles {
     seconds: Histogram,
 }
 
-/// Handles per method path. Paths come from routed requests, but an unknown path is answered
-/// `UNIMPLEMENTED` and would otherwise grow the map: past a bound, handles are built per call.
+/// The methods a server can answer besides the NCY RPCs: health and reflection.
+const STANDARD_METHODS: [&str; 4] = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// The `method` label of `path`: the path of an NCY RPC or a standard method, `unknown` for anything
+/// else, so a caller sending garbage paths cannot add series to `/metrics`.
+fn method_label(path: &str) -> &str {
+    if ncy_proto::required_scope(path).is_some() || STANDARD_METHODS.contains(&path) {
+        path
+    } else {
+        "unknown"
+    }
+}
+
+/// Handles per method label, made on first use; the labels are a fixed set (see [`method_label`]).
 fn method_handles(path: &str) -> Arc<MethodHandles> {
-    const MAX_METHODS: usize = 512;
     static HANDLES: LazyLock<RwLock<HashMap<String, Arc<MethodHandles>>>> =
         LazyLock::new(|| RwLock::new(HashMap::new()));
+    let label = method_label(path);
     if let Ok(map) = HANDLES.read()
-        && let Some(handles) = map.get(path)
+        && let Some(handles) = map.get(label)
     {
         return handles.clone();
     }
-    let method = path.to_owned();
+    let method = label.to_owned();
     let handles = Arc::new(MethodHandles {
         ok: metrics::counter!("grpc_server_handled_total", "method" => method.clone(), "code" => "OK"),
         seconds: metrics::histogram!("grpc_server_handling_seconds", "method" => method.clone()),
         method,
     });
-    if let Ok(mut map) = HANDLES.write()
-        && map.len() < MAX_METHODS
-    {
-        map.insert(path.to_owned(), handles.clone());
+    if let Ok(mut map) = HANDLES.write() {
+        map.insert(label.to_owned(), handles.clone());
     }
     handles
 }
@@ -130,5 +145,30 @@ fn code_name(code: i32) -> &'static str {
         15 => "DATA_LOSS",
         16 => "UNAUTHENTICATED",
         _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_get_a_label_of_their_own() {
+        assert_eq!(
+            method_label("/ncy.jobs.v1.JobService/Enqueue"),
+            "/ncy.jobs.v1.JobService/Enqueue"
+        );
+        assert_eq!(
+            method_label("/grpc.health.v1.Health/Check"),
+            "/grpc.health.v1.Health/Check"
+        );
+        for garbage in [
+            "/x/y",
+            "/ncy.jobs.v1.JobService/Nope",
+            "",
+            "/grpc.health.v1.Health/X",
+        ] {
+            assert_eq!(method_label(garbage), "unknown", "{garbage}");
+        }
     }
 }

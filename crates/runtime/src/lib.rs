@@ -7,6 +7,7 @@
 use std::{future::Future, process::ExitCode};
 
 pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod grpc_metrics;
 pub mod memory;
@@ -22,7 +23,7 @@ pub mod telemetry;
 pub use error::RuntimeError;
 pub use redis::{RedisConn, RedisNode, RedisPool};
 pub use service::{LocalAddrs, ServiceRuntime};
-pub use settings::{CommonSettings, ConfigError, Env, ServiceSpec};
+pub use settings::{ApiAuthSettings, CommonSettings, ConfigError, Env, ServiceSpec};
 
 /// The body of every service's `main`: load settings (a bad one prints one line naming the
 /// variable and exits 64), start telemetry, then build and run the service until SIGTERM/SIGINT.

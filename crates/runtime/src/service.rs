@@ -15,10 +15,12 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
+    auth::{ApiKeys, AuthLayer},
     error::RuntimeError,
     grpc_metrics::GrpcMetricsLayer,
     readiness::{self, Readiness},
     redis::RedisPool,
+    settings::ApiAuthSettings,
     settings::CommonSettings,
 };
 
@@ -33,6 +35,7 @@ pub struct ServiceRuntime {
     admin_listener: TcpListener,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    api_keys: Option<ApiKeys>,
 }
 
 /// Binds `addr`; port 0 picks a free port (tests).
@@ -53,6 +56,12 @@ impl ServiceRuntime {
             .as_ref()
             .map(|pg| crate::postgres::pool(pg, settings.service))
             .transpose()?;
+        let api_keys = match &settings.api_auth {
+            ApiAuthSettings::Keys { file, .. } => {
+                Some(ApiKeys::load(file).map_err(RuntimeError::ApiKeys)?)
+            }
+            ApiAuthSettings::Disabled | ApiAuthSettings::Unconfigured => None,
+        };
         let mut dependencies = vec!["redis"];
         if postgres.is_some() {
             dependencies.push("postgres");
@@ -67,6 +76,7 @@ impl ServiceRuntime {
             admin_listener,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            api_keys,
         })
     }
 
@@ -137,9 +147,11 @@ impl ServiceRuntime {
             admin_listener,
             cancel,
             tasks,
+            api_keys,
         } = self;
         let service = settings.service;
         let grace = settings.shutdown_grace;
+        let auth = api_auth(&settings, api_keys, grpc_services, &cancel)?;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         sync_health(&reporter, grpc_services, false).await;
@@ -189,6 +201,7 @@ impl ServiceRuntime {
                         ),
                 )
                 .layer(GrpcMetricsLayer)
+                .layer(auth)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
                     // tonic ignores its own `tcp_nodelay` setting for a listener passed in, so set
@@ -234,6 +247,41 @@ impl ServiceRuntime {
         }
         tracing::info!(service, "stopped");
         result
+    }
+}
+
+/// The API-key check for this server: keys from the file (re-read while serving), or none when
+/// authentication is disabled or the server has no RPCs of its own (the worker: health only). A
+/// server with RPCs and no keys configured refuses to start.
+fn api_auth(
+    settings: &CommonSettings,
+    keys: Option<ApiKeys>,
+    grpc_services: &[&'static str],
+    cancel: &CancellationToken,
+) -> Result<AuthLayer, RuntimeError> {
+    let service = settings.service;
+    match (&settings.api_auth, keys) {
+        (ApiAuthSettings::Keys { reload, .. }, Some(keys)) => {
+            metrics::gauge!("ncy_api_auth_enabled").set(1.0);
+            tokio::spawn(keys.clone().watch(*reload, cancel.clone()));
+            Ok(AuthLayer::new(Some(keys)))
+        }
+        (ApiAuthSettings::Disabled, _) => {
+            metrics::gauge!("ncy_api_auth_enabled").set(0.0);
+            if !grpc_services.is_empty() {
+                tracing::warn!(
+                    service,
+                    "API authentication is DISABLED (NCY_API_AUTH=disabled): any caller that reaches the gRPC port may call every RPC"
+                );
+            }
+            Ok(AuthLayer::new(None))
+        }
+        _ if grpc_services.is_empty() => Ok(AuthLayer::new(None)),
+        _ => Err(RuntimeError::ApiKeys(
+            "no API keys configured: set NCY_API_KEYS_FILE to a keys file (docs/security.md), \
+             or NCY_API_AUTH=disabled on a laptop"
+                .to_owned(),
+        )),
     }
 }
 

@@ -186,6 +186,50 @@ pub struct PostgresSettings {
     pub pool_size: u32,
 }
 
+/// How gRPC callers are authenticated (see [`crate::auth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiAuthSettings {
+    /// `NCY_API_KEYS_FILE`: callers need a key from this file, re-read every
+    /// `NCY_API_KEYS_RELOAD_SECS` (5).
+    Keys {
+        /// The TOML keys file.
+        file: std::path::PathBuf,
+        /// How often the file is re-read.
+        reload: Duration,
+    },
+    /// `NCY_API_AUTH=disabled`: every caller is let in (a warning at start and
+    /// `ncy_api_auth_enabled 0` in `/metrics`). For laptops and tests only.
+    Disabled,
+    /// Neither: a service with gRPC RPCs refuses to start; one without (the worker) runs.
+    Unconfigured,
+}
+
+impl ApiAuthSettings {
+    fn load(env: &Env) -> Result<Self, ConfigError> {
+        let mode = env
+            .get("NCY_API_AUTH")
+            .map_or_else(|| "required".to_owned(), |v| v.trim().to_ascii_lowercase());
+        let file = env.get("NCY_API_KEYS_FILE");
+        let reload = env.secs_or("NCY_API_KEYS_RELOAD_SECS", 5, 3600)?;
+        match (mode.as_str(), file) {
+            ("required", Some(file)) => Ok(Self::Keys {
+                file: file.trim().into(),
+                reload,
+            }),
+            ("required", None) => Ok(Self::Unconfigured),
+            ("disabled", None) => Ok(Self::Disabled),
+            ("disabled", Some(_)) => Err(ConfigError::new(
+                "NCY_API_AUTH",
+                "is `disabled` while NCY_API_KEYS_FILE is set; unset one of them",
+            )),
+            (other, _) => Err(ConfigError::new(
+                "NCY_API_AUTH",
+                format!("expected required or disabled, got {other:?}"),
+            )),
+        }
+    }
+}
+
 /// The settings block every service shares.
 #[derive(Debug, Clone)]
 pub struct CommonSettings {
@@ -207,6 +251,8 @@ pub struct CommonSettings {
     pub runtime_threads: usize,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
+    /// `NCY_API_AUTH`, `NCY_API_KEYS_FILE`: API keys for gRPC callers.
+    pub api_auth: ApiAuthSettings,
 }
 
 /// Which shared dependencies a service needs, and its default ports.
@@ -331,6 +377,7 @@ impl CommonSettings {
                 log_filter: env.get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
                 otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             },
+            api_auth: ApiAuthSettings::load(env)?,
         })
     }
 }
@@ -358,6 +405,29 @@ mod tests {
         let mut pairs = base();
         pairs.extend_from_slice(extra);
         CommonSettings::load(SPEC, &Env::from_pairs(pairs))
+    }
+
+    #[test]
+    fn api_auth_is_required_unless_disabled() {
+        assert_eq!(
+            load(&[]).expect("valid").api_auth,
+            ApiAuthSettings::Unconfigured
+        );
+        let s = load(&[("NCY_API_KEYS_FILE", "/etc/ncy/keys.toml")]).expect("valid");
+        assert_eq!(
+            s.api_auth,
+            ApiAuthSettings::Keys {
+                file: "/etc/ncy/keys.toml".into(),
+                reload: Duration::from_secs(5)
+            }
+        );
+        let s = load(&[("NCY_API_AUTH", "disabled")]).expect("valid");
+        assert_eq!(s.api_auth, ApiAuthSettings::Disabled);
+        let e =
+            load(&[("NCY_API_AUTH", "disabled"), ("NCY_API_KEYS_FILE", "/k")]).expect_err("both");
+        assert_eq!(e.var, "NCY_API_AUTH");
+        let e = load(&[("NCY_API_AUTH", "off")]).expect_err("unknown mode");
+        assert_eq!(e.var, "NCY_API_AUTH");
     }
 
     #[test]

@@ -113,12 +113,12 @@ impl Extractor for HeaderExtractor<'_> {
 /// When spans are not exported it is a DEBUG span (free unless `RUST_LOG` asks for debug).
 pub fn grpc_server_span<B>(request: &http::Request<B>) -> tracing::Span {
     if !EXPORTING.load(Ordering::Relaxed) {
-        return tracing::debug_span!("grpc.server", rpc.method = %request.uri().path());
+        return tracing::debug_span!("grpc.server", rpc.method = %request.uri().path(), api.key = tracing::field::Empty);
     }
     let parent: Context =
         global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
     let path = request.uri().path();
-    let span = tracing::info_span!("grpc.server", otel.kind = "server", otel.name = %path, rpc.method = %path);
+    let span = tracing::info_span!("grpc.server", otel.kind = "server", otel.name = %path, rpc.method = %path, api.key = tracing::field::Empty);
     if let Err(e) = span.set_parent(parent) {
         tracing::debug!(error = %e, "could not attach remote trace context");
     }

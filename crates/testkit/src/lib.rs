@@ -116,6 +116,9 @@ pub fn service_env(prefix: &str, database_url: Option<&str>) -> Vec<(String, Str
         ("NCY_ADMIN_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("NCY_SHUTDOWN_GRACE_SECS".to_owned(), "5".to_owned()),
         ("RUST_LOG".to_owned(), "warn".to_owned()),
+        // Tests of one service's behaviour call it without keys; the API-key tests set
+        // NCY_API_KEYS_FILE instead (see `api_keys_env`).
+        ("NCY_API_AUTH".to_owned(), "disabled".to_owned()),
     ];
     if let Some(url) = database_url {
         env.push(("DATABASE_URL".to_owned(), url.to_owned()));
