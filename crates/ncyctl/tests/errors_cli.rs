@@ -71,12 +71,18 @@ async fn bad_input_and_unknown_ids_exit_1_with_the_field_or_the_id() {
         .fails(1, &["not found"]);
 
     let cache_url = cache.url.as_str();
-    ctl(cache_url, &["cache", "set", "user:1", "not json"])
+    ctl(cache_url, &["cache", "set", "page:1", "not json"])
         .await
         .fails(1, &["invalid argument", "value_json"]);
     ctl(cache_url, &["cache", "set", "session:1", "{}"])
         .await
         .fails(1, &["invalid argument", "key", "reserved"]);
+    ctl(cache_url, &["cache", "set", "realtime:user_status", "{}"])
+        .await
+        .fails(1, &["invalid argument", "key", "reserved"]);
+    ctl(cache_url, &["cache", "set", "user:1", "{}"])
+        .await
+        .fails(1, &["invalid argument", "key", "loader-backed"]);
     ctl(cache_url, &["cache", "invalidate", "entity", "org", "42"])
         .await
         .fails(1, &["invalid argument", "id"]);
