@@ -1,5 +1,6 @@
 //! `ncyctl realtime …`: the realtime gateway's `RealtimeService` — send to a room, read presence
-//! and statistics, and emit the platform's domain events.
+//! and statistics, emit the platform's domain events, and disconnect a user or take them out of a
+//! room on every gateway instance.
 use clap::{Args, Subcommand, ValueEnum};
 use ncy_proto::realtime::v1::{self as pb, realtime_service_client::RealtimeServiceClient};
 
@@ -74,6 +75,18 @@ enum RealtimeCommand {
         #[arg(long)]
         created_by: String,
     },
+    /// Close every socket of a user on every gateway instance (WebSocket close code 4010). The
+    /// user may reconnect: revoke their tokens or membership to keep them out.
+    DisconnectUser {
+        user_id: String,
+        /// Close frame reason shown to the client (at most 120 bytes; default
+        /// `disconnected_by_server`).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Take every socket of a user out of a room (e.g. `project:<id>`) on every gateway instance;
+    /// each gets `left` with reason `unsubscribed`.
+    UnsubscribeUser { user_id: String, room: String },
 }
 
 pub async fn run(args: RealtimeArgs, json: bool) -> Outcome {
@@ -281,6 +294,34 @@ pub async fn run(args: RealtimeArgs, json: bool) -> Outcome {
                     print_json(&r, "ncy.realtime.v1.ProjectCreatedResponse");
                 } else {
                     println!("org:{} notified", r.organization_id);
+                }
+            }
+            RealtimeCommand::DisconnectUser { user_id, reason } => {
+                let request = pb::DisconnectUserRequest { user_id, reason };
+                let r = client.disconnect_user(request).await?.into_inner();
+                if json {
+                    print_json(&r, "ncy.realtime.v1.DisconnectUserResponse");
+                } else {
+                    println!(
+                        "closed {} socket(s) on the instance that answered; {} instance(s) reached",
+                        r.local_connections, r.instances_reached
+                    );
+                }
+            }
+            RealtimeCommand::UnsubscribeUser { user_id, room } => {
+                let request = pb::UnsubscribeUserRequest {
+                    user_id,
+                    room: room.clone(),
+                };
+                let r = client.unsubscribe_user(request).await?.into_inner();
+                if json {
+                    print_json(&r, "ncy.realtime.v1.UnsubscribeUserResponse");
+                } else {
+                    println!(
+                        "took {} socket(s) out of {room} on the instance that answered; {} \
+                         instance(s) reached",
+                        r.local_connections, r.instances_reached
+                    );
                 }
             }
         }

@@ -285,3 +285,67 @@ async fn domain_events_reach_the_organization_and_project_rooms() {
     drop(tab);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_user_and_disconnect_user_reach_the_users_sockets() {
+    let stack = Stack::new().await;
+    let gateway = stack.realtime().await;
+    let url = gateway.url.as_str();
+    let user = uuid::Uuid::new_v4().to_string();
+    let room = format!("user:{user}");
+    let mut tab = browser(gateway.websocket.unwrap(), &user).await;
+
+    let out = ctl(url, &["realtime", "unsubscribe-user", &user, &room]).await;
+    assert!(
+        out.ok().starts_with(&format!(
+            "took 1 socket(s) out of {room} on the instance that answered;"
+        )),
+        "{out:#?}"
+    );
+    let left = next_of_type(&mut tab, "left").await;
+    assert_eq!(
+        left,
+        json!({"type": "left", "room": room, "reason": "unsubscribed"})
+    );
+    let again = json(url, &["realtime", "unsubscribe-user", &user, &room]).await;
+    assert_eq!(
+        again["local_connections"].as_i64().unwrap_or(0),
+        0,
+        "{again}"
+    );
+
+    let closed = json(
+        url,
+        &[
+            "realtime",
+            "disconnect-user",
+            &user,
+            "--reason",
+            "maintenance",
+        ],
+    )
+    .await;
+    assert_eq!(closed["local_connections"], 1, "{closed}");
+    let close = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), tab.next())
+            .await
+            .expect("no close frame within 10 s")
+            .expect("socket ended without a close frame")
+            .unwrap();
+        if let Message::Close(Some(close)) = frame {
+            break close;
+        }
+    };
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (4010, "maintenance")
+    );
+
+    ctl(url, &["realtime", "disconnect-user", "not-a-uuid"])
+        .await
+        .fails(1, &["invalid argument", "user_id"]);
+    ctl(url, &["realtime", "unsubscribe-user", &user, "project:42"])
+        .await
+        .fails(1, &["invalid argument", "room"]);
+    gateway.stop().await;
+}
