@@ -77,7 +77,9 @@ pub struct Limits {
     pub dedup_window: Duration,
     /// `NCY_MAX_DATA_BYTES` (65536): largest `data_json` / `changes_json` accepted over gRPC.
     pub max_data_bytes: usize,
-    /// `NCY_MEMBERSHIP_CACHE_SECS` (30): how long a project-membership answer is cached.
+    /// `NCY_MEMBERSHIP_CACHE_SECS` (30): how long a "member" answer (project or organization) is
+    /// cached; "not a member" is never cached, and a change in the database drops the answers it
+    /// affects.
     pub membership_cache: Duration,
     /// `NCY_ACCESS_RECHECK_SECS` (60): every local socket's `project:` and `org:` rooms are
     /// re-checked against PostgreSQL this often — the backstop behind the change notifications,
