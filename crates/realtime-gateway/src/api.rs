@@ -164,9 +164,17 @@ impl RealtimeService for RealtimeApi {
             ))
             .into());
         }
-        let size = match r.page_size {
-            0 => 100,
-            n => usize::try_from(n.min(1000)).unwrap_or(1000),
+        if room == Room::Broadcast {
+            return Err(GatewayError::from(ValidationError::new(
+                "room",
+                "broadcast has no presence (every socket is in it)",
+            ))
+            .into());
+        }
+        let max = self.gw.limits.presence_max_users;
+        let size = match usize::try_from(r.page_size) {
+            Ok(0) | Err(_) => max,
+            Ok(n) => n.min(max),
         };
         if !r.page_token.is_empty() && Uuid::parse_str(&r.page_token).is_err() {
             return Err(GatewayError::from(ValidationError::new("page_token", "malformed")).into());

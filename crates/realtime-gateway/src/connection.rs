@@ -620,6 +620,13 @@ impl Conn {
             return self.bad_frame("room: must be user:<id>, org:<id>, project:<id> or broadcast");
         };
         let name = parsed.name();
+        if !crate::presence_writes::recorded(&name) {
+            self.outbox.send_text(error_frame(
+                "forbidden",
+                "broadcast has no presence: ask about a user:, org: or project: room",
+            ));
+            return;
+        }
         if !self.rooms.iter().any(|r| self.room_name(*r) == name) {
             self.outbox
                 .send_text(error_frame("forbidden", "join the room first"));
@@ -627,7 +634,9 @@ impl Conn {
         }
         match self.gw.presence.list(&name).await {
             Ok(users) => {
-                self.outbox.send_text(protocol::presence(&name, &users));
+                let max = self.gw.limits.presence_max_users;
+                self.outbox
+                    .send_text(protocol::presence(&name, &users, max));
             }
             Err(e) => {
                 self.outbox.send_text(GatewayError::from(e).frame());

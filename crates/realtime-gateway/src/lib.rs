@@ -216,6 +216,7 @@ async fn presence_heartbeat(gw: Arc<gateway::Gateway>) {
             .hub
             .memberships()
             .into_iter()
+            .filter(|(room, _, _)| presence_writes::recorded(room))
             .map(|(room, user, id)| (room, user, format!("{}-{id}", gw.instance_id)))
             .collect();
         for chunk in entries.chunks(1000) {

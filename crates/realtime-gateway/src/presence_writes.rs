@@ -6,11 +6,25 @@
 //! at once. Batching adds no delay when the instance is quiet (a lone change goes out at once) and
 //! under a burst turns thousands of round trips into a few. Callers still wait for their change
 //! to be applied, so presence is visible before the socket hears `authenticated` or `joined`.
+//!
+//! `broadcast` records no presence (see [`recorded`]): entries for it are dropped here, so no
+//! caller can write them by mistake.
 use ncy_bus::{Presence, PresenceChange};
 use tokio::sync::{mpsc, oneshot};
 
 /// Changes applied per pipeline at most.
 const BATCH: usize = 512;
+
+/// Whether presence is recorded (and answered) for `room`: every room but `broadcast`. Every
+/// authenticated socket of every organization is in `broadcast`, so its presence would list anyone
+/// online to anyone else; nobody needs it, so it is neither written nor read.
+pub fn recorded(room: &str) -> bool {
+    room != BROADCAST
+}
+
+/// The wire name of `ncy_types::Room::Broadcast` (compared per heartbeat entry, so not built each
+/// time; a unit test keeps the two equal).
+const BROADCAST: &str = "broadcast";
 
 /// Whether a change puts the connection online or takes it offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +60,9 @@ impl PresenceWrites {
     pub async fn apply(
         &self,
         kind: Kind,
-        entries: Vec<(String, String, String)>,
+        mut entries: Vec<(String, String, String)>,
     ) -> Result<(), String> {
+        entries.retain(|(room, _, _)| recorded(room));
         if entries.is_empty() {
             return Ok(());
         }
@@ -93,6 +108,24 @@ async fn run(presence: Presence, mut rx: mpsc::UnboundedReceiver<Request>) {
         drop(changes);
         for r in batch.drain(..) {
             let _ = r.done.send(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_alone_records_no_presence() {
+        assert!(!recorded(&ncy_types::Room::Broadcast.name()));
+        let id = uuid::Uuid::new_v4();
+        for room in [
+            ncy_types::Room::user(id),
+            ncy_types::Room::org(id),
+            ncy_types::Room::project(id),
+        ] {
+            assert!(recorded(&room.name()), "{room}");
         }
     }
 }

@@ -84,13 +84,19 @@ pub fn pong() -> String {
     json!({"type": "pong"}).to_string()
 }
 
-/// `presence {room, users:[{userId, connections, lastSeenAt}]}`.
-pub fn presence(room: &str, users: &[ncy_bus::PresenceUser]) -> String {
-    let users: Vec<_> = users
+/// `presence {room, users:[{userId, connections, lastSeenAt}], total, truncated}`: the first `max`
+/// of `users` (ordered by user id), `total` users online in the room, `truncated` when some were
+/// left out.
+pub fn presence(room: &str, users: &[ncy_bus::PresenceUser], max: usize) -> String {
+    let listed: Vec<_> = users
         .iter()
+        .take(max)
         .map(|u| json!({"userId": u.user_id, "connections": u.connections, "lastSeenAt": u.last_seen_ms}))
         .collect();
-    json!({"type": "presence", "room": room, "users": users}).to_string()
+    let truncated = listed.len() < users.len();
+    json!({"type": "presence", "room": room, "users": listed, "total": users.len(),
+           "truncated": truncated})
+    .to_string()
 }
 
 /// `refreshed {exp}`.

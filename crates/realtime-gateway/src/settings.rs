@@ -77,6 +77,10 @@ pub struct Limits {
     pub dedup_window: Duration,
     /// `NCY_MAX_DATA_BYTES` (65536): largest `data_json` / `changes_json` accepted over gRPC.
     pub max_data_bytes: usize,
+    /// `NCY_PRESENCE_MAX_USERS` (100): most users one presence answer lists. A `presence` frame
+    /// lists the first ones by user id with `total` (users online in the room) and `truncated`;
+    /// the gRPC `Presence` pages are at most this long (`page_size` 0 or larger means this).
+    pub presence_max_users: usize,
     /// `NCY_MEMBERSHIP_CACHE_SECS` (30): how long a "member" answer (project or organization) is
     /// cached; "not a member" is never cached, and a change in the database drops the answers it
     /// affects.
@@ -121,6 +125,7 @@ impl Limits {
             bus_probe: ms("NCY_BUS_PROBE_MS", 5_000)?,
             dedup_window: env.secs_or("NCY_DEDUP_WINDOW_SECS", 600, 86_400)?,
             max_data_bytes: size("NCY_MAX_DATA_BYTES", 65_536)?,
+            presence_max_users: size("NCY_PRESENCE_MAX_USERS", 100)?,
             membership_cache: env.secs_or("NCY_MEMBERSHIP_CACHE_SECS", 30, 3600)?,
             access_recheck: env.secs_or("NCY_ACCESS_RECHECK_SECS", 60, 86_400)?,
         })
@@ -250,6 +255,7 @@ mod tests {
         assert_eq!(s.frontend_url, "http://localhost:3000");
         assert_eq!(s.limits.max_frame_bytes, 65_536);
         assert_eq!(s.limits.auth_timeout, Duration::from_secs(10));
+        assert_eq!(s.limits.presence_max_users, 100);
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
     }
 
