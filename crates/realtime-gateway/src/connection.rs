@@ -68,7 +68,16 @@ async fn run(
     };
     let auth_deadline = Instant::now() + gw.limits.auth_timeout;
     if let Some(token) = query_token {
-        Box::pin(conn.authenticate(&token, &Default::default())).await;
+        if gw.limits.query_token {
+            Box::pin(conn.authenticate(&token, &Default::default())).await;
+        } else {
+            // Not an `authentication_failed` (that closes the socket): the client may still send
+            // `authenticate`, and is told why the URL's token was not used.
+            outbox.send_text(error_frame(
+                "unauthenticated",
+                "tokens in the URL are not accepted: send an authenticate frame",
+            ));
+        }
     }
     let mut last_frame = Instant::now();
     let mut next_ping = last_frame + gw.limits.ping_interval;

@@ -81,6 +81,11 @@ pub struct Limits {
     /// lists the first ones by user id with `total` (users online in the room) and `truncated`;
     /// the gRPC `Presence` pages are at most this long (`page_size` 0 or larger means this).
     pub presence_max_users: usize,
+    /// `NCY_WS_QUERY_TOKEN` (false): accept the token as `/ws?token=<JWT>`. Off by default: a URL
+    /// ends up in proxy and ingress access logs, and a token there is a credential anyone reading
+    /// the logs can replay until it expires. Off, a socket opened so is not authenticated by it
+    /// (it is told so with an `unauthenticated` error frame and may still send `authenticate`).
+    pub query_token: bool,
     /// `NCY_MEMBERSHIP_CACHE_SECS` (30): how long a "member" answer (project or organization) is
     /// cached; "not a member" is never cached, and a change in the database drops the answers it
     /// affects.
@@ -126,6 +131,7 @@ impl Limits {
             dedup_window: env.secs_or("NCY_DEDUP_WINDOW_SECS", 600, 86_400)?,
             max_data_bytes: size("NCY_MAX_DATA_BYTES", 65_536)?,
             presence_max_users: size("NCY_PRESENCE_MAX_USERS", 100)?,
+            query_token: env.bool_or("NCY_WS_QUERY_TOKEN", false)?,
             membership_cache: env.secs_or("NCY_MEMBERSHIP_CACHE_SECS", 30, 3600)?,
             access_recheck: env.secs_or("NCY_ACCESS_RECHECK_SECS", 60, 86_400)?,
         })
@@ -256,6 +262,7 @@ mod tests {
         assert_eq!(s.limits.max_frame_bytes, 65_536);
         assert_eq!(s.limits.auth_timeout, Duration::from_secs(10));
         assert_eq!(s.limits.presence_max_users, 100);
+        assert!(!s.limits.query_token, "tokens in URLs are off by default");
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
     }
 

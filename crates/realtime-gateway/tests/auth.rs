@@ -1,7 +1,7 @@
 //! Authentication on the browser socket: HS256 and RS256 tokens, every rejection (`alg: none`,
-//! forged, expired, not yet valid, wrong audience/issuer, no user), the token in the query, the
-//! authentication timeout, and expiry versus `refresh`; plus what an authenticated socket joins and
-//! receives from the gRPC sends.
+//! forged, expired, not yet valid, wrong audience/issuer, no user), the token in the query (only
+//! when enabled), the authentication timeout, and expiry versus `refresh`; plus what an
+//! authenticated socket joins and receives from the gRPC sends.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -113,10 +113,33 @@ async fn authenticate_joins_user_org_and_broadcast_and_delivers_sends() {
     gw.stop().await;
 }
 
+/// A token in the URL ends up in proxy and ingress access logs, so `/ws?token=` is off unless
+/// `NCY_WS_QUERY_TOKEN=true`. Off, the socket opens unauthenticated: its first frame is an
+/// `unauthenticated` error saying so, it is served as any socket that has not authenticated yet,
+/// and it may still send `authenticate`.
 #[tokio::test]
-async fn token_in_query_authenticates() {
+async fn a_token_in_the_query_authenticates_only_when_enabled() {
     let fx = Fixture::new().await;
     let gw = fx.start(&[]).await;
+    let mut ws = Ws::connect(gw.ws(), &format!("?token={}", fx.token())).await;
+    let first = ws.recv().await.unwrap();
+    assert_eq!(
+        (&first["type"], &first["code"]),
+        (&json!("error"), &json!("unauthenticated")),
+        "{first}"
+    );
+    ws.send(json!({"type": "ping"})).await;
+    let answer = ws.recv().await.unwrap();
+    assert_eq!(answer["code"], "unauthenticated", "{answer}");
+    ws.send(json!({"type": "authenticate", "token": fx.token()}))
+        .await;
+    assert_eq!(
+        ws.until("authenticated").await["userId"],
+        fx.user.to_string()
+    );
+    gw.stop().await;
+
+    let gw = fx.start(&[("NCY_WS_QUERY_TOKEN", "true")]).await;
     let mut ws = Ws::connect(gw.ws(), &format!("?token={}", fx.token())).await;
     assert_eq!(
         ws.until("authenticated").await["userId"],

@@ -147,8 +147,10 @@ async fn a_socket_that_stops_reading_mid_write_is_closed_after_the_idle_timeout(
             ("NCY_MAX_DATA_BYTES", "200000"),
         ])
         .await;
-    // Handshake and authenticate by hand (the token in the query), join, then never read again.
-    let (mut tcp, _) = raw_socket(gw.ws(), &format!("?token={}", f.token())).await;
+    // Handshake, authenticate and join by hand, then never read again.
+    let (mut tcp, _) = raw_socket(gw.ws(), "").await;
+    let auth = json!({"type": "authenticate", "token": f.token()}).to_string();
+    tcp.write_all(&text_frame(auth.as_bytes())).await.unwrap();
     let join = json!({"type": "join_project", "projectId": f.project}).to_string();
     tcp.write_all(&text_frame(join.as_bytes())).await.unwrap();
     // Wait until the join took effect: user, org, broadcast and the project room.
