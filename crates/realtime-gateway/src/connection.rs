@@ -4,8 +4,8 @@
 //! Fan-out and replies only queue frames ([`Outbox`]) and never touch the socket or wait on it. A
 //! write gives up as soon as the outbox closes, so a client that stops reading ends as a slow
 //! consumer instead of holding the task. Every way a socket ends is a [`CloseReason`] with its own
-//! close code; on the way out the task sends what was already queued (except to a slow consumer),
-//! then the close frame, then leaves its rooms.
+//! close code; on the way out the task leaves its rooms at once and sends what was already queued
+//! (except to a slow consumer), then the close frame, and waits briefly for the client's answer.
 use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, task::Poll, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -156,8 +156,13 @@ async fn run(
     if reason == CloseReason::SlowConsumer {
         gw.slow_client_disconnects.fetch_add(1, Ordering::Relaxed);
     }
-    Box::pin(close(sink, &outbox)).await;
-    Box::pin(conn.cleanup()).await;
+    // The socket leaves its rooms and presence at once (the server has given up on it), while its
+    // close frame may still wait behind data the client has not read yet.
+    let within = gw.limits.close_timeout;
+    futures_util::join!(
+        Box::pin(close(sink, stream, &outbox, within)),
+        Box::pin(conn.cleanup())
+    );
 }
 
 /// Writes what the outbox had queued; false if the socket failed. Gives up (true) as soon as the
@@ -214,8 +219,21 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Sends what is still queued (not to a slow consumer) and the close frame, within 2 s.
-async fn close(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox) {
+/// Sends what is still queued (not to a slow consumer) and the close frame, then waits for the
+/// client's close frame, all `within` (`NCY_WS_CLOSE_TIMEOUT_MS`).
+///
+/// The close frame goes out behind whatever the socket holds: a slow consumer gets the rest of the
+/// frame in progress, then 4008, as soon as it reads again within that time. Waiting for the
+/// client's answer (RFC 6455 §7.1.1) keeps the connection until the client has read the close
+/// frame: a TCP connection dropped while the client's own frames are unread is reset, and a reset
+/// can discard the close frame on its way. A draining instance keeps its listener (answering 503)
+/// for as long as this lasts.
+async fn close(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    outbox: &Outbox,
+    within: Duration,
+) {
     let reason = outbox.closing();
     let rest = outbox.finish();
     let flush = async {
@@ -232,11 +250,17 @@ async fn close(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox) {
                 code: reason.code(),
                 reason: text.unwrap_or_else(|| reason.text().to_owned()).into(),
             };
-            let _ = sink.send(Message::Close(Some(frame))).await;
+            if sink.send(Message::Close(Some(frame))).await.is_ok() {
+                while let Some(Ok(m)) = stream.next().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            }
         }
         let _ = sink.close().await;
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+    let _ = tokio::time::timeout(within, flush).await;
 }
 
 /// Writes `frames` with one flush at the end (the sink also flushes whenever its write buffer

@@ -13,12 +13,10 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize},
     },
-    time::Duration,
 };
 
-use axum::serve::ListenerExt;
 use ncy_bus::{BusPublisher, History, Presence, Subscriber, SubscriberConfig};
 use ncy_proto::realtime::v1::realtime_service_server::RealtimeServiceServer;
 use ncy_runtime::{LocalAddrs, RuntimeError, ServiceRuntime};
@@ -166,32 +164,11 @@ impl Application {
                 stop.clone(),
             ));
         }
-        let grace = settings.common.shutdown_grace;
-        let ws_gw = gw.clone();
-        let ws_stop = stop.clone();
-        runtime.spawn(async move {
-            // TCP_NODELAY on every socket: a frame is written as soon as it is ready. With
-            // Nagle's algorithm a small frame written while the previous one is unacknowledged
-            // waits for that ACK, which a client with nothing to send delays by up to 40 ms.
-            let listener = ws_listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "could not set TCP_NODELAY on a websocket");
-                }
-            });
-            if let Err(e) = axum::serve(listener, ws::router(ws_gw.clone()))
-                .with_graceful_shutdown(ws_stop.cancelled_owned())
-                .await
-            {
-                tracing::warn!(error = %e, "websocket listener stopped with an error");
-            }
-            // Upgraded sockets outlive the HTTP server: wait for them to send 1012 and close.
-            let deadline = tokio::time::Instant::now() + grace;
-            while ws_gw.connections.load(Ordering::Relaxed) > 0
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
+        runtime.spawn(ws::serve(
+            ws_listener,
+            gw.clone(),
+            settings.common.shutdown_grace,
+        ));
         let api = api::RealtimeApi::new(gw);
         let routes = tonic::service::Routes::new(RealtimeServiceServer::new(api));
         runtime

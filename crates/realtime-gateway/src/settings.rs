@@ -86,6 +86,11 @@ pub struct Limits {
     /// the logs can replay until it expires. Off, a socket opened so is not authenticated by it
     /// (it is told so with an `unauthenticated` error frame and may still send `authenticate`).
     pub query_token: bool,
+    /// `NCY_WS_CLOSE_TIMEOUT_MS` (2000): how long a socket being closed is given to take the close
+    /// frame — behind whatever it has not read yet, a slow consumer's data included — and to
+    /// answer it with its own; then the connection is dropped. Its rooms and presence are left at
+    /// once, not after this.
+    pub close_timeout: Duration,
     /// `NCY_MEMBERSHIP_CACHE_SECS` (30): how long a "member" answer (project or organization) is
     /// cached; "not a member" is never cached, and a change in the database drops the answers it
     /// affects.
@@ -132,6 +137,7 @@ impl Limits {
             max_data_bytes: size("NCY_MAX_DATA_BYTES", 65_536)?,
             presence_max_users: size("NCY_PRESENCE_MAX_USERS", 100)?,
             query_token: env.bool_or("NCY_WS_QUERY_TOKEN", false)?,
+            close_timeout: ms("NCY_WS_CLOSE_TIMEOUT_MS", 2_000)?,
             membership_cache: env.secs_or("NCY_MEMBERSHIP_CACHE_SECS", 30, 3600)?,
             access_recheck: env.secs_or("NCY_ACCESS_RECHECK_SECS", 60, 86_400)?,
         })

@@ -2,24 +2,75 @@
 //! connection cap and the drain check), `GET /client.js` serves the browser client, everything
 //! else is 404.
 //!
+//! Drain: when shutdown is requested every socket is closed with 1012, and the listener stays
+//! open until the last one is gone (or the grace period ends), answering upgrades with HTTP 503
+//! and `Retry-After` — a client told "draining" retries elsewhere, where a refused TCP connection
+//! would look like an outage.
+//!
 //! Origin: browsers always send one, and it must equal `FRONTEND_URL`; a request without Origin is a
 //! non-browser client (service, load test) and is allowed — it still has to authenticate.
 use std::{
     collections::HashMap,
     sync::{Arc, atomic::Ordering},
+    time::Duration,
 };
 
 use axum::{
     Json, Router,
     extract::{Query, State, WebSocketUpgrade},
-    http::{HeaderMap, StatusCode, header::ORIGIN},
+    http::{
+        HeaderMap, HeaderValue, StatusCode,
+        header::{ORIGIN, RETRY_AFTER},
+    },
     response::{IntoResponse, Response},
     routing::get,
+    serve::ListenerExt,
 };
 use futures_util::FutureExt;
 use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::{connection, gateway::Gateway, metrics};
+
+/// `Retry-After` (seconds) of an upgrade refused while draining: by then the load balancer has
+/// usually taken this instance out, so the retry lands on another one.
+const DRAIN_RETRY_AFTER_SECS: u64 = 1;
+
+/// Serves `/ws` on `listener` until the drain is over: after shutdown is requested, until every
+/// socket has closed or `grace` has passed (see the module docs).
+pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, grace: Duration) {
+    // TCP_NODELAY on every socket: a frame is written as soon as it is ready. With Nagle's
+    // algorithm a small frame written while the previous one is unacknowledged waits for that
+    // ACK, which a client with nothing to send delays by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a websocket");
+        }
+    });
+    let drained = CancellationToken::new();
+    let drain = {
+        let (gw, drained) = (gw.clone(), drained.clone());
+        async move {
+            gw.stop.cancelled().await;
+            // Upgraded sockets are no HTTP requests the server would wait for: wait for them to
+            // send 1012 and close.
+            let deadline = tokio::time::Instant::now() + grace;
+            while gw.connections.load(Ordering::Relaxed) > 0
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            drained.cancel();
+        }
+    };
+    let server =
+        axum::serve(listener, router(gw)).with_graceful_shutdown(drained.cancelled_owned());
+    let (served, ()) = tokio::join!(server.into_future(), drain);
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "websocket listener stopped with an error");
+    }
+}
 
 /// The router of the WebSocket listener.
 pub fn router(gw: Arc<Gateway>) -> Router {
@@ -73,11 +124,15 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     if gw.stop.is_cancelled() {
-        return refuse(
+        let mut refused = refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "draining",
             "reconnect to another instance",
         );
+        refused
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(DRAIN_RETRY_AFTER_SECS));
+        return refused;
     }
     if let Some(origin) = headers.get(ORIGIN) {
         let ok = origin

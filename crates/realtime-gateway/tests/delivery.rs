@@ -1,7 +1,8 @@
 //! Delivery across instances and through failures: two gateways on one Redis, subscriptions only
 //! for rooms with local members, recovery after a disconnect (hit and miss), no duplicates or
 //! reordering while recovering under load, a lost pub/sub connection replayed from history, a
-//! Redis restart, a slow consumer cut off while others keep receiving, and the drain (1012).
+//! Redis restart, a slow consumer cut off while others keep receiving (and its 4008 when it reads
+//! again after the cut), and the drain (1012; upgrades refused with 503 meanwhile).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -386,6 +387,104 @@ async fn a_slow_client_is_closed_4008_while_others_keep_receiving() {
     send_project(&mut gw, fx.project, 1).await;
     assert_eq!(fast.until("message").await["event"], "tick");
     gw.stop().await;
+}
+
+/// Stats of `grpc`'s gateway, once.
+async fn stats(grpc: &RealtimeServiceClient<Channel>) -> pb::StatsResponse {
+    grpc.clone()
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A client that stopped reading is cut off while its buffers are full: the server leaves its
+/// rooms at once, and its close frame waits behind the data it has not read. When it reads again
+/// it gets that data and then 4008, not a connection that just ends (1006). The close timeout is
+/// raised so the test does not depend on how soon it reads again.
+#[tokio::test]
+async fn a_slow_consumer_reading_again_after_the_cut_gets_4008() {
+    let fx = Fixture::new().await;
+    let gw = fx
+        .start(&[
+            ("NCY_WS_OUTBOUND_QUEUE", "4"),
+            ("NCY_MAX_DATA_BYTES", "200000"),
+            ("NCY_WS_CLOSE_TIMEOUT_MS", "60000"),
+        ])
+        .await;
+    let mut slow = Ws::authed(gw.ws(), &fx.token()).await;
+    slow.send(json!({"type": "join_project", "projectId": fx.project}))
+        .await;
+    slow.until("joined").await;
+    // From here on the client reads nothing until it has been cut off.
+    let big = json!({"pad": "s".repeat(100_000)}).to_string();
+    let mut grpc = gw.grpc.clone();
+    let mut sent = 0;
+    while stats(&grpc).await.slow_client_disconnects == 0 {
+        assert!(
+            sent < 1_000,
+            "100 MB published and the client was not cut off"
+        );
+        for _ in 0..10 {
+            grpc.send_to_project(pb::SendToProjectRequest {
+                project_id: fx.project.to_string(),
+                event: "big".into(),
+                data_json: big.clone(),
+                idempotency_key: String::new(),
+            })
+            .await
+            .unwrap();
+        }
+        sent += 10;
+    }
+    // The server has given up on it: it is in no room any more (it was the only socket).
+    assert_eventually("the slow socket left its rooms", WAIT, || {
+        let grpc = grpc.clone();
+        async move { stats(&grpc).await.rooms == 0 }
+    })
+    .await;
+    assert_eq!(slow.close_code().await, Some(4008));
+    gw.stop().await;
+}
+
+/// While an instance drains, its listener stays open and refuses upgrades with HTTP 503 and
+/// `Retry-After` until the last socket is gone; then it closes. The open socket here keeps the drain
+/// going until it answers its 1012.
+#[tokio::test]
+async fn a_draining_instance_answers_upgrades_503_with_retry_after() {
+    let fx = Fixture::new().await;
+    let gw = fx
+        .start(&[
+            ("NCY_WS_CLOSE_TIMEOUT_MS", "60000"),
+            ("NCY_SHUTDOWN_GRACE_SECS", "60"),
+        ])
+        .await;
+    let addr = gw.ws();
+    let mut ws = Ws::authed(addr, &fx.token()).await;
+    let stopping = tokio::spawn(gw.running.stop(std::time::Duration::from_secs(60)));
+    assert_eventually(
+        "an upgrade is refused with 503 and Retry-After",
+        WAIT,
+        || async move {
+            match tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
+                // Before the drain started: not what is looked for (dropped at once).
+                Ok(_) => false,
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    resp.status() == 503 && resp.headers().get("retry-after").is_some()
+                }
+                // The listener is closed: the drain ended, or had not kept it open.
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+    assert_eq!(ws.close_code().await, Some(1012));
+    drop(ws);
+    stopping.await.unwrap().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener closes once the drain is over"
+    );
 }
 
 #[tokio::test]

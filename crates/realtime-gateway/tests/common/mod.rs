@@ -234,14 +234,18 @@ impl Ws {
         out
     }
 
-    /// Reads until the server's close frame; its code (None if the TCP closed without one).
+    /// Reads until the server's close frame; its code (None if the TCP closed without one). Answers
+    /// it as a browser does (the server waits for that answer before dropping the connection).
     pub async fn close_code(&mut self) -> Option<u16> {
         loop {
             let next = tokio::time::timeout(WAIT, self.stream.next())
                 .await
                 .expect("timed out waiting for close");
             match next {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(Message::Close(frame))) => {
+                    let _ = self.stream.flush().await;
+                    return frame.map(|f| u16::from(f.code));
+                }
                 Some(Ok(_)) => {}
                 None | Some(Err(_)) => return None,
             }
