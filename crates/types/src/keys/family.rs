@@ -164,6 +164,7 @@ mod tests {
             (k.realtime("c"), Owner::Realtime),
             (k.user_status(), Owner::Realtime),
             (k.bus_probe("i1"), Owner::Realtime),
+            (k.realtime_control_channel(), Owner::Realtime),
             (k.schedules(), Owner::Jobs),
             (k.schedule_last_fired(), Owner::Jobs),
             (k.schedule_lease("s"), Owner::Jobs),
