@@ -109,10 +109,61 @@ pub fn parse(
             ));
         }
     };
+    check_ranges(&six).map_err(|m| ValidationError::new("cron", m))?;
     six[5] = translate_dow(&six[5]).map_err(|m| ValidationError::new("cron", m))?;
     let schedule = cron::Schedule::from_str(&six.join(" "))
         .map_err(|e| ValidationError::new("cron", format!("is not a valid expression: {e}")))?;
     Ok((schedule, tz))
+}
+
+/// The six fields (seconds first) by name, with the values standard cron allows.
+const FIELDS: [(&str, u64, u64); 6] = [
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+];
+
+/// Checks every number of every field against its field's bounds, so an error names the field and
+/// its real range (the `cron` crate answers "Minutes must be less than 59" for 61, and counts
+/// days of the week from 1). Names (`JAN`, `MON`), `*`, `?` are left to the crate.
+fn check_ranges(six: &[String]) -> std::result::Result<(), String> {
+    let number = |s: &str| -> Option<Option<u64>> {
+        // Some(None): digits too many to be any field's value.
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())
+    };
+    for (field, &(name, min, max)) in six.iter().zip(FIELDS.iter()) {
+        for item in field.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (item, None),
+            };
+            if let Some(step) = step.and_then(number) {
+                match step {
+                    Some(n) if (1..=max).contains(&n) => {}
+                    _ => return Err(format!("{name} step must be 1–{max} (got {item:?})")),
+                }
+            }
+            let (low, high) = range.split_once('-').unwrap_or((range, range));
+            let mut bounds = Vec::new();
+            for part in [low, high] {
+                if let Some(n) = number(part) {
+                    match n {
+                        Some(n) if (min..=max).contains(&n) => bounds.push(n),
+                        _ => return Err(format!("{name} must be {min}–{max} (got {item:?})")),
+                    }
+                }
+            }
+            if let [a, b] = bounds[..]
+                && a > b
+            {
+                return Err(format!("{name} range must run low to high (got {item:?})"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Standard day-of-week numbers (0–7, Sunday 0 or 7) to the `cron` crate's (1–7, Sunday 1).
@@ -426,6 +477,34 @@ mod tests {
     fn bad_expressions_and_zones_name_the_field() {
         assert_eq!(parse("* * *", "").expect_err("3 fields").field, "cron");
         assert_eq!(parse("61 * * * *", "").expect_err("minute").field, "cron");
+        for (expr, message) in [
+            ("61 * * * *", "minute must be 0–59 (got \"61\")"),
+            ("0 24 * * *", "hour must be 0–23 (got \"24\")"),
+            ("0 0 0 * *", "day-of-month must be 1–31 (got \"0\")"),
+            ("0 0 * 13 *", "month must be 1–12 (got \"13\")"),
+            ("0 0 * * 8", "day-of-week must be 0–7 (got \"8\")"),
+            ("60 * * * * *", "second must be 0–59 (got \"60\")"),
+            ("1,5-70 * * * *", "minute must be 0–59 (got \"5-70\")"),
+            ("*/0 * * * *", "minute step must be 1–59 (got \"*/0\")"),
+            (
+                "0 */99999999999999999999 * * *",
+                "hour step must be 1–23 (got \"*/99999999999999999999\")",
+            ),
+            (
+                "30-10 * * * *",
+                "minute range must run low to high (got \"30-10\")",
+            ),
+        ] {
+            assert_eq!(parse(expr, "").expect_err(expr).message, message, "{expr}");
+        }
+        for good in [
+            "59 23 31 12 7",
+            "0-59/15 0 1 1 0",
+            "0 0 * JAN-MAR MON-FRI",
+            "*/5 * * * * *",
+        ] {
+            assert!(parse(good, "").is_ok(), "{good}");
+        }
         assert_eq!(parse("0 0 * * 9", "").expect_err("dow").field, "cron");
         assert_eq!(
             parse("0 0 * * *", "Mars/Olympus").expect_err("tz").field,
