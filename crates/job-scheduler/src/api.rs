@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, codegen::BoxStream};
 
 use crate::error::{invalid, status};
 use crate::watch::WatchHub;
-use crate::{convert, schedules, watch};
+use crate::{convert, page_token, schedules, watch};
 
 /// Most jobs in one EnqueueBulk.
 const MAX_BULK: usize = 1000;
@@ -120,20 +120,18 @@ impl JobService for JobApi {
         let queue = convert::queue(&req.queue).map_err(invalid)?;
         let state = convert::engine_state(req.state).map_err(invalid)?;
         let size = convert::page_size(req.page_size).map_err(invalid)?;
+        let from = page_token::decode(&req.page_token, queue, state).map_err(invalid)?;
         let page = self
             .engine
-            .list_jobs(queue, state, size, &req.page_token)
+            .list_jobs(queue, state, size, from)
             .await
-            .map_err(|e| match e {
-                ncy_queue::QueueError::Invalid(_) => invalid(ValidationError::new(
-                    "page_token",
-                    "is not a token from a previous call with the same queue and state",
-                )),
-                other => status(other),
-            })?;
+            .map_err(status)?;
         Ok(Response::new(pb::ListJobsResponse {
             jobs: page.jobs.iter().map(convert::job).collect(),
-            next_page_token: page.next_token,
+            next_page_token: page
+                .next
+                .map(|c| page_token::encode(queue, state, c))
+                .unwrap_or_default(),
         }))
     }
 

@@ -22,6 +22,7 @@ use tonic::server::NamedService;
 pub mod api;
 pub mod convert;
 pub mod error;
+pub mod page_token;
 pub mod schedules;
 pub mod watch;
 

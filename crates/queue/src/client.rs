@@ -1,24 +1,22 @@
 //! Producer and operator operations on the engine: enqueue (single and bulk, one script call per
-//! queue), read and list jobs, cancel, pause/resume.
+//! queue), read jobs, cancel, pause/resume. Listing is in `listing.rs`.
 use std::collections::HashMap;
 
 use ncy_types::jobs::{BackoffKind, QueueName};
 use redis::{AsyncCommands, Value};
 
-use crate::engine::{BANDS, Engine, GROUP};
+use crate::engine::{BANDS, Engine};
 use crate::error::{QueueError, Result};
 use crate::ids::{new_job_id, parse_job_id};
 use crate::job::{Enqueued, JobRecord, JobState, NewJob, int, now_ms, text};
 
-/// A page of jobs.
-#[derive(Debug, Clone, Default)]
-pub struct JobPage {
-    pub jobs: Vec<JobRecord>,
-    pub next_token: String,
-}
-
 impl Engine {
     /// Enqueues `jobs` (validated) on `queue` in one script call; results in order.
+    ///
+    /// A job with an idempotency key is deduplicated against earlier jobs with the same key in the
+    /// same namespace: a cron tick's (a job with a schedule name, which only the scheduler sets)
+    /// or the clients'. The two never meet, so no client can enqueue a tick's key first and
+    /// suppress the tick.
     pub async fn enqueue(&self, queue: QueueName, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
         if matches!(self.pool, ncy_runtime::RedisPool::Single(_))
             && jobs
@@ -48,7 +46,8 @@ impl Engine {
                 .arg(job.delay_ms)
                 .arg(&job.idempotency_key)
                 .arg(&job.owner_user_id)
-                .arg(&job.schedule_name);
+                .arg(&job.schedule_name)
+                .arg(dedup_key(&q, job));
         }
         let mut conn = self.conn().await?;
         let reply: Vec<Value> = inv.invoke_async(&mut conn).await?;
@@ -155,7 +154,11 @@ impl Engine {
     }
 
     /// Reads many jobs of one queue (missing ones skipped), pipelined.
-    async fn read_jobs(&self, queue: QueueName, ids: &[String]) -> Result<Vec<JobRecord>> {
+    pub(crate) async fn read_jobs(
+        &self,
+        queue: QueueName,
+        ids: &[String],
+    ) -> Result<Vec<JobRecord>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -175,193 +178,6 @@ impl Engine {
                 fields,
             })
             .collect())
-    }
-
-    /// Lists the jobs of `queue` in `state` (see the proto for the order), `page_size` ≥ 1.
-    pub async fn list_jobs(
-        &self,
-        queue: QueueName,
-        state: JobState,
-        page_size: usize,
-        token: &str,
-    ) -> Result<JobPage> {
-        let q = self.queue_keys(queue);
-        if state == JobState::Waiting {
-            return self.list_waiting(queue, page_size, token).await;
-        }
-        let offset: isize = if token.is_empty() {
-            0
-        } else {
-            token
-                .strip_prefix("o:")
-                .and_then(|o| o.parse().ok())
-                .ok_or_else(|| ncy_types::ValidationError::new("pageToken", "is not valid"))?
-        };
-        if state == JobState::Active {
-            return self.list_active(queue, page_size, offset).await;
-        }
-        let (key, newest_first) = match state {
-            JobState::Delayed | JobState::Failed => (q.delayed(), false),
-            JobState::Waiting | JobState::Active => listed_from_streams(),
-            JobState::Completed => (q.done(), true),
-            JobState::Dead => (q.failed(), true),
-            JobState::Cancelled => (q.cancelled(), true),
-        };
-        let mut conn = self.conn().await?;
-        let stop = offset + isize::try_from(page_size).unwrap_or(500) - 1;
-        let ids: Vec<String> = if newest_first {
-            conn.zrevrange(&key, offset, stop).await?
-        } else {
-            conn.zrange(&key, offset, stop).await?
-        };
-        let full = ids.len() >= page_size;
-        let next = offset + isize::try_from(ids.len()).unwrap_or(0);
-        // DELAYED and FAILED share the delayed set: a page holds at most `page_size` of the state
-        // asked for (possibly fewer; the token moves on past the others).
-        let jobs: Vec<JobRecord> = self
-            .read_jobs(queue, &ids)
-            .await?
-            .into_iter()
-            .filter(|j| j.get("state") == state.as_str())
-            .collect();
-        Ok(JobPage {
-            jobs,
-            next_token: if full {
-                format!("o:{next}")
-            } else {
-                String::new()
-            },
-        })
-    }
-
-    /// ACTIVE jobs: the consumer group's pending entries, band 10 down to 0, oldest entry first
-    /// (the order they started in, within a band); token `o:<offset>`.
-    async fn list_active(
-        &self,
-        queue: QueueName,
-        page_size: usize,
-        offset: isize,
-    ) -> Result<JobPage> {
-        let q = self.queue_keys(queue);
-        let offset = usize::try_from(offset).unwrap_or(0);
-        let want = offset.saturating_add(page_size);
-        let mut conn = self.conn().await?;
-        // One pipeline over the bands (ACTIVE jobs are bounded by the workers' concurrency).
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for band in (0..BANDS).rev() {
-            pipe.cmd("XPENDING")
-                .arg(q.ready(band))
-                .arg(GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(want);
-        }
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let mut entries: Vec<(u8, String)> = Vec::new();
-        for (band, reply) in (0..BANDS).rev().zip(replies) {
-            let pending: Vec<(String, String, u64, u64)> = match reply {
-                // A band whose stream or group does not exist yet has nothing pending.
-                Value::ServerError(e) if e.code() == "NOGROUP" => Vec::new(),
-                Value::ServerError(e) => return Err(redis::RedisError::from(e).into()),
-                other => redis::from_redis_value(other)
-                    .map_err(|e| QueueError::Corrupt(format!("XPENDING reply: {e}")))?,
-            };
-            entries.extend(pending.into_iter().map(|(entry, ..)| (band, entry)));
-            if entries.len() >= want {
-                break;
-            }
-        }
-        let page: Vec<(u8, String)> = entries.into_iter().skip(offset).take(page_size).collect();
-        let full = page.len() >= page_size;
-        let mut pipe = redis::pipe();
-        for (band, entry) in &page {
-            pipe.cmd("XRANGE").arg(q.ready(*band)).arg(entry).arg(entry);
-        }
-        let found: Vec<Vec<(String, HashMap<String, String>)>> = if page.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut conn).await?
-        };
-        let ids: Vec<String> = found
-            .iter()
-            .filter_map(|e| e.first().and_then(|(_, f)| f.get("j").cloned()))
-            .collect();
-        let jobs = self
-            .read_jobs(queue, &ids)
-            .await?
-            .into_iter()
-            .filter(|j| j.get("state") == JobState::Active.as_str())
-            .collect();
-        Ok(JobPage {
-            jobs,
-            next_token: if full {
-                format!("o:{}", offset + page.len())
-            } else {
-                String::new()
-            },
-        })
-    }
-
-    /// WAITING jobs in run order: band 10 down to 0, oldest first; token `w:<band>:<entry>`.
-    async fn list_waiting(
-        &self,
-        queue: QueueName,
-        page_size: usize,
-        token: &str,
-    ) -> Result<JobPage> {
-        let q = self.queue_keys(queue);
-        let bad = || ncy_types::ValidationError::new("pageToken", "is not valid");
-        let (mut band, mut after): (i32, String) = if token.is_empty() {
-            (i32::from(BANDS) - 1, "-".to_owned())
-        } else {
-            let rest = token.strip_prefix("w:").ok_or_else(bad)?;
-            let (b, e) = rest.split_once(':').ok_or_else(bad)?;
-            (b.parse().map_err(|_| bad())?, format!("({e}"))
-        };
-        let mut conn = self.conn().await?;
-        let mut out = Vec::new();
-        let mut next = String::new();
-        while band >= 0 && out.len() < page_size {
-            let key = q.ready(u8::try_from(band).unwrap_or(0));
-            let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(&after)
-                .arg("+")
-                .arg("COUNT")
-                .arg(page_size)
-                .query_async(&mut conn)
-                .await?;
-            let ids: Vec<String> = entries
-                .iter()
-                .filter_map(|(_, f)| f.get("j").cloned())
-                .collect();
-            // A job enqueued without a script learns its entry id only when it is activated:
-            // the page token names the stream entry, not the hash's `entry` field.
-            let entry_of: HashMap<&str, &str> = entries
-                .iter()
-                .filter_map(|(e, f)| f.get("j").map(|j| (j.as_str(), e.as_str())))
-                .collect();
-            for job in self.read_jobs(queue, &ids).await? {
-                if job.get("state") == "waiting" && out.len() < page_size {
-                    next = format!("w:{band}:{}", entry_of.get(job.id.as_str()).unwrap_or(&""));
-                    out.push(job);
-                }
-            }
-            if entries.len() < page_size {
-                band -= 1;
-                after = "-".to_owned();
-            } else if let Some((last, _)) = entries.last() {
-                after = format!("({last}");
-            }
-        }
-        if out.len() < page_size {
-            next.clear();
-        }
-        Ok(JobPage {
-            jobs: out,
-            next_token: next,
-        })
     }
 
     /// Cancels a job (see cancel.lua) and returns it as it is after the call.
@@ -423,7 +239,13 @@ impl Engine {
     }
 }
 
-fn listed_from_streams() -> (String, bool) {
-    // WAITING and ACTIVE are listed from the streams before this match is reached.
-    (String::new(), false)
+/// The idempotency record of `job` (empty without a key): cron ticks and clients apart.
+fn dedup_key(q: &ncy_types::QueueKeys, job: &NewJob) -> String {
+    if job.idempotency_key.is_empty() {
+        String::new()
+    } else if job.schedule_name.is_empty() {
+        q.dedup(&job.idempotency_key)
+    } else {
+        q.schedule_dedup(&job.idempotency_key)
+    }
 }

@@ -26,17 +26,11 @@ pub fn dead_letter_id(queue: QueueName, entry: &str) -> String {
 /// The queue and stream entry id of a dead-letter id; the error names `field`.
 pub fn parse_dead_letter_id(id: &str, field: &str) -> Result<(QueueName, String), ValidationError> {
     let (queue, rest) = split(id, field)?;
-    let valid = rest
-        .split_once('-')
-        .is_some_and(|(ms, seq)| is_digits(ms) && is_digits(seq));
-    if !valid {
+    // Both parts must fit 64 bits, or Redis refuses the id (an error of the request, found here).
+    if crate::listing::StreamId::parse(rest).is_none() {
         return Err(ValidationError::new(field, "is not a dead-letter id"));
     }
     Ok((queue, rest.to_owned()))
-}
-
-fn is_digits(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn split<'a>(id: &'a str, field: &str) -> Result<(QueueName, &'a str), ValidationError> {
@@ -80,7 +74,13 @@ mod tests {
             parse_dead_letter_id(&id, "deadLetterId"),
             Ok((QueueName::Email, "1700000000000-3".to_owned()))
         );
-        for bad in ["email.1", "email.a-1", "x.1-1", "email.1-"] {
+        for bad in [
+            "email.1",
+            "email.a-1",
+            "x.1-1",
+            "email.1-",
+            "email.99999999999999999999-0",
+        ] {
             assert!(parse_dead_letter_id(bad, "deadLetterId").is_err(), "{bad}");
         }
     }

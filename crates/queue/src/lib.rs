@@ -17,13 +17,14 @@ mod engine;
 pub mod error;
 pub mod ids;
 pub mod job;
+pub mod listing;
 mod promoter;
 mod scripts;
 
 pub use admin::{DeadLetter, PurgeCounts, QueueStats};
-pub use client::JobPage;
 pub use config::{EngineSettings, QueueSettings, RateLimit};
 pub use consumer::{FailOutcome, Fetched, Finish, Preclaimed};
 pub use engine::{BANDS, Engine, GROUP};
 pub use error::QueueError;
 pub use job::{Enqueued, FetchedJob, JobEventMessage, JobRecord, JobState, NewJob, now_ms};
+pub use listing::{Cursor, JobPage, StreamId};

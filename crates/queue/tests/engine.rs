@@ -1,55 +1,10 @@
 //! The engine's Lua transitions against the real Redis: enqueue → fetch → complete, priority order,
 //! retry then dead letter, cancel, pause, reclaim of an abandoned job.
-use ncy_queue::{Engine, EngineSettings, FailOutcome, Fetched, Finish, JobState, NewJob};
-use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
-use ncy_testkit::{env_of, service_env, set_env, unique_prefix};
-use ncy_types::jobs::{Backoff, BackoffKind, QueueName};
+use ncy_queue::{Engine, FailOutcome, Fetched, Finish, JobState};
+use ncy_types::jobs::QueueName;
+use support::{engine, job};
 
-const SPEC: ServiceSpec = ServiceSpec {
-    name: "queue-test",
-    default_grpc_addr: "127.0.0.1:0",
-    default_admin_addr: "127.0.0.1:0",
-    needs_postgres: false,
-    default_runtime_threads: 0,
-};
-
-async fn engine(extra: &[(&str, &str)]) -> anyhow::Result<Engine> {
-    let mut env = service_env(&unique_prefix(), None);
-    for (k, v) in extra {
-        set_env(&mut env, k, v);
-    }
-    let env = env_of(&env);
-    let common = CommonSettings::load(SPEC, &env)?;
-    let pool = RedisPool::new(&common.redis)?;
-    let client = redis::Client::open(ncy_testkit::redis_url())?;
-    let engine = Engine::new(
-        pool,
-        common.redis.keys.clone(),
-        EngineSettings::load(&env)?,
-        Some(client),
-    );
-    for q in QueueName::ALL {
-        engine.ensure_groups(q).await?;
-    }
-    Ok(engine)
-}
-
-fn job(priority: u8) -> NewJob {
-    NewJob {
-        job_type: "noop".into(),
-        data: format!("{{\"p\":{priority}}}"),
-        priority,
-        max_attempts: 2,
-        backoff: Backoff {
-            kind: BackoffKind::Fixed,
-            delay_ms: 1,
-        },
-        delay_ms: 0,
-        idempotency_key: String::new(),
-        owner_user_id: String::new(),
-        schedule_name: String::new(),
-    }
-}
+mod support;
 
 async fn fetch(e: &Engine, n: usize) -> anyhow::Result<Vec<ncy_queue::FetchedJob>> {
     match e.fetch(QueueName::Notification, "c1", n, &[]).await? {
@@ -282,17 +237,11 @@ async fn a_batch_of_outcomes_is_recorded_in_one_call_and_only_the_holders_count(
     assert_eq!((stats.waiting, stats.active), (0, 1), "{stats:?}");
     assert_eq!((stats.completed, stats.cancelled), (2, 1), "{stats:?}");
     // ACTIVE jobs are the consumer group's pending entries: d only, listed page by page.
-    let page = e.list_jobs(q, JobState::Active, 1, "").await?;
+    let page = e.list_jobs(q, JobState::Active, 1, None).await?;
     let ids: Vec<&str> = page.jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(ids, vec![d.as_str()]);
     assert_eq!(page.jobs[0].get("worker"), "c1");
-    let rest = e
-        .list_jobs(q, JobState::Active, 1, &page.next_token)
-        .await?;
-    assert!(
-        rest.jobs.is_empty() && rest.next_token.is_empty(),
-        "{rest:?}"
-    );
+    assert!(page.next.is_none(), "d is the last ACTIVE job: {page:?}");
     // The finished jobs' stream entries are acknowledged and deleted: only d's is left.
     let mut conn = redis::Client::open(ncy_testkit::redis_url())?
         .get_multiplexed_async_connection()
@@ -331,11 +280,9 @@ async fn a_cancelled_job_enqueued_without_a_script_is_neither_waiting_nor_run() 
     assert_eq!(e.get_job(&ids[1]).await?.state()?, JobState::Cancelled);
     let stats = e.stats(q).await?;
     assert_eq!((stats.waiting, stats.cancelled), (2, 1), "{stats:?}");
-    let page = e.list_jobs(q, JobState::Waiting, 1, "").await?;
+    let page = e.list_jobs(q, JobState::Waiting, 1, None).await?;
     assert_eq!(page.jobs[0].id, ids[0]);
-    let next = e
-        .list_jobs(q, JobState::Waiting, 5, &page.next_token)
-        .await?;
+    let next = e.list_jobs(q, JobState::Waiting, 5, page.next).await?;
     let rest: Vec<&str> = next.jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(
         rest,

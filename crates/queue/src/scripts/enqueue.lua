@@ -1,7 +1,8 @@
 -- enqueue / enqueue-bulk for one queue: dedup check, job hash, XADD to its band or ZADD to delayed.
--- ARGV: tag, now, dedup_ttl_ms, queue, n, then 11 fields per job:
+-- ARGV: tag, now, dedup_ttl_ms, queue, n, then 12 fields per job:
 --   id, type, data, priority, max_attempts, backoff_kind, backoff_ms, delay_ms, idem, owner,
---   schedule
+--   schedule, dedup (the key of idem's record, built by ncy-types: a cron tick's and a client's
+--   live in different namespaces; '' when idem is '')
 -- Returns per job: {id, deduplicated (0/1), state}.
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
@@ -10,21 +11,21 @@ local n = tonumber(ARGV[5])
 local out = {}
 local min_due = nil
 for i = 0, n - 1 do
-  local b = 6 + i * 11
+  local b = 6 + i * 12
   local id, jtype, data = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local priority, max_attempts = ARGV[b + 3], ARGV[b + 4]
   local bkind, bms, delay = ARGV[b + 5], ARGV[b + 6], tonumber(ARGV[b + 7])
-  local idem, owner, schedule = ARGV[b + 8], ARGV[b + 9], ARGV[b + 10]
+  local idem, owner, schedule, dedup = ARGV[b + 8], ARGV[b + 9], ARGV[b + 10], ARGV[b + 11]
   local existing = false
-  if idem ~= '' then
-    existing = redis.call('GET', tag .. ':dedup:' .. idem)
+  if dedup ~= '' then
+    existing = redis.call('GET', dedup)
   end
   if existing then
     local st = redis.call('HGET', jkey(existing), 'state') or 'removed'
     out[#out + 1] = {existing, 1, st}
   else
-    if idem ~= '' then
-      redis.call('SET', tag .. ':dedup:' .. idem, id, 'PX', ttl)
+    if dedup ~= '' then
+      redis.call('SET', dedup, id, 'PX', ttl)
     end
     local due = now + delay
     local state, band, entry = 'waiting', '', ''

@@ -3,7 +3,9 @@
 //! Every key of queue `Q` starts with the tag `{<p>:q:Q}`, so each transition script (enqueue, fetch,
 //! complete, fail, promote) touches a single Redis Cluster slot and never raises `CROSSSLOT`.
 //! Cron schedules and their leases share `{<p>:cron}`; a tick then enqueues into its queue with the
-//! idempotency key `cron:<name>:<tick-ms>`, a separate one-slot script.
+//! idempotency key `cron:<name>:<tick-ms>`, a separate one-slot script, recorded under
+//! [`QueueKeys::schedule_dedup`]: a namespace no client idempotency key ([`QueueKeys::dedup`])
+//! can reach.
 
 use std::fmt::Display;
 
@@ -97,9 +99,16 @@ impl QueueKeys {
         format!("{}:dead", self.tag)
     }
 
-    /// Idempotency record (with a TTL) for `key`: `…:dedup:<key>`.
+    /// Idempotency record (with a TTL) for a client's `key`: `…:dedup:<key>`.
     pub fn dedup(&self, key: &str) -> String {
         format!("{}:dedup:{key}", self.tag)
+    }
+
+    /// Idempotency record (with a TTL) of a cron tick's `key`: `…:cron-dedup:<key>`. Apart from the
+    /// clients' records: whatever a client sends as its key lands under `…:dedup:`, so it can
+    /// never claim (and so suppress) a tick in advance.
+    pub fn schedule_dedup(&self, key: &str) -> String {
+        format!("{}:cron-dedup:{key}", self.tag)
     }
 
     /// Flag set while the queue is paused: `…:paused`.
@@ -193,6 +202,10 @@ mod tests {
         assert_eq!(q.failed(), "{ncy:q:email}:failed");
         assert_eq!(q.dead(), "{ncy:q:email}:dead");
         assert_eq!(q.dedup("k"), "{ncy:q:email}:dedup:k");
+        assert_eq!(
+            q.schedule_dedup("cron:backup:1"),
+            "{ncy:q:email}:cron-dedup:cron:backup:1"
+        );
         assert_eq!(q.paused(), "{ncy:q:email}:paused");
         assert_eq!(q.limiter(), "{ncy:q:email}:limiter");
         assert_eq!(q.promoter_lease(), "{ncy:q:email}:lease:promoter");
@@ -226,12 +239,28 @@ mod tests {
             keys.push(q.job("0190a6f0-0000-7000-8000-000000000000"));
             keys.push(q.job("{weird}id"));
             keys.push(q.dedup("cron:cleanup:1700000000000"));
+            keys.push(q.schedule_dedup("cron:cleanup:1700000000000"));
             keys.push(q.promoter_wake_channel());
             keys.push(q.events_channel());
             for key in keys {
                 assert_eq!(hash_slot(&key), slot, "{key}");
             }
         }
+    }
+
+    #[test]
+    fn no_client_key_reaches_a_cron_tick_record() {
+        let q = ks().queue("cleanup");
+        let tick = q.schedule_dedup("cron:cleanup-old-data:1700000000000");
+        for client in [
+            "cron:cleanup-old-data:1700000000000",
+            "../cron-dedup:cron:cleanup-old-data:1700000000000",
+            "",
+        ] {
+            assert_ne!(q.dedup(client), tick, "{client}");
+            assert!(q.dedup(client).starts_with(&q.dedup_prefix()));
+        }
+        assert!(!tick.starts_with(&q.dedup_prefix()));
     }
 
     #[test]
