@@ -6,6 +6,14 @@
 //! previous batch is being written), so under load a job costs a fraction of a round trip. When
 //! nothing is ready the worker parks in `XREADGROUP BLOCK` on a dedicated connection (no polling
 //! loop) and hands what it read to the next fetch, which activates it.
+//!
+//! A blocking read whose reply never reaches the worker (it gave up waiting, the connection
+//! dropped) may still have delivered entries: Redis made them pending for this consumer, and
+//! nobody runs them until another worker's reclaim after the visibility timeout. So such a read is
+//! remembered, and the consumer's next fetch first takes its own pending entries whose jobs are
+//! still WAITING (`XREADGROUP … 0`, inside the fetch script) at no cost to fetches in between.
+use std::sync::PoisonError;
+
 use ncy_types::jobs::QueueName;
 use rand::Rng;
 use redis::Value;
@@ -72,6 +80,7 @@ impl Engine {
     ) -> Result<Fetched> {
         let q = self.queue_keys(queue);
         let limit = self.queue_settings(queue).rate_limit;
+        let recover = self.lost_read(queue, consumer);
         let mut inv = self.scripts.fetch.key(q.limiter());
         inv.arg(q.tag())
             .arg(consumer)
@@ -79,6 +88,7 @@ impl Engine {
             .arg(now_ms())
             .arg(limit.map(|l| l.max).unwrap_or(0))
             .arg(limit.map(|l| l.window_ms).unwrap_or(0))
+            .arg(u8::from(recover))
             .arg(preclaimed.len());
         for p in preclaimed {
             inv.arg(p.band).arg(&p.entry);
@@ -90,13 +100,36 @@ impl Engine {
             Some(-2) => Ok(Fetched::RateLimited(
                 u64::try_from(reply.get(1).map(int).unwrap_or(1)).unwrap_or(1),
             )),
-            Some(1) => reply[1..]
-                .iter()
-                .map(FetchedJob::from_value)
-                .collect::<Result<Vec<_>>>()
-                .map(Fetched::Jobs),
+            // 2: some of the consumer's own waiting entries did not fit in `n`; the next fetch
+            // takes them.
+            Some(code @ (1 | 2)) => {
+                let jobs = reply[1..]
+                    .iter()
+                    .map(FetchedJob::from_value)
+                    .collect::<Result<Vec<_>>>()?;
+                if recover && code == 1 {
+                    self.forget_lost_read(queue, consumer);
+                }
+                Ok(Fetched::Jobs(jobs))
+            }
             _ => Err(QueueError::Corrupt(format!("fetch reply {reply:?}"))),
         }
+    }
+
+    /// Whether a blocking read of `consumer` on `queue` failed or was given up on since its last
+    /// fetch that took its own pending entries.
+    fn lost_read(&self, queue: QueueName, consumer: &str) -> bool {
+        self.lost_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&(queue, consumer.to_owned()))
+    }
+
+    fn forget_lost_read(&self, queue: QueueName, consumer: &str) {
+        self.lost_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(queue, consumer.to_owned()));
     }
 
     /// Records success; false when the job was no longer ours.
@@ -286,7 +319,29 @@ impl Engine {
 
     /// Parks on `conn` in `XREADGROUP BLOCK` over every band of `queue` until an entry arrives or
     /// `block_ms` passes; returns the entries read (to pass to the next [`Engine::fetch`]).
+    ///
+    /// When this fails (a response timeout shorter than the block, a dropped connection) or its
+    /// future is dropped before the reply (a caller's timeout or shutdown), Redis may still have
+    /// delivered entries to `consumer`: the next [`Engine::fetch`] of `consumer` takes them.
     pub async fn wait_for_jobs(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        queue: QueueName,
+        consumer: &str,
+        block_ms: u64,
+    ) -> Result<Vec<Preclaimed>> {
+        let mut unanswered = LostReadGuard {
+            engine: self,
+            queue,
+            consumer,
+            armed: true,
+        };
+        let out = self.read_blocking(conn, queue, consumer, block_ms).await?;
+        unanswered.armed = false;
+        Ok(out)
+    }
+
+    async fn read_blocking(
         &self,
         conn: &mut redis::aio::MultiplexedConnection,
         queue: QueueName,
@@ -347,5 +402,26 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+/// Marks a blocking read as lost unless disarmed once its reply was read: dropped with the read's
+/// future, or left armed by its error.
+struct LostReadGuard<'a> {
+    engine: &'a Engine,
+    queue: QueueName,
+    consumer: &'a str,
+    armed: bool,
+}
+
+impl Drop for LostReadGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.engine
+                .lost_reads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert((self.queue, self.consumer.to_owned()));
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! [`Engine`]: the handle both services hold — the Redis pool, the key space, the settings and the
 //! scripts — with the producer/operator operations (enqueue, inspect, cancel, pause, dead letters).
 //! The worker-side transitions are in `consumer.rs`, the promoter in `promoter.rs`, cron in `cron.rs`.
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use ncy_runtime::{RedisConn, RedisPool};
 use ncy_types::KeySpace;
@@ -28,6 +29,10 @@ pub struct Engine {
     pub(crate) client: Option<redis::Client>,
     /// On Redis Cluster: a seed URL whose credentials/TLS the per-node dedicated clients reuse.
     pub(crate) cluster_seed: Option<String>,
+    /// The consumers (per queue) whose blocking read failed or was given up on: Redis may have
+    /// delivered entries to them that they never saw. Their next fetch takes those first (see
+    /// `consumer.rs`).
+    pub(crate) lost_reads: Arc<Mutex<HashSet<(QueueName, String)>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -55,6 +60,7 @@ impl Engine {
             scripts: Arc::new(Scripts::new()),
             client,
             cluster_seed: None,
+            lost_reads: Arc::default(),
         }
     }
 
