@@ -6,6 +6,13 @@
 //! `l1` (moka), `l2` (Redis with breaker), `codec` (L2 format, lz4), `tags` (tag timestamps),
 //! `loaders` (kind → SQL); `backplane` (pub/sub L1 coherence) and `db_notify` (LISTEN) run in
 //! the background; `rate_limit` (GCRA script) and `sessions` stand beside the cache.
+//!
+//! One caller cannot break another service through the gateway (`validate` has the rules): keys of
+//! families other services or the gateway's own RPCs own (ncy-types' `KEY_FAMILIES`: `realtime:`,
+//! `bus:`, `rate_limit:`, `session:`, `user_sessions:`, `cache:`) are refused by every RPC that
+//! names a key or pattern and skipped by broad patterns; loader-backed families (every loader
+//! kind: `user:`, `org:`, …) are read and deleted by key but written only by loads, never by Set;
+//! and only errors of an unhealthy Redis count toward the L2 breaker every caller shares (`l2`).
 use std::{future::Future, sync::Arc};
 
 use ncy_proto::cache::v1::cache_service_server::CacheServiceServer;
