@@ -431,3 +431,39 @@ async fn services_with_rpcs_refuse_to_start_without_keys() -> anyhow::Result<()>
         .map_err(anyhow::Error::msg)?;
     Ok(())
 }
+
+/// Limits are answered as the caller's problem: a message over the size limit is RESOURCE_EXHAUSTED
+/// naming the limit (tonic alone says OUT_OF_RANGE), and nothing is written.
+#[tokio::test]
+async fn an_oversized_request_is_resource_exhausted_naming_the_limit() -> anyhow::Result<()> {
+    let db = TestDatabase::migrated().await?;
+    let env = service_env(&unique_prefix(), Some(&db.url));
+    let app =
+        cache_gateway::Application::build(cache_gateway::Settings::load(&env_of(&env))?).await?;
+    let addrs = app.local_addrs();
+    let running = InProcess::serving(addrs.grpc, |stop| app.run_until_stopped(stop)).await;
+    let mut client =
+        CacheServiceClient::new(channel(addrs.grpc).await?).max_encoding_message_size(64 << 20);
+    let big = SetRequest {
+        key: "api:too-big:0".into(),
+        value_json: format!("\"{}\"", "x".repeat(9 << 20)),
+        ttl_seconds: Some(60),
+        ..Default::default()
+    };
+    let e = client.set(big).await.expect_err("over the 8 MiB limit");
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("limit"), "{e:?}");
+    assert!(!client.get(get("api:too-big:0")).await?.into_inner().found);
+    let (_, metrics) = http_get(addrs.admin, "/metrics").await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("CacheService/Set") && l.contains("RESOURCE_EXHAUSTED")),
+        "the refusal is counted with its real code"
+    );
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}

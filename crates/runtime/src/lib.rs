@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod grpc_metrics;
+pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod postgres;

@@ -191,6 +191,8 @@ impl ServiceRuntime {
         let server = {
             let drain = drain.clone();
             tonic::transport::Server::builder()
+                .max_concurrent_streams(settings.grpc_limits.max_concurrent_streams)
+                .timeout(settings.grpc_limits.request_timeout)
                 .layer(
                     tower_http::trace::TraceLayer::new_for_grpc()
                         .make_span_with(crate::telemetry::grpc_server_span)
@@ -201,6 +203,7 @@ impl ServiceRuntime {
                         ),
                 )
                 .layer(GrpcMetricsLayer)
+                .layer(crate::limits::SizeLimitStatusLayer)
                 .layer(auth)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(

@@ -253,6 +253,8 @@ pub struct CommonSettings {
     pub telemetry: TelemetrySettings,
     /// `NCY_API_AUTH`, `NCY_API_KEYS_FILE`: API keys for gRPC callers.
     pub api_auth: ApiAuthSettings,
+    /// Per-connection and per-request limits of the gRPC server.
+    pub grpc_limits: crate::limits::GrpcLimits,
 }
 
 /// Which shared dependencies a service needs, and its default ports.
@@ -378,6 +380,7 @@ impl CommonSettings {
                 otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             },
             api_auth: ApiAuthSettings::load(env)?,
+            grpc_limits: crate::limits::GrpcLimits::load(env)?,
         })
     }
 }
