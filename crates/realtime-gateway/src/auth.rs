@@ -47,14 +47,22 @@ impl Verifier {
         let mut validation = Validation::new(settings.algorithm);
         validation.leeway = 0;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // jsonwebtoken checks `aud` and `iss` only when the token carries them: a configured claim
+        // must also be required, or a token without it (another of the app's tokens signed with the
+        // same secret, say a password-reset token) would open a socket.
+        let mut required = vec!["exp"];
         match &settings.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &settings.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Self {
             key: settings.key.clone(),
             validation,

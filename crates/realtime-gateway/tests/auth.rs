@@ -188,6 +188,17 @@ async fn bad_tokens_get_authentication_failed_and_close_4003() {
         ("not yet valid", hs_token(&with("nbf", json!(now() + 600)))),
         ("wrong audience", hs_token(&with("aud", json!("other")))),
         ("wrong issuer", hs_token(&with("iss", json!("evil")))),
+        // Another token of the app signed with the same secret but meant for something else.
+        (
+            "no audience",
+            hs_token(&json!({"userId": fx.user, "organizationId": fx.org,
+                             "exp": now() + 3600, "iss": "ncy-auth"})),
+        ),
+        (
+            "no issuer",
+            hs_token(&json!({"userId": fx.user, "organizationId": fx.org,
+                             "exp": now() + 3600, "aud": "ncy-web"})),
+        ),
         (
             "no user",
             hs_token(&json!({"exp": now() + 60, "aud": "ncy-web", "iss": "ncy-auth"})),
