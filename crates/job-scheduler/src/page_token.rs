@@ -13,7 +13,7 @@ use ncy_types::jobs::QueueName;
 
 /// The token format this build writes and reads.
 const VERSION: &str = "v1";
-/// Longest token accepted (a real one is at most about 130 characters).
+/// Longest token accepted (a real one is at most about 140 characters).
 const MAX_TOKEN: usize = 256;
 
 /// The token that continues the listing of `queue` in `state` at `cursor`.
