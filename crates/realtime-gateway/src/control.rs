@@ -173,6 +173,10 @@ pub async fn publish(gw: &Gateway, control: Control) -> Result<u32, GatewayError
         control,
     })
     .map_err(|e| ncy_bus::BusError::Protocol(e.to_string()))?;
+    publish_raw(gw, payload).await
+}
+
+async fn publish_raw(gw: &Gateway, payload: String) -> Result<u32, GatewayError> {
     let mut c = gw.redis.get().await.map_err(ncy_bus::BusError::from)?;
     let reached: u32 = redis::cmd("PUBLISH")
         .arg(gw.keys.realtime_control_channel())
@@ -184,7 +188,9 @@ pub async fn publish(gw: &Gateway, control: Control) -> Result<u32, GatewayError
 }
 
 /// Applies what other instances publish on the control channel until the instance stops,
-/// reconnecting with backoff.
+/// reconnecting with backoff. Like the bus, it probes its own subscription (`NCY_BUS_PROBE_MS`):
+/// a connection that went silent (a proxy or failover keeping the socket open) would lose every
+/// command without an error, so two probes not seen back force a reconnect.
 pub async fn listen(gw: Arc<Gateway>, client: redis::Client) {
     let channel = gw.keys.realtime_control_channel();
     let mut backoff = Duration::from_millis(100);
@@ -211,11 +217,36 @@ pub async fn listen(gw: Arc<Gateway>, client: redis::Client) {
         };
         backoff = Duration::from_millis(100);
         let mut messages = pubsub.on_message();
+        let probe_prefix = format!("probe:{}:", gw.instance_id);
+        let mut probe = tokio::time::interval(gw.limits.bus_probe);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut sent, mut seen) = (0u64, 0u64);
         loop {
             tokio::select! {
                 () = gw.stop.cancelled() => return,
+                _ = probe.tick() => {
+                    if sent > seen + 1 {
+                        tracing::warn!("control subscription silent; reconnecting");
+                        break;
+                    }
+                    match publish_raw(&gw, format!("{probe_prefix}{}", sent + 1)).await {
+                        Ok(_) => sent += 1,
+                        Err(e) => tracing::debug!(error = %e, "control probe not sent"),
+                    }
+                }
                 m = messages.next() => match m {
-                    Some(m) => receive(&gw, m.get_payload_bytes()),
+                    Some(m) => {
+                        let payload = m.get_payload_bytes();
+                        match payload.strip_prefix(probe_prefix.as_bytes()) {
+                            Some(n) => {
+                                let n = std::str::from_utf8(n).ok().and_then(|n| n.parse().ok());
+                                seen = seen.max(n.unwrap_or(0));
+                            }
+                            // Other instances' probes.
+                            None if payload.starts_with(b"probe:") => {}
+                            None => receive(&gw, payload),
+                        }
+                    }
                     None => {
                         tracing::warn!("control subscription lost; reconnecting");
                         break;

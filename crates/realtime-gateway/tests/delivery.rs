@@ -616,8 +616,8 @@ async fn a_silent_subscription_is_detected_by_the_probe_and_replayed() {
 
     assert_eq!(
         proxy.silence_subscribers(),
-        1,
-        "one pub/sub connection per instance"
+        2,
+        "two pub/sub connections per instance: the room bus's and the control channel's"
     );
     // Published while the subscription is silent: the socket stays open, nothing arrives, until
     // the probe notices and the gateway reconnects and replays from history.
