@@ -72,7 +72,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains within the grace period: sockets get close
-    /// code 1012 ("going away" — reconnect elsewhere and recover from history).
+    /// code 1012 ("going away" — reconnect elsewhere and recover from history), and the WebSocket
+    /// listener answers upgrades with HTTP 503 and `Retry-After` until the last one is gone.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
