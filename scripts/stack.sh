@@ -141,7 +141,7 @@ dev_api_keys() {
     local key
     key="ncy_dev_$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
     (umask 077 && cat >"$NCY_API_KEYS_FILE" <<KEYS
-# Made by 'make run' for this laptop only. Production keys: docs/security.md.
+# Made by 'make run' for this laptop only. Production keys: SECURITY.md.
 [[keys]]
 name = "dev"
 secret = "$key"

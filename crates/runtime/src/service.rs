@@ -281,7 +281,7 @@ fn api_auth(
         }
         _ if grpc_services.is_empty() => Ok(AuthLayer::new(None)),
         _ => Err(RuntimeError::ApiKeys(
-            "no API keys configured: set NCY_API_KEYS_FILE to a keys file (docs/security.md), \
+            "no API keys configured: set NCY_API_KEYS_FILE to a keys file (SECURITY.md), \
              or NCY_API_AUTH=disabled on a laptop"
                 .to_owned(),
         )),
