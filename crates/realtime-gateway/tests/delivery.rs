@@ -585,6 +585,18 @@ impl SilencingProxy {
         Self { port, conns }
     }
 
+    /// Connections that subscribed and are not silenced.
+    fn live_subscribers(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        let conns = self.conns.lock().unwrap();
+        conns
+            .iter()
+            .filter(|(subscriber, silent)| {
+                subscriber.load(Ordering::Relaxed) && !silent.load(Ordering::Relaxed)
+            })
+            .count()
+    }
+
     /// Silences every connection that has subscribed so far; returns how many.
     fn silence_subscribers(&self) -> usize {
         use std::sync::atomic::Ordering;
@@ -633,5 +645,37 @@ async fn a_silent_subscription_is_detected_by_the_probe_and_replayed() {
     send_project(&mut gw, fx.project, 5).await;
     assert_eq!(ws.messages(&room, 1).await[0]["data"]["i"], 5);
     gw.stop().await;
+    drop(redis);
+}
+
+#[tokio::test]
+async fn a_silent_control_subscription_is_detected_by_its_probe() {
+    let redis = RedisServer::start().await.unwrap();
+    let proxy = SilencingProxy::start(redis.port).await;
+    let fx = Fixture::with_redis(&format!("redis://127.0.0.1:{}", proxy.port)).await;
+    let behind_proxy = fx.start(&[("NCY_BUS_PROBE_MS", "200")]).await;
+    let mut direct = fx.start(&[("REDIS_URL", &redis.url())]).await;
+    let mut ws = Ws::authed(behind_proxy.ws(), &fx.token()).await;
+    assert_eventually("the bus and control subscriptions are up", WAIT, || async {
+        proxy.live_subscribers() == 2
+    })
+    .await;
+    assert_eq!(proxy.silence_subscribers(), 2);
+    // Both reconnect on their own: without its probe, the control subscription would stay silent.
+    assert_eventually("both subscriptions are replaced", WAIT, || async {
+        proxy.live_subscribers() == 2
+    })
+    .await;
+    direct
+        .grpc
+        .disconnect_user(pb::DisconnectUserRequest {
+            user_id: fx.user.to_string(),
+            reason: "bye".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ws.close_code().await, Some(4010));
+    behind_proxy.stop().await;
+    direct.stop().await;
     drop(redis);
 }
