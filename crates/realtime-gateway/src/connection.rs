@@ -563,10 +563,7 @@ impl Conn {
         // Named from the old claims, so left before they are replaced.
         let old_room = self.room_name(Joined::Org);
         if old_org != want_org && self.leave_room(Joined::Org).await {
-            self.outbox.send_text(protocol::left_with_reason(
-                &old_room,
-                LeaveReason::Revoked.as_str(),
-            ));
+            self.told_left(&old_room, LeaveReason::Revoked);
         }
         let projects: Vec<(Uuid, Scope)> = self
             .rooms
@@ -584,10 +581,7 @@ impl Conn {
                         if let Scope::Project(p) = scope
                             && self.leave_room(Joined::Project(p)).await
                         {
-                            self.outbox.send_text(protocol::left_with_reason(
-                                &scope.room(),
-                                LeaveReason::Revoked.as_str(),
-                            ));
+                            self.told_left(&scope.room(), LeaveReason::Revoked);
                         }
                     }
                 }
@@ -630,6 +624,13 @@ impl Conn {
         true
     }
 
+    /// `left` with the server's reason, after [`Conn::leave_room`].
+    fn told_left(&self, room: &str, reason: LeaveReason) {
+        self.outbox
+            .send_text(protocol::left_with_reason(room, reason.as_str()));
+        metrics::room_left(reason.as_str());
+    }
+
     /// Applies the server's commands (see `control`): leaves the rooms it was taken out of, with
     /// `left` and the reason. (A disconnect closes the outbox, which ends the socket by itself.)
     async fn on_commands(&mut self) {
@@ -642,8 +643,7 @@ impl Conn {
                     .find(|r| self.room_name(*r) == room)
                 && self.leave_room(joined).await
             {
-                self.outbox
-                    .send_text(protocol::left_with_reason(&room, reason.as_str()));
+                self.told_left(&room, reason);
             }
         }
     }

@@ -37,6 +37,10 @@ pub fn describe() {
         "Sockets closed because their outbound queue was full"
     );
     metrics::describe_counter!(
+        "ncy_realtime_rooms_left_total",
+        "Sockets the server took out of a room, by reason (revoked, unsubscribed)"
+    );
+    metrics::describe_counter!(
         "ncy_realtime_recovery_total",
         "Recovery requests by result (hit, miss)"
     );
@@ -82,4 +86,9 @@ pub fn slow_consumer() {
 pub fn recovery(hit: bool) {
     let result = if hit { "hit" } else { "miss" };
     metrics::counter!("ncy_realtime_recovery_total", "result" => result).increment(1);
+}
+
+/// The server took one socket out of one room (`left` with this reason).
+pub fn room_left(reason: &'static str) {
+    metrics::counter!("ncy_realtime_rooms_left_total", "reason" => reason).increment(1);
 }

@@ -173,6 +173,13 @@ async fn a_removed_member_leaves_the_org_and_project_rooms_on_every_instance() {
     assert_eq!(users, vec![colleague.to_string()]);
     let refused = join(&mut on_a, fx.project).await;
     assert_eq!(refused["code"], "forbidden", "{refused}");
+    let (_, metrics) = ncy_testkit::http_get(a.addrs.admin, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"ncy_realtime_rooms_left_total{reason="revoked"}"#),
+        "{metrics}"
+    );
     a.stop().await;
     b.stop().await;
 }
