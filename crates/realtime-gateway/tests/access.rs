@@ -300,6 +300,31 @@ async fn refresh_re_evaluates_the_org_room_against_the_new_claims() {
 }
 
 #[tokio::test]
+async fn refresh_re_checks_project_rooms_against_the_database() {
+    let fx = Fixture::new().await;
+    // No notification and no periodic check can revoke here: only the refresh does.
+    let gw = fx
+        .start(&[
+            ("NCY_ACCESS_NOTIFY_CHANNEL", "nobody_notifies_this"),
+            NO_BACKSTOP,
+        ])
+        .await;
+    let mut ws = Ws::authed(gw.ws(), &fx.token()).await;
+    join(&mut ws, fx.project).await;
+    sqlx::query("UPDATE projects SET organization_id = $1 WHERE id = $2")
+        .bind(fx.other_org)
+        .bind(fx.project)
+        .execute(&fx.pool)
+        .await
+        .unwrap();
+    ws.send(json!({"type": "refresh", "token": fx.token()}))
+        .await;
+    revoked(&mut ws, &[format!("project:{}", fx.project)]).await;
+    ws.until("refreshed").await;
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn authenticate_joins_the_org_room_only_for_a_member() {
     let fx = Fixture::new().await;
     let mut gw = fx.start(&[NO_BACKSTOP]).await;
