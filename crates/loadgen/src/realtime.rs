@@ -199,7 +199,7 @@ async fn client(
     joined: tokio::sync::oneshot::Sender<bool>,
 ) {
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async_with_config(
-        format!("ws://{addr}/ws?token={token}"),
+        format!("ws://{addr}/ws"),
         // tungstenite zero-fills its read buffer up to this size on every read: the 128 KiB
         // default cost this process more than the gateways it measures.
         Some(
@@ -213,8 +213,12 @@ async fn client(
         let _ = joined.send(false);
         return;
     };
+    // The token goes in the first frame, as browsers send it (the `?token=` form is off by default).
+    let authenticate = json!({"type": "authenticate", "token": token}).to_string();
     let join = json!({"type": "join_project", "projectId": project}).to_string();
-    if ws.send(Message::Text(join.into())).await.is_err() {
+    if ws.send(Message::Text(authenticate.into())).await.is_err()
+        || ws.send(Message::Text(join.into())).await.is_err()
+    {
         let _ = joined.send(false);
         return;
     }
