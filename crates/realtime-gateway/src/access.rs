@@ -16,8 +16,16 @@
 //! As a backstop against anything else missed, every membership is re-checked every
 //! `NCY_ACCESS_RECHECK_SECS` (60 s).
 //!
+//! A join that raced a re-check (its answer read before the change, its membership added after the
+//! re-check looked) is caught by the socket itself: each re-check bumps `Gateway::access_epoch`
+//! before and after, and a join that sees it moved asks the database again, uncached.
+//!
 //! A database error never revokes: only a definite "not a member" does.
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use ncy_types::Room;
 use serde::Deserialize;
@@ -227,6 +235,7 @@ pub async fn recheck(gw: &Gateway, changes: &Changes) -> Result<usize, sqlx::Err
     if changes.is_empty() {
         return Ok(0);
     }
+    gw.access_epoch.fetch_add(1, Ordering::SeqCst);
     invalidate(gw, changes);
     let mut pairs = HashSet::new();
     for (room, user, _) in gw.hub.memberships() {
@@ -247,6 +256,7 @@ pub async fn recheck(gw: &Gateway, changes: &Changes) -> Result<usize, sqlx::Err
     // A positive answer loaded from a read made just before the change committed may have been
     // cached after the first invalidation: drop it again now that the database said no.
     invalidate(gw, changes);
+    gw.access_epoch.fetch_add(1, Ordering::SeqCst);
     if revoked > 0 {
         tracing::info!(revoked, "access revoked");
     }

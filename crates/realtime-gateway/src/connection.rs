@@ -437,7 +437,9 @@ impl Conn {
         // Registered before joining, so a revocation decided meanwhile reaches this socket.
         self.gw.sessions.add(user, self.outbox.clone());
         let mut rooms = vec![Joined::User, Joined::Broadcast];
-        if let Some(org) = identity.org_id
+        let epoch = self.gw.access_epoch.load(Ordering::SeqCst);
+        let org = identity.org_id;
+        if let Some(org) = org
             && self.org_allowed(user, org).await
         {
             rooms.push(Joined::Org);
@@ -445,6 +447,9 @@ impl Conn {
         let exp = identity.exp;
         self.identity = Some(identity);
         self.join(&rooms, since).await;
+        if let Some(org) = org {
+            self.confirm(Joined::Org, Scope::Org(org), epoch).await;
+        }
         self.outbox
             .send_text(protocol::authenticated(&user.to_string(), exp));
     }
@@ -533,11 +538,14 @@ impl Conn {
         let Some(user) = self.identity.as_ref().map(|i| i.user_id) else {
             return;
         };
+        let epoch = self.gw.access_epoch.load(Ordering::SeqCst);
         match self.gw.is_project_member(user, project).await {
             Ok(true) => {
                 let room = Room::project(project).name();
                 let since = since.map(|p| HashMap::from([(room, p.clone())]));
                 self.join(&[Joined::Project(project)], &since.unwrap_or_default())
+                    .await;
+                self.confirm(Joined::Project(project), Scope::Project(project), epoch)
                     .await;
             }
             Ok(false) => {
@@ -622,6 +630,24 @@ impl Conn {
             tracing::debug!(error = %e, "presence leave failed");
         }
         true
+    }
+
+    /// After joining `joined` on an answer read at access epoch `epoch`: if a re-check ran since,
+    /// it may have looked before this socket was in the room, so the database is asked again
+    /// (uncached) and the room left, `revoked`, if access is gone.
+    async fn confirm(&mut self, joined: Joined, scope: Scope, epoch: u64) {
+        let Some(user) = self.identity.as_ref().map(|i| i.user_id) else {
+            return;
+        };
+        if self.gw.access_epoch.load(Ordering::SeqCst) == epoch || !self.rooms.contains(&joined) {
+            return;
+        }
+        if let Ok(false) = crate::access::is_member(&self.gw.db, user, scope).await
+            && self.leave_room(joined).await
+        {
+            self.gw.membership.invalidate(&(user, scope)).await;
+            self.told_left(&scope.room(), LeaveReason::Revoked);
+        }
     }
 
     /// `left` with the server's reason, after [`Conn::leave_room`].

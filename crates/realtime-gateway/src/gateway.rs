@@ -44,6 +44,9 @@ pub struct Gateway {
     pub membership: moka::future::Cache<(Uuid, Scope), ()>,
     /// Authenticated sockets by user, for server-side decisions about a user.
     pub sessions: crate::sessions::Sessions,
+    /// Bumped before and after every access re-check, so a join that raced one can tell it must
+    /// check again (see `Conn::confirm`).
+    pub access_epoch: AtomicU64,
     /// This instance's id.
     pub instance_id: String,
     /// Start time (ms).

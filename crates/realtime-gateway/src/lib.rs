@@ -140,6 +140,7 @@ impl Application {
             db,
             membership: gateway::Gateway::membership_cache(limits.membership_cache),
             sessions: sessions::Sessions::default(),
+            access_epoch: AtomicU64::new(0),
             instance_id,
             started_at_ms: chrono::Utc::now().timestamp_millis(),
             stop: stop.clone(),
