@@ -336,10 +336,13 @@ async fn a_lost_subscription_is_restored_and_missed_messages_replayed() {
 #[tokio::test]
 async fn a_slow_client_is_closed_4008_while_others_keep_receiving() {
     let fx = Fixture::new().await;
+    // The slow client reads again only after the fast one got every message: on a loaded machine that
+    // can take longer than the default close timeout, after which it would see 1006, not 4008.
     let mut gw = fx
         .start(&[
             ("NCY_WS_OUTBOUND_QUEUE", "4"),
             ("NCY_MAX_DATA_BYTES", "200000"),
+            ("NCY_WS_CLOSE_TIMEOUT_MS", "60000"),
         ])
         .await;
     let room = format!("project:{}", fx.project);
