@@ -13,9 +13,12 @@
 // - remembers the last (offset, epoch) of every room and, after a reconnect, asks for what was
 //   missed (`since`), so messages published meanwhile arrive in order, once;
 // - reconnects with jittered exponential backoff (1012 going away, 4008 slow consumer, network
-//   errors, token expiry); it stops on 4003 (authentication failed) until `connect()` is called again.
+//   errors, token expiry); it stops on 4003 (authentication failed) and 4010 (disconnected by the
+//   server, e.g. a ban) until `connect()` is called again;
+// - forgets a project the server took it out of (`left` with reason `revoked` or `unsubscribed`), so
+//   a reconnect does not ask to join it again; `onLeft(room, reason)` tells the app.
 
-const NO_RETRY = new Set([4003]);
+const NO_RETRY = new Set([4003, 4010]);
 
 export class RealtimeClient {
   constructor(url, options = {}) {
@@ -36,6 +39,7 @@ export class RealtimeClient {
     this.onStatus = options.onStatus ?? (() => {});
     this.onError = options.onError ?? (() => {});
     this.onJoined = options.onJoined ?? (() => {});
+    this.onLeft = options.onLeft ?? (() => {});
   }
 
   /** Registers `handler(data, message)` for messages of `event` ('*' for every event). */
@@ -84,7 +88,10 @@ export class RealtimeClient {
     return () => offs.forEach((off) => off());
   }
 
-  /** Asks who is online in a joined room; the answer goes to `onPresence(room, users)`. */
+  /**
+   * Asks who is online in a joined room; the answer goes to `onPresence(room, users, answer)`, where
+   * `answer.total` counts everyone online and `answer.truncated` says `users` is only the first ones.
+   */
   presence(room) {
     this.send({ type: 'presence', room });
   }
@@ -159,7 +166,14 @@ export class RealtimeClient {
         break;
       }
       case 'presence':
-        this.onPresence(f.room, f.users);
+        this.onPresence(f.room, f.users, f);
+        break;
+      case 'left':
+        if (f.reason && f.room.startsWith('project:')) {
+          this.projects.delete(f.room.slice('project:'.length));
+          this.positions.delete(f.room);
+        }
+        this.onLeft(f.room, f.reason ?? null);
         break;
       case 'refreshed':
         this.scheduleRefresh(f.exp);

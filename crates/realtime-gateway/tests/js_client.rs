@@ -1,7 +1,9 @@
 //! The JavaScript client (clients/js, the file served at `/client.js`) against running gateways:
 //! it authenticates, joins a project and receives a message; the gateway is stopped (1012) and
 //! started again on the same port; the client reconnects by itself and receives, in order and once,
-//! what was published meanwhile (through another instance), then live messages.
+//! what was published meanwhile (through another instance), then live messages. Taken out of the
+//! project by the server (`UnsubscribeUser`), it forgets the project and does not rejoin it when it
+//! reconnects.
 //!
 //! Runs the client under Node's built-in WebSocket (`node --experimental-websocket`); the same
 //! scenario in headless Chromium is tests/browser_client.rs. Skipped with a message when `node` is
@@ -13,6 +15,7 @@ mod common;
 use std::process::Stdio;
 
 use common::{Fixture, WAIT, send_project};
+use ncy_proto::realtime::v1 as realtime_gateway_pb;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -111,6 +114,27 @@ async fn js_client_reconnects_and_recovers_what_was_published_meanwhile() {
         d.next("tick 4", |v| v.get("tick").is_some()).await["tick"],
         4
     );
+
+    // The server takes the user out of the project: the client forgets it, and a reconnect does
+    // not ask to join it again.
+    other
+        .grpc
+        .unsubscribe_user(realtime_gateway_pb::UnsubscribeUserRequest {
+            user_id: fx.user.to_string(),
+            room: project_room.clone(),
+        })
+        .await
+        .unwrap();
+    let left = d.next("left", |v| v.get("left").is_some()).await;
+    assert_eq!(left["reason"], "unsubscribed", "{left}");
+    gw.stop().await;
+    d.next("disconnected 1012", |v| {
+        v["status"] == "disconnected" && v["code"] == 1012
+    })
+    .await;
+    let gw = fx.start(&[("NCY_WS_ADDR", &ws_addr.to_string())]).await;
+    let connected = d.next("connected", |v| v["status"] == "connected").await;
+    assert_eq!(connected["projects"], serde_json::json!([]), "{connected}");
 
     drop(d.child.stdin.take());
     let _ = tokio::time::timeout(WAIT, d.child.wait()).await;
