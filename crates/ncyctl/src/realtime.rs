@@ -173,6 +173,7 @@ pub async fn run(args: RealtimeArgs, json: bool) -> Outcome {
                 }
                 let all = pb::PresenceResponse {
                     room,
+                    total: i32::try_from(users.len()).unwrap_or(i32::MAX),
                     users,
                     next_page_token: String::new(),
                 };

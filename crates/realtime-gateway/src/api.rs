@@ -186,6 +186,7 @@ impl RealtimeService for RealtimeApi {
             .list(&name)
             .await
             .map_err(GatewayError::from)?;
+        let total = i32::try_from(users.len()).unwrap_or(i32::MAX);
         let after: Vec<_> = users
             .into_iter()
             .filter(|u| r.page_token.is_empty() || u.user_id > r.page_token)
@@ -211,6 +212,7 @@ impl RealtimeService for RealtimeApi {
             room: name,
             users,
             next_page_token: next,
+            total,
         }))
     }
 

@@ -169,6 +169,7 @@ async fn a_presence_answer_lists_at_most_the_configured_users_with_the_total() {
             .unwrap()
             .into_inner();
         assert!(r.users.len() <= 2, "{r:?}");
+        assert_eq!(r.total, 4, "every page counts everyone online");
         seen.extend(r.users.into_iter().map(|u| u.user_id));
         if r.next_page_token.is_empty() {
             break;
