@@ -5,6 +5,7 @@
 //! same wire names, so existing producers keep working.
 
 mod checks;
+pub mod links;
 mod parse;
 pub mod payloads;
 

@@ -33,7 +33,9 @@ pub const KEEP_LAST: (u32, u32) = (1, 1000);
 pub const RESERVED_EMAIL_DATA_KEYS: &[&str] = &["appUrl"];
 
 /// `send-email`: render `template` with `data` and send it to `to` (and `cc`). `data` is the
-/// template's context, any keys but [`RESERVED_EMAIL_DATA_KEYS`] (refused like an unknown field).
+/// template's context, any keys but [`RESERVED_EMAIL_DATA_KEYS`] (refused like an unknown field);
+/// its links (keys ending in `Url`, see [`super::links`]) must be http(s) URLs or relative paths,
+/// and the worker sends them only when they point at its `FRONTEND_URL`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmailJobData {
@@ -70,7 +72,7 @@ impl EmailJobData {
                 "is not accepted: the worker sets it from its FRONTEND_URL",
             ));
         }
-        Ok(())
+        super::links::check_links(&self.data)
     }
 }
 

@@ -191,6 +191,10 @@ fn email_payload() {
             "payload.data.appUrl",
         ),
         (
+            with(email(), "data", json!({"taskUrl": "javascript:alert(1)"})),
+            "payload.data.taskUrl",
+        ),
+        (
             json!({"subject": "Hi", "template": "welcome"}),
             "payload.to",
         ),
