@@ -1,7 +1,7 @@
 //! The email processors end to end: jobs enqueued through the job-scheduler's gRPC API, run by a
 //! worker in this process, delivered to a real SMTP server (aiosmtpd, `ncy_testkit::SmtpServer`)
-//! and read back from it; and each failure path: unknown template, render error, SMTP refusing
-//! (permanently, transiently) and SMTP down.
+//! and read back from it; and each failure path: unknown template, render error, a link that does
+//! not point at FRONTEND_URL, SMTP refusing (permanently, transiently) and SMTP down.
 mod jobs_support;
 
 use std::time::Duration;
@@ -186,6 +186,102 @@ async fn an_app_url_in_the_payload_is_refused_and_the_links_point_at_frontend_ur
     let got = smtp.wait_for(1, T).await;
     assert_eq!(got.len(), 1, "only the accepted job sent an email");
     assert_links_point_at(&got[0], APP);
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_link_of_an_email_must_point_at_frontend_url_or_nothing_is_sent() -> anyhow::Result<()>
+{
+    let smtp = SmtpServer::start().await?;
+    let env = stack(&smtp.url()).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+
+    // What is never a link to the app is refused at enqueue, naming the field.
+    let js = json!({"to": "ada@example.com", "subject": "A task", "template": "task-assigned",
+        "data": {"taskTitle": "Fix it", "taskUrl": "javascript:alert(document.cookie)"}});
+    let refused = c
+        .enqueue(email_job(js, 1))
+        .await
+        .expect_err("a javascript: link is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().starts_with("payload_json.data.taskUrl: "),
+        "{}",
+        refused.message()
+    );
+
+    // An http(s) link to another origin passes enqueue (the scheduler does not know FRONTEND_URL)
+    // and is dead-lettered by the worker at its first attempt, whatever attempts remain.
+    let elsewhere = [
+        (
+            "password-reset",
+            "resetUrl",
+            "https://app.ncy.test.evil.io/reset?t=1",
+            "https://app.ncy.test.evil.io",
+        ),
+        (
+            "task-assigned",
+            "taskUrl",
+            "http://app.ncy.test/tasks/1",
+            "http://app.ncy.test",
+        ),
+        (
+            "notification",
+            "actionUrl",
+            "//evil.example/login",
+            "https://evil.example",
+        ),
+        (
+            "report-ready",
+            "downloadUrl",
+            "https://app.ncy.test@evil.example/r.csv",
+            "https://evil.example",
+        ),
+    ];
+    for (template, key, link, origin) in elsewhere {
+        let payload = json!({"to": "ada@example.com", "subject": "Hello", "template": template,
+            "data": {"taskTitle": "Fix it", "message": "Hi", key: link}});
+        let id = enqueue(&mut c, email_job(payload, 3)).await?;
+        wait_state(&c, &id, JobState::Dead, T).await;
+        let dead = get(&mut c, &id).await?;
+        assert_eq!(dead.attempts_made, 1, "no retry: {link}");
+        assert_eq!(
+            dead.last_error,
+            format!(
+                "data.{key} points at {origin}, not at FRONTEND_URL {APP}: a link of our emails \
+                 must be an absolute URL there or a relative path"
+            )
+        );
+        assert!(dead_letter(&mut c, &id).await?.non_retryable, "{link}");
+    }
+    assert!(smtp.messages()?.is_empty(), "nothing was sent");
+
+    // Links to FRONTEND_URL are sent; a relative path is resolved against it.
+    let task = json!({"to": "ada@example.com", "subject": "A task", "template": "task-assigned",
+        "data": {"taskTitle": "Fix it", "taskUrl": "/tasks/42"}});
+    let reset = json!({"to": "bob@example.com", "subject": "Reset", "template": "password-reset",
+        "data": {"resetUrl": "https://app.ncy.test:443/reset?token=t0k"}});
+    for payload in [task, reset] {
+        let id = enqueue(&mut c, email_job(payload, 1)).await?;
+        wait_state(&c, &id, JobState::Completed, T).await;
+    }
+    let got = smtp.wait_for(2, T).await;
+    assert_eq!(got.len(), 2);
+    for m in &got {
+        assert_links_point_at(m, APP);
+    }
+    let texts: Vec<&str> = got.iter().filter_map(|m| m.text.as_deref()).collect();
+    for link in [
+        "https://app.ncy.test/tasks/42",
+        "https://app.ncy.test/reset?token=t0k",
+    ] {
+        assert!(
+            texts.iter().any(|t| t.contains(link)),
+            "{link} in {texts:?}"
+        );
+    }
     stop(work).await?;
     stop(sched).await
 }

@@ -6,11 +6,30 @@
 //! - the server refused permanently (5xx): fatal, no retry can change its mind;
 //! - the server is unreachable, refused transiently (4xx) or did not answer in time: retryable.
 //!
-//! Links: `appUrl` in every template is the configured `FRONTEND_URL`, never a payload's value
-//! ([`template_context`]), so a job cannot send our emails with someone else's links in them.
+//! Links: every link of an official email points at our own frontend, `FRONTEND_URL`, so whoever
+//! can enqueue `send-email` cannot put someone else's links (phishing) into our templates
+//! ([`template_context`]):
+//! - `appUrl` is always `FRONTEND_URL` itself, never a payload's value (the scheduler refuses one);
+//! - every other link of `data` — any key ending in `Url` at any depth: `taskUrl`, `resetUrl`,
+//!   `actionUrl`, `downloadUrl`…, see [`ncy_types::jobs::links`] — is resolved against
+//!   `FRONTEND_URL` (with a trailing `/`: `tasks/1` lands under its path, `/tasks/1` at its root)
+//!   and must then have `FRONTEND_URL`'s origin (scheme, host and port; compared as parsed URLs,
+//!   so `https://app.example.com.evil.io` or `https://app.example.com@evil.io` is another origin).
+//!   The email carries the resolved absolute URL, exactly what was checked. A link elsewhere fails
+//!   the job NON-retryably before anything is rendered or sent ("data.taskUrl points at …").
+//! - At enqueue the scheduler (which does not know `FRONTEND_URL`) already refuses what is never a
+//!   link to the app: a non-string, control characters, a scheme other than http(s).
+//! - `downloadUrl` gets no exception: a `report-ready` email is only ever enqueued by a client (the
+//!   `generate-report` processor notifies in the app with its own `NCY_REPORT_LINK_BASE_URL` link
+//!   and sends no email), so its link must be ours too.
+//! - Custom templates (`NCY_WORKER_TEMPLATE_DIR`) must name their link variables `…Url` to get
+//!   this check.
+//! - A `FRONTEND_URL` that is not an http(s) URL with a host is a configuration error: the worker
+//!   does not start.
 //!
 //! `emails_sent_total{template,status}` counts outcomes (`sent`, `failed`; template `unknown` for a
-//! name that has no template, so payloads cannot create metric series).
+//! name that has no template, so payloads cannot create metric series). A job refused for its links
+//! never reaches a template and is not counted there (its dead letter says why).
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +39,15 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use ncy_runtime::{ConfigError, Env};
 use ncy_types::jobs::{EmailJobData, WelcomeEmailData};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use url::Url;
 
 use super::templates::{Rendered, TemplateError, Templates};
 use super::{JobContext, JobError, ProcessFuture, Processor};
+
+mod links;
+
+pub use links::template_context;
 
 /// Settings of the email processors.
 #[derive(Debug, Clone)]
@@ -37,8 +61,11 @@ pub struct EmailSettings {
     pub template_dir: Option<PathBuf>,
     /// `NCY_SMTP_TIMEOUT_MS`: longest wait for one send, connection included (default 10000).
     pub timeout: Duration,
-    /// `FRONTEND_URL`: the app's address, `appUrl` in templates (default `http://localhost:3000`).
+    /// `FRONTEND_URL`: the app's address, `appUrl` in templates (default `http://localhost:3000`),
+    /// without a trailing `/`.
     pub app_url: String,
+    /// `FRONTEND_URL` parsed, with a trailing `/`: what the links of emails are resolved against.
+    pub frontend: Url,
 }
 
 impl EmailSettings {
@@ -62,6 +89,20 @@ impl EmailSettings {
                 format!("expected an address such as \"NCY <no-reply@example.com>\": {e}"),
             )
         })?;
+        let app_url = env
+            .get("FRONTEND_URL")
+            .unwrap_or_else(|| "http://localhost:3000".to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        let frontend = Url::parse(&format!("{app_url}/"))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "FRONTEND_URL",
+                    "expected the app's http:// or https:// address, e.g. https://app.example.com",
+                )
+            })?;
         let timeout_ms: u64 = env.parse_or("NCY_SMTP_TIMEOUT_MS", 10_000, "milliseconds")?;
         if !(100..=600_000).contains(&timeout_ms) {
             return Err(ConfigError::new(
@@ -74,11 +115,8 @@ impl EmailSettings {
             from,
             template_dir: env.get("NCY_WORKER_TEMPLATE_DIR").map(PathBuf::from),
             timeout: Duration::from_millis(timeout_ms),
-            app_url: env
-                .get("FRONTEND_URL")
-                .unwrap_or_else(|| "http://localhost:3000".to_owned())
-                .trim_end_matches('/')
-                .to_owned(),
+            app_url,
+            frontend,
         })
     }
 }
@@ -93,6 +131,7 @@ pub struct Mailer {
     templates: Templates,
     timeout: Duration,
     app_url: String,
+    frontend: Url,
 }
 
 impl Mailer {
@@ -109,6 +148,7 @@ impl Mailer {
             templates: Templates::new(settings.template_dir.clone()),
             timeout: settings.timeout,
             app_url: settings.app_url.clone(),
+            frontend: settings.frontend.clone(),
         })
     }
 
@@ -218,8 +258,8 @@ fn server_of(url: &str) -> String {
 }
 
 /// `send-email {to, subject, template, data, cc}`: `data` is the template's context, with `appUrl`
-/// always the configured `FRONTEND_URL` (see [`template_context`]). Result: `{"to": …,
-/// "template": …}`.
+/// always the configured `FRONTEND_URL` and every other link resolved against it and required to
+/// point there (see [`template_context`]). Result: `{"to": …, "template": …}`.
 #[derive(Debug, Clone)]
 pub struct SendEmailProcessor(pub Arc<Mailer>);
 
@@ -229,22 +269,13 @@ impl Processor for SendEmailProcessor {
         Box::pin(async move {
             let job: EmailJobData = serde_json::from_value(ctx.payload)
                 .map_err(|e| JobError::fatal(format!("bad send-email payload: {e}")))?;
-            let data = template_context(job.data, &mailer.app_url);
+            let data = template_context(job.data, &mailer.frontend, &mailer.app_url)?;
             mailer
                 .send(&job.template, &job.to, &job.cc, &job.subject, &data)
                 .await?;
             Ok(Some(json!({"to": job.to, "template": job.template})))
         })
     }
-}
-
-/// The context of a `send-email` template: the payload's `data` with `appUrl` set to the configured
-/// app address. A payload's own `appUrl` is replaced, never used: the scheduler refuses one at
-/// enqueue, and a job that reached the queue another way (enqueued before that rule, or written
-/// to Redis directly) must still not turn our templates' links into someone else's.
-pub fn template_context(mut data: Map<String, Value>, app_url: &str) -> Value {
-    data.insert("appUrl".to_owned(), Value::String(app_url.to_owned()));
-    Value::Object(data)
 }
 
 /// `send-welcome-email {userId, email, name}`: the `welcome` template with `{name, email, userId,
@@ -278,21 +309,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_configured_app_url_replaces_a_payloads_own() {
-        let mut data = Map::new();
-        data.insert("appUrl".into(), json!("https://evil.example"));
-        data.insert("taskTitle".into(), json!("Fix it"));
-        assert_eq!(
-            template_context(data, "https://app.ncy.test"),
-            json!({"appUrl": "https://app.ncy.test", "taskTitle": "Fix it"})
-        );
-        assert_eq!(
-            template_context(Map::new(), "https://app.ncy.test"),
-            json!({"appUrl": "https://app.ncy.test"})
-        );
-    }
-
-    #[test]
     fn server_of_hides_credentials() {
         assert_eq!(
             server_of("smtps://user:s3cret@mail.example.com:465?tls=wrapper"),
@@ -318,6 +334,8 @@ mod tests {
     #[test]
     fn bad_settings_name_the_variable() {
         for (var, value) in [
+            ("FRONTEND_URL", "app.example.com"),
+            ("FRONTEND_URL", "ftp://app.example.com"),
             ("NCY_SMTP_URL", "http://example.com"),
             ("NCY_SMTP_FROM", "not an address"),
             ("NCY_SMTP_TIMEOUT_MS", "0"),
