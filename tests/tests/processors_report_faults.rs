@@ -1,5 +1,5 @@
-//! generate-report failures end to end: a missing project and a user outside the data's
-//! organization (final), and an unwritable or full file store and a database that is down
+//! generate-report failures end to end: a missing project, a user outside the data's
+//! organization and a `userId` that is not the job's owner (final), and an unwritable or full file store and a database that is down
 //! (retried, then dead-lettered with the message that says which).
 mod jobs_support;
 mod report_support;
@@ -245,4 +245,88 @@ async fn a_database_that_is_down_is_retried_then_dead_lettered() -> anyhow::Resu
     );
     stop(work).await?;
     stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_for_another_user_than_the_jobs_owner_is_dead_lettered_at_once_and_sends_nothing()
+-> anyhow::Result<()> {
+    let files = tempfile::tempdir()?;
+    let env = stack(files.path()).await?;
+    let pg = env.db.pool().await?;
+    // Ada and Bob are both members of the fixture's organization: membership alone lets either
+    // read its project, so only the owner rule stops Bob's job from building Ada's report.
+    let fx = fixture(&pg).await?;
+    let bob: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'bob@example.com'")
+        .fetch_one(&pg)
+        .await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+
+    let for_ada = serde_json::json!({"reportType": "project_tasks", "format": "csv",
+        "userId": fx.user.to_string(), "projectId": fx.project.to_string()});
+    let mut req = report(&for_ada, 3);
+    req.owner_user_id = bob.to_string();
+    let id = enqueue(&mut c, req).await?;
+    wait_state(&c, &id, JobState::Dead, T).await;
+    let dead = get(&mut c, &id).await?;
+    let error = format!(
+        "userId {} is not the job's owner {bob}: a report is built only for the user who asked \
+         for it",
+        fx.user
+    );
+    assert_eq!(dead.attempts_made, 1, "no retry");
+    assert_eq!(dead.last_error, error);
+    let letters = dead_letters(&mut c).await?;
+    let letter = letters
+        .iter()
+        .find(|l| l.job_id == id)
+        .ok_or_else(|| anyhow::anyhow!("no dead letter for {id}: {letters:?}"))?;
+    assert!(letter.non_retryable, "{letter:?}");
+    assert_eq!(letter.error, error);
+    assert!(
+        !files.path().join("reports").exists(),
+        "no file was written"
+    );
+    for user in [fx.user, bob] {
+        let notified: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM notifications WHERE user_id = $1")
+                .bind(user)
+                .fetch_one(&pg)
+                .await?;
+        assert_eq!(notified, 0, "no notification row for {user}");
+    }
+    // Ada hears nothing; Bob, the job's owner, only that his job failed (no progress was made).
+    assert!(
+        env.room_history(fx.user).await?.is_empty(),
+        "nothing was pushed to Ada's room"
+    );
+    assert_eq!(room_events(&env.room_history(bob).await?)?, ["job_failed"]);
+
+    // The owner's own report, and an ownerless one (an internal service's), are built as before.
+    let mut own = report(&for_ada, 1);
+    own.owner_user_id = fx.user.to_string();
+    let id = enqueue(&mut c, own).await?;
+    wait_state(&c, &id, JobState::Completed, T).await;
+    let result: serde_json::Value = serde_json::from_str(&get(&mut c, &id).await?.result_json)?;
+    assert_eq!(result["rows"], 5, "{result}");
+    let result = run_report(&mut c, for_ada).await?;
+    assert_eq!(result["rows"], 5, "{result}");
+    stop(work).await?;
+    stop(sched).await
+}
+
+/// The event names of a room's history entries (each entry's fields hold the message's JSON).
+fn room_events(history: &[redis::Value]) -> anyhow::Result<Vec<String>> {
+    let mut events = Vec::new();
+    for entry in history {
+        let (_, fields): (String, Vec<String>) = redis::from_redis_value(entry.clone())?;
+        for field in fields {
+            if let Ok(message) = serde_json::from_str::<serde_json::Value>(&field)
+                && let Some(event) = message["event"].as_str()
+            {
+                events.push(event.to_owned());
+            }
+        }
+    }
+    Ok(events)
 }

@@ -9,6 +9,12 @@
 //! rendered, stored or sent; anyone else fails the job at once, non-retryably ("user <u> may not
 //! read project <p>: not a member of its organization"), with no file and no notification.
 //!
+//! For whom: a job with an owner (`owner_user_id`, the user the enqueuing service asked for it on
+//! behalf of) builds a report only for that owner — `userId` must be the owner, or the job fails at
+//! once, non-retryably ("userId <u> is not the job's owner <o>: …"), before anything is read,
+//! written or notified; otherwise one member could have a report built for, and pushed to, another.
+//! An ownerless job (enqueued by an internal service or a schedule) keeps the membership rule only.
+//!
 //! Failures: a project or organization that does not exist is final ("project <id> does not
 //! exist"), as is a user outside its organization; the database or the file store failing is
 //! retried with their message.
@@ -81,6 +87,7 @@ impl ReportProcessor {
         let data: ReportJobData = serde_json::from_value(ctx.payload.clone())
             .map_err(|e| JobError::fatal(format!("bad generate-report payload: {e}")))?;
         let user_id = parse_id("userId", &data.user_id)?;
+        check_owner(&ctx.job.owner_user_id, user_id)?;
         let pool = self
             .notifier
             .postgres
@@ -236,6 +243,27 @@ async fn authorize(pool: &PgPool, subject: Subject, user_id: Uuid) -> Result<(),
     }
 }
 
+/// Lets the job go on when it has no owner, or when its owner is `user_id`: a report is built for,
+/// stored under and notified to the user who asked for it, never another one.
+fn check_owner(owner: &str, user_id: Uuid) -> Result<(), JobError> {
+    if owner.is_empty() {
+        return Ok(());
+    }
+    let owner: Uuid = owner.parse().map_err(|_| {
+        JobError::fatal(format!(
+            "the job's owner {owner:?} is not a UUID: cannot tell whom the report is for"
+        ))
+    })?;
+    if owner == user_id {
+        Ok(())
+    } else {
+        Err(JobError::fatal(format!(
+            "userId {user_id} is not the job's owner {owner}: a report is built only for the \
+             user who asked for it"
+        )))
+    }
+}
+
 fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, String> {
     match format {
         ReportFormat::Csv => csv::render(report),
@@ -257,4 +285,27 @@ fn parse_id(field: &str, s: &str) -> Result<Uuid, JobError> {
             "bad generate-report payload: {field} is not a UUID"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_with_an_owner_builds_a_report_only_for_its_owner() {
+        let (ada, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(check_owner("", ada), Ok(()), "ownerless: as before");
+        assert_eq!(check_owner(&ada.to_string(), ada), Ok(()));
+        assert_eq!(check_owner(&ada.to_string().to_uppercase(), ada), Ok(()));
+        let err = check_owner(&bob.to_string(), ada).expect_err("another user");
+        assert!(!err.retryable);
+        assert_eq!(
+            err.message,
+            format!(
+                "userId {ada} is not the job's owner {bob}: a report is built only for the user \
+                 who asked for it"
+            )
+        );
+        assert!(!check_owner("bob", ada).expect_err("not a UUID").retryable);
+    }
 }
