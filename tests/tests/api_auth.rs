@@ -63,6 +63,25 @@ async fn channel(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
         .await?)
 }
 
+/// A cache gateway serving in this process.
+async fn cache_gateway(
+    env: &[(String, String)],
+) -> anyhow::Result<(ncy_runtime::LocalAddrs, InProcess)> {
+    let app =
+        cache_gateway::Application::build(cache_gateway::Settings::load(&env_of(env))?).await?;
+    let addrs = app.local_addrs();
+    // Health needs no key: `serving` polls it anonymously.
+    let running = InProcess::serving(addrs.grpc, |stop| app.run_until_stopped(stop)).await;
+    Ok((addrs, running))
+}
+
+async fn stop(running: InProcess) -> anyhow::Result<()> {
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)
+}
+
 fn get(key: &str) -> GetRequest {
     GetRequest {
         key: key.into(),
@@ -92,11 +111,7 @@ async fn the_cache_gateway_answers_only_keys_with_the_rpcs_scope() -> anyhow::Re
             ("admin", ADMIN, &["cache:*"]),
         ]),
     )?;
-    let settings = cache_gateway::Settings::load(&env_of(&auth_env(&db, &file)))?;
-    let app = cache_gateway::Application::build(settings).await?;
-    let addrs = app.local_addrs();
-    // Health needs no key: `serving` polls it anonymously.
-    let running = InProcess::serving(addrs.grpc, |stop| app.run_until_stopped(stop)).await;
+    let (addrs, running) = cache_gateway(&auth_env(&db, &file)).await?;
     let listed = ncy_testkit::reflection_services(addrs.grpc).await?;
     assert!(
         listed.iter().any(|s| s == "ncy.cache.v1.CacheService"),
@@ -258,11 +273,7 @@ async fn the_cache_gateway_answers_only_keys_with_the_rpcs_scope() -> anyhow::Re
     .await;
     client.set(with_key(set("api:auth-test:1"), WRITER)).await?;
 
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    Ok(())
+    stop(running).await
 }
 
 #[tokio::test]
@@ -379,13 +390,8 @@ async fn job_and_realtime_rpcs_need_their_own_scopes() -> anyhow::Result<()> {
     assert!(e.message().contains("realtime:admin"), "{e:?}");
     realtime.broadcast(with_key(everyone, ADMIN)).await?;
 
-    for running in [jobs_running, rt_running] {
-        running
-            .stop(Duration::from_secs(10))
-            .await
-            .map_err(anyhow::Error::msg)?;
-    }
-    Ok(())
+    stop(jobs_running).await?;
+    stop(rt_running).await
 }
 
 #[tokio::test]
@@ -425,11 +431,7 @@ async fn services_with_rpcs_refuse_to_start_without_keys() -> anyhow::Result<()>
     let worker = worker::Application::build(worker::Settings::load(&env_of(&env))?).await?;
     let worker_addr = worker.local_addrs().grpc;
     let running = InProcess::serving(worker_addr, |stop| worker.run_until_stopped(stop)).await;
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    Ok(())
+    stop(running).await
 }
 
 /// Limits are answered as the caller's problem: a message over the size limit is RESOURCE_EXHAUSTED
@@ -437,11 +439,7 @@ async fn services_with_rpcs_refuse_to_start_without_keys() -> anyhow::Result<()>
 #[tokio::test]
 async fn an_oversized_request_is_resource_exhausted_naming_the_limit() -> anyhow::Result<()> {
     let db = TestDatabase::migrated().await?;
-    let env = service_env(&unique_prefix(), Some(&db.url));
-    let app =
-        cache_gateway::Application::build(cache_gateway::Settings::load(&env_of(&env))?).await?;
-    let addrs = app.local_addrs();
-    let running = InProcess::serving(addrs.grpc, |stop| app.run_until_stopped(stop)).await;
+    let (addrs, running) = cache_gateway(&service_env(&unique_prefix(), Some(&db.url))).await?;
     let mut client =
         CacheServiceClient::new(channel(addrs.grpc).await?).max_encoding_message_size(64 << 20);
     let big = SetRequest {
@@ -461,9 +459,5 @@ async fn an_oversized_request_is_resource_exhausted_naming_the_limit() -> anyhow
             .any(|l| l.contains("CacheService/Set") && l.contains("RESOURCE_EXHAUSTED")),
         "the refusal is counted with its real code"
     );
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    Ok(())
+    stop(running).await
 }
