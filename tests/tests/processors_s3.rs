@@ -96,6 +96,12 @@ async fn reports_and_backups_go_to_an_s3_compatible_store() -> anyhow::Result<()
         .bind(org)
         .execute(&pg)
         .await?;
+    // A report is built only for a member of the organization that owns the data.
+    sqlx::query("INSERT INTO organization_members (organization_id, user_id) VALUES ($1, $2)")
+        .bind(org)
+        .bind(user)
+        .execute(&pg)
+        .await?;
     sqlx::query("INSERT INTO projects (id, organization_id, name) VALUES ($1, $2, 'Bucket')")
         .bind(project)
         .bind(org)
