@@ -213,7 +213,10 @@ pub fn next_tick(schedule: &cron::Schedule, tz: Tz, after_ms: i64) -> Option<i64
         .timestamp_millis_opt(after_ms)
         .single()?
         .with_timezone(&tz);
-    schedule.after(&after).next().map(|t| t.timestamp_millis())
+    schedule
+        .after(&after)
+        .find(|t| t.timestamp_millis() > after_ms && !is_repeat(t))
+        .map(|t| t.timestamp_millis())
 }
 
 /// The latest tick at or before `at_ms`.
@@ -224,8 +227,17 @@ pub fn latest_tick(schedule: &cron::Schedule, tz: Tz, at_ms: i64) -> Option<i64>
         .with_timezone(&tz);
     schedule
         .after(&at)
-        .next_back()
+        .rev()
+        .find(|t| t.timestamp_millis() <= at_ms && !is_repeat(t))
         .map(|t| t.timestamp_millis())
+}
+
+/// Whether `t` is the second occurrence of a local time the clocks went back over. The `cron`
+/// crate walks wall-clock time and yields both (going back from inside the repeated hour, the
+/// later one first, which is still in the future); a schedule fires once, at the first.
+fn is_repeat(t: &chrono::DateTime<Tz>) -> bool {
+    let local = t.timezone().from_local_datetime(&t.naive_local());
+    matches!(local, chrono::LocalResult::Ambiguous(first, _) if first != *t)
 }
 
 impl Engine {
@@ -471,6 +483,27 @@ mod tests {
             next_tick(&paris, tz, t.timestamp_millis()),
             Some(want.timestamp_millis())
         );
+    }
+
+    /// Found by `fuzz/fuzz_targets/cron_expr.rs`: when the clocks go back, 02:20 happens twice;
+    /// from the first, the latest tick was the second, an hour in the future, and the fired tick
+    /// was labelled with it.
+    #[test]
+    fn a_repeated_local_time_is_one_tick_at_its_first_occurrence() {
+        let (s, tz) = parse("20  2 * * 0", "Europe/Paris").expect("valid");
+        let now = 3_875_696_999_424; // 2092-10-24T14:29:59.424Z, the Friday before
+        let first = 3_875_818_800_000; // 2092-10-26T02:20+02:00
+        let second = 3_875_822_400_000; // 2092-10-26T02:20+01:00, the same wall-clock time
+        assert_eq!(next_tick(&s, tz, now), Some(first));
+        assert_eq!(latest_tick(&s, tz, first), Some(first));
+        assert_eq!(latest_tick(&s, tz, first + 500), Some(first));
+        assert_eq!(latest_tick(&s, tz, second + 500), Some(first));
+        let week = 7 * 24 * 3_600_000;
+        assert_eq!(latest_tick(&s, tz, first - 1), Some(first - week));
+        let next_week = second + week; // CET from then on
+        for t in [first, first + 500, second - 1, second, second + 500] {
+            assert_eq!(next_tick(&s, tz, t), Some(next_week), "{t}");
+        }
     }
 
     #[test]
