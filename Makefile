@@ -5,13 +5,19 @@
 #   make lint   rustfmt check + clippy -D warnings
 #   make bench  benchmarks (release build), figures printed and written under .run/bench/
 #   make helm-check  lint, render and schema-validate the helm chart (default and production values)
+#   make fuzz   coverage-guided fuzzing (nightly + cargo-fuzz), FUZZ_SECS per target (60), FUZZ_TARGETS to pick; not in CI
 
 SHELL := /bin/bash
 CARGO ?= cargo
 TEST_REDIS_URL ?= redis://127.0.0.1:6379
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+FUZZ_CARGO ?= cargo +nightly
+FUZZ_TARGETS ?= ws_frame jwt_claims cron_expr job_payload page_token
+FUZZ_SECS ?= 60
+FUZZ_RSS_MB ?= 2048
+FUZZ_TIMEOUT ?= 10
 
-.PHONY: help run stop status test lint fmt build bench helm-check
+.PHONY: help run stop status test lint fmt build bench helm-check fuzz
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -51,3 +57,20 @@ bench:
 
 helm-check:
 	@bash scripts/helm-check.sh
+
+# Fuzzing (docs/fuzzing.md): each target runs FUZZ_SECS seconds, one process, in turn, from its corpus
+# (fuzz/corpus/<target>, git-ignored, grows run after run) and the committed seeds (fuzz/seeds/<target>).
+# A crash, leak past FUZZ_RSS_MB, or an input slower than FUZZ_TIMEOUT seconds is saved under
+# fuzz/artifacts/<target>/; the other targets still run and make fails at the end naming them.
+fuzz:
+	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz"; exit 1; }
+	@failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t fuzz/seeds/$$t; \
+		echo "== fuzz $$t: $(FUZZ_SECS)s"; \
+		$(FUZZ_CARGO) fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECS) -rss_limit_mb=$(FUZZ_RSS_MB) -malloc_limit_mb=$(FUZZ_RSS_MB) \
+			-timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 \
+			|| failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failures in:$$failed (inputs under fuzz/artifacts/)"; exit 1; fi

@@ -39,6 +39,12 @@ mod sessions;
 mod settings;
 mod ws;
 
+/// Public for fuzzing only (`fuzz/fuzz_targets/ws_frame.rs`, `jwt_claims.rs`): the client-frame
+/// types `connection` parses every text frame into, and the JWT verifier. Not an API for other crates.
+#[doc(hidden)]
+pub use auth::{Identity, Verifier};
+#[doc(hidden)]
+pub use protocol::{ClientFrame, Position};
 pub use settings::{JwtSettings, Limits, Settings};
 
 /// Service name in logs, traces and metrics.
