@@ -65,8 +65,10 @@ pub fn decode(
 }
 
 /// A decimal number in plain digits (no sign, no spaces) that fits `T`.
+/// Canonical decimal only (no sign, no leading zero), so one position has exactly one token.
 fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
         return None;
     }
     s.parse().ok()
@@ -134,6 +136,10 @@ mod tests {
             (forged("v1|report|waiting|w|3|1-"), JobState::Waiting),
             (forged("v1|report|waiting|w|3|0-0|1"), JobState::Waiting),
             (forged("v1|report|waiting|w|+3|0-0"), JobState::Waiting),
+            // Found by the page_token fuzz target: one position, one token.
+            (forged("v1|report|waiting|w|03|0-0"), JobState::Waiting),
+            (forged("v1|report|waiting|w|3|00-0"), JobState::Waiting),
+            (forged("v1|report|delayed|o|07"), JobState::Delayed),
             (forged("v1|report|delayed|o|-5"), JobState::Delayed),
             (
                 forged("v1|report|completed|o|99999999999"),

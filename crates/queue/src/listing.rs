@@ -50,8 +50,12 @@ impl StreamId {
     /// Parses `<ms>-<seq>`, both decimal numbers that fit 64 bits (what Redis accepts), or `None`.
     pub fn parse(s: &str) -> Option<StreamId> {
         let (ms, seq) = s.split_once('-')?;
+        // Canonical decimal only, as Redis writes ids: `00-1` is not `0-1`'s other spelling.
         let num = |p: &str| -> Option<u64> {
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            if p.is_empty()
+                || !p.bytes().all(|b| b.is_ascii_digit())
+                || (p.len() > 1 && p.starts_with('0'))
+            {
                 return None;
             }
             p.parse().ok()
@@ -415,6 +419,8 @@ mod tests {
             "1- 2",
             "18446744073709551616-0",
             "0x1-0",
+            "01-0",
+            "1-00",
         ] {
             assert_eq!(StreamId::parse(bad), None, "{bad}");
         }
