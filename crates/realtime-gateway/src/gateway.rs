@@ -55,6 +55,8 @@ pub struct Gateway {
     pub stop: CancellationToken,
     /// Open sockets.
     pub connections: AtomicUsize,
+    /// Woken when the last open socket closes (the drain waits on it).
+    pub all_closed: tokio::sync::Notify,
     /// Authenticated sockets.
     pub authenticated: AtomicUsize,
     /// Next connection id.

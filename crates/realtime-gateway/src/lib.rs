@@ -151,6 +151,7 @@ impl Application {
             started_at_ms: chrono::Utc::now().timestamp_millis(),
             stop: stop.clone(),
             connections: AtomicUsize::new(0),
+            all_closed: tokio::sync::Notify::new(),
             authenticated: AtomicUsize::new(0),
             next_conn_id: AtomicU64::new(1),
             messages_in: AtomicU64::new(0),

@@ -56,10 +56,16 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, grace: Duration) {
             // Upgraded sockets are no HTTP requests the server would wait for: wait for them to
             // send 1012 and close.
             let deadline = tokio::time::Instant::now() + grace;
-            while gw.connections.load(Ordering::Relaxed) > 0
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            loop {
+                // Registered before the count is read, so a last close in between is not missed.
+                let closed = gw.all_closed.notified();
+                tokio::pin!(closed);
+                closed.as_mut().enable();
+                if gw.connections.load(Ordering::Relaxed) == 0
+                    || tokio::time::timeout_at(deadline, closed).await.is_err()
+                {
+                    break;
+                }
             }
             drained.cancel();
         }
@@ -114,6 +120,9 @@ impl Drop for Slot {
         self.0.churn.note();
         let n = self.0.connections.fetch_sub(1, Ordering::Relaxed);
         metrics::connections(n.saturating_sub(1));
+        if n == 1 {
+            self.0.all_closed.notify_waiters();
+        }
     }
 }
 
