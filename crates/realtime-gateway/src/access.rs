@@ -40,25 +40,17 @@ use crate::{
 /// Memberships checked per query.
 const CHUNK: usize = 5000;
 
-/// Whether `user` is allowed in `scope` now (no cache).
-pub async fn is_member(db: &PgPool, user: Uuid, scope: Scope) -> Result<bool, sqlx::Error> {
-    let (sql, id) = match scope {
-        Scope::Project(p) => (
-            "SELECT EXISTS (SELECT 1 FROM projects p JOIN organization_members m \
-             ON m.organization_id = p.organization_id WHERE p.id = $1 AND m.user_id = $2)",
-            p,
-        ),
-        Scope::Org(o) => (
-            "SELECT EXISTS (SELECT 1 FROM organization_members \
-             WHERE organization_id = $1 AND user_id = $2)",
-            o,
-        ),
+/// Whether `user` is allowed in `scope` now (no cache), by the membership rule of `ncy-store`.
+pub async fn is_member(
+    db: &PgPool,
+    user: Uuid,
+    scope: Scope,
+) -> Result<bool, ncy_store::StoreError> {
+    let member = match scope {
+        Scope::Project(p) => ncy_store::access::project_member(db, p, user).await?,
+        Scope::Org(o) => ncy_store::access::organization_member(db, o, user).await?,
     };
-    sqlx::query_scalar(sql)
-        .bind(id)
-        .bind(user)
-        .fetch_one(db)
-        .await
+    Ok(member == Some(true))
 }
 
 /// Of `pairs`, the ones the database no longer allows (two queries, whatever their number).

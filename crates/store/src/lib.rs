@@ -6,6 +6,7 @@
 //! (on Kubernetes) apply the schema, so replicas starting together never race on DDL.
 use sqlx::PgPool;
 
+pub mod access;
 pub mod notifications;
 pub mod reports;
 

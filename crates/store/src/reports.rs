@@ -6,48 +6,11 @@
 //! `done` and its last update falls in the period.
 //!
 //! Who may read a report: a member of the organization that owns its data (any role, `viewer`
-//! included: a report only reads). [`project_reader`] and [`organization_reader`] answer that
-//! before any data is read, so a job cannot build a report for a user outside the organization.
+//! included: a report only reads), as [`crate::access`] answers it before any data is read.
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::StoreError;
-
-/// Whether `user_id` may read the data of project `project_id`: `None` when there is no such
-/// project, else whether the user is a member of the project's organization.
-pub async fn project_reader(
-    pool: &PgPool,
-    project_id: Uuid,
-    user_id: Uuid,
-) -> Result<Option<bool>, StoreError> {
-    Ok(sqlx::query_scalar::<_, bool>(
-        "SELECT EXISTS (SELECT 1 FROM organization_members m
-                        WHERE m.organization_id = p.organization_id AND m.user_id = $2)
-         FROM projects p WHERE p.id = $1",
-    )
-    .bind(project_id)
-    .bind(user_id)
-    .fetch_optional(pool)
-    .await?)
-}
-
-/// Whether `user_id` may read the data of organization `organization_id`: `None` when there is no
-/// such organization, else whether the user is one of its members.
-pub async fn organization_reader(
-    pool: &PgPool,
-    organization_id: Uuid,
-    user_id: Uuid,
-) -> Result<Option<bool>, StoreError> {
-    Ok(sqlx::query_scalar::<_, bool>(
-        "SELECT EXISTS (SELECT 1 FROM organization_members m
-                        WHERE m.organization_id = o.id AND m.user_id = $2)
-         FROM organizations o WHERE o.id = $1",
-    )
-    .bind(organization_id)
-    .bind(user_id)
-    .fetch_optional(pool)
-    .await?)
-}
 
 /// A task row of the project report.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -1,6 +1,6 @@
 //! Who may read a report's data, against the demo data set on a real, migrated database: Ada owns
 //! Acme and is a viewer of Globex; Grace is a member of Acme only; Alan owns Globex.
-use ncy_store::reports::{organization_reader, project_reader};
+use ncy_store::access::{organization_member, project_member};
 use ncy_testkit::TestDatabase;
 use uuid::Uuid;
 
@@ -18,31 +18,31 @@ async fn members_of_the_owning_organization_may_read_and_no_one_else() -> anyhow
     let (acme, globex) = (id(0x101), id(0x102));
     let (website, data_platform) = (id(0x201), id(0x203));
 
-    assert_eq!(organization_reader(&pool, acme, ada).await?, Some(true));
-    assert_eq!(organization_reader(&pool, acme, grace).await?, Some(true));
-    assert_eq!(organization_reader(&pool, acme, alan).await?, Some(false));
+    assert_eq!(organization_member(&pool, acme, ada).await?, Some(true));
+    assert_eq!(organization_member(&pool, acme, grace).await?, Some(true));
+    assert_eq!(organization_member(&pool, acme, alan).await?, Some(false));
     assert_eq!(
-        organization_reader(&pool, globex, ada).await?,
+        organization_member(&pool, globex, ada).await?,
         Some(true),
         "a viewer"
     );
     assert_eq!(
-        organization_reader(&pool, globex, grace).await?,
+        organization_member(&pool, globex, grace).await?,
         Some(false)
     );
-    assert_eq!(organization_reader(&pool, Uuid::new_v4(), ada).await?, None);
+    assert_eq!(organization_member(&pool, Uuid::new_v4(), ada).await?, None);
 
-    assert_eq!(project_reader(&pool, website, grace).await?, Some(true));
-    assert_eq!(project_reader(&pool, website, alan).await?, Some(false));
+    assert_eq!(project_member(&pool, website, grace).await?, Some(true));
+    assert_eq!(project_member(&pool, website, alan).await?, Some(false));
     assert_eq!(
-        project_reader(&pool, data_platform, grace).await?,
+        project_member(&pool, data_platform, grace).await?,
         Some(false)
     );
-    assert_eq!(project_reader(&pool, data_platform, ada).await?, Some(true));
+    assert_eq!(project_member(&pool, data_platform, ada).await?, Some(true));
     assert_eq!(
-        project_reader(&pool, website, Uuid::new_v4()).await?,
+        project_member(&pool, website, Uuid::new_v4()).await?,
         Some(false)
     );
-    assert_eq!(project_reader(&pool, Uuid::new_v4(), ada).await?, None);
+    assert_eq!(project_member(&pool, Uuid::new_v4(), ada).await?, None);
     Ok(())
 }

@@ -224,12 +224,12 @@ async fn authorize(pool: &PgPool, subject: Subject, user_id: Uuid) -> Result<(),
     let db = |e: ncy_store::StoreError| JobError::retryable(e.to_string());
     let (member, what, owner) = match subject {
         Subject::Project(id) => (
-            ncy_store::reports::project_reader(pool, id, user_id).await,
+            ncy_store::access::project_member(pool, id, user_id).await,
             format!("project {id}"),
             "its organization",
         ),
         Subject::Organization(id) => (
-            ncy_store::reports::organization_reader(pool, id, user_id).await,
+            ncy_store::access::organization_member(pool, id, user_id).await,
             format!("organization {id}"),
             "it",
         ),
