@@ -122,7 +122,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RuntimeError> {
         let Self {
-            runtime,
+            mut runtime,
             settings,
             engine,
         } = self;
@@ -159,6 +159,10 @@ impl Application {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let routes = tonic::service::Routes::new(api);
+        // Every RPC reads or writes the queues in Redis: while Redis is down the service answers
+        // UNAVAILABLE and its health entry says so; the instance stays ready (no replica would do
+        // better).
+        runtime.requires(JobServiceServer::<JobApi>::NAME, &["redis"]);
         runtime
             .serve(routes, &[JobServiceServer::<JobApi>::NAME], shutdown)
             .await

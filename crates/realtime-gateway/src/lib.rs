@@ -85,7 +85,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RuntimeError> {
         let Self {
-            runtime,
+            mut runtime,
             ws_listener,
             settings,
         } = self;
@@ -180,6 +180,9 @@ impl Application {
         ));
         let api = api::RealtimeApi::new(gw);
         let routes = tonic::service::Routes::new(RealtimeServiceServer::new(api));
+        // Publish, presence and the control commands all go through Redis; browsers' sockets stay
+        // served (and the instance ready) while it is down.
+        runtime.requires(RealtimeServiceServer::<api::RealtimeApi>::NAME, &["redis"]);
         runtime
             .serve(
                 routes,

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{
+    Connection, PgConnection,
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions},
+};
 
 use crate::{error::RuntimeError, settings::PostgresSettings};
 
@@ -25,6 +28,19 @@ pub async fn ping(pool: &PgPool) -> Result<(), RuntimeError> {
     sqlx::query("SELECT 1")
         .execute(pool)
         .await
+        .map(|_| ())
+        .map_err(|e| RuntimeError::Postgres(e.to_string()))
+}
+
+/// `SELECT 1` over a new connection outside the pool, for readiness: when the pool fails and this
+/// answers, the fault is this instance's pool, not the database (see [`crate::readiness`]).
+pub async fn ping_fresh(options: &PgConnectOptions) -> Result<(), RuntimeError> {
+    let mut conn = PgConnection::connect_with(options)
+        .await
+        .map_err(|e| RuntimeError::Postgres(e.to_string()))?;
+    let result = sqlx::query("SELECT 1").execute(&mut conn).await;
+    let _ = conn.close().await;
+    result
         .map(|_| ())
         .map_err(|e| RuntimeError::Postgres(e.to_string()))
 }

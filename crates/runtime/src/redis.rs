@@ -184,6 +184,37 @@ impl RedisPool {
     }
 }
 
+/// `PING` over a new connection outside the pool, for readiness: when the pool fails and this
+/// answers, the fault is this instance's pool, not Redis (see [`crate::readiness`]).
+pub async fn ping_fresh(settings: &RedisSettings) -> Result<(), RuntimeError> {
+    let fail = |e: redis::RedisError| RuntimeError::Redis(e.to_string());
+    let pong: String = if settings.cluster {
+        let client = redis::cluster::ClusterClient::new(settings.urls()).map_err(fail)?;
+        let mut conn = client.get_async_connection().await.map_err(fail)?;
+        redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?
+    } else {
+        let client = redis::Client::open(settings.url.expose_secret()).map_err(fail)?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(fail)?;
+        redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?
+    };
+    if pong == "PONG" {
+        Ok(())
+    } else {
+        Err(RuntimeError::Redis(format!(
+            "unexpected PING reply {pong:?}"
+        )))
+    }
+}
+
 /// A primary node of a Redis Cluster (`host`, `port`), or the one server otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisNode {

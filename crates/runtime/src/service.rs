@@ -36,6 +36,8 @@ pub struct ServiceRuntime {
     cancel: CancellationToken,
     tasks: TaskTracker,
     api_keys: Option<ApiKeys>,
+    /// Per named gRPC service, the dependencies it cannot work without (its gRPC health).
+    needs: Vec<(&'static str, &'static [&'static str])>,
 }
 
 /// Binds `addr`; port 0 picks a free port (tests).
@@ -77,7 +79,15 @@ impl ServiceRuntime {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             api_keys,
+            needs: Vec::new(),
         })
+    }
+
+    /// Declares that the named gRPC service cannot work without `dependencies`: its gRPC health
+    /// answers `NOT_SERVING` while one of them is down, though the instance stays ready (the
+    /// overall `""` health and `/readyz`; see [`crate::readiness`]).
+    pub fn requires(&mut self, grpc_service: &'static str, dependencies: &'static [&'static str]) {
+        self.needs.push((grpc_service, dependencies));
     }
 
     /// The settings this runtime was built from.
@@ -148,20 +158,27 @@ impl ServiceRuntime {
             cancel,
             tasks,
             api_keys,
+            needs,
         } = self;
         let service = settings.service;
         let grace = settings.shutdown_grace;
         let auth = api_auth(&settings, api_keys, grpc_services, &cancel)?;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        sync_health(&reporter, grpc_services, false).await;
+        let health = HealthEntries::new(grpc_services, &needs, &readiness);
+        health.sync(&reporter, &readiness, false).await;
         tokio::spawn(watch_health(
             readiness.clone(),
             reporter.clone(),
-            grpc_services.to_vec(),
+            health.clone(),
             cancel.clone(),
         ));
-        readiness::spawn_probes(&readiness, Some(redis), postgres, &cancel);
+        readiness::spawn_probes(
+            &readiness,
+            Some((redis, settings.redis.clone())),
+            postgres,
+            &cancel,
+        );
         tokio::spawn(crate::metrics::upkeep(
             prometheus.clone(),
             crate::metrics::UPKEEP_INTERVAL,
@@ -223,7 +240,7 @@ impl ServiceRuntime {
             () = &mut shutdown => {
                 tracing::info!(service, grace_secs = grace.as_secs(), "shutdown requested; draining");
                 readiness.start_draining();
-                sync_health(&reporter, grpc_services, false).await;
+                health.sync(&reporter, &readiness, false).await;
                 cancel.cancel();
                 drain.cancel();
                 let deadline = tokio::time::Instant::now() + grace;
@@ -303,29 +320,84 @@ fn reflection(grpc_services: &[&'static str]) -> tonic_reflection::server::Build
     builder
 }
 
-async fn sync_health(reporter: &HealthReporter, services: &[&'static str], serving: bool) {
-    let status = if serving {
-        ServingStatus::Serving
-    } else {
-        ServingStatus::NotServing
-    };
-    reporter.set_service_status("", status).await;
-    for name in services {
-        reporter.set_service_status(*name, status).await;
+/// What the gRPC health service reports: `""` (the whole server) follows readiness; each named
+/// service also needs the dependencies declared with [`ServiceRuntime::requires`];
+/// `ncy.dependency.<name>` says whether that dependency answers (for `ncyctl health`).
+#[derive(Clone)]
+struct HealthEntries {
+    services: Vec<(&'static str, &'static [&'static str])>,
+    dependencies: Vec<(&'static str, String)>,
+}
+
+/// The health name of a dependency's entry.
+pub fn dependency_health_name(dependency: &str) -> String {
+    format!("ncy.dependency.{dependency}")
+}
+
+impl HealthEntries {
+    fn new(
+        grpc_services: &[&'static str],
+        needs: &[(&'static str, &'static [&'static str])],
+        readiness: &Readiness,
+    ) -> Self {
+        let services = grpc_services
+            .iter()
+            .map(|name| {
+                let deps = needs
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(&[][..], |(_, d)| *d);
+                (*name, deps)
+            })
+            .collect();
+        let dependencies = readiness
+            .dependencies()
+            .into_iter()
+            .map(|(name, _)| (name, dependency_health_name(name)))
+            .collect();
+        Self {
+            services,
+            dependencies,
+        }
+    }
+
+    /// Sets every entry from `readiness`; with `serving` false, every service entry is
+    /// `NOT_SERVING` whatever readiness says (the drain).
+    async fn sync(&self, reporter: &HealthReporter, readiness: &Readiness, serving: bool) {
+        let status = |ok: bool| {
+            if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status("", status(serving && readiness.is_ready()))
+            .await;
+        for (name, deps) in &self.services {
+            reporter
+                .set_service_status(*name, status(serving && readiness.is_serving(deps)))
+                .await;
+        }
+        let up = readiness.dependencies();
+        for (dep, entry) in &self.dependencies {
+            let ok = up.iter().any(|(n, u)| n == dep && *u);
+            reporter.set_service_status(entry, status(ok)).await;
+        }
     }
 }
 
-/// Mirrors readiness into gRPC health until the drain starts.
+/// Mirrors readiness and dependency states into gRPC health until the drain starts.
 async fn watch_health(
     readiness: Readiness,
     reporter: HealthReporter,
-    services: Vec<&'static str>,
+    health: HealthEntries,
     cancel: CancellationToken,
 ) {
     let mut changes = readiness.subscribe();
     loop {
-        let ready = *changes.borrow_and_update();
-        sync_health(&reporter, &services, ready).await;
+        changes.borrow_and_update();
+        health.sync(&reporter, &readiness, true).await;
         tokio::select! {
             () = cancel.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },

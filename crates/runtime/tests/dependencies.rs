@@ -1,12 +1,15 @@
 //! A service whose Redis or PostgreSQL is down at start keeps running, reports not-ready on
-//! `/readyz` and in gRPC health, and turns ready by itself once the dependency comes up. The Redis
-//! Cluster switch talks to a real three-node cluster the test builds.
+//! `/readyz` and in gRPC health, and turns ready by itself once the dependency comes up. After
+//! that, a dependency going down is reported (degraded, `ncy_dependency_up`, the health entries of
+//! what needs it) but leaves the instance ready — no other replica would do better — while a pool
+//! of this instance's own that is wedged makes it not-ready. The Redis Cluster switch talks to a
+//! real three-node cluster the test builds.
 use std::time::Duration;
 
 use ncy_runtime::{CommonSettings, ServiceRuntime, ServiceSpec};
 use ncy_testkit::{
-    InProcess, RedisCluster, RedisServer, TestDatabase, assert_eventually, env_of, free_port,
-    grpc_health, http_get, service_env, set_env, unique_prefix,
+    InProcess, PostgresServer, RedisCluster, RedisServer, TestDatabase, assert_eventually, env_of,
+    free_port, grpc_health, http_get, service_env, set_env, unique_prefix,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -58,10 +61,131 @@ async fn redis_down_at_start_is_not_ready_then_recovers() -> anyhow::Result<()> 
     ncy_testkit::wait_until_serving(addrs.grpc).await;
     assert_eq!(http_get(addrs.admin, "/readyz").await?.0, 200);
 
-    // Redis dies while serving: not ready again, without the process exiting.
+    // Redis dies while serving: reported, but the instance stays ready (every replica shares the
+    // outage; taking them all out of their Service would turn it into a total one).
     redis.stop();
     assert_eventually("readyz notices redis died", Duration::from_secs(15), || {
-        not_ready_because(addrs.admin, "redis")
+        degraded_because(addrs.admin, "redis")
+    })
+    .await;
+    assert_eq!(grpc_health(addrs.grpc, "").await?, ServingStatus::Serving);
+    assert_eq!(
+        grpc_health(addrs.grpc, "ncy.dependency.redis").await?,
+        ServingStatus::NotServing
+    );
+    redis.resume().await?;
+    assert_eventually(
+        "health sees redis back",
+        Duration::from_secs(15),
+        || async {
+            grpc_health(addrs.grpc, "ncy.dependency.redis").await.ok()
+                == Some(ServingStatus::Serving)
+        },
+    )
+    .await;
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// `/readyz` 200 with `dependency` down and the body saying degraded.
+async fn degraded_because(admin: std::net::SocketAddr, dependency: &str) -> bool {
+    match http_get(admin, "/readyz").await {
+        Ok((200, body)) => {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            v["degraded"] == true && v["checks"][dependency]["status"] == "down"
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn a_wedged_redis_pool_is_not_ready_while_redis_answers_others() -> anyhow::Result<()> {
+    let mut env = service_env(&unique_prefix(), None);
+    set_env(&mut env, "NCY_REDIS_POOL_SIZE", "1");
+    set_env(&mut env, "NCY_REDIS_TIMEOUT_MS", "300");
+    let spec = ServiceSpec {
+        needs_postgres: false,
+        ..SPEC
+    };
+    let runtime = ServiceRuntime::build(CommonSettings::load(spec, &env_of(&env))?).await?;
+    let pool = runtime.redis().clone();
+    let addrs = runtime.local_addrs();
+    let running = InProcess::serving(addrs.grpc, |stop| {
+        runtime.serve(tonic::service::Routes::default(), &[], stop)
+    })
+    .await;
+    assert_eq!(http_get(addrs.admin, "/readyz").await?.0, 200);
+
+    // The one pooled connection is held (a leak, a stuck caller): Redis answers everyone else,
+    // but this instance cannot reach it, so another replica would do better.
+    let held = pool.get().await?;
+    assert_eventually(
+        "readyz reports the pool wedged",
+        Duration::from_secs(30),
+        || async {
+            match http_get(addrs.admin, "/readyz").await {
+                Ok((503, body)) => {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    v["checks"]["redis"]["status"] == "wedged"
+                }
+                _ => false,
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        grpc_health(addrs.grpc, "").await?,
+        ServingStatus::NotServing
+    );
+    drop(held);
+    assert_eventually(
+        "ready again once the pool is free",
+        Duration::from_secs(30),
+        || async { http_get(addrs.admin, "/readyz").await.ok().map(|r| r.0) == Some(200) },
+    )
+    .await;
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn postgres_going_down_after_start_leaves_the_instance_ready() -> anyhow::Result<()> {
+    let mut pg = PostgresServer::start().await?;
+    let env = service_env(&unique_prefix(), Some(&pg.url("postgres")));
+    let runtime = ServiceRuntime::build(CommonSettings::load(SPEC, &env_of(&env))?).await?;
+    let addrs = runtime.local_addrs();
+    let running = InProcess::serving(addrs.grpc, |stop| {
+        runtime.serve(tonic::service::Routes::default(), &[], stop)
+    })
+    .await;
+    assert_eventually("ready", Duration::from_secs(15), || async {
+        http_get(addrs.admin, "/readyz").await.ok().map(|r| r.0) == Some(200)
+    })
+    .await;
+    pg.stop();
+    assert_eventually(
+        "readyz notices postgres died",
+        Duration::from_secs(15),
+        || degraded_because(addrs.admin, "postgres"),
+    )
+    .await;
+    let metrics = http_get(addrs.admin, "/metrics").await?.1;
+    assert!(
+        metrics.contains("ncy_dependency_up{dependency=\"postgres\"} 0"),
+        "{metrics}"
+    );
+    pg.resume().await?;
+    assert_eventually("postgres back", Duration::from_secs(15), || async {
+        match http_get(addrs.admin, "/readyz").await {
+            Ok((200, body)) => body.contains("\"degraded\":false"),
+            _ => false,
+        }
     })
     .await;
     running

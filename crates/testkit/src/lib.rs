@@ -5,6 +5,8 @@
 //! - [`unique_prefix`]: a Redis key prefix per test.
 //! - [`RedisServer`]: a `redis-server` of the test's own on a free port, for tests that stop or
 //!   restart Redis.
+//! - [`PostgresServer`]: a PostgreSQL of the test's own (initdb on a free port), for tests that stop
+//!   and restart the database.
 //! - [`SmtpServer`]: a real SMTP server (aiosmtpd) of the test's own that keeps what it receives.
 //! - [`assert_eventually`]: poll with a deadline instead of sleeping.
 //! - [`grpc_health`], [`http_get`]: what a probe or an operator would ask a running service.
@@ -14,6 +16,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod database;
+mod postgres_server;
 mod process;
 mod redis_server;
 mod smtp_server;
@@ -21,6 +24,7 @@ mod smtp_server;
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 pub use database::TestDatabase;
+pub use postgres_server::PostgresServer;
 pub use process::{ChildService, InProcess, StopSignal, assert_binary_lifecycle, run_to_exit};
 pub use redis_server::{RedisCluster, RedisServer};
 pub use smtp_server::{ReceivedEmail, SmtpServer, moto_server_bin};
