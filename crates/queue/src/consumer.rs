@@ -1,5 +1,6 @@
-//! Worker-side transitions: fetch (batch), complete (batch), fail (retry or dead), heartbeat,
-//! progress, reclaim, and the blocking wait on all bands when a queue is idle.
+//! Worker-side transitions: fetch (batch), complete (batch), fail (retry or dead), postpone (a
+//! dependency is down: due again later, the attempt given back), heartbeat, progress, reclaim, and
+//! the blocking wait on all bands when a queue is idle.
 //!
 //! Why this shape: a fetch claims up to n jobs in one script call (highest band first), and a batch
 //! of finished jobs is one script call (the worker groups the outcomes that arrive while the
@@ -13,6 +14,7 @@
 //! remembered, and the consumer's next fetch first takes its own pending entries whose jobs are
 //! still WAITING (`XREADGROUP … 0`, inside the fetch script) at no cost to fetches in between.
 use std::sync::PoisonError;
+use std::time::Duration;
 
 use ncy_types::jobs::QueueName;
 use rand::Rng;
@@ -42,6 +44,8 @@ pub enum FailOutcome {
     Retry(i64),
     /// The job is DEAD with this dead-letter id.
     Dead(String),
+    /// A dependency was down: the job is due again at this time (ms), its attempt given back.
+    Postponed(i64),
 }
 
 /// How a job that did not fail ended.
@@ -205,8 +209,6 @@ impl Engine {
         error: &str,
         retryable: bool,
     ) -> Result<FailOutcome> {
-        let q = self.queue_keys(queue);
-        let s = self.queue_settings(queue);
         let base = job
             .backoff
             .delay_ms(job.attempt)
@@ -217,6 +219,44 @@ impl Engine {
         } else {
             base
         };
+        let mode = if retryable { "1" } else { "0" };
+        self.record_failure(queue, consumer, job, error, mode, delay)
+            .await
+    }
+
+    /// Records an attempt that failed because a dependency is down (an SMTP server, the database),
+    /// not because of the job: FAILED, due again after `delay`, with this attempt given back, so
+    /// the job's attempt count is what it was before and an outage neither uses up its retries nor
+    /// dead-letters it, whatever attempts remain. The error is stored on the job (operators see
+    /// why it waits). Stale, like [`Engine::fail`], when the job is no longer this consumer's.
+    ///
+    /// Nothing here bounds how often a job is postponed: the caller must (the worker stops
+    /// postponing once an outage outlasts its grace period).
+    pub async fn postpone(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        job: &FetchedJob,
+        error: &str,
+        delay: Duration,
+    ) -> Result<FailOutcome> {
+        let delay = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.record_failure(queue, consumer, job, error, "p", delay)
+            .await
+    }
+
+    /// `fail.lua` in `mode`: `1` retry while attempts remain, `0` dead at once, `p` postpone.
+    async fn record_failure(
+        &self,
+        queue: QueueName,
+        consumer: &str,
+        job: &FetchedJob,
+        error: &str,
+        mode: &str,
+        delay_ms: u64,
+    ) -> Result<FailOutcome> {
+        let q = self.queue_keys(queue);
+        let s = self.queue_settings(queue);
         let mut conn = self.conn().await?;
         let reply: Vec<Value> = self
             .scripts
@@ -226,9 +266,9 @@ impl Engine {
             .arg(consumer)
             .arg(&job.id)
             .arg(error)
-            .arg(if retryable { 1 } else { 0 })
+            .arg(mode)
             .arg(now_ms())
-            .arg(delay)
+            .arg(delay_ms)
             .arg(s.keep_count)
             .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut conn)
@@ -239,6 +279,7 @@ impl Engine {
                 queue,
                 &reply.get(1).map(text).unwrap_or_default(),
             )),
+            Some(3) => FailOutcome::Postponed(reply.get(1).map(int).unwrap_or(0)),
             _ => FailOutcome::Stale,
         })
     }
