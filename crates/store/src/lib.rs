@@ -27,6 +27,40 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// Whether the database was unreachable or not accepting work for a moment (retrying later
+    /// can succeed), rather than refusing this query: see [`is_unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => is_unavailable(e),
+            StoreError::Migrate(_) => false,
+        }
+    }
+}
+
+/// SQLSTATE codes of a server that is there but not serving for a moment: shutting down
+/// (`57P01` admin, `57P02` crash), starting up (`57P03`), out of connection slots (`53300`).
+/// Class `08` (connection exception) is matched as a class.
+const UNAVAILABLE_SQLSTATES: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
+
+/// Whether `e` is the database being unreachable or unavailable, told by the error's kind and
+/// SQLSTATE, never its text: an I/O error (refused, reset, timed out), no connection from the pool
+/// in time or the pool closed, the connection's worker gone, or a server shutting down, starting
+/// or out of connection slots (class `08` and [`UNAVAILABLE_SQLSTATES`]). A query the server
+/// answered with an error of its own (a constraint, a syntax error, a missing row) is not.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || UNAVAILABLE_SQLSTATES.contains(&c.as_ref())),
+        _ => false,
+    }
+}
+
 /// Applies every pending migration (idempotent; concurrent runners serialise on an advisory lock).
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     MIGRATOR.run(pool).await?;
