@@ -1,7 +1,8 @@
 //! `ncyctl`: the operator's command-line client for the NCY backbone.
 //!
 //! Exit codes: 0 success; 1 the thing asked about is unhealthy or the operation failed; 2 bad usage
-//! (clap); 69 a service or database could not be reached (`EX_UNAVAILABLE`).
+//! (clap); 69 a service or database could not be reached (`EX_UNAVAILABLE`). `health` exits 0 for a
+//! ready server even when a dependency is down (degraded: still ready, serving what does not need it).
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -37,7 +38,7 @@ enum Command {
         #[command(subcommand)]
         command: db::DbCommand,
     },
-    /// Ask a service's gRPC health endpoint whether it is serving.
+    /// Whether a server is ready, which of its services work and which dependencies answer.
     Health(health::HealthArgs),
     /// Queue statistics (a table), pause and resume (job-scheduler, NCY_SCHEDULER_ADDR).
     Queues(jobs::QueuesArgs),

@@ -70,6 +70,15 @@ async fn health_reports_serving_and_unreachable() -> anyhow::Result<()> {
     let running = InProcess::serving(grpc, |stop| app.run_until_stopped(stop)).await;
 
     let (code, stdout, stderr) = ncyctl(&["health", "--addr", &addr], None);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "server                     SERVING\n\
+         ncy.cache.v1.CacheService  SERVING\n\
+         dependency redis           UP\n\
+         dependency postgres        UP\n"
+    );
+    let (code, stdout, stderr) = ncyctl(&["health", "--addr", &addr, "--service", ""], None);
     assert_eq!((code, stdout.trim()), (Some(0), "SERVING"), "{stderr}");
     let (code, stdout, _) = ncyctl(
         &[
