@@ -13,6 +13,10 @@ import yaml
 SECRET_VARS = {"REDIS_URL", "DATABASE_URL", "JWT_SECRET", "NCY_SMTP_URL"}
 # The services with gRPC RPCs, which need API keys; the worker serves health only.
 API_SERVICES = {"cache-gateway", "job-scheduler", "realtime-gateway"}
+# The alerts of the PrometheusRule (rendered in production values). None for readiness: no service
+# exports a readiness metric, and a shared dependency down leaves instances ready by design.
+ALERTS = ("NcyDependencyDown", "NcyDeadLetterGrowth", "NcyQueueBacklog", "NcyCacheHitRatioLow",
+          "NcyWebSocketDisconnectStorm")
 
 
 def fail(msg):
@@ -151,6 +155,19 @@ def check_notes(path, flavour):
             fail(f"NOTES.txt does not explain how to create and rotate the API keys Secret ({needle!r})")
 
 
+def check_dependency_alert(alert):
+    """A dependency down on any instance pages after a minute, says what still works (readiness no
+    longer drops, so nothing else would tell) and where the guide is."""
+    if alert["expr"].strip() != "min by (job, dependency) (ncy_dependency_up) == 0":
+        fail(f"NcyDependencyDown watches {alert['expr']!r}")
+    if alert.get("for") != "1m" or alert.get("labels", {}).get("severity") != "warning":
+        fail("NcyDependencyDown must be a warning after 1m")
+    text = " ".join(alert.get("annotations", {}).values())
+    for needle in ("stay ready", "docs/operations.md#dependency-outages", "{{ $labels.dependency }}"):
+        if needle not in text:
+            fail(f"NcyDependencyDown annotations lack {needle!r}")
+
+
 def main(path, flavour, notes_path=None):
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
@@ -240,9 +257,13 @@ def main(path, flavour, notes_path=None):
                 if ep["port"] not in port_names:
                     fail(f"ServiceMonitor {sm['metadata']['name']} scrapes unknown port {ep['port']}")
         (rule,) = by_kind.get("PrometheusRule", [])
-        alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
-        if len(alerts) < 4 or not all(r.get("alert") and r.get("expr") for r in alerts):
-            fail("PrometheusRule must carry the four alerts, each with a name and an expression")
+        alerts = {r.get("alert"): r for g in rule["spec"]["groups"] for r in g["rules"]}
+        if not all(name and r.get("expr") for name, r in alerts.items()):
+            fail("every PrometheusRule alert needs a name and an expression")
+        missing = set(ALERTS) - set(alerts)
+        if missing:
+            fail(f"PrometheusRule lacks the alerts {sorted(missing)}")
+        check_dependency_alert(alerts["NcyDependencyDown"])
         ing = by_kind.get("Ingress", [])
         if len(ing) != 1:
             fail("production values should render the WebSocket Ingress")
