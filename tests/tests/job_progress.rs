@@ -2,51 +2,14 @@
 //! progress and outcome to every WebSocket of that user on the realtime gateway (through the room
 //! bus, across services), and to nobody else.
 mod jobs_support;
+mod ws_support;
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
 use jobs_support::{StackEnv, enqueue, job, stop};
-use serde_json::{Value, json};
-use tokio_tungstenite::{connect_async, tungstenite::Message};
+use serde_json::Value;
 use uuid::Uuid;
+use ws_support::{Socket, next_frame};
 
 const SECRET: &str = "job-progress-test-secret-0123456789";
-const WAIT: Duration = Duration::from_secs(20);
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Connects, authenticates as `user` and waits for `authenticated`.
-async fn browser(addr: std::net::SocketAddr, user: Uuid) -> anyhow::Result<Socket> {
-    let (mut ws, _) = connect_async(format!("ws://{addr}/ws")).await?;
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        + 3600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"userId": user, "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )?;
-    let auth = json!({"type": "authenticate", "token": token}).to_string();
-    ws.send(Message::Text(auth.into())).await?;
-    loop {
-        if next_frame(&mut ws).await?["type"] == "authenticated" {
-            return Ok(ws);
-        }
-    }
-}
-
-async fn next_frame(ws: &mut Socket) -> anyhow::Result<Value> {
-    loop {
-        match tokio::time::timeout(WAIT, ws.next()).await? {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
-            Some(Ok(_)) => {}
-            other => anyhow::bail!("socket closed: {other:?}"),
-        }
-    }
-}
 
 /// The `message` frames of job events for `job_id`, until (and including) its final event.
 async fn job_events(ws: &mut Socket, job_id: &str) -> anyhow::Result<Vec<Value>> {
@@ -85,8 +48,8 @@ async fn the_owner_sees_progress_and_the_outcome_of_their_jobs_live() -> anyhow:
     let worker = stack.worker().await?;
 
     let (owner, other) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut owner_tab = browser(ws_addr, owner).await?;
-    let mut other_tab = browser(ws_addr, other).await?;
+    let mut owner_tab = ws_support::browser(ws_addr, SECRET, owner, None).await?;
+    let mut other_tab = ws_support::browser(ws_addr, SECRET, other, None).await?;
 
     // A job that reports progress 10..100 and completes.
     let mut req = job("report", "sleep", r#"{"ms":200}"#);

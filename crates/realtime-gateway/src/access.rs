@@ -227,6 +227,12 @@ pub async fn recheck(gw: &Gateway, changes: &Changes) -> Result<usize, sqlx::Err
     if changes.is_empty() {
         return Ok(0);
     }
+    if changes.everything {
+        // While the database is down no membership can change, and the cached positive answers
+        // are what lets sockets join rooms during the outage: keep them. (The LISTEN connection
+        // drops with the database and checks everything again once it is back.)
+        sqlx::query("SELECT 1").execute(&gw.db).await?;
+    }
     gw.access_epoch.fetch_add(1, Ordering::SeqCst);
     invalidate(gw, changes);
     let mut pairs = HashSet::new();

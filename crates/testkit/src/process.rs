@@ -51,6 +51,11 @@ impl InProcess {
         running
     }
 
+    /// Whether the service is still running (it has not returned or panicked on its own).
+    pub fn is_running(&self) -> bool {
+        !self.handle.is_finished()
+    }
+
     /// Signals shutdown and waits for `run_until_stopped` to return, which must be `Ok` within `within`.
     pub async fn stop(mut self, within: Duration) -> Result<(), String> {
         if let Some(tx) = self.stop.take() {
