@@ -1,7 +1,8 @@
 //! The email processors end to end: jobs enqueued through the job-scheduler's gRPC API, run by a
 //! worker in this process, delivered to a real SMTP server (aiosmtpd, `ncy_testkit::SmtpServer`)
 //! and read back from it; and each failure path: unknown template, render error, a link that does
-//! not point at FRONTEND_URL, SMTP refusing (permanently, transiently) and SMTP down.
+//! not point at FRONTEND_URL, SMTP refusing (permanently, transiently) and SMTP down (with
+//! postponing off; an outage within its grace is `processors_email_outage.rs`).
 mod jobs_support;
 
 use std::time::Duration;
@@ -424,7 +425,12 @@ async fn smtp_refusing_dead_letters_with_the_alert_and_transient_refusals_are_re
 async fn smtp_down_is_retried_per_attempts_then_dead_lettered() -> anyhow::Result<()> {
     // A port nothing listens on.
     let port = ncy_testkit::free_port();
-    let env = stack(&format!("smtp://127.0.0.1:{port}")).await?;
+    let mut env = stack(&format!("smtp://127.0.0.1:{port}")).await?;
+    // An unreachable server is an outage, which the worker waits out without using attempts for
+    // NCY_JOBS_OUTAGE_GRACE_SECS (processors_email_outage.rs tests that). Here the grace is 0
+    // (postponing off), so what is tested is the ordinary path every outage takes once its grace
+    // is over: each attempt fails and counts, then the dead letter.
+    env.set("NCY_JOBS_OUTAGE_GRACE_SECS", "0");
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
 

@@ -227,6 +227,10 @@ async fn a_database_that_is_down_is_retried_then_dead_lettered() -> anyhow::Resu
         "DATABASE_URL",
         &format!("postgres://postgres@127.0.0.1:{port}/nowhere"),
     );
+    // An unreachable database is an outage, which the worker waits out without using attempts
+    // for NCY_JOBS_OUTAGE_GRACE_SECS; with the grace 0 (postponing off) this is the path every
+    // outage takes once its grace is over: each attempt fails and counts, then the dead letter.
+    env.set("NCY_JOBS_OUTAGE_GRACE_SECS", "0");
     let work = env.worker().await?;
     let payload = serde_json::json!({"reportType": "project_tasks", "format": "csv",
         "userId": fx.user.to_string(), "projectId": fx.project.to_string()});

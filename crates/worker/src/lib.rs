@@ -5,6 +5,7 @@
 //! The service also serves gRPC health and reflection (no domain API) and `/metrics`. Processors
 //! live in [`processors`] (every domain job type, plus `noop` and the test-only `sleep`/`fail`).
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ncy_queue::{Engine, EngineSettings};
@@ -14,9 +15,11 @@ use ncy_runtime::{
 use ncy_types::jobs::QueueName;
 
 pub mod alerts;
+mod completer;
 pub mod files;
 pub mod job_updates;
 pub mod notify;
+pub mod outages;
 pub mod processors;
 pub mod runner;
 
@@ -34,6 +37,10 @@ const SPEC: ServiceSpec = ServiceSpec {
     needs_postgres: true,
     default_runtime_threads: 0,
 };
+
+/// Longest `NCY_JOBS_OUTAGE_GRACE_SECS`: a day. Past that an outage is an incident for people,
+/// and jobs should reach the dead-letter queue where operators see them.
+const MAX_OUTAGE_GRACE_SECS: u64 = 86_400;
 
 /// Settings of the worker.
 #[derive(Debug, Clone)]
@@ -54,6 +61,9 @@ pub struct Settings {
     pub alert_user_ids: Vec<uuid::Uuid>,
     /// `NCY_WORKER_ID`: consumer name prefix (default: a random id per process).
     pub worker_id: String,
+    /// `NCY_JOBS_OUTAGE_GRACE_SECS`: how long into a dependency's outage its jobs are postponed
+    /// without using attempts (default 600; 0 never postpones; at most a day). See [`outages`].
+    pub outage_grace: Duration,
     /// SMTP server, sender, templates (`send-email`, `send-welcome-email`).
     pub email: processors::email::EmailSettings,
     /// Default retentions of `cleanup-old-data`.
@@ -111,6 +121,13 @@ impl Settings {
                 "must be above 0 and at most half of NCY_JOBS_VISIBILITY_TIMEOUT_MS",
             ));
         }
+        let grace_secs: u64 = env.parse_or("NCY_JOBS_OUTAGE_GRACE_SECS", 600, "seconds")?;
+        if grace_secs > MAX_OUTAGE_GRACE_SECS {
+            return Err(ConfigError::new(
+                "NCY_JOBS_OUTAGE_GRACE_SECS",
+                format!("must be between 0 and {MAX_OUTAGE_GRACE_SECS} seconds"),
+            ));
+        }
         Ok(Self {
             common: CommonSettings::load(SPEC, env)?,
             engine,
@@ -122,6 +139,7 @@ impl Settings {
             worker_id: env
                 .get("NCY_WORKER_ID")
                 .unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
+            outage_grace: Duration::from_secs(grace_secs),
             email: processors::email::EmailSettings::load(env)?,
             cleanup: processors::cleanup::CleanupSettings::load(env)?,
             files: files::FileStoreSettings::load(env)?,
@@ -200,7 +218,9 @@ impl Application {
             updates: job_updates::JobUpdates {
                 bus: notifier.bus.clone(),
             },
+            outages: Arc::new(outages::Outages::new(settings.outage_grace)),
         };
+        runtime.spawn(sinks.outages.clone().sweep_until(stop.clone()));
         let visibility = settings.engine.visibility_timeout;
         for queue in &settings.queues {
             let queue = *queue;
@@ -240,5 +260,35 @@ impl Application {
         runtime
             .serve(tonic::service::Routes::default(), &[], shutdown)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let required = [
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            (
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres",
+            ),
+        ];
+        Settings::load(&Env::from_pairs(
+            required.into_iter().chain(pairs.iter().copied()),
+        ))
+    }
+
+    #[test]
+    fn the_outage_grace_defaults_to_ten_minutes_and_is_bounded() {
+        let s = load(&[]).expect("defaults");
+        assert_eq!(s.outage_grace, Duration::from_secs(600));
+        let off = load(&[("NCY_JOBS_OUTAGE_GRACE_SECS", "0")]).expect("0 turns it off");
+        assert_eq!(off.outage_grace, Duration::ZERO);
+        for bad in ["86401", "-1", "ten"] {
+            let err = load(&[("NCY_JOBS_OUTAGE_GRACE_SECS", bad)]).expect_err(bad);
+            assert_eq!(err.var, "NCY_JOBS_OUTAGE_GRACE_SECS", "{err}");
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! - Busy, one fetch claims as many jobs as there are free slots (COUNT n) in one round trip.
 //! - A job's slot is free as soon as its processor returns; its outcome goes to the runner's
 //!   completer, which records everything that finished meanwhile in one script call (group
-//!   commit), so the next fetch and the last completions travel side by side.
+//!   commit, `completer.rs`), so the next fetch and the last completions travel side by side.
 //! - A job is acknowledged only by the complete/fail script after its processor returned, so a
 //!   SIGKILL leaves it pending; another worker's reclaim (XAUTOCLAIM after the visibility timeout)
 //!   runs it again. The heartbeat keeps a long job's entry fresh so it is not stolen while alive.
@@ -15,6 +15,8 @@
 //!   group (`NOGROUP`) is re-created.
 //! - A processor's panic is caught in its job's task (`catch_unwind`): it becomes a retryable
 //!   failure and the worker goes on.
+//! - An attempt that failed because a dependency is down is postponed without using an attempt
+//!   while the outage is younger than the grace period ([`crate::outages`]).
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -23,19 +25,23 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use ncy_queue::{Engine, FailOutcome, Fetched, FetchedJob, Finish, Preclaimed};
 use ncy_types::jobs::QueueName;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alerts::{self, Alerts};
+use crate::completer::Completer;
 use crate::job_updates::{JobUpdates, Update};
+use crate::outages::Outages;
 use crate::processors::{JobContext, JobError, Registry};
 
-/// Where a runner reports outcomes: dead-letter alerts, and job updates to the owner's browser.
+/// Where a runner reports outcomes: dead-letter alerts, job updates to the owner's browser, and
+/// dependency outages (shared by the process's runners).
 #[derive(Clone, Debug)]
 pub struct Sinks {
     pub alerts: Alerts,
     pub updates: JobUpdates,
+    pub outages: Arc<Outages>,
 }
 
 /// Knobs of a runner.
@@ -297,16 +303,7 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
     let q = cfg.queue.as_str();
     metrics::histogram!("queue_job_duration_seconds", "queue" => q, "job_type" => job.job_type.clone())
         .record(started.elapsed().as_secs_f64());
-    let status = record(
-        &engine,
-        &completer,
-        &sinks.alerts,
-        &cfg,
-        &job,
-        &cancel,
-        &outcome,
-    )
-    .await;
+    let status = record(&engine, &completer, &sinks, &cfg, &job, &cancel, &outcome).await;
     tell_owner(&sinks.updates, &cfg, &job, status, &outcome).await;
     metrics::counter!("queue_jobs_total", "queue" => q, "job_type" => job.job_type.clone(), "status" => status)
         .increment(1);
@@ -317,15 +314,20 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
 
 /// Writes the outcome, retrying while Redis is unreachable (up to a minute; after that the entry is
 /// left pending and another worker reclaims and re-runs the job — at least once, never lost).
+/// A failure because a dependency is down is postponed while the outage is within its grace.
 async fn record(
     engine: &Engine,
     completer: &Completer,
-    alerts: &Alerts,
+    sinks: &Sinks,
     cfg: &RunnerConfig,
     job: &FetchedJob,
     cancel: &CancellationToken,
     outcome: &Result<Option<serde_json::Value>, JobError>,
 ) -> &'static str {
+    let postpone = match outcome {
+        Err(e) if !cancel.is_cancelled() => sinks.outages.postpone(e, Instant::now()),
+        _ => None,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut delay = Duration::from_millis(50);
     loop {
@@ -345,18 +347,36 @@ async fn record(
                 )
                 .await
                 .map(|ours| if ours { "cancelled" } else { "stale" }),
-            Err(e) => match engine
-                .fail(cfg.queue, &cfg.consumer, job, &e.message, e.retryable)
-                .await
-            {
-                Ok(FailOutcome::Stale) => Ok("stale"),
-                Ok(FailOutcome::Retry(_)) => Ok("failed"),
-                Ok(FailOutcome::Dead(dead_id)) => {
-                    alerts::dead_letter(alerts, cfg.queue, job, &dead_id, &e.message).await;
-                    Ok("dead")
+            Err(e) => {
+                let written = match postpone {
+                    Some((_, wait)) => {
+                        engine
+                            .postpone(cfg.queue, &cfg.consumer, job, &e.message, wait)
+                            .await
+                    }
+                    None => {
+                        engine
+                            .fail(cfg.queue, &cfg.consumer, job, &e.message, e.retryable)
+                            .await
+                    }
+                };
+                match written {
+                    Ok(FailOutcome::Stale) => Ok("stale"),
+                    Ok(FailOutcome::Retry(_)) => Ok("failed"),
+                    Ok(FailOutcome::Postponed(_)) => {
+                        let dependency = postpone.map_or("unknown", |(d, _)| d.as_str());
+                        metrics::counter!("queue_jobs_postponed_total", "queue" => cfg.queue.as_str(), "dependency" => dependency)
+                            .increment(1);
+                        Ok("postponed")
+                    }
+                    Ok(FailOutcome::Dead(dead_id)) => {
+                        alerts::dead_letter(&sinks.alerts, cfg.queue, job, &dead_id, &e.message)
+                            .await;
+                        Ok("dead")
+                    }
+                    Err(err) => Err(err.to_string()),
                 }
-                Err(err) => Err(err.to_string()),
-            },
+            }
         };
         match attempt {
             Ok(status) => return status,
@@ -373,76 +393,6 @@ async fn record(
     }
 }
 
-/// Records completions in batches: one task per runner takes every outcome that arrived while the
-/// previous batch was being written and records them with one script call (group commit). Under
-/// load that is one call for many jobs; at concurrency 1 it runs beside the next fetch.
-#[derive(Clone)]
-struct Completer {
-    tx: mpsc::UnboundedSender<Completion>,
-}
-
-struct Completion {
-    job_id: String,
-    outcome: Finish,
-    text: String,
-    reply: oneshot::Sender<Result<bool, String>>,
-}
-
-/// The most outcomes one script call records (bounds the script's run time and argument count).
-const MAX_COMPLETE_BATCH: usize = 256;
-
-impl Completer {
-    /// The completer of `cfg`'s queue and its task, which ends when every handle is dropped.
-    fn start(engine: Engine, cfg: &RunnerConfig) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
-        let (queue, consumer) = (cfg.queue, cfg.consumer.clone());
-        let task = tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while rx.recv_many(&mut batch, MAX_COMPLETE_BATCH).await > 0 {
-                let jobs: Vec<(&str, Finish, &str)> = batch
-                    .iter()
-                    .map(|c| (c.job_id.as_str(), c.outcome, c.text.as_str()))
-                    .collect();
-                let written = engine.finish(queue, &consumer, &jobs).await;
-                drop(jobs);
-                metrics::histogram!("queue_complete_batch_size", "queue" => queue.as_str())
-                    .record(batch.len() as f64);
-                match written {
-                    Ok(flags) => {
-                        for (c, ours) in batch.drain(..).zip(flags) {
-                            let _ = c.reply.send(Ok(ours));
-                        }
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        for c in batch.drain(..) {
-                            let _ = c.reply.send(Err(msg.clone()));
-                        }
-                    }
-                }
-                batch.clear();
-            }
-        });
-        (Self { tx }, task)
-    }
-
-    /// Records one outcome with the next batch; false when the job was no longer ours.
-    async fn finish(&self, job_id: &str, outcome: Finish, text: String) -> Result<bool, String> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Completion {
-                job_id: job_id.to_owned(),
-                outcome,
-                text,
-                reply,
-            })
-            .map_err(|_| "the completer has stopped".to_owned())?;
-        answer
-            .await
-            .map_err(|_| "the completer dropped the outcome".to_owned())?
-    }
-}
-
 /// Tells the job's owner (if any) what became of this attempt, once it is recorded.
 async fn tell_owner(
     updates: &JobUpdates,
@@ -456,9 +406,9 @@ async fn tell_owner(
             result: result.as_ref(),
         },
         ("cancelled", _) => Update::Cancelled,
-        ("failed" | "dead", Err(e)) => Update::Failed {
+        ("failed" | "postponed" | "dead", Err(e)) => Update::Failed {
             error: &e.message,
-            will_retry: status == "failed",
+            will_retry: status != "dead",
         },
         _ => return, // stale or unrecorded: another worker owns the job now
     };

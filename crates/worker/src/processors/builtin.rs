@@ -58,10 +58,11 @@ impl Processor for FailProcessor {
             if data.panic == Some(true) {
                 panic!("{message}");
             }
-            Err(JobError {
-                message,
-                retryable: data.retryable.unwrap_or(true),
-            })
+            if data.retryable == Some(false) {
+                Err(JobError::fatal(message))
+            } else {
+                Err(JobError::retryable(message))
+            }
         })
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! Progress: 10 at start, 50 once notifications are done, then up to 100 queue by queue. The
 //! result is `{"notificationsDeleted", "jobsDeleted", "deadLettersDeleted"}`. A database or Redis
-//! that is down fails the attempt retryably; what was already deleted stays deleted, and the next
+//! that is down is an outage (the job is postponed, see [`crate::outages`]), another error of
+//! theirs fails the attempt retryably; what was already deleted stays deleted, and the next
 //! attempt simply finds less to do.
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ impl Processor for CleanupProcessor {
             let retention = Duration::from_millis(u64::from(notification_days) * DAY_MS);
             let notifications = ncy_store::notifications::delete_read_older_than(&pg, retention)
                 .await
-                .map_err(|e| JobError::retryable(format!("cannot delete notifications: {e}")))?;
+                .map_err(|e| JobError::database(format!("cannot delete notifications: {e}"), &e))?;
             ctx.progress(50, &format!("deleted {notifications} notifications"))
                 .await;
 
@@ -90,10 +91,11 @@ impl Processor for CleanupProcessor {
                     .purge_finished(queue, cutoff_ms)
                     .await
                     .map_err(|e| {
-                        JobError::retryable(format!(
+                        let message = format!(
                             "cannot purge finished jobs of queue {}: {e}",
                             queue.as_str()
-                        ))
+                        );
+                        JobError::redis(message, &e)
                     })?;
                 jobs += purged.jobs;
                 dead_letters += purged.dead_letters;

@@ -35,12 +35,39 @@ use ncy_runtime::RuntimeError;
 
 pub use builtin::{FailProcessor, NoopProcessor, SleepProcessor};
 
+/// A service a job needs whose outage is not the job's fault. The names are the
+/// `dependency` label of `queue_jobs_postponed_total`: a fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dependency {
+    /// The SMTP server of the email processors.
+    Smtp,
+    /// The platform's PostgreSQL.
+    Postgres,
+    /// Redis (the queues themselves, the room bus).
+    Redis,
+}
+
+impl Dependency {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dependency::Smtp => "smtp",
+            Dependency::Postgres => "postgres",
+            Dependency::Redis => "redis",
+        }
+    }
+}
+
 /// Why an attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
     pub message: String,
     /// False: go to the dead-letter queue now, whatever attempts remain.
     pub retryable: bool,
+    /// Set when the attempt failed because this dependency is down, not because of the job: while
+    /// the outage is younger than the grace period the runner postpones the job without using an
+    /// attempt ([`crate::outages`]); after it, this is an ordinary retryable failure.
+    pub unavailable: Option<Dependency>,
 }
 
 impl JobError {
@@ -49,6 +76,7 @@ impl JobError {
         Self {
             message: message.into(),
             retryable: true,
+            unavailable: None,
         }
     }
 
@@ -57,6 +85,37 @@ impl JobError {
         Self {
             message: message.into(),
             retryable: false,
+            unavailable: None,
+        }
+    }
+
+    /// An outage of `dependency` (unreachable, not answering, refusing everyone for now): the job
+    /// itself is fine and would succeed once the dependency is back.
+    pub fn unavailable(dependency: Dependency, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+            unavailable: Some(dependency),
+        }
+    }
+
+    /// A database error: an outage of PostgreSQL when [`ncy_store::StoreError::is_unavailable`]
+    /// (told by the error's kind and SQLSTATE), else an ordinary retryable failure.
+    pub fn database(message: impl Into<String>, e: &ncy_store::StoreError) -> Self {
+        if e.is_unavailable() {
+            Self::unavailable(Dependency::Postgres, message)
+        } else {
+            Self::retryable(message)
+        }
+    }
+
+    /// A job engine (Redis) error: an outage of Redis when [`ncy_queue::QueueError::is_unavailable`],
+    /// else an ordinary retryable failure.
+    pub fn redis(message: impl Into<String>, e: &ncy_queue::QueueError) -> Self {
+        if e.is_unavailable() {
+            Self::unavailable(Dependency::Redis, message)
+        } else {
+            Self::retryable(message)
         }
     }
 }

@@ -3,7 +3,8 @@
 //! `notificationService.create` + `realtimeService.sendToUser`).
 //!
 //! A user that does not exist fails the job at once (no retry brings them back); a database that
-//! is down is retried per the job's attempts. The result is `{"notificationId": …}`.
+//! is unreachable is an outage of PostgreSQL (the job is postponed, see [`crate::outages`]); any
+//! other database error is retried per the job's attempts. The result is `{"notificationId": …}`.
 use ncy_types::jobs::NotificationJobData;
 use serde_json::json;
 use uuid::Uuid;
@@ -43,10 +44,11 @@ impl Processor for NotificationProcessor {
     }
 }
 
-/// Unknown user and a worker without a database are fatal; store errors are retried.
-fn to_job_error(e: NotifyError) -> JobError {
-    match e {
+/// Unknown user and a worker without a database are fatal; the database down is an outage; other
+/// store errors are retried.
+pub(crate) fn to_job_error(e: NotifyError) -> JobError {
+    match &e {
         NotifyError::UnknownUser(_) | NotifyError::NoDatabase => JobError::fatal(e.to_string()),
-        NotifyError::Store(_) => JobError::retryable(e.to_string()),
+        NotifyError::Store(store) => JobError::database(e.to_string(), store),
     }
 }

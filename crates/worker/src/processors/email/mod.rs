@@ -4,7 +4,9 @@
 //! How failures are classified (the message names the SMTP server, never its credentials):
 //! - unknown template, render error, invalid address: fatal (dead letter at once);
 //! - the server refused permanently (5xx): fatal, no retry can change its mind;
-//! - the server is unreachable, refused transiently (4xx) or did not answer in time: retryable.
+//! - the server is unreachable, did not answer in time or closes the channel for everyone (421):
+//!   an outage of SMTP, the job is postponed without using an attempt ([`crate::outages`]);
+//! - any other transient refusal (4xx), a TLS failure: retryable per the job's attempts.
 //!
 //! Links: every link of an official email points at our own frontend, `FRONTEND_URL`, so whoever
 //! can enqueue `send-email` cannot put someone else's links (phishing) into our templates
@@ -43,7 +45,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::templates::{Rendered, TemplateError, Templates};
-use super::{JobContext, JobError, ProcessFuture, Processor};
+use super::{Dependency, JobContext, JobError, ProcessFuture, Processor};
 
 mod links;
 
@@ -189,11 +191,14 @@ impl Mailer {
         match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(self.classify(&e)),
-            Err(_) => Err(JobError::retryable(format!(
-                "SMTP server {} unreachable: no answer within {} ms",
-                self.server,
-                self.timeout.as_millis()
-            ))),
+            Err(_) => Err(JobError::unavailable(
+                Dependency::Smtp,
+                format!(
+                    "SMTP server {} unreachable: no answer within {} ms",
+                    self.server,
+                    self.timeout.as_millis()
+                ),
+            )),
         }
     }
 
@@ -226,17 +231,35 @@ impl Mailer {
         built.map_err(|e| JobError::fatal(format!("cannot build the email: {e}")))
     }
 
-    /// Permanent refusals are fatal; everything else (down, 4xx, timeout, TLS) is retryable.
+    /// Permanent refusals are fatal. The server unreachable (connection refused or lost, no
+    /// answer in time) or closing the channel for everyone (421) is an outage of SMTP: the job is
+    /// fine and is postponed ([`crate::outages`]). Any other transient refusal (a 4xx about this
+    /// message or recipient), a TLS failure (more likely configuration than an outage) or an
+    /// answer lettre cannot parse is an ordinary retryable failure. Told by lettre's error kind
+    /// and the reply code, never the text.
     fn classify(&self, e: &lettre::transport::smtp::Error) -> JobError {
         let server = &self.server;
         if e.is_permanent() {
             JobError::fatal(format!("SMTP server {server} refused the email: {e}"))
+        } else if e.status().is_some_and(|code| u16::from(code) == 421) {
+            JobError::unavailable(
+                Dependency::Smtp,
+                format!("SMTP server {server} is not available: {e}"),
+            )
         } else if e.is_transient() {
             JobError::retryable(format!(
                 "SMTP server {server} refused the email for now: {e}"
             ))
+        } else if e.is_timeout()
+            || !(e.is_response() || e.is_client() || e.is_tls() || e.is_transport_shutdown())
+        {
+            // What is left is lettre's connection and network kinds.
+            JobError::unavailable(
+                Dependency::Smtp,
+                format!("SMTP server {server} unreachable: {e}"),
+            )
         } else {
-            JobError::retryable(format!("SMTP server {server} unreachable: {e}"))
+            JobError::retryable(format!("SMTP server {server} failed: {e}"))
         }
     }
 }

@@ -16,8 +16,9 @@
 //! An ownerless job (enqueued by an internal service or a schedule) keeps the membership rule only.
 //!
 //! Failures: a project or organization that does not exist is final ("project <id> does not
-//! exist"), as is a user outside its organization; the database or the file store failing is
-//! retried with their message.
+//! exist"), as is a user outside its organization; the database unreachable is an outage of
+//! PostgreSQL (the job is postponed, see [`crate::outages`]); another database error or the file
+//! store failing is retried with their message.
 use chrono::Utc;
 use ncy_runtime::{ConfigError, Env};
 use ncy_types::jobs::{ReportFormat, ReportJobData, ReportType};
@@ -27,7 +28,7 @@ use uuid::Uuid;
 
 use super::{JobContext, JobError, ProcessFuture, Processor};
 use crate::files::FileStore;
-use crate::notify::{NOTIFICATION_EVENT, Notifier, NotifyError};
+use crate::notify::{NOTIFICATION_EVENT, Notifier};
 
 mod csv;
 pub mod model;
@@ -147,12 +148,7 @@ impl ReportProcessor {
                 &metadata,
             )
             .await
-            .map_err(|e| match e {
-                NotifyError::UnknownUser(_) | NotifyError::NoDatabase => {
-                    JobError::fatal(e.to_string())
-                }
-                NotifyError::Store(_) => JobError::retryable(e.to_string()),
-            })?;
+            .map_err(super::notification::to_job_error)?;
         ctx.progress(100, "done").await;
         Ok(Some(json!({
             "key": key,
@@ -174,7 +170,7 @@ async fn query(
 ) -> Result<(Uuid, Report), JobError> {
     let subject = Subject::of(data)?;
     authorize(pool, subject, user_id).await?;
-    let db = |e: ncy_store::StoreError| JobError::retryable(e.to_string());
+    let db = |e: ncy_store::StoreError| JobError::database(e.to_string(), &e);
     match subject {
         Subject::Project(id) => {
             let found = ncy_store::reports::project_tasks(pool, id)
@@ -221,7 +217,7 @@ impl Subject {
 /// data (the project's organization for a project). A subject that does not exist and a user
 /// outside the organization are final: no retry changes either.
 async fn authorize(pool: &PgPool, subject: Subject, user_id: Uuid) -> Result<(), JobError> {
-    let db = |e: ncy_store::StoreError| JobError::retryable(e.to_string());
+    let db = |e: ncy_store::StoreError| JobError::database(e.to_string(), &e);
     let (member, what, owner) = match subject {
         Subject::Project(id) => (
             ncy_store::access::project_member(pool, id, user_id).await,

@@ -1,0 +1,192 @@
+//! `send-notification` jobs while PostgreSQL is unreachable (issue 23), driven through the queue
+//! (enqueued and inspected with `ncy-queue`, as the scheduler does) against a worker in this
+//! process. The worker's `DATABASE_URL` points at a port of the test's own: nothing listens there
+//! during the outage; then a plain TCP relay to the real PostgreSQL opens on it, which is what the
+//! worker sees when the database comes back. The jobs are postponed without using their attempts,
+//! and afterwards each has written its row exactly once, nothing dead-lettered.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ncy_queue::{Engine, EngineSettings, JobState, NewJob};
+use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
+use ncy_testkit::{
+    InProcess, TestDatabase, assert_eventually, env_of, service_env, set_env, unique_prefix,
+};
+use ncy_types::jobs::{Backoff, QueueName};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+const Q: QueueName = QueueName::Notification;
+const T: Duration = Duration::from_secs(60);
+
+const SPEC: ServiceSpec = ServiceSpec {
+    name: "worker-outage-test",
+    default_grpc_addr: "127.0.0.1:0",
+    default_admin_addr: "127.0.0.1:0",
+    needs_postgres: false,
+    default_runtime_threads: 0,
+};
+
+fn engine(env: &[(String, String)]) -> anyhow::Result<Engine> {
+    let env = env_of(env);
+    let common = CommonSettings::load(SPEC, &env)?;
+    let pool = RedisPool::new(&common.redis)?;
+    Ok(Engine::for_service(
+        pool,
+        &common.redis,
+        EngineSettings::load(&env)?,
+    ))
+}
+
+/// A `send-notification` job for `user` with the default attempts (3) and backoff.
+fn notification(user: uuid::Uuid, message: &str) -> NewJob {
+    NewJob {
+        job_type: "send-notification".into(),
+        data: json!({"userId": user, "type": "OUTAGE_TEST", "message": message}).to_string(),
+        priority: 0,
+        max_attempts: 3,
+        backoff: Backoff::default(),
+        delay_ms: 0,
+        idempotency_key: String::new(),
+        owner_user_id: String::new(),
+        schedule_name: String::new(),
+    }
+}
+
+/// Relays every connection to `listener` to `upstream` until `stop`.
+async fn relay(listener: TcpListener, upstream: SocketAddr, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((mut client, _)) = accepted else {
+            continue;
+        };
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let Ok(mut server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            tokio::select! {
+                () = stop.cancelled() => {}
+                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+            }
+        });
+    }
+}
+
+/// The sum of `queue_jobs_postponed_total{queue="notification",dependency="postgres"}`.
+async fn postponed(admin: SocketAddr) -> f64 {
+    let Ok((_, body)) = ncy_testkit::http_get(admin, "/metrics").await else {
+        return 0.0;
+    };
+    body.lines()
+        .filter(|l| {
+            l.starts_with("queue_jobs_postponed_total{")
+                && l.contains(r#"queue="notification""#)
+                && l.contains(r#"dependency="postgres""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notification_jobs_wait_out_an_unreachable_database_and_each_writes_its_row_once()
+-> anyhow::Result<()> {
+    let db = TestDatabase::migrated().await?;
+    let pg = db.pool().await?;
+    let user = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, 'o@example.com', 'O')")
+        .bind(user)
+        .execute(&pg)
+        .await?;
+    // The worker's database is behind a port of ours that nothing listens on yet.
+    let mut gated = url::Url::parse(&db.url)?;
+    let upstream = SocketAddr::new(
+        gated
+            .host_str()
+            .unwrap_or("127.0.0.1")
+            .parse()
+            .unwrap_or([127, 0, 0, 1].into()),
+        gated.port().unwrap_or(5432),
+    );
+    let gate = ncy_testkit::free_port();
+    gated
+        .set_port(Some(gate))
+        .map_err(|()| anyhow::anyhow!("cannot set the port of {}", db.url))?;
+    let mut env = service_env(&unique_prefix(), Some(gated.as_str()));
+    set_env(&mut env, "NCY_WORKER_QUEUES", "notification");
+    let e = engine(&env)?;
+    e.ensure_groups(Q).await?;
+
+    let messages: Vec<String> = (0..4).map(|i| format!("outage {i}")).collect();
+    let jobs: Vec<NewJob> = messages.iter().map(|m| notification(user, m)).collect();
+    let ids: Vec<String> = e
+        .enqueue(Q, &jobs)
+        .await?
+        .into_iter()
+        .map(|r| r.job_id)
+        .collect();
+    let app = worker::Application::build(worker::Settings::load(&env_of(&env))?).await?;
+    let admin = app.local_addrs().admin;
+    let work = InProcess::spawn(|stop| app.run_until_stopped(stop));
+
+    // Each job fails against the unreachable database and waits, its attempt given back.
+    for id in &ids {
+        assert_eventually(&format!("job {id} postponed"), T, || async {
+            e.get_job(id).await.is_ok_and(|j| {
+                j.state().ok() == Some(JobState::Failed)
+                    && j.num("attempts") == 0
+                    && j.get("error").starts_with("cannot write the notification")
+            })
+        })
+        .await;
+    }
+    // The outage lasts until the jobs have failed more often than they have attempts (3 each):
+    // without postponing they would all be dead letters by now.
+    assert_eventually("more failures than attempts", T, || async {
+        postponed(admin).await >= (3 * ids.len()) as f64
+    })
+    .await;
+    for id in &ids {
+        let j = e.get_job(id).await?;
+        assert_ne!(j.state()?, JobState::Dead, "{id}");
+        assert!(j.num("attempts") <= 1, "{id}: {:?}", j.fields);
+    }
+    assert!(e.dead_letters(Q, None, 10).await?.is_empty());
+
+    // The database is back.
+    let stop_relay = CancellationToken::new();
+    let listener = TcpListener::bind(("127.0.0.1", gate)).await?;
+    tokio::spawn(relay(listener, upstream, stop_relay.clone()));
+    for id in &ids {
+        assert_eventually(&format!("job {id} completed"), T, || async {
+            e.get_job(id)
+                .await
+                .is_ok_and(|j| j.state().ok() == Some(JobState::Completed))
+        })
+        .await;
+        assert_eq!(e.get_job(id).await?.num("attempts"), 1, "{id}");
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT message, count(*) FROM notifications WHERE user_id = $1 GROUP BY message
+         ORDER BY message",
+    )
+    .bind(user)
+    .fetch_all(&pg)
+    .await?;
+    let expected: Vec<(String, i64)> = messages.iter().map(|m| (m.clone(), 1)).collect();
+    assert_eq!(rows, expected, "each job wrote its row exactly once");
+    assert!(
+        e.dead_letters(Q, None, 10).await?.is_empty(),
+        "nothing lost"
+    );
+
+    work.stop(Duration::from_secs(15))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    stop_relay.cancel();
+    Ok(())
+}
