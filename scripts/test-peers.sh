@@ -5,8 +5,10 @@
 #
 #   scripts/test-peers.sh venv        create .run/tools/test-venv with both if missing, print the
 #                                     venv's python (idempotent; parallel callers serialise on a lock)
-#   scripts/test-peers.sh smtp DIR    run the test SMTP server on a free 127.0.0.1 port (printed on
-#                                     the first line of stdout), writing each message to DIR
+#   scripts/test-peers.sh smtp DIR [PORT]
+#                                     run the test SMTP server on 127.0.0.1:PORT, or a free port
+#                                     (printed on the first line of stdout either way), writing
+#                                     each message to DIR
 #   scripts/test-peers.sh moto-bin    print the path of the venv's moto_server
 #
 # The SMTP server is crates/testkit/smtp/ncy_test_smtp.py; ncy-testkit's SmtpServer starts it per
@@ -65,13 +67,13 @@ case "${1:-}" in
     printf '%s\n' "$VENV/bin/python"
     ;;
   smtp)
-    [[ -n ${2:-} ]] || die "usage: $0 smtp DIR"
+    [[ -n ${2:-} ]] || die "usage: $0 smtp DIR [PORT]"
     ensure_venv
-    exec "$VENV/bin/python" "$ROOT/crates/testkit/smtp/ncy_test_smtp.py" "$2"
+    exec "$VENV/bin/python" "$ROOT/crates/testkit/smtp/ncy_test_smtp.py" "$2" ${3:+"$3"}
     ;;
   moto-bin)
     ensure_venv
     printf '%s\n' "$VENV/bin/moto_server"
     ;;
-  *) printf 'usage: %s venv | smtp DIR | moto-bin\n' "$0" >&2; exit 2 ;;
+  *) printf 'usage: %s venv | smtp DIR [PORT] | moto-bin\n' "$0" >&2; exit 2 ;;
 esac

@@ -3,7 +3,9 @@
 //! server's own folder as JSON and read back with [`SmtpServer::messages`].
 //!
 //! The server refuses recipients by address, so a test picks its fault: `reject@…` gets 550
-//! (permanent), `busy@…` gets 451 (transient). The Python environment is created on first use by
+//! (permanent), `busy@…` gets 451 (transient), `down@…` gets 421 (service not available). An
+//! outage is [`SmtpServer::stop`] then [`SmtpServer::restart`]: the server comes back on the same
+//! port with the messages it had. The Python environment is created on first use by
 //! `scripts/test-peers.sh` (under a lock, so parallel tests do not race).
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -50,38 +52,26 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Starts the server and waits until it listens.
+    /// Starts the server on a free port and waits until it listens.
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut child = Command::new("bash")
-            .arg(script())
-            .arg("smtp")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", script().display()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let mut first = String::new();
-        let mut reader = BufReader::new(stdout);
-        let port = match tokio::time::timeout(START_TIMEOUT, reader.read_line(&mut first)).await {
-            Ok(Ok(_)) => first.trim().parse::<u16>().ok(),
-            _ => None,
-        };
-        let Some(port) = port else {
-            let _ = child.kill().await;
-            anyhow::bail!("the test SMTP server did not start (first line: {first:?})");
-        };
+        let (child, port) = spawn(dir.path(), 0).await?;
         Ok(Self {
             port,
             dir,
             child: Some(child),
         })
+    }
+
+    /// Starts the server again on its port, after [`SmtpServer::stop`] (or stops it first), and
+    /// waits until it listens; the messages received before are kept. Fails if another process
+    /// took the port meanwhile.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await;
+        let (child, port) = spawn(self.dir.path(), self.port).await?;
+        anyhow::ensure!(port == self.port, "restarted on {port}, not {}", self.port);
+        self.child = Some(child);
+        Ok(())
     }
 
     /// `smtp://127.0.0.1:<port>`.
@@ -133,6 +123,37 @@ impl Drop for SmtpServer {
             let _ = child.start_kill();
         }
     }
+}
+
+/// Runs the server writing to `dir` on `port` (0: a free one) and waits until it listens;
+/// returns it and its port.
+async fn spawn(dir: &std::path::Path, port: u16) -> anyhow::Result<(Child, u16)> {
+    let mut child = Command::new("bash")
+        .arg(script())
+        .arg("smtp")
+        .arg(dir)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", script().display()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut first = String::new();
+    let mut reader = BufReader::new(stdout);
+    let listening = match tokio::time::timeout(START_TIMEOUT, reader.read_line(&mut first)).await {
+        Ok(Ok(_)) => first.trim().parse::<u16>().ok(),
+        _ => None,
+    };
+    let Some(listening) = listening else {
+        let _ = child.kill().await;
+        anyhow::bail!("the test SMTP server did not start on port {port} (first line: {first:?})");
+    };
+    Ok((child, listening))
 }
 
 /// `scripts/test-peers.sh` of this workspace.

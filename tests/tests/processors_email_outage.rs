@@ -1,0 +1,208 @@
+//! Email jobs while the SMTP server is down (issue 23), end to end: enqueued through the
+//! job-scheduler's gRPC API with the DEFAULT attempts and backoff, run by a worker in this process
+//! against a real SMTP server (aiosmtpd, `ncy_testkit::SmtpServer`) that is stopped and later
+//! restarted on the same port. An outage within the grace (`NCY_JOBS_OUTAGE_GRACE_SECS`) postpones
+//! the jobs without using their attempts, so every email is sent once the server is back; a server
+//! that never comes back still ends in the dead-letter queue once the grace is over.
+mod jobs_support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use jobs_support::{Client, StackEnv, enqueue, get, job, stop, wait_state};
+use ncy_proto::jobs::v1::{self as pb, JobState};
+use ncy_testkit::SmtpServer;
+use serde_json::json;
+
+/// How long the SMTP server stays down: the issue's "failing SMTP server for 30 s".
+const OUTAGE: Duration = Duration::from_secs(30);
+const T: Duration = Duration::from_secs(90);
+
+async fn stack(smtp_url: &str, extra: &[(&str, &str)]) -> anyhow::Result<StackEnv> {
+    let mut env = StackEnv::new(&[
+        ("NCY_SMTP_URL", smtp_url),
+        ("NCY_SMTP_FROM", "NCY Tests <noreply@ncy.test>"),
+        ("NCY_SMTP_TIMEOUT_MS", "5000"),
+        ("FRONTEND_URL", "https://app.ncy.test"),
+        ("NCY_WORKER_QUEUES", "email"),
+    ])
+    .await?;
+    for (k, v) in extra {
+        env.set(k, v);
+    }
+    Ok(env)
+}
+
+/// A `send-email` job to `to` with the default attempts (3) and backoff (exponential from 2 s).
+fn email_to(to: &str) -> pb::EnqueueRequest {
+    let payload = json!({"to": to, "subject": format!("For {to}"), "template": "notification",
+        "data": {"message": "hello"}});
+    job("email", "send-email", &payload.to_string())
+}
+
+/// The value of `queue_jobs_postponed_total{queue="email",dependency="smtp"}` on `admin`'s
+/// `/metrics` (0 while absent). The recorder is the process's, shared by this file's tests.
+async fn postponed(admin: SocketAddr) -> f64 {
+    let Ok((_, body)) = ncy_testkit::http_get(admin, "/metrics").await else {
+        return 0.0;
+    };
+    body.lines()
+        .filter(|l| {
+            l.starts_with("queue_jobs_postponed_total{")
+                && l.contains(r#"queue="email""#)
+                && l.contains(r#"dependency="smtp""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn dead_letters(c: &mut Client) -> anyhow::Result<Vec<pb::DeadLetter>> {
+    Ok(c.list_dead_letters(pb::ListDeadLettersRequest {
+        queue: "email".into(),
+        ..Default::default()
+    })
+    .await?
+    .into_inner()
+    .dead_letters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_30_second_smtp_outage_delays_email_jobs_and_each_is_sent_once_afterwards()
+-> anyhow::Result<()> {
+    let mut smtp = SmtpServer::start().await?;
+    let env = stack(&smtp.url(), &[]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let (work, admin) = env.worker_with_admin().await?;
+
+    smtp.stop().await;
+    let down_since = Instant::now();
+    let recipients: Vec<String> = (0..5).map(|i| format!("user{i}@example.com")).collect();
+    let mut ids = Vec::new();
+    for to in &recipients {
+        ids.push(enqueue(&mut c, email_to(to)).await?);
+    }
+    // Each job has failed against the dead server: it waits as FAILED with the error, its
+    // attempt given back.
+    for id in &ids {
+        ncy_testkit::assert_eventually(&format!("job {id} postponed"), T, || {
+            let (mut c, id) = (c.clone(), id.clone());
+            async move {
+                get(&mut c, &id).await.is_ok_and(|j| {
+                    j.state() == JobState::Failed
+                        && j.attempts_made == 0
+                        && j.last_error.contains("unreachable")
+                })
+            }
+        })
+        .await;
+    }
+    // Hold the outage itself (the one wait on the clock: the outage is what is under test).
+    tokio::time::sleep(OUTAGE.saturating_sub(down_since.elapsed())).await;
+    // Without postponing, the default 3 attempts with a 2 s exponential backoff would have been
+    // used up (and the jobs dead-lettered) within the first 10 s of these 30.
+    assert!(
+        postponed(admin).await >= 1.0,
+        "the postponements are counted"
+    );
+    for id in &ids {
+        let j = get(&mut c, id).await?;
+        assert_ne!(j.state(), JobState::Dead, "{j:?}");
+        assert!(j.attempts_made <= 1, "no attempt used up: {j:?}");
+    }
+    assert!(dead_letters(&mut c).await?.is_empty());
+
+    smtp.restart().await?;
+    for id in &ids {
+        wait_state(&c, id, JobState::Completed, T).await;
+        let j = get(&mut c, id).await?;
+        assert_eq!(
+            j.attempts_made, 1,
+            "only the attempt that sent it counts: {j:?}"
+        );
+    }
+    // Every job is finished, so nothing more is sent: exactly one email per job.
+    let mut per_recipient: BTreeMap<String, usize> = BTreeMap::new();
+    for m in smtp.messages()? {
+        for to in m.rcpt_tos {
+            *per_recipient.entry(to).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<String, usize> = recipients.iter().map(|r| (r.clone(), 1)).collect();
+    assert_eq!(per_recipient, expected);
+    assert!(dead_letters(&mut c).await?.is_empty(), "none lost");
+    stop(work).await?;
+    stop(sched).await
+}
+
+/// Waits until job `id` is seen postponed: FAILED, its attempt given back, with an error
+/// containing `error`.
+async fn wait_postponed(c: &Client, id: &str, error: &str) {
+    ncy_testkit::assert_eventually(&format!("job {id} postponed ({error})"), T, || {
+        let (mut c, id) = (c.clone(), id.to_owned());
+        async move {
+            get(&mut c, &id).await.is_ok_and(|j| {
+                j.state() == JobState::Failed
+                    && j.attempts_made == 0
+                    && j.last_error.contains(error)
+            })
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_smtp_server_that_never_returns_is_dead_lettered_once_the_grace_is_over()
+-> anyhow::Result<()> {
+    // A port nothing listens on (a misconfigured NCY_SMTP_URL), and a short grace.
+    let port = ncy_testkit::free_port();
+    let env = stack(
+        &format!("smtp://127.0.0.1:{port}"),
+        &[("NCY_JOBS_OUTAGE_GRACE_SECS", "5")],
+    )
+    .await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+
+    let id = enqueue(&mut c, email_to("ada@example.com")).await?;
+    wait_postponed(&c, &id, "unreachable").await;
+    wait_state(&c, &id, JobState::Dead, T).await;
+    let dead = get(&mut c, &id).await?;
+    assert_eq!(
+        dead.attempts_made, 3,
+        "after the grace, the default attempts apply"
+    );
+    assert!(
+        dead.last_error
+            .starts_with(&format!("SMTP server 127.0.0.1:{port} unreachable")),
+        "{}",
+        dead.last_error
+    );
+    let letters = dead_letters(&mut c).await?;
+    assert_eq!(letters.len(), 1);
+    assert!(!letters[0].non_retryable);
+    stop(work).await?;
+    stop(sched).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_421_is_an_outage_and_other_transient_refusals_use_attempts() -> anyhow::Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let env = stack(&smtp.url(), &[]).await?;
+    let (mut c, sched) = env.scheduler().await?;
+    let work = env.worker().await?;
+
+    // 421, "service not available": the server, not this email; the job waits.
+    let down = enqueue(&mut c, email_to("down@example.com")).await?;
+    wait_postponed(&c, &down, "421").await;
+    // 451 about one recipient: this email's problem, retried per its attempts, then dead.
+    let busy = enqueue(&mut c, email_to("busy@example.com")).await?;
+    wait_state(&c, &busy, JobState::Dead, T).await;
+    assert_eq!(get(&mut c, &busy).await?.attempts_made, 3);
+    let j = get(&mut c, &down).await?;
+    assert_ne!(j.state(), JobState::Dead, "{j:?}");
+    assert!(j.attempts_made <= 1, "{j:?}");
+    assert!(smtp.messages()?.is_empty());
+    stop(work).await?;
+    stop(sched).await
+}
