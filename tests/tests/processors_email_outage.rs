@@ -26,6 +26,8 @@ async fn stack(smtp_url: &str, extra: &[(&str, &str)]) -> anyhow::Result<StackEn
         ("NCY_SMTP_TIMEOUT_MS", "5000"),
         ("FRONTEND_URL", "https://app.ncy.test"),
         ("NCY_WORKER_QUEUES", "email"),
+        // Jobs resume within 2 s of the server's return instead of up to 30 s (the default).
+        ("NCY_JOBS_OUTAGE_MAX_DELAY_MS", "2000"),
     ])
     .await?;
     for (k, v) in extra {

@@ -64,6 +64,9 @@ pub struct Settings {
     /// `NCY_JOBS_OUTAGE_GRACE_SECS`: how long into a dependency's outage its jobs are postponed
     /// without using attempts (default 600; 0 never postpones; at most a day). See [`outages`].
     pub outage_grace: Duration,
+    /// `NCY_JOBS_OUTAGE_MAX_DELAY_MS`: the longest a postponed job waits before it is tried again
+    /// (default 30 000; 100–600 000): after the dependency is back, jobs resume within this.
+    pub outage_max_delay: Duration,
     /// SMTP server, sender, templates (`send-email`, `send-welcome-email`).
     pub email: processors::email::EmailSettings,
     /// Default retentions of `cleanup-old-data`.
@@ -128,6 +131,14 @@ impl Settings {
                 format!("must be between 0 and {MAX_OUTAGE_GRACE_SECS} seconds"),
             ));
         }
+        let max_delay_ms: u64 =
+            env.parse_or("NCY_JOBS_OUTAGE_MAX_DELAY_MS", 30_000, "milliseconds")?;
+        if !(100..=600_000).contains(&max_delay_ms) {
+            return Err(ConfigError::new(
+                "NCY_JOBS_OUTAGE_MAX_DELAY_MS",
+                "must be between 100 and 600000 milliseconds",
+            ));
+        }
         Ok(Self {
             common: CommonSettings::load(SPEC, env)?,
             engine,
@@ -140,6 +151,7 @@ impl Settings {
                 .get("NCY_WORKER_ID")
                 .unwrap_or_else(|| format!("worker-{}", uuid::Uuid::new_v4().simple())),
             outage_grace: Duration::from_secs(grace_secs),
+            outage_max_delay: Duration::from_millis(max_delay_ms),
             email: processors::email::EmailSettings::load(env)?,
             cleanup: processors::cleanup::CleanupSettings::load(env)?,
             files: files::FileStoreSettings::load(env)?,
@@ -218,7 +230,10 @@ impl Application {
             updates: job_updates::JobUpdates {
                 bus: notifier.bus.clone(),
             },
-            outages: Arc::new(outages::Outages::new(settings.outage_grace)),
+            outages: Arc::new(outages::Outages::new(
+                settings.outage_grace,
+                settings.outage_max_delay,
+            )),
         };
         runtime.spawn(sinks.outages.clone().sweep_until(stop.clone()));
         let visibility = settings.engine.visibility_timeout;

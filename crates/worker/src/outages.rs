@@ -1,4 +1,4 @@
-//! What the worker does with jobs while a dependency is down (issue 23): an attempt that failed
+//! What the worker does with jobs while a dependency is down: an attempt that failed
 //! because the SMTP server, PostgreSQL or Redis is unreachable ([`JobError::unavailable`]) says
 //! nothing about the job, so it does not use an attempt. The runner postpones the job instead
 //! (`Engine::postpone`: FAILED, due again later, the attempt given back), and a ten-second
@@ -17,7 +17,7 @@
 //! the grace is longer than [`QUIET`], the job's next outage failure starts a new grace; each round
 //! has used an attempt, so the job still ends in the dead-letter queue after its attempts.)
 //!
-//! The postponement grows with the outage's age, `clamp(age, 1 s, 30 s)` with ±20 % jitter, so
+//! The postponement grows with the outage's age, `clamp(age, 1 s, NCY_JOBS_OUTAGE_MAX_DELAY_MS)` (30 s by default) with ±20 % jitter, so
 //! thousands of waiting jobs neither hammer a dead server nor wait long once it is back.
 //!
 //! One log line when a streak starts, one when it outlasts the grace, one when it ends; the
@@ -34,9 +34,8 @@ use crate::processors::{Dependency, JobError};
 /// A streak ends after this long without an unavailable failure of its dependency.
 pub const QUIET: Duration = Duration::from_secs(60);
 
-/// Shortest and longest postponement (before jitter).
+/// Shortest postponement (before jitter); the longest is `NCY_JOBS_OUTAGE_MAX_DELAY_MS`.
 const MIN_DELAY: Duration = Duration::from_secs(1);
-const MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// What to do with an attempt that failed because its dependency is down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +59,17 @@ struct Streak {
 #[derive(Debug)]
 pub struct Outages {
     grace: Duration,
+    max_delay: Duration,
     streaks: Mutex<HashMap<Dependency, Streak>>,
 }
 
 impl Outages {
-    /// A tracker that postpones for `grace` into an outage; `Duration::ZERO` never postpones.
-    pub fn new(grace: Duration) -> Self {
+    /// A tracker that postpones for `grace` into an outage, by at most `max_delay` (before
+    /// jitter); a `grace` of `Duration::ZERO` never postpones.
+    pub fn new(grace: Duration, max_delay: Duration) -> Self {
         Self {
             grace,
+            max_delay,
             streaks: Mutex::default(),
         }
     }
@@ -97,7 +99,9 @@ impl Outages {
         streak.failures += 1;
         let age = now.saturating_duration_since(streak.first);
         if age < self.grace {
-            return Decision::Postpone(jittered(age.clamp(MIN_DELAY, MAX_DELAY)));
+            return Decision::Postpone(jittered(
+                age.clamp(MIN_DELAY.min(self.max_delay), self.max_delay),
+            ));
         }
         if !streak.past_grace {
             streak.past_grace = true;
@@ -121,18 +125,25 @@ impl Outages {
         }
     }
 
-    /// Ends (and logs) the streaks without an unavailable failure for [`QUIET`] before `now`.
+    /// How long without an unavailable failure ends a streak: [`QUIET`], or twice the longest
+    /// postponement if that is longer, so a single waiting job keeps its streak alive.
+    fn quiet(&self) -> Duration {
+        QUIET.max(self.max_delay.saturating_mul(2))
+    }
+
+    /// Ends (and logs) the streaks without an unavailable failure for [`Outages::quiet`] before
+    /// `now`.
     pub fn sweep(&self, now: Instant) {
         let mut streaks = self.streaks.lock().unwrap_or_else(PoisonError::into_inner);
         streaks.retain(|dependency, s| {
-            let over = now.saturating_duration_since(s.last) >= QUIET;
+            let over = now.saturating_duration_since(s.last) >= self.quiet();
             if over {
                 tracing::info!(
                     dependency = dependency.as_str(),
                     outage_secs = s.last.saturating_duration_since(s.first).as_secs(),
                     failures = s.failures,
                     "dependency outage over: no unavailable failure for {} s",
-                    QUIET.as_secs()
+                    self.quiet().as_secs()
                 );
             }
             !over
@@ -170,7 +181,7 @@ mod tests {
 
     #[test]
     fn postpones_within_the_grace_with_a_delay_growing_with_the_outage() {
-        let o = Outages::new(Duration::from_secs(600));
+        let o = Outages::new(Duration::from_secs(600), Duration::from_secs(30));
         let t0 = Instant::now();
         let first = delay(o.unavailable(Dependency::Smtp, "down", t0));
         assert!((800..=1200).contains(&first.as_millis()), "{first:?}");
@@ -188,7 +199,7 @@ mod tests {
 
     #[test]
     fn counts_once_the_outage_outlasts_the_grace_and_a_quiet_spell_ends_it() {
-        let o = Outages::new(Duration::from_secs(60));
+        let o = Outages::new(Duration::from_secs(60), Duration::from_secs(30));
         let t0 = Instant::now();
         let mut t = t0;
         // Failures every 30 s keep the streak alive until the grace is used up.
@@ -218,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_zero_grace_never_postpones() {
-        let o = Outages::new(Duration::ZERO);
+        let o = Outages::new(Duration::ZERO, Duration::from_secs(30));
         assert_eq!(
             o.unavailable(Dependency::Postgres, "down", Instant::now()),
             Decision::Count
