@@ -150,20 +150,6 @@ impl Engine {
         Ok(done.first().copied().unwrap_or(false))
     }
 
-    /// Records that a running job stopped because it was cancelled.
-    pub async fn cancelled(
-        &self,
-        queue: QueueName,
-        consumer: &str,
-        job_id: &str,
-        reason: &str,
-    ) -> Result<bool> {
-        let done = self
-            .finish(queue, consumer, &[(job_id, Finish::Cancelled, reason)])
-            .await?;
-        Ok(done.first().copied().unwrap_or(false))
-    }
-
     /// Records the outcomes of a batch of this consumer's ACTIVE jobs in one script call: each
     /// `(job id, outcome, text)` where the text is the result JSON of a completed job or the reason
     /// of a cancelled one. Per job, false when it was no longer ours (reclaimed by another worker):

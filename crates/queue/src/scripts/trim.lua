@@ -6,6 +6,4 @@ trim(tag .. ':failed', now, keep, age_ms)
 trim(tag .. ':cancelled', now, keep, age_ms)
 redis.call('XTRIM', tag .. ':dead', 'MAXLEN', '~', tonumber(ARGV[5]))
 redis.call('ZREMRANGEBYSCORE', tag .. ':workers', '-inf', now - 3600000)
--- Releases before 2026-11-27 kept ACTIVE jobs in an `active` set as well; nothing reads it now.
-redis.call('DEL', tag .. ':active')
 return 1
