@@ -16,7 +16,8 @@
 # A server is only started here when its host is a loopback address. Project-local state
 # lives in $ROOT/.run/ (redis/, redis.pid, redis.log, pg/, pg.log, *.started markers).
 # Optional knobs: PG_BINDIR (dir holding initdb/pg_ctl), DEPS_REDIS_WAIT (20 s), DEPS_PG_WAIT (30 s),
-# DEPS_CHROMIUM=0 (do not look for / install Chromium), NCY_CHROMIUM (a Chromium binary to use).
+# DEPS_CHROMIUM=0 (do not look for / install Chromium), NCY_CHROMIUM (a Chromium binary to use),
+# DEPS_NODE=0 (do not look for / install Node.js).
 # Installing anything (redis-server, PostgreSQL, chromium) goes through apt-get, as root or via sudo.
 # Under CI (CI set) a Chromium that cannot be installed is an error; elsewhere a warning, and the
 # browser test then skips with its reason.
@@ -427,6 +428,22 @@ chromium_up() {
   say "chromium: installed $bin ($(chromium_version "$bin"))"
 }
 
+# Node.js runs the JavaScript client's test (crates/realtime-gateway/tests/js_client.rs: Node's
+# built-in WebSocket, 20.10 or later); like Chromium, required under CI and best effort elsewhere.
+node_up() {
+  [[ ${DEPS_NODE:-1} == 0 ]] && return 0
+  if have node; then say "node: $(command -v node) ($(node --version))"; return 0; fi
+  say "node: not installed (the JavaScript client's test needs it)"
+  if in_ci; then
+    apt_install nodejs
+  elif ! (apt_install nodejs); then
+    say "node: could not install it; the JavaScript client's test will be skipped (apt-get install nodejs)"
+    return 0
+  fi
+  have node || die "node: still not found after installing the nodejs package"
+  say "node: installed $(command -v node) ($(node --version))"
+}
+
 # ---------------------------------------------------------------- tests' Python peers
 
 test_venv_up() {
@@ -448,7 +465,7 @@ status() {
 }
 
 case "${1:-}" in
-  up) redis_up; pg_up; chromium_up; test_venv_up ;;
+  up) redis_up; pg_up; chromium_up; node_up; test_venv_up ;;
   down) redis_down; pg_down ;;
   status) status ;;
   *) printf 'usage: %s up|down|status\n' "$0" >&2; exit 2 ;;

@@ -177,7 +177,7 @@ print_table() {
 
 stack_up() {
   need_cargo
-  DEPS_CHROMIUM=0 DEPS_TEST_VENV=0 bash "$ROOT/scripts/deps.sh" up  # browser and test venv: tests only
+  DEPS_CHROMIUM=0 DEPS_NODE=0 DEPS_TEST_VENV=0 bash "$ROOT/scripts/deps.sh" up  # browser, node and test venv: tests only
   say "stack: cargo build --bins (${PROFILE})"
   (cd "$ROOT" && cargo build --bins "${CARGO_PROFILE_ARGS[@]}") || die "cargo build failed"
   [[ -x $BIN/ncyctl ]] || die "$(rel "$BIN/ncyctl") not found after cargo build"
