@@ -1,18 +1,19 @@
 //! The `JobService` implementation: validates each request fully, then makes one engine call
 //! (one Lua script per queue for writes).
-use std::collections::BTreeMap;
+//!
+//! Each RPC is a thin wrapper over its body in [`rpc`], which returns `Result<_, SchedulerError>`
+//! and uses `?`; the error becomes a status once, by `From<SchedulerError> for Status`.
 use std::sync::Arc;
 
 use ncy_proto::jobs::v1 as pb;
 use ncy_proto::jobs::v1::job_service_server::JobService;
 use ncy_queue::Engine;
-use ncy_types::ValidationError;
 use ncy_types::jobs::QueueName;
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
-use crate::error::{invalid, status};
+use crate::error::SchedulerError;
 use crate::watch::WatchHub;
-use crate::{convert, page_token, schedules, watch};
+use crate::{convert, watch};
 
 /// Most jobs in one EnqueueBulk.
 const MAX_BULK: usize = 1000;
@@ -34,11 +35,11 @@ impl JobApi {
         self.engine.settings().test_job_types
     }
 
-    fn queues(&self, name: &str) -> Result<Vec<QueueName>, Status> {
+    fn queues(&self, name: &str) -> Result<Vec<QueueName>, SchedulerError> {
         if name.is_empty() {
             Ok(QueueName::ALL.to_vec())
         } else {
-            Ok(vec![convert::queue(name).map_err(invalid)?])
+            Ok(vec![convert::queue(name)?])
         }
     }
 }
@@ -46,52 +47,179 @@ impl JobApi {
 #[tonic::async_trait]
 impl JobService for JobApi {
     async fn enqueue(&self, request: Request<pb::EnqueueRequest>) -> R<pb::EnqueueResponse> {
-        let valid = convert::enqueue(request.get_ref(), self.test_types()).map_err(invalid)?;
-        let out = self
-            .engine
-            .enqueue(valid.queue, &[valid.job])
-            .await
-            .map_err(status)?;
-        let first = out
-            .into_iter()
-            .next()
-            .ok_or_else(|| Status::internal("empty enqueue reply"))?;
-        Ok(Response::new(pb::EnqueueResponse {
-            job_id: first.job_id,
-            deduplicated: first.deduplicated,
-            state: first
-                .state
-                .map(convert::state)
-                .unwrap_or(pb::JobState::Unspecified) as i32,
-        }))
+        Ok(Response::new(rpc::enqueue(self, request.get_ref()).await?))
     }
 
     async fn enqueue_bulk(
         &self,
         request: Request<pb::EnqueueBulkRequest>,
     ) -> R<pb::EnqueueBulkResponse> {
-        let jobs = &request.get_ref().jobs;
+        Ok(Response::new(
+            rpc::enqueue_bulk(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> R<pb::GetJobResponse> {
+        Ok(Response::new(rpc::get_job(self, request.get_ref()).await?))
+    }
+
+    async fn list_jobs(&self, request: Request<pb::ListJobsRequest>) -> R<pb::ListJobsResponse> {
+        Ok(Response::new(
+            rpc::list_jobs(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> R<pb::CancelJobResponse> {
+        Ok(Response::new(
+            rpc::cancel_job(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn upsert_schedule(
+        &self,
+        request: Request<pb::UpsertScheduleRequest>,
+    ) -> R<pb::UpsertScheduleResponse> {
+        Ok(Response::new(
+            rpc::upsert_schedule(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<pb::DeleteScheduleRequest>,
+    ) -> R<pb::DeleteScheduleResponse> {
+        Ok(Response::new(
+            rpc::delete_schedule(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<pb::ListSchedulesRequest>,
+    ) -> R<pb::ListSchedulesResponse> {
+        Ok(Response::new(
+            rpc::list_schedules(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn pause_queue(
+        &self,
+        request: Request<pb::PauseQueueRequest>,
+    ) -> R<pb::PauseQueueResponse> {
+        Ok(Response::new(
+            rpc::pause_queue(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn resume_queue(
+        &self,
+        request: Request<pb::ResumeQueueRequest>,
+    ) -> R<pb::ResumeQueueResponse> {
+        Ok(Response::new(
+            rpc::resume_queue(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn queue_stats(
+        &self,
+        request: Request<pb::QueueStatsRequest>,
+    ) -> R<pb::QueueStatsResponse> {
+        Ok(Response::new(
+            rpc::queue_stats(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> R<pb::ListDeadLettersResponse> {
+        Ok(Response::new(
+            rpc::list_dead_letters(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn retry_dead_letter(
+        &self,
+        request: Request<pb::RetryDeadLetterRequest>,
+    ) -> R<pb::RetryDeadLetterResponse> {
+        Ok(Response::new(
+            rpc::retry_dead_letter(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn delete_dead_letter(
+        &self,
+        request: Request<pb::DeleteDeadLetterRequest>,
+    ) -> R<pb::DeleteDeadLetterResponse> {
+        Ok(Response::new(
+            rpc::delete_dead_letter(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> R<BoxStream<pb::JobEvent>> {
+        let rx = watch::watch(
+            &self.watches,
+            self.engine.clone(),
+            request.into_inner().job_id,
+        )
+        .await?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// The RPC bodies.
+mod rpc {
+    use std::collections::BTreeMap;
+
+    use ncy_proto::jobs::v1 as pb;
+    use ncy_types::ValidationError;
+    use ncy_types::jobs::QueueName;
+
+    use super::{JobApi, MAX_BULK, MAX_REASON};
+    use crate::error::{SchedulerError, proto_field};
+    use crate::{convert, page_token, schedules};
+
+    type Result<T> = std::result::Result<T, SchedulerError>;
+
+    pub async fn enqueue(api: &JobApi, req: &pb::EnqueueRequest) -> Result<pb::EnqueueResponse> {
+        let valid = convert::enqueue(req, api.test_types())?;
+        let out = api.engine.enqueue(valid.queue, &[valid.job]).await?;
+        let first = out
+            .into_iter()
+            .next()
+            .ok_or(SchedulerError::Internal("empty enqueue reply"))?;
+        Ok(pb::EnqueueResponse {
+            job_id: first.job_id,
+            deduplicated: first.deduplicated,
+            state: first
+                .state
+                .map(convert::state)
+                .unwrap_or(pb::JobState::Unspecified) as i32,
+        })
+    }
+
+    pub async fn enqueue_bulk(
+        api: &JobApi,
+        req: &pb::EnqueueBulkRequest,
+    ) -> Result<pb::EnqueueBulkResponse> {
+        let jobs = &req.jobs;
         if jobs.is_empty() || jobs.len() > MAX_BULK {
-            return Err(invalid(ValidationError::new(
-                "jobs",
-                "must hold 1 to 1000 jobs",
-            )));
+            return Err(ValidationError::new("jobs", "must hold 1 to 1000 jobs").into());
         }
         // Validate everything first: all or nothing.
         let mut by_queue: BTreeMap<QueueName, Vec<(usize, ncy_queue::NewJob)>> = BTreeMap::new();
         for (i, req) in jobs.iter().enumerate() {
-            let v = convert::enqueue(req, self.test_types()).map_err(|e| {
-                invalid(ValidationError::new(
-                    format!("jobs[{i}].{}", crate::error::proto_field(&e.field)),
-                    e.message,
-                ))
+            let v = convert::enqueue(req, api.test_types()).map_err(|e| {
+                ValidationError::new(format!("jobs[{i}].{}", proto_field(&e.field)), e.message)
             })?;
             by_queue.entry(v.queue).or_default().push((i, v.job));
         }
         let mut results = vec![pb::EnqueueResult::default(); jobs.len()];
         for (queue, items) in by_queue {
             let batch: Vec<ncy_queue::NewJob> = items.iter().map(|(_, j)| j.clone()).collect();
-            let out = self.engine.enqueue(queue, &batch).await.map_err(status)?;
+            let out = api.engine.enqueue(queue, &batch).await?;
             for ((i, _), e) in items.iter().zip(out) {
                 results[*i] = pb::EnqueueResult {
                     job_id: e.job_id,
@@ -103,96 +231,85 @@ impl JobService for JobApi {
                 };
             }
         }
-        Ok(Response::new(pb::EnqueueBulkResponse { results }))
+        Ok(pb::EnqueueBulkResponse { results })
     }
 
-    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> R<pb::GetJobResponse> {
-        let id = &request.get_ref().job_id;
-        ncy_queue::ids::parse_job_id(id, "job_id").map_err(invalid)?;
-        let rec = self.engine.get_job(id).await.map_err(status)?;
-        Ok(Response::new(pb::GetJobResponse {
+    pub async fn get_job(api: &JobApi, req: &pb::GetJobRequest) -> Result<pb::GetJobResponse> {
+        ncy_queue::ids::parse_job_id(&req.job_id, "job_id")?;
+        let rec = api.engine.get_job(&req.job_id).await?;
+        Ok(pb::GetJobResponse {
             job: Some(convert::job(&rec)),
-        }))
+        })
     }
 
-    async fn list_jobs(&self, request: Request<pb::ListJobsRequest>) -> R<pb::ListJobsResponse> {
-        let req = request.get_ref();
-        let queue = convert::queue(&req.queue).map_err(invalid)?;
-        let state = convert::engine_state(req.state).map_err(invalid)?;
-        let size = convert::page_size(req.page_size).map_err(invalid)?;
-        let from = page_token::decode(&req.page_token, queue, state).map_err(invalid)?;
-        let page = self
-            .engine
-            .list_jobs(queue, state, size, from)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::ListJobsResponse {
+    pub async fn list_jobs(
+        api: &JobApi,
+        req: &pb::ListJobsRequest,
+    ) -> Result<pb::ListJobsResponse> {
+        let queue = convert::queue(&req.queue)?;
+        let state = convert::engine_state(req.state)?;
+        let size = convert::page_size(req.page_size)?;
+        let from = page_token::decode(&req.page_token, queue, state)?;
+        let page = api.engine.list_jobs(queue, state, size, from).await?;
+        Ok(pb::ListJobsResponse {
             jobs: page.jobs.iter().map(convert::job).collect(),
             next_page_token: page
                 .next
                 .map(|c| page_token::encode(queue, state, c))
                 .unwrap_or_default(),
-        }))
+        })
     }
 
-    async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> R<pb::CancelJobResponse> {
-        let req = request.get_ref();
-        ncy_queue::ids::parse_job_id(&req.job_id, "job_id").map_err(invalid)?;
+    pub async fn cancel_job(
+        api: &JobApi,
+        req: &pb::CancelJobRequest,
+    ) -> Result<pb::CancelJobResponse> {
+        ncy_queue::ids::parse_job_id(&req.job_id, "job_id")?;
         if req.reason.len() > MAX_REASON {
-            return Err(invalid(ValidationError::new(
-                "reason",
-                "must be at most 1 KiB",
-            )));
+            return Err(ValidationError::new("reason", "must be at most 1 KiB").into());
         }
-        let rec = self
-            .engine
-            .cancel_job(&req.job_id, &req.reason)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::CancelJobResponse {
+        let rec = api.engine.cancel_job(&req.job_id, &req.reason).await?;
+        Ok(pb::CancelJobResponse {
             job: Some(convert::job(&rec)),
-        }))
+        })
     }
 
-    async fn upsert_schedule(
-        &self,
-        request: Request<pb::UpsertScheduleRequest>,
-    ) -> R<pb::UpsertScheduleResponse> {
-        let def = schedules::definition(request.get_ref(), self.test_types()).map_err(invalid)?;
-        let (view, created) = self.engine.upsert_schedule(def).await.map_err(status)?;
-        Ok(Response::new(pb::UpsertScheduleResponse {
+    pub async fn upsert_schedule(
+        api: &JobApi,
+        req: &pb::UpsertScheduleRequest,
+    ) -> Result<pb::UpsertScheduleResponse> {
+        let def = schedules::definition(req, api.test_types())?;
+        let (view, created) = api.engine.upsert_schedule(def).await?;
+        Ok(pb::UpsertScheduleResponse {
             schedule: Some(convert::schedule(&view)),
             created,
-        }))
+        })
     }
 
-    async fn delete_schedule(
-        &self,
-        request: Request<pb::DeleteScheduleRequest>,
-    ) -> R<pb::DeleteScheduleResponse> {
-        let name = &request.get_ref().name;
-        ncy_queue::cron::check_name(name).map_err(invalid)?;
-        self.engine.delete_schedule(name).await.map_err(status)?;
-        Ok(Response::new(pb::DeleteScheduleResponse {}))
+    pub async fn delete_schedule(
+        api: &JobApi,
+        req: &pb::DeleteScheduleRequest,
+    ) -> Result<pb::DeleteScheduleResponse> {
+        ncy_queue::cron::check_name(&req.name)?;
+        api.engine.delete_schedule(&req.name).await?;
+        Ok(pb::DeleteScheduleResponse {})
     }
 
-    async fn list_schedules(
-        &self,
-        request: Request<pb::ListSchedulesRequest>,
-    ) -> R<pb::ListSchedulesResponse> {
-        let req = request.get_ref();
+    pub async fn list_schedules(
+        api: &JobApi,
+        req: &pb::ListSchedulesRequest,
+    ) -> Result<pb::ListSchedulesResponse> {
         let filter = if req.queue.is_empty() {
             None
         } else {
-            Some(convert::queue(&req.queue).map_err(invalid)?)
+            Some(convert::queue(&req.queue)?)
         };
-        let size = convert::page_size(req.page_size).map_err(invalid)?;
-        let offset = schedules::offset(&req.page_token).map_err(invalid)?;
-        let all: Vec<_> = self
+        let size = convert::page_size(req.page_size)?;
+        let offset = schedules::offset(&req.page_token)?;
+        let all: Vec<_> = api
             .engine
             .schedules()
-            .await
-            .map_err(status)?
+            .await?
             .into_iter()
             .filter(|v| filter.is_none_or(|q| v.def.queue == q))
             .collect();
@@ -207,38 +324,38 @@ impl JobService for JobApi {
         } else {
             String::new()
         };
-        Ok(Response::new(pb::ListSchedulesResponse {
+        Ok(pb::ListSchedulesResponse {
             schedules: page,
             next_page_token: next,
-        }))
+        })
     }
 
-    async fn pause_queue(
-        &self,
-        request: Request<pb::PauseQueueRequest>,
-    ) -> R<pb::PauseQueueResponse> {
-        let queue = convert::queue(&request.get_ref().queue).map_err(invalid)?;
-        let changed = self.engine.pause(queue).await.map_err(status)?;
-        Ok(Response::new(pb::PauseQueueResponse { changed }))
+    pub async fn pause_queue(
+        api: &JobApi,
+        req: &pb::PauseQueueRequest,
+    ) -> Result<pb::PauseQueueResponse> {
+        let queue = convert::queue(&req.queue)?;
+        let changed = api.engine.pause(queue).await?;
+        Ok(pb::PauseQueueResponse { changed })
     }
 
-    async fn resume_queue(
-        &self,
-        request: Request<pb::ResumeQueueRequest>,
-    ) -> R<pb::ResumeQueueResponse> {
-        let queue = convert::queue(&request.get_ref().queue).map_err(invalid)?;
-        let changed = self.engine.resume(queue).await.map_err(status)?;
-        Ok(Response::new(pb::ResumeQueueResponse { changed }))
+    pub async fn resume_queue(
+        api: &JobApi,
+        req: &pb::ResumeQueueRequest,
+    ) -> Result<pb::ResumeQueueResponse> {
+        let queue = convert::queue(&req.queue)?;
+        let changed = api.engine.resume(queue).await?;
+        Ok(pb::ResumeQueueResponse { changed })
     }
 
-    async fn queue_stats(
-        &self,
-        request: Request<pb::QueueStatsRequest>,
-    ) -> R<pb::QueueStatsResponse> {
+    pub async fn queue_stats(
+        api: &JobApi,
+        req: &pb::QueueStatsRequest,
+    ) -> Result<pb::QueueStatsResponse> {
         let mut queues = Vec::new();
-        for queue in self.queues(&request.get_ref().queue)? {
-            let s = self.engine.stats(queue).await.map_err(status)?;
-            let settings = self.engine.queue_settings(queue);
+        for queue in api.queues(&req.queue)? {
+            let s = api.engine.stats(queue).await?;
+            let settings = api.engine.queue_settings(queue);
             queues.push(pb::QueueSummary {
                 queue: s.queue,
                 paused: s.paused,
@@ -260,35 +377,32 @@ impl JobService for JobApi {
                 oldest_waiting_at_ms: s.oldest_waiting_at_ms,
             });
         }
-        Ok(Response::new(pb::QueueStatsResponse { queues }))
+        Ok(pb::QueueStatsResponse { queues })
     }
 
-    async fn list_dead_letters(
-        &self,
-        request: Request<pb::ListDeadLettersRequest>,
-    ) -> R<pb::ListDeadLettersResponse> {
-        let req = request.get_ref();
-        let queues = self.queues(&req.queue)?;
-        let size = convert::page_size(req.page_size).map_err(invalid)?;
+    pub async fn list_dead_letters(
+        api: &JobApi,
+        req: &pb::ListDeadLettersRequest,
+    ) -> Result<pb::ListDeadLettersResponse> {
+        let queues = api.queues(&req.queue)?;
+        let size = convert::page_size(req.page_size)?;
         // Token: `queue=entry` cursors (exclusive) per queue already paged, comma-separated.
         let mut cursors: BTreeMap<QueueName, String> = BTreeMap::new();
         if !req.page_token.is_empty() {
             for part in req.page_token.split(',') {
-                let bad = || invalid(ValidationError::new("page_token", "is malformed"));
+                let bad = || ValidationError::new("page_token", "is malformed");
                 let (q, entry) = part.split_once('=').ok_or_else(bad)?;
                 let q: QueueName = q.parse().map_err(|_| bad())?;
-                ncy_queue::ids::parse_dead_letter_id(&format!("{q}.{entry}"), "page_token")
-                    .map_err(invalid)?;
+                ncy_queue::ids::parse_dead_letter_id(&format!("{q}.{entry}"), "page_token")?;
                 cursors.insert(q, entry.to_owned());
             }
         }
         let mut all = Vec::new();
         for q in &queues {
-            let letters = self
+            let letters = api
                 .engine
                 .dead_letters(*q, cursors.get(q).map(String::as_str), size + 1)
-                .await
-                .map_err(status)?;
+                .await?;
             all.extend(letters.into_iter().map(|l| (*q, l)));
         }
         all.sort_by(|a, b| {
@@ -312,41 +426,27 @@ impl JobService for JobApi {
         } else {
             String::new()
         };
-        Ok(Response::new(pb::ListDeadLettersResponse {
+        Ok(pb::ListDeadLettersResponse {
             dead_letters: all.iter().map(|(_, l)| convert::dead_letter(l)).collect(),
             next_page_token: next,
-        }))
+        })
     }
 
-    async fn retry_dead_letter(
-        &self,
-        request: Request<pb::RetryDeadLetterRequest>,
-    ) -> R<pb::RetryDeadLetterResponse> {
-        let id = &request.get_ref().dead_letter_id;
-        ncy_queue::ids::parse_dead_letter_id(id, "dead_letter_id").map_err(invalid)?;
-        let job_id = self.engine.retry_dead_letter(id).await.map_err(status)?;
-        Ok(Response::new(pb::RetryDeadLetterResponse { job_id }))
+    pub async fn retry_dead_letter(
+        api: &JobApi,
+        req: &pb::RetryDeadLetterRequest,
+    ) -> Result<pb::RetryDeadLetterResponse> {
+        ncy_queue::ids::parse_dead_letter_id(&req.dead_letter_id, "dead_letter_id")?;
+        let job_id = api.engine.retry_dead_letter(&req.dead_letter_id).await?;
+        Ok(pb::RetryDeadLetterResponse { job_id })
     }
 
-    async fn delete_dead_letter(
-        &self,
-        request: Request<pb::DeleteDeadLetterRequest>,
-    ) -> R<pb::DeleteDeadLetterResponse> {
-        let id = &request.get_ref().dead_letter_id;
-        ncy_queue::ids::parse_dead_letter_id(id, "dead_letter_id").map_err(invalid)?;
-        self.engine.delete_dead_letter(id).await.map_err(status)?;
-        Ok(Response::new(pb::DeleteDeadLetterResponse {}))
-    }
-
-    async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> R<BoxStream<pb::JobEvent>> {
-        let rx = watch::watch(
-            &self.watches,
-            self.engine.clone(),
-            request.into_inner().job_id,
-        )
-        .await?;
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+    pub async fn delete_dead_letter(
+        api: &JobApi,
+        req: &pb::DeleteDeadLetterRequest,
+    ) -> Result<pb::DeleteDeadLetterResponse> {
+        ncy_queue::ids::parse_dead_letter_id(&req.dead_letter_id, "dead_letter_id")?;
+        api.engine.delete_dead_letter(&req.dead_letter_id).await?;
+        Ok(pb::DeleteDeadLetterResponse {})
     }
 }

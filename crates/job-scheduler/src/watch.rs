@@ -26,7 +26,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::{convert, error};
+use crate::convert;
+use crate::error::SchedulerError;
 
 /// Events buffered per watcher before it counts as not reading.
 const WATCHER_BUFFER: usize = 64;
@@ -95,7 +96,7 @@ impl WatchHub {
             Registration,
             mpsc::Receiver<Result<JobEventMessage, Status>>,
         ),
-        Status,
+        SchedulerError,
     > {
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER + 1);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -107,16 +108,14 @@ impl WatchHub {
                 // hold up the watchers of the other queues for long.
                 let feed = tokio::time::timeout(OPEN_TIMEOUT, self.open(engine, queue))
                     .await
-                    .map_err(|_| {
-                        Status::unavailable("timed out subscribing to the job events")
-                    })??;
+                    .map_err(|_| SchedulerError::SubscribeTimedOut)??;
                 feeds.insert(queue, feed.clone());
                 feed
             }
         };
         feed.watchers
             .lock()
-            .map_err(|_| Status::internal("watch registry poisoned"))?
+            .map_err(|_| SchedulerError::Internal("watch registry poisoned"))?
             .entry(job_id.to_owned())
             .or_default()
             .push((id, tx));
@@ -136,20 +135,15 @@ impl WatchHub {
         self: &Arc<Self>,
         engine: &Engine,
         queue: QueueName,
-    ) -> Result<Arc<Feed>, Status> {
+    ) -> Result<Arc<Feed>, SchedulerError> {
         let client = engine
             .dedicated_client(queue)
-            .await
-            .map_err(error::status)?
-            .ok_or_else(|| Status::unavailable("watching needs a pub/sub connection"))?;
-        let mut pubsub = client
-            .get_async_pubsub()
-            .await
-            .map_err(|e| error::status(e.into()))?;
+            .await?
+            .ok_or(SchedulerError::NoPubSub)?;
+        let mut pubsub = client.get_async_pubsub().await?;
         pubsub
             .subscribe(engine.queue_keys(queue).events_channel())
-            .await
-            .map_err(|e| error::status(e.into()))?;
+            .await?;
         let feed = Arc::new(Feed::default());
         let hub = self.clone();
         let routed = feed.clone();
@@ -180,7 +174,7 @@ impl WatchHub {
                     "watch feed lost its redis connection"
                 );
                 remove_if_same(&mut *hub.feeds.lock().await, queue, &routed);
-                routed.fail_all(Status::unavailable("redis connection lost; watch again"));
+                routed.fail_all(SchedulerError::WatchLost.into());
             }
         });
         Ok(feed)
@@ -213,9 +207,7 @@ impl Feed {
             } else if tx.capacity() > 1 {
                 tx.try_send(Ok(ev.clone())).is_ok()
             } else {
-                let _ = tx.try_send(Err(Status::resource_exhausted(
-                    "the watcher did not keep up with the job's events",
-                )));
+                let _ = tx.try_send(Err(SchedulerError::WatcherTooSlow.into()));
                 false
             }
         });
@@ -239,10 +231,10 @@ pub async fn watch(
     hub: &Arc<WatchHub>,
     engine: Engine,
     job_id: String,
-) -> Result<mpsc::Receiver<Result<pb::JobEvent, Status>>, Status> {
-    let queue = ncy_queue::ids::parse_job_id(&job_id, "job_id").map_err(error::invalid)?;
+) -> Result<mpsc::Receiver<Result<pb::JobEvent, Status>>, SchedulerError> {
+    let queue = ncy_queue::ids::parse_job_id(&job_id, "job_id")?;
     let (registration, mut events) = hub.register(&engine, queue, &job_id).await?;
-    let rec = engine.get_job(&job_id).await.map_err(error::status)?;
+    let rec = engine.get_job(&job_id).await?;
     let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
     let snap = convert::job(&rec);
     let terminal = rec.state().map(|s| s.is_terminal()).unwrap_or(false);
@@ -269,7 +261,7 @@ pub async fn watch(
             tokio::select! {
                 () = tx.closed() => return,
                 () = draining.cancelled() => {
-                    let _ = tx.send(Err(Status::unavailable("the job scheduler is shutting down; watch again"))).await;
+                    let _ = tx.send(Err(SchedulerError::ShuttingDown.into())).await;
                     return;
                 }
                 ev = events.recv() => {
@@ -280,7 +272,7 @@ pub async fn watch(
                             return;
                         }
                         None => {
-                            let _ = tx.send(Err(Status::unavailable("redis connection lost; watch again"))).await;
+                            let _ = tx.send(Err(SchedulerError::WatchLost.into())).await;
                             return;
                         }
                     };
