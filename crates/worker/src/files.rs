@@ -5,6 +5,12 @@
 //! job's error message is what an operator reads in the dead-letter queue. A local directory that
 //! cannot be created does not stop the worker from starting (its other queues still work): the
 //! jobs that need the store fail, retryably, with that message.
+//!
+//! Every error also says whether the store is down ([`FileStoreErrorKind::Unavailable`]: S3
+//! unreachable, timing out or answering 5xx after `object_store`'s own retries), computed from the
+//! `object_store` error's types when it is made ([`unavailable`]); the report and backup jobs wait
+//! out such an outage without using their attempts.
+use std::error::Error;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,6 +27,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::sync::OnceCell;
+
+mod unavailable;
+
+pub use unavailable::{FileStoreErrorKind, ServerUnavailable};
 
 /// Default local directory of the file store.
 pub const DEFAULT_FILE_STORE: &str = "./.run/files";
@@ -104,6 +114,16 @@ impl FileStoreSettings {
 pub struct FileStoreError {
     pub store: String,
     pub message: String,
+    /// Whether the store was down, told from the cause's types when this error was made.
+    pub kind: FileStoreErrorKind,
+}
+
+impl FileStoreError {
+    /// Whether the store was unreachable or not serving (after `object_store`'s retries): the
+    /// operation would succeed once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == FileStoreErrorKind::Unavailable
+    }
 }
 
 /// A stored file.
@@ -160,16 +180,19 @@ impl FileStore {
                             FileStoreError {
                                 store: name.clone(),
                                 message: format!("{var}: {e}"),
+                                kind: FileStoreErrorKind::Other,
                             }
                         })?;
                     builder = builder.with_config(key, value.expose_secret());
                 }
                 let s3 = builder
                     .with_bucket_name(bucket)
+                    .with_http_connector(unavailable::StatusTyped)
                     .build()
                     .map_err(|e| FileStoreError {
                         store: name.clone(),
                         message: format!("bad S3 configuration: {e}"),
+                        kind: FileStoreErrorKind::Other,
                     })?;
                 let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
                     Arc::new(s3)
@@ -189,10 +212,20 @@ impl FileStore {
         &self.inner.name
     }
 
+    /// An error of this store that is not an outage (the local directory).
     fn err(&self, message: impl Into<String>) -> FileStoreError {
         FileStoreError {
             store: self.inner.name.clone(),
             message: message.into(),
+            kind: FileStoreErrorKind::Other,
+        }
+    }
+
+    /// An error of this store caused by `cause`, an outage or not by its types.
+    fn failed(&self, message: impl Into<String>, cause: &(dyn Error + 'static)) -> FileStoreError {
+        FileStoreError {
+            kind: unavailable::kind_of(cause),
+            ..self.err(message)
         }
     }
 
@@ -220,7 +253,7 @@ impl FileStore {
             .await?
             .put(&Path::from(key), PutPayload::from(bytes))
             .await
-            .map_err(|e| self.err(format!("cannot write {key}: {e}")))?;
+            .map_err(|e| self.failed(format!("cannot write {key}: {e}"), &e))?;
         Ok(size)
     }
 
@@ -243,7 +276,7 @@ impl FileStore {
             .list(Some(&Path::from(prefix)))
             .try_collect()
             .await
-            .map_err(|e| self.err(format!("cannot list {prefix}: {e}")))?;
+            .map_err(|e| self.failed(format!("cannot list {prefix}: {e}"), &e))?;
         Ok(metas
             .into_iter()
             .map(|m| StoredFile {
@@ -258,7 +291,7 @@ impl FileStore {
     pub async fn delete(&self, key: &str) -> Result<(), FileStoreError> {
         match self.store().await?.delete(&Path::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.err(format!("cannot delete {key}: {e}"))),
+            Err(e) => Err(self.failed(format!("cannot delete {key}: {e}"), &e)),
         }
     }
 }
@@ -279,16 +312,22 @@ impl FileUpload {
     ) -> Result<u64, FileStoreError> {
         let n = tokio::io::copy(reader, &mut self.writer)
             .await
-            .map_err(|e| self.store.err(format!("cannot write {}: {e}", self.key)))?;
+            .map_err(|e| {
+                self.store
+                    .failed(format!("cannot write {}: {e}", self.key), &e)
+            })?;
         self.written += n;
         Ok(n)
     }
 
-    /// Completes the file; returns its size.
+    /// Completes the file; returns its size. A failed completion cleans up after itself (a
+    /// multipart upload is aborted by `object_store`); the writer may not be aborted after its
+    /// shutdown began (it panics), so it is not.
     pub async fn commit(mut self) -> Result<u64, FileStoreError> {
         if let Err(e) = self.writer.shutdown().await {
-            let _ = self.writer.abort().await;
-            return Err(self.store.err(format!("cannot write {}: {e}", self.key)));
+            return Err(self
+                .store
+                .failed(format!("cannot write {}: {e}", self.key), &e));
         }
         Ok(self.written)
     }
@@ -390,5 +429,26 @@ mod tests {
             msg.starts_with(&format!("file store {}: not writable:", dir.display())),
             "{msg}"
         );
+        assert_eq!(err.kind, FileStoreErrorKind::Other, "not an outage: {msg}");
+    }
+
+    #[tokio::test]
+    async fn a_local_write_that_fails_is_not_an_outage() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store =
+            FileStore::open(&FileStoreSettings::Local(tmp.path().to_owned())).expect("open");
+        store.put("a", Bytes::from("1")).await.expect("put");
+        // `a` is a file: nothing can be written under it (an object_store error, from the disk).
+        let err = store
+            .put("a/b", Bytes::from("2"))
+            .await
+            .expect_err("under a file");
+        assert!(err.message.starts_with("cannot write a/b:"), "{err}");
+        assert_eq!(err.kind, FileStoreErrorKind::Other, "{err}");
+        let mut up = store.upload("a/c").await.expect("upload");
+        let mut r: &[u8] = b"c";
+        up.copy_from(&mut r).await.expect("buffered");
+        let err = up.commit().await.expect_err("under a file");
+        assert_eq!(err.kind, FileStoreErrorKind::Other, "{err}");
     }
 }
