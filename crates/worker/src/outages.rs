@@ -1,9 +1,9 @@
-//! What the worker does with jobs while a dependency is down: an attempt that failed
-//! because the SMTP server, PostgreSQL or Redis is unreachable ([`JobError::unavailable`]) says
-//! nothing about the job, so it does not use an attempt. The runner postpones the job instead
-//! (`Engine::postpone`: FAILED, due again later, the attempt given back), and a ten-second
-//! database restart or a thirty-second SMTP outage no longer dead-letters jobs that would have
-//! succeeded a moment later.
+//! What the worker does with jobs while a dependency is down: an attempt that failed because the
+//! SMTP server, PostgreSQL, Redis or the object store (S3) is unreachable
+//! ([`JobError::unavailable`]) says nothing about the job, so it does not use an attempt. The
+//! runner postpones the job instead (`Engine::postpone`: FAILED, due again later, the attempt
+//! given back), and a ten-second database restart or a thirty-second SMTP or S3 outage no longer
+//! dead-letters jobs that would have succeeded a moment later.
 //!
 //! Bounded, so a dependency that never comes back (a misconfigured SMTP host) still ends in the
 //! dead-letter queue: this process tracks one outage *streak* per dependency, from its first

@@ -5,7 +5,16 @@
 //! it is removed from the URL given to `--dbname` and passed as `PGPASSWORD`, and it is masked in
 //! any pg_dump message that becomes the job's error. The dump is committed to the store only when
 //! pg_dump exits 0, so a failed or cancelled run leaves no partial backup.
+//!
+//! Outages (see [`crate::outages`]): the file store unreachable or not serving is an outage of the
+//! object store ([`JobError::file_store`]). pg_dump exits 1 whatever went wrong and says why only
+//! in text, so when it fails the database is asked directly, over a connection of our own
+//! ([`database_unavailable`]): unreachable or not serving (`ncy_store::is_unavailable`), the
+//! failure is an outage of PostgreSQL; answering, it is pg_dump's own (a version mismatch, a
+//! permission) and uses an attempt. (A database that comes back between the two is counted as
+//! pg_dump's failure: one attempt, rarely.)
 use std::process::Stdio;
+use std::time::Duration;
 
 use chrono::Utc;
 use ncy_runtime::{ConfigError, Env};
@@ -13,16 +22,20 @@ use ncy_types::jobs::BackupJobData;
 use ncy_types::jobs::payloads::KEEP_LAST;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::{JobContext, JobError, JobResult, ProcessFuture, Processor};
+use super::{Dependency, JobContext, JobError, JobResult, ProcessFuture, Processor};
 use crate::files::FileStore;
 
 /// Folder of the dumps in the file store.
 pub const BACKUP_PREFIX: &str = "backups";
 /// Longest pg_dump message kept in a job error, in characters.
 const MAX_STDERR_CHARS: usize = 2000;
+/// How long the database has to answer [`database_unavailable`]'s connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings of the backup processor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +104,7 @@ impl BackupProcessor {
         ctx.progress(80, "removing old backups").await;
         let deleted = prune(&self.files, keep)
             .await
-            .map_err(|e| JobError::retryable(e.to_string()))?;
+            .map_err(|e| JobError::file_store(&e))?;
         ctx.progress(100, "done").await;
         Ok(Some(json!({
             "key": key,
@@ -143,7 +156,7 @@ impl BackupProcessor {
             Ok(u) => u,
             Err(e) => {
                 let _ = child.kill().await;
-                return Err(JobError::retryable(e.to_string()));
+                return Err(JobError::file_store(&e));
             }
         };
         let copied = tokio::select! {
@@ -159,7 +172,7 @@ impl BackupProcessor {
             Some(Err(e)) => {
                 let _ = child.kill().await;
                 upload.abort().await;
-                return Err(JobError::retryable(e.to_string()));
+                return Err(JobError::file_store(&e));
             }
             Some(Ok(_)) => {}
         }
@@ -169,16 +182,38 @@ impl BackupProcessor {
             .map_err(|e| JobError::retryable(format!("cannot wait for pg_dump: {e}")))?;
         if !status.success() {
             upload.abort().await;
-            let stderr = errors.await.unwrap_or_default();
-            return Err(JobError::retryable(format!(
-                "pg_dump failed ({status}): {}",
-                target.mask(&stderr)
-            )));
+            let stderr = target.mask(&errors.await.unwrap_or_default());
+            let down = match &self.database_url {
+                Some(url) => database_unavailable(url.expose_secret()).await,
+                None => false,
+            };
+            return Err(if down {
+                JobError::unavailable(
+                    Dependency::Postgres,
+                    format!("pg_dump failed ({status}) and the database is unavailable: {stderr}"),
+                )
+            } else {
+                JobError::retryable(format!("pg_dump failed ({status}): {stderr}"))
+            });
         }
-        upload
-            .commit()
-            .await
-            .map_err(|e| JobError::retryable(e.to_string()))
+        upload.commit().await.map_err(|e| JobError::file_store(&e))
+    }
+}
+
+/// Whether the database at `url` is unreachable or not serving right now: a new connection (not
+/// the pool's, which may hold one that still works), classified by `ncy_store::is_unavailable`; no
+/// answer within [`PROBE_TIMEOUT`] counts as unavailable.
+async fn database_unavailable(url: &str) -> bool {
+    let Ok(options) = url.parse::<PgConnectOptions>() else {
+        return false;
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(&options)).await {
+        Err(_elapsed) => true,
+        Ok(Err(e)) => ncy_store::is_unavailable(&e),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            false
+        }
     }
 }
 

@@ -45,6 +45,9 @@ pub enum Dependency {
     Postgres,
     /// Redis (the queues themselves, the room bus).
     Redis,
+    /// The file store of reports and backups when it is remote (S3): a local directory is
+    /// never down, only misconfigured or full.
+    ObjectStore,
 }
 
 impl Dependency {
@@ -54,6 +57,7 @@ impl Dependency {
             Dependency::Smtp => "smtp",
             Dependency::Postgres => "postgres",
             Dependency::Redis => "redis",
+            Dependency::ObjectStore => "object_store",
         }
     }
 }
@@ -116,6 +120,17 @@ impl JobError {
             Self::unavailable(Dependency::Redis, message)
         } else {
             Self::retryable(message)
+        }
+    }
+
+    /// A file store error, with its message (which names the store): an outage of the object
+    /// store when [`crate::files::FileStoreError::is_unavailable`] (told by the cause's types),
+    /// else an ordinary retryable failure.
+    pub fn file_store(e: &crate::files::FileStoreError) -> Self {
+        if e.is_unavailable() {
+            Self::unavailable(Dependency::ObjectStore, e.to_string())
+        } else {
+            Self::retryable(e.to_string())
         }
     }
 }

@@ -17,8 +17,9 @@
 //!
 //! Failures: a project or organization that does not exist is final ("project <id> does not
 //! exist"), as is a user outside its organization; the database unreachable is an outage of
-//! PostgreSQL (the job is postponed, see [`crate::outages`]); another database error or the file
-//! store failing is retried with their message.
+//! PostgreSQL and an S3 file store unreachable or not serving is an outage of the object store
+//! (either way the job is postponed, see [`crate::outages`]); another database error or the file
+//! store failing otherwise (a local directory not writable) is retried with their message.
 use chrono::Utc;
 use ncy_runtime::{ConfigError, Env};
 use ncy_types::jobs::{ReportFormat, ReportJobData, ReportType};
@@ -125,7 +126,7 @@ impl ReportProcessor {
             .files
             .put(&key, bytes.into())
             .await
-            .map_err(|e| JobError::retryable(e.to_string()))?;
+            .map_err(|e| JobError::file_store(&e))?;
         let url = format!("{}/{key}", self.settings.link_base_url);
         let format_name = format.extension();
         let metadata = json!({
