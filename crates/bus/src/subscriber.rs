@@ -114,10 +114,9 @@ impl Subscriber {
             .is_ok();
         async move {
             if !sent {
-                return Err(BusError::Redis("subscriber stopped".into()));
+                return Err(BusError::SubscriberStopped);
             }
-            done.await
-                .map_err(|_| BusError::Redis("subscriber stopped".into()))
+            done.await.map_err(|_| BusError::SubscriberStopped)
         }
     }
 
@@ -145,9 +144,7 @@ async fn bounded(
 ) -> Result<(), BusError> {
     match tokio::time::timeout(Duration::from_secs(5), f).await {
         Ok(r) => Ok(r?),
-        Err(_) => Err(BusError::Redis(
-            "no subscription confirmation within 5 s".into(),
-        )),
+        Err(_) => Err(BusError::SubscriptionTimedOut),
     }
 }
 
@@ -277,7 +274,7 @@ impl Task {
                 () = cancel.cancelled() => return Ok(()),
                 msg = stream.next() => {
                     let Some(msg) = msg else {
-                        return Err(BusError::Redis("pub/sub connection closed".into()));
+                        return Err(BusError::PubSubClosed);
                     };
                     let channel = msg.get_channel_name();
                     if channel == self.probe_channel {
@@ -319,7 +316,7 @@ impl Task {
                 },
                 _ = probe.tick() => {
                     if outstanding.is_some() {
-                        return Err(BusError::Redis("subscription is silent (probe not received)".into()));
+                        return Err(BusError::ProbeLost);
                     }
                     let token = uuid::Uuid::new_v4().simple().to_string();
                     if self.publish_probe(&token).await {
