@@ -8,6 +8,8 @@
 //! - [`PostgresServer`]: a PostgreSQL of the test's own (initdb on a free port), for tests that stop
 //!   and restart the database.
 //! - [`SmtpServer`]: a real SMTP server (aiosmtpd) of the test's own that keeps what it receives.
+//! - [`MotoServer`]: a real S3-compatible server (moto) of the test's own, stopped and restarted
+//!   on its port for S3 outages.
 //! - [`assert_eventually`]: poll with a deadline instead of sleeping.
 //! - [`grpc_health`], [`http_get`]: what a probe or an operator would ask a running service.
 //!
@@ -16,6 +18,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod database;
+mod moto_server;
 mod postgres_server;
 mod process;
 mod redis_server;
@@ -24,6 +27,7 @@ mod smtp_server;
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 pub use database::TestDatabase;
+pub use moto_server::MotoServer;
 pub use postgres_server::PostgresServer;
 pub use process::{ChildService, InProcess, StopSignal, assert_binary_lifecycle, run_to_exit};
 pub use redis_server::{RedisCluster, RedisServer};
