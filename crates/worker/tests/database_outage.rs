@@ -1,9 +1,10 @@
-//! `send-notification` jobs while PostgreSQL is unreachable (issue 23), driven through the queue
-//! (enqueued and inspected with `ncy-queue`, as the scheduler does) against a worker in this
-//! process. The worker's `DATABASE_URL` points at a port of the test's own: nothing listens there
-//! during the outage; then a plain TCP relay to the real PostgreSQL opens on it, which is what the
-//! worker sees when the database comes back. The jobs are postponed without using their attempts,
-//! and afterwards each has written its row exactly once, nothing dead-lettered.
+//! `send-notification` and `backup-database` jobs while PostgreSQL is unreachable (issue 23),
+//! driven through the queue (enqueued and inspected with `ncy-queue`, as the scheduler does)
+//! against a worker in this process. The worker's `DATABASE_URL` points at a port of the test's
+//! own: nothing listens there during the outage; then a plain TCP relay to the real PostgreSQL
+//! opens on it, which is what the worker sees when the database comes back. The jobs are
+//! postponed without using their attempts, and afterwards each notification has written its row
+//! exactly once and the backup is a dump in the file store, nothing dead-lettered.
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -41,9 +42,17 @@ fn engine(env: &[(String, String)]) -> anyhow::Result<Engine> {
 
 /// A `send-notification` job for `user` with the default attempts (3) and backoff.
 fn notification(user: uuid::Uuid, message: &str) -> NewJob {
+    new_job(
+        "send-notification",
+        json!({"userId": user, "type": "OUTAGE_TEST", "message": message}),
+    )
+}
+
+/// A job of `job_type` with the default attempts (3) and backoff.
+fn new_job(job_type: &str, data: serde_json::Value) -> NewJob {
     NewJob {
-        job_type: "send-notification".into(),
-        data: json!({"userId": user, "type": "OUTAGE_TEST", "message": message}).to_string(),
+        job_type: job_type.into(),
+        data: data.to_string(),
         priority: 0,
         max_attempts: 3,
         backoff: Backoff::default(),
@@ -77,15 +86,43 @@ async fn relay(listener: TcpListener, upstream: SocketAddr, stop: CancellationTo
     }
 }
 
-/// The sum of `queue_jobs_postponed_total{queue="notification",dependency="postgres"}`.
-async fn postponed(admin: SocketAddr) -> f64 {
+/// `db`'s URL with its port replaced by one of ours that nothing listens on yet (the "gate"),
+/// the real database's address, and the gate's port.
+fn gated(db: &TestDatabase) -> anyhow::Result<(url::Url, SocketAddr, u16)> {
+    let mut gated = url::Url::parse(&db.url)?;
+    let upstream = SocketAddr::new(
+        gated
+            .host_str()
+            .unwrap_or("127.0.0.1")
+            .parse()
+            .unwrap_or([127, 0, 0, 1].into()),
+        gated.port().unwrap_or(5432),
+    );
+    let gate = ncy_testkit::free_port();
+    gated
+        .set_port(Some(gate))
+        .map_err(|()| anyhow::anyhow!("cannot set the port of {}", db.url))?;
+    Ok((gated, upstream, gate))
+}
+
+/// Opens the gate: relays its port to `upstream` until the returned token is cancelled.
+async fn open(gate: u16, upstream: SocketAddr) -> anyhow::Result<CancellationToken> {
+    let stop_relay = CancellationToken::new();
+    let listener = TcpListener::bind(("127.0.0.1", gate)).await?;
+    tokio::spawn(relay(listener, upstream, stop_relay.clone()));
+    Ok(stop_relay)
+}
+
+/// The sum of `queue_jobs_postponed_total{queue=<queue>,dependency="postgres"}`.
+async fn postponed(admin: SocketAddr, queue: QueueName) -> f64 {
     let Ok((_, body)) = ncy_testkit::http_get(admin, "/metrics").await else {
         return 0.0;
     };
+    let queue = format!(r#"queue="{}""#, queue.as_str());
     body.lines()
         .filter(|l| {
             l.starts_with("queue_jobs_postponed_total{")
-                && l.contains(r#"queue="notification""#)
+                && l.contains(&queue)
                 && l.contains(r#"dependency="postgres""#)
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -103,19 +140,7 @@ async fn notification_jobs_wait_out_an_unreachable_database_and_each_writes_its_
         .execute(&pg)
         .await?;
     // The worker's database is behind a port of ours that nothing listens on yet.
-    let mut gated = url::Url::parse(&db.url)?;
-    let upstream = SocketAddr::new(
-        gated
-            .host_str()
-            .unwrap_or("127.0.0.1")
-            .parse()
-            .unwrap_or([127, 0, 0, 1].into()),
-        gated.port().unwrap_or(5432),
-    );
-    let gate = ncy_testkit::free_port();
-    gated
-        .set_port(Some(gate))
-        .map_err(|()| anyhow::anyhow!("cannot set the port of {}", db.url))?;
+    let (gated, upstream, gate) = gated(&db)?;
     let mut env = service_env(&unique_prefix(), Some(gated.as_str()));
     set_env(&mut env, "NCY_WORKER_QUEUES", "notification");
     let e = engine(&env)?;
@@ -147,7 +172,7 @@ async fn notification_jobs_wait_out_an_unreachable_database_and_each_writes_its_
     // The outage lasts until the jobs have failed more often than they have attempts (3 each):
     // without postponing they would all be dead letters by now.
     assert_eventually("more failures than attempts", T, || async {
-        postponed(admin).await >= (3 * ids.len()) as f64
+        postponed(admin, Q).await >= (3 * ids.len()) as f64
     })
     .await;
     for id in &ids {
@@ -158,9 +183,7 @@ async fn notification_jobs_wait_out_an_unreachable_database_and_each_writes_its_
     assert!(e.dead_letters(Q, None, 10).await?.is_empty());
 
     // The database is back.
-    let stop_relay = CancellationToken::new();
-    let listener = TcpListener::bind(("127.0.0.1", gate)).await?;
-    tokio::spawn(relay(listener, upstream, stop_relay.clone()));
+    let stop_relay = open(gate, upstream).await?;
     for id in &ids {
         assert_eventually(&format!("job {id} completed"), T, || async {
             e.get_job(id)
@@ -183,6 +206,73 @@ async fn notification_jobs_wait_out_an_unreachable_database_and_each_writes_its_
         e.dead_letters(Q, None, 10).await?.is_empty(),
         "nothing lost"
     );
+
+    work.stop(Duration::from_secs(15))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    stop_relay.cancel();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_waits_out_an_unreachable_database_and_then_dumps_it() -> anyhow::Result<()> {
+    const CLEANUP: QueueName = QueueName::Cleanup;
+    let db = TestDatabase::migrated().await?;
+    let files = tempfile::tempdir()?;
+    let (gated, upstream, gate) = gated(&db)?;
+    let mut env = service_env(&unique_prefix(), Some(gated.as_str()));
+    set_env(&mut env, "NCY_WORKER_QUEUES", "cleanup");
+    set_env(
+        &mut env,
+        "NCY_WORKER_FILE_STORE",
+        &files.path().display().to_string(),
+    );
+    set_env(&mut env, "NCY_JOBS_OUTAGE_MAX_DELAY_MS", "2000");
+    let e = engine(&env)?;
+    e.ensure_groups(CLEANUP).await?;
+    let id = e
+        .enqueue(
+            CLEANUP,
+            &[new_job("backup-database", json!({"keepLast": 1}))],
+        )
+        .await?
+        .remove(0)
+        .job_id;
+    let app = worker::Application::build(worker::Settings::load(&env_of(&env))?).await?;
+    let admin = app.local_addrs().admin;
+    let work = InProcess::spawn(|stop| app.run_until_stopped(stop));
+
+    // pg_dump fails (exit 1, whatever the cause); the worker's own connection is refused too, so
+    // it is an outage of the database: the job waits, its attempt given back.
+    assert_eventually("backup postponed", T, || async {
+        e.get_job(&id).await.is_ok_and(|j| {
+            j.state().ok() == Some(JobState::Failed)
+                && j.num("attempts") == 0
+                && j.get("error").starts_with("pg_dump failed")
+        })
+    })
+    .await;
+    assert_eventually("more failures than attempts", T, || async {
+        postponed(admin, CLEANUP).await >= 3.0
+    })
+    .await;
+    assert_ne!(e.get_job(&id).await?.state()?, JobState::Dead);
+    assert!(e.dead_letters(CLEANUP, None, 10).await?.is_empty());
+
+    let stop_relay = open(gate, upstream).await?;
+    assert_eventually("backup completed", T, || async {
+        e.get_job(&id)
+            .await
+            .is_ok_and(|j| j.state().ok() == Some(JobState::Completed))
+    })
+    .await;
+    assert_eq!(e.get_job(&id).await?.num("attempts"), 1);
+    let dumps: Vec<_> = std::fs::read_dir(files.path().join("backups"))?
+        .filter_map(|f| f.ok().map(|f| f.path()))
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    assert!(std::fs::read(&dumps[0])?.starts_with(b"PGDMP"), "a dump");
+    assert!(e.dead_letters(CLEANUP, None, 10).await?.is_empty());
 
     work.stop(Duration::from_secs(15))
         .await
