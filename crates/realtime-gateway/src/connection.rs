@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::{
     auth::Identity,
     control::{Command, LeaveReason},
-    error::{CloseReason, GatewayError, error_frame},
+    error::{CloseReason, GatewayError},
     gateway::Gateway,
     gateway::Scope,
     hub::Outbox,
@@ -73,10 +73,7 @@ async fn run(
         } else {
             // Not an `authentication_failed` (that closes the socket): the client may still send
             // `authenticate`, and is told why the URL's token was not used.
-            outbox.send_text(error_frame(
-                "unauthenticated",
-                "tokens in the URL are not accepted: send an authenticate frame",
-            ));
+            outbox.send_text(GatewayError::QueryTokenRefused.frame());
         }
     }
     let mut last_frame = Instant::now();
@@ -131,11 +128,7 @@ async fn run(
                 last_frame = Instant::now();
                 match next {
                     None => { outbox.close(CloseReason::ClientGone); break }
-                    Some(Err(e)) => {
-                        let too_big = error_chain(&e).contains("too long");
-                        outbox.close(if too_big { CloseReason::TooBig } else { CloseReason::ClientGone });
-                        break;
-                    }
+                    Some(Err(e)) => { outbox.close(CloseReason::of_read_error(&e)); break }
                     Some(Ok(Message::Text(text))) => {
                         Box::pin(conn.on_text(&text)).await;
                         // Authentication or a refresh may have brought the next deadline closer.
@@ -144,7 +137,9 @@ async fn run(
                             timer.as_mut().reset(next);
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => conn.bad_frame("binary frames are not supported"),
+                    Some(Ok(Message::Binary(_))) => {
+                        conn.reply_error(GatewayError::BadFrame("binary frames are not supported".into()));
+                    }
                     Some(Ok(Message::Close(_))) => { outbox.close(CloseReason::ClientGone); break }
                     Some(Ok(_)) => {} // ping/pong: tungstenite answers pings; any frame resets idle
                 }
@@ -206,17 +201,6 @@ async fn write(
         outbox.rearm();
     }
     ok
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Sends what is still queued (not to a slow consumer) and the close frame, then waits for the
@@ -373,52 +357,54 @@ impl Conn {
         }
     }
 
-    fn bad_frame(&mut self, why: &str) {
-        self.strike(error_frame("bad_request", why));
-    }
-
-    fn strike(&mut self, frame: String) {
-        self.abuse += 1;
-        self.outbox.send_text(frame);
-        if self.abuse > MAX_ABUSE {
-            self.outbox.close(CloseReason::Abuse);
+    /// Answers `e` with its error frame; misuse of the protocol also counts towards the bad
+    /// frames tolerated before the socket is closed (1008).
+    fn reply_error(&mut self, e: GatewayError) {
+        self.outbox.send_text(e.frame());
+        if e.is_abuse() {
+            self.abuse += 1;
+            if self.abuse > MAX_ABUSE {
+                self.outbox.close(CloseReason::Abuse);
+            }
         }
     }
 
     async fn on_text(&mut self, text: &str) {
         metrics::message_in();
         self.gw.messages_in.fetch_add(1, Ordering::Relaxed);
-        if !self.take_token() {
-            self.strike(error_frame("rate_limited", "too many commands, slow down"));
-            return;
+        if let Err(e) = self.handle(text).await {
+            self.reply_error(e);
         }
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
-            Ok(f) => f,
-            Err(e) => return self.bad_frame(&format!("not a known frame: {e}")),
-        };
+    }
+
+    /// Runs one text frame; a refusal or failure is the error its frame answers.
+    async fn handle(&mut self, text: &str) -> Result<(), GatewayError> {
+        if !self.take_token() {
+            return Err(GatewayError::RateLimited);
+        }
+        let frame = serde_json::from_str::<ClientFrame>(text)
+            .map_err(|e| GatewayError::BadFrame(format!("not a known frame: {e}").into()))?;
         match (frame, self.identity.is_some()) {
             (ClientFrame::Authenticate { token, since }, false) => {
                 self.authenticate(&token, &since).await;
             }
             (ClientFrame::Authenticate { .. }, true) => {
-                self.outbox.send_text(error_frame(
-                    "already_authenticated",
-                    "already authenticated",
-                ));
+                return Err(GatewayError::AlreadyAuthenticated);
             }
-            (_, false) => self.strike(error_frame("unauthenticated", "authenticate first")),
-            (ClientFrame::Refresh { token }, true) => self.refresh(&token).await,
+            (_, false) => return Err(GatewayError::Unauthenticated),
+            (ClientFrame::Refresh { token }, true) => self.refresh(&token).await?,
             (ClientFrame::JoinProject { project_id, since }, true) => {
-                self.join_project(&project_id, since.as_ref()).await;
+                self.join_project(&project_id, since.as_ref()).await?;
             }
             (ClientFrame::LeaveProject { project_id }, true) => {
-                self.leave_project(&project_id).await;
+                self.leave_project(&project_id).await?;
             }
-            (ClientFrame::Presence { room }, true) => self.presence(&room).await,
+            (ClientFrame::Presence { room }, true) => self.presence(&room).await?,
             (ClientFrame::Ping, true) => {
                 self.outbox.send_text(protocol::pong());
             }
         }
+        Ok(())
     }
 
     async fn authenticate(&mut self, token: &str, since: &HashMap<String, Position>) {
@@ -461,10 +447,10 @@ impl Conn {
         match self.gw.is_org_member(user, org).await {
             Ok(true) => true,
             Ok(false) => {
-                self.outbox.send_text(error_frame(
-                    "forbidden",
-                    &format!("not a member of organization {org}: its room was not joined"),
-                ));
+                let refused =
+                    format!("not a member of organization {org}: its room was not joined");
+                self.outbox
+                    .send_text(GatewayError::Forbidden(refused.into()).frame());
                 false
             }
             Err(e) => {
@@ -479,24 +465,21 @@ impl Conn {
     /// room follows the token's organization (when the user is a member of it), project rooms are
     /// re-checked against the database. What the socket may no longer see is left with reason
     /// `revoked`, before `refreshed`.
-    async fn refresh(&mut self, token: &str) {
-        match self.gw.verifier.verify(token) {
-            Ok(fresh) if self.identity.as_ref().map(|i| i.user_id) == Some(fresh.user_id) => {
-                let exp = fresh.exp;
-                Box::pin(self.reevaluate(fresh)).await;
-                self.outbox.send_text(protocol::refreshed(exp));
-            }
-            Ok(_) => {
-                self.outbox.send_text(error_frame(
-                    "refresh_failed",
-                    "the new token is for another user",
-                ));
-            }
-            Err(reason) => {
-                self.outbox
-                    .send_text(error_frame("refresh_failed", &reason));
-            }
+    async fn refresh(&mut self, token: &str) -> Result<(), GatewayError> {
+        let fresh = self
+            .gw
+            .verifier
+            .verify(token)
+            .map_err(GatewayError::RefreshFailed)?;
+        if self.identity.as_ref().map(|i| i.user_id) != Some(fresh.user_id) {
+            return Err(GatewayError::RefreshFailed(
+                "the new token is for another user".into(),
+            ));
         }
+        let exp = fresh.exp;
+        Box::pin(self.reevaluate(fresh)).await;
+        self.outbox.send_text(protocol::refreshed(exp));
+        Ok(())
     }
 
     /// Joins `rooms` at once (each recovering from its position in `since`), then marks presence in
@@ -521,9 +504,7 @@ impl Conn {
                         present.push((room, user.clone(), self.conn_key()));
                     }
                 }
-                Err(e) => {
-                    self.outbox.send_text(GatewayError::from(e).frame());
-                }
+                Err(e) => self.reply_error(e.into()),
             }
         }
         if let Err(e) = self.gw.presence_writes.apply(Kind::Online, present).await {
@@ -531,33 +512,29 @@ impl Conn {
         }
     }
 
-    async fn join_project(&mut self, project_id: &str, since: Option<&Position>) {
-        let Ok(project) = Uuid::parse_str(project_id) else {
-            return self.bad_frame("projectId: must be a UUID");
-        };
+    async fn join_project(
+        &mut self,
+        project_id: &str,
+        since: Option<&Position>,
+    ) -> Result<(), GatewayError> {
+        let project = Uuid::parse_str(project_id)
+            .map_err(|_| GatewayError::BadFrame("projectId: must be a UUID".into()))?;
         let Some(user) = self.identity.as_ref().map(|i| i.user_id) else {
-            return;
+            return Ok(());
         };
         let epoch = self.gw.access_epoch.load(Ordering::SeqCst);
-        match self.gw.is_project_member(user, project).await {
-            Ok(true) => {
-                let room = Room::project(project).name();
-                let since = since.map(|p| HashMap::from([(room, p.clone())]));
-                self.join(&[Joined::Project(project)], &since.unwrap_or_default())
-                    .await;
-                self.confirm(Joined::Project(project), Scope::Project(project), epoch)
-                    .await;
-            }
-            Ok(false) => {
-                self.outbox.send_text(error_frame(
-                    "forbidden",
-                    "not a member of this project's organization",
-                ));
-            }
-            Err(e) => {
-                self.outbox.send_text(e.frame());
-            }
+        if !self.gw.is_project_member(user, project).await? {
+            return Err(GatewayError::Forbidden(
+                "not a member of this project's organization".into(),
+            ));
         }
+        let room = Room::project(project).name();
+        let since = since.map(|p| HashMap::from([(room, p.clone())]));
+        self.join(&[Joined::Project(project)], &since.unwrap_or_default())
+            .await;
+        self.confirm(Joined::Project(project), Scope::Project(project), epoch)
+            .await;
+        Ok(())
     }
 
     /// Re-evaluates the rooms against `fresh` (same user) and adopts its claims; see `refresh`.
@@ -602,13 +579,13 @@ impl Conn {
         }
     }
 
-    async fn leave_project(&mut self, project_id: &str) {
-        let Ok(project) = Uuid::parse_str(project_id) else {
-            return self.bad_frame("projectId: must be a UUID");
-        };
+    async fn leave_project(&mut self, project_id: &str) -> Result<(), GatewayError> {
+        let project = Uuid::parse_str(project_id)
+            .map_err(|_| GatewayError::BadFrame("projectId: must be a UUID".into()))?;
         self.leave_room(Joined::Project(project)).await;
         self.outbox
             .send_text(protocol::left(&Room::project(project).name()));
+        Ok(())
     }
 
     /// Leaves `joined` if in it (the hub first: nothing more of the room is queued after this),
@@ -674,33 +651,26 @@ impl Conn {
         }
     }
 
-    async fn presence(&mut self, room: &str) {
-        let Ok(parsed) = room.parse::<Room>() else {
-            return self.bad_frame("room: must be user:<id>, org:<id>, project:<id> or broadcast");
-        };
+    async fn presence(&mut self, room: &str) -> Result<(), GatewayError> {
+        let parsed = room.parse::<Room>().map_err(|_| {
+            GatewayError::BadFrame(
+                "room: must be user:<id>, org:<id>, project:<id> or broadcast".into(),
+            )
+        })?;
         let name = parsed.name();
         if !crate::presence_writes::recorded(&name) {
-            self.outbox.send_text(error_frame(
-                "forbidden",
-                "broadcast has no presence: ask about a user:, org: or project: room",
+            return Err(GatewayError::Forbidden(
+                "broadcast has no presence: ask about a user:, org: or project: room".into(),
             ));
-            return;
         }
         if !self.rooms.iter().any(|r| self.room_name(*r) == name) {
-            self.outbox
-                .send_text(error_frame("forbidden", "join the room first"));
-            return;
+            return Err(GatewayError::Forbidden("join the room first".into()));
         }
-        match self.gw.presence.list(&name).await {
-            Ok(users) => {
-                let max = self.gw.limits.presence_max_users;
-                self.outbox
-                    .send_text(protocol::presence(&name, &users, max));
-            }
-            Err(e) => {
-                self.outbox.send_text(GatewayError::from(e).frame());
-            }
-        }
+        let users = self.gw.presence.list(&name).await?;
+        let max = self.gw.limits.presence_max_users;
+        self.outbox
+            .send_text(protocol::presence(&name, &users, max));
+        Ok(())
     }
 
     async fn cleanup(&mut self) {

@@ -177,13 +177,12 @@ pub async fn publish(gw: &Gateway, control: Control) -> Result<u32, GatewayError
 }
 
 async fn publish_raw(gw: &Gateway, payload: String) -> Result<u32, GatewayError> {
-    let mut c = gw.redis.get().await.map_err(ncy_bus::BusError::from)?;
+    let mut c = gw.redis.get().await?;
     let reached: u32 = redis::cmd("PUBLISH")
         .arg(gw.keys.realtime_control_channel())
         .arg(payload)
         .query_async(&mut c)
-        .await
-        .map_err(ncy_bus::BusError::from)?;
+        .await?;
     Ok(reached)
 }
 
