@@ -19,12 +19,13 @@ cargo build --release --bins
 BIN="$ROOT/target/release"
 "$BIN/ncyctl" db migrate >/dev/null
 
-GRPC=127.0.0.1:50151 ADMIN=127.0.0.1:50152
+source scripts/bench/lib.sh
+GRPC=127.0.0.1:$(spare_port) ADMIN=127.0.0.1:$(spare_port)
 NCY_GRPC_ADDR=$GRPC NCY_ADMIN_ADDR=$ADMIN NCY_REDIS_PREFIX=bench RUST_LOG=warn \
   "$BIN/cache-gateway" >"$OUT_DIR/cache-gateway.log" 2>&1 &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do "$BIN/ncyctl" health --addr "http://$GRPC" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_up cache-gateway "$PID" "$OUT_DIR/cache-gateway.log" curl -fs "http://$ADMIN/readyz"
 
 echo "bench: grpc-health c64 against cache-gateway ($REQUESTS requests)"
 "$BIN/loadgen" grpc-health --addr "http://$GRPC" --concurrency 64 --requests "$REQUESTS" | tee -a "$OUT"

@@ -32,7 +32,7 @@ fi
 BIN="$ROOT/target/$PROFILE"
 "$BIN/ncyctl" db migrate >/dev/null
 
-spare_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench/lib.sh
 PIDS=()
 PREFIX="bench-cache-$$"
 # The run writes ~400,000 keys (one-hour TTL) under its own prefix into $REDIS_URL, which may be the
@@ -56,9 +56,7 @@ for i in 1 2; do
     "$BIN/cache-gateway" >"$LOGS/cache-gateway-$i.log" 2>&1 &
   PIDS+=($!)
   ADDRS+=("$grpc")
-done
-for addr in "${ADDRS[@]}"; do
-  for _ in $(seq 1 100); do "$BIN/ncyctl" health --addr "http://$addr" >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_up "cache-gateway $i" "$!" "$LOGS/cache-gateway-$i.log" curl -fs "http://$admin/readyz"
 done
 
 echo "bench: loadgen cache c$CONCURRENCY ($REQUESTS requests per hit figure, $LOADS loads, $INVALIDATIONS invalidations)"

@@ -12,11 +12,11 @@ set -euo pipefail
 export NCY_API_AUTH=disabled
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
+source scripts/bench/lib.sh
 N=${BENCH_JOBS:-20000}
 PROFILE=${BENCH_PROFILE:-release}
 PORT=${BENCH_REDIS_PORT:-6391}
-PEER=${PEER_BENCH:-$ROOT/../shared/peer-bench}
-[ -d "$PEER" ] || PEER=/work/shared/peer-bench
+if [ "${BENCH_BULLMQ:-1}" = 1 ]; then PEER=$(peer_bench_dir); fi
 OUT_DIR="$ROOT/.run/bench"; mkdir -p "$OUT_DIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OURS="$OUT_DIR/jobs-$STAMP.jsonl"; THEIRS="$OUT_DIR/bullmq-$STAMP.jsonl"
@@ -46,22 +46,22 @@ for _ in $(seq 1 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sle
 export REDIS_URL="redis://127.0.0.1:$PORT" RUST_LOG=warn NCY_CRON_INSTALL_DEFAULTS=false
 # Keep finished jobs for the read-back of timestamps; no rate limit on the bench queue.
 export NCY_QUEUE_NOTIFICATION_KEEP_COMPLETED=10000000 NCY_QUEUE_NOTIFICATION_RATE_LIMIT=0
-GRPC=127.0.0.1:50162
-NCY_GRPC_ADDR=$GRPC NCY_ADMIN_ADDR=127.0.0.1:50163 NCY_REDIS_PREFIX=benchjobs \
+GRPC=127.0.0.1:$(spare_port)
+NCY_GRPC_ADDR=$GRPC NCY_ADMIN_ADDR=127.0.0.1:$(spare_port) NCY_REDIS_PREFIX=benchjobs \
   "$BIN/job-scheduler" >"$OUT_DIR/jobs-scheduler.log" 2>&1 &
 SCHED_PID=$!; PIDS+=("$SCHED_PID")
-for _ in $(seq 1 100); do
-  "$BIN/loadgen" grpc-health --addr "http://$GRPC" --concurrency 1 --connections 1 --requests 1 >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_up job-scheduler "$SCHED_PID" "$OUT_DIR/jobs-scheduler.log" \
+  "$BIN/loadgen" grpc-health --addr "http://$GRPC" --concurrency 1 --connections 1 --requests 1
 
 WORKER_PID=
 start_worker() {  # $1 = concurrency
-  NCY_GRPC_ADDR=127.0.0.1:50164 NCY_ADMIN_ADDR=127.0.0.1:50165 NCY_REDIS_PREFIX=benchjobs \
+  local grpc admin
+  grpc=127.0.0.1:$(spare_port) admin=127.0.0.1:$(spare_port)
+  NCY_GRPC_ADDR=$grpc NCY_ADMIN_ADDR=$admin NCY_REDIS_PREFIX=benchjobs \
     NCY_WORKER_QUEUES=notification NCY_QUEUE_NOTIFICATION_CONCURRENCY="$1" NCY_WORKER_BATCH="$1" \
     "$BIN/worker" >"$OUT_DIR/jobs-worker.log" 2>&1 &
   WORKER_PID=$!; PIDS+=("$WORKER_PID")
-  sleep 0.5
+  wait_up "worker (concurrency $1)" "$WORKER_PID" "$OUT_DIR/jobs-worker.log" curl -fs "http://$admin/readyz"
 }
 stop_worker() {
   kill -TERM "$WORKER_PID" 2>/dev/null || true; wait "$WORKER_PID" 2>/dev/null || true

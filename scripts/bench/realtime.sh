@@ -27,12 +27,10 @@ BENCH_DB=ncy_bench_realtime_$$
 export DATABASE_URL="${PG_ADMIN_URL%/*}/$BENCH_DB"
 OUT_DIR="$ROOT/.run/bench"; mkdir -p "$OUT_DIR"
 OUT="$OUT_DIR/realtime-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+source scripts/bench/lib.sh
 PEER_DIR=${PEER_DIR:-}
-if [[ -z "$PEER_DIR" ]]; then
-  for d in "$ROOT/../shared/peer-bench" /work/shared/peer-bench; do [[ -d "$d" ]] && PEER_DIR=$d && break; done
-fi
+if [[ -z "$PEER_DIR" && "${SKIP_PEER:-0}" != 1 ]]; then PEER_DIR=$(peer_bench_dir); fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -42,7 +40,7 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
-REDIS_PORT=${BENCH_REDIS_PORT:-$(free_port)}
+REDIS_PORT=${BENCH_REDIS_PORT:-$(spare_port)}
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --maxclients 20000 \
   >"$OUT_DIR/realtime-redis.log" 2>&1 &
 PIDS+=($!)
@@ -58,13 +56,13 @@ export JWT_SECRET=$(openssl rand -hex 32)
 
 WS=() GRPC=() GW_PIDS=()
 for i in 1 2; do
-  ws=$(free_port) grpc=$(free_port) admin=$(free_port)
+  ws=$(spare_port) grpc=$(spare_port) admin=$(spare_port)
   NCY_WS_ADDR=127.0.0.1:$ws NCY_GRPC_ADDR=127.0.0.1:$grpc NCY_ADMIN_ADDR=127.0.0.1:$admin \
     NCY_REDIS_PREFIX=bench-rt NCY_WS_MAX_CONNECTIONS=100000 NCY_WS_COMMANDS_PER_SEC=1000 RUST_LOG=warn \
     "$BIN/realtime-gateway" >"$OUT_DIR/realtime-gateway-$i.log" 2>&1 &
   pid=$!; PIDS+=("$pid"); GW_PIDS+=("$pid")
   WS+=("127.0.0.1:$ws"); GRPC+=("127.0.0.1:$grpc")
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_up "realtime-gateway $i" "$pid" "$OUT_DIR/realtime-gateway-$i.log" curl -fs "http://127.0.0.1:$admin/readyz"
 done
 ws_list=$(IFS=,; echo "${WS[*]}"); pid_list=$(IFS=,; echo "${GW_PIDS[*]}")
 
