@@ -2,10 +2,17 @@
 //!
 //! Bad input becomes `INVALID_ARGUMENT` whose message starts with the field; a dead Redis or a
 //! failing loader becomes `UNAVAILABLE`; internal details are logged here, not sent to clients.
+//!
+//! Redis failures keep their typed source (`redis::RedisError`, the runtime's pool error), so the
+//! logs carry the whole chain and the split between "Redis is unhealthy" and "Redis refused this
+//! command" is made once, by error kind ([`crate::l2::is_outage`]), never by message text.
+use std::sync::Arc;
+
 use ncy_types::ValidationError;
 
-/// What can go wrong serving a cache request.
-#[derive(Debug, thiserror::Error)]
+/// What can go wrong serving a cache request. `Clone`, so one failed batched read answers every
+/// request in the batch with the same error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
     /// The request was rejected; nothing was written.
     #[error(transparent)]
@@ -16,9 +23,22 @@ pub enum CacheError {
     /// The request conflicts with stored state (a session of another user).
     #[error("{0}")]
     FailedPrecondition(String),
-    /// Redis is down, slow, or the circuit is open.
+    /// Redis is unhealthy: it did not answer, or answered that it serves no one right now
+    /// (UNAVAILABLE; counted by the L2 breaker).
     #[error("redis unavailable: {0}")]
-    Redis(String),
+    Redis(#[source] redis::RedisError),
+    /// No pooled connection to Redis could be had (UNAVAILABLE; counted by the L2 breaker).
+    #[error("redis unavailable: {0}")]
+    Pool(#[source] Arc<ncy_runtime::RuntimeError>),
+    /// Redis was not asked, or did not answer in time: the circuit is open, a call or the wait
+    /// for a connection timed out, the read coalescer is gone (UNAVAILABLE).
+    #[error("redis unavailable: {0}")]
+    Unavailable(&'static str),
+    /// Redis refused this one command for the data it touched (WRONGTYPE on a key holding a hash,
+    /// a script error): corrupt data, INTERNAL, and not counted by the breaker that every caller
+    /// shares (see `l2::is_outage`).
+    #[error("redis refused the command: {0}")]
+    RedisRefused(#[source] redis::RedisError),
     /// A loader's query failed and no stale copy could be served.
     #[error("loader {kind} failed: {message}")]
     Loader {
@@ -44,15 +64,21 @@ impl CacheError {
 
 /// A Redis error is `Redis` (UNAVAILABLE, counted by the L2 breaker) only when it says Redis is
 /// unhealthy; an error Redis answered about one command and the data it touched (a key holding
-/// another type, a failing script) is corrupt data, `Internal`, and leaves the breaker that every
-/// caller shares alone (see `l2::is_outage`).
+/// another type, a failing script) is `RedisRefused`, and leaves the breaker that every caller
+/// shares alone (see `l2::is_outage`).
 impl From<redis::RedisError> for CacheError {
     fn from(e: redis::RedisError) -> Self {
         if crate::l2::is_outage(&e) {
-            Self::Redis(e.to_string())
+            Self::Redis(e)
         } else {
-            Self::Internal(format!("redis refused the command: {e}"))
+            Self::RedisRefused(e)
         }
+    }
+}
+
+impl From<ncy_runtime::RuntimeError> for CacheError {
+    fn from(e: ncy_runtime::RuntimeError) -> Self {
+        Self::Pool(Arc::new(e))
     }
 }
 
@@ -62,9 +88,13 @@ impl From<CacheError> for tonic::Status {
             CacheError::Invalid(v) => tonic::Status::invalid_argument(v.to_string()),
             CacheError::NotFound(what) => tonic::Status::not_found(what),
             CacheError::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
-            CacheError::Redis(m) => {
-                tracing::debug!(error = %m, "redis unavailable");
+            e @ (CacheError::Redis(_) | CacheError::Pool(_) | CacheError::Unavailable(_)) => {
+                tracing::debug!(error = %e, "redis unavailable");
                 tonic::Status::unavailable("redis unavailable")
+            }
+            e @ CacheError::RedisRefused(_) => {
+                tracing::error!(error = %e, "internal error");
+                tonic::Status::internal("internal error")
             }
             CacheError::Loader { kind, message } => {
                 tracing::warn!(kind, error = %message, "loader failed");
@@ -77,6 +107,55 @@ impl From<CacheError> for tonic::Status {
                 tracing::error!(error = %m, "internal error");
                 tonic::Status::internal("internal error")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    fn server(code: &str) -> redis::RedisError {
+        redis::make_extension_error(code.to_owned(), Some("detail".to_owned()))
+    }
+
+    #[test]
+    fn redis_errors_keep_their_source_and_their_status() {
+        let down = CacheError::from(redis::RedisError::from(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(
+            matches!(&down, CacheError::Redis(e) if e.is_io_error()),
+            "{down:?}"
+        );
+        assert!(down.source().is_some());
+        let status = tonic::Status::from(down);
+        assert_eq!(
+            (status.code(), status.message()),
+            (tonic::Code::Unavailable, "redis unavailable")
+        );
+
+        let refused = CacheError::from(server("WRONGTYPE"));
+        assert!(
+            matches!(&refused, CacheError::RedisRefused(e) if e.code() == Some("WRONGTYPE")),
+            "{refused:?}"
+        );
+        let status = tonic::Status::from(refused);
+        assert_eq!(
+            (status.code(), status.message()),
+            (tonic::Code::Internal, "internal error")
+        );
+
+        let pool = CacheError::from(ncy_runtime::RuntimeError::Redis("timed out".into()));
+        assert!(pool.source().is_some());
+        for e in [pool, CacheError::Unavailable("circuit open")] {
+            let status = tonic::Status::from(e);
+            assert_eq!(
+                (status.code(), status.message()),
+                (tonic::Code::Unavailable, "redis unavailable")
+            );
         }
     }
 }

@@ -93,35 +93,35 @@ impl L2 {
         Fut: Future<Output = Result<T, redis::RedisError>>,
     {
         if !self.available() {
-            return Err(CacheError::Redis("circuit open".into()));
+            return Err(CacheError::Unavailable("circuit open"));
         }
         let start = tokio::time::Instant::now();
         let conn = match tokio::time::timeout(self.timeout, self.pool.get()).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(CacheError::Redis(e.to_string())),
+            Ok(Err(e)) => Err(CacheError::from(e)),
             // Every connection busy: this process is saturated, Redis is not at fault, so the
             // breaker does not count it.
             Err(_) if self.saturated() => {
-                return Err(CacheError::Redis("no free connection in time".into()));
+                return Err(CacheError::Unavailable("no free connection in time"));
             }
-            Err(_) => Err(CacheError::Redis("timed out connecting".into())),
+            Err(_) => Err(CacheError::Unavailable("timed out connecting")),
         };
         let result = match conn {
             Ok(conn) => {
                 let left = self.timeout.saturating_sub(start.elapsed());
                 match tokio::time::timeout(left, f(conn)).await {
                     Ok(r) => r.map_err(CacheError::from),
-                    Err(_) => Err(CacheError::Redis("timed out".into())),
+                    Err(_) => Err(CacheError::Unavailable("timed out")),
                 }
             }
             Err(e) => Err(e),
         };
         match &result {
             // Redis answered, even if with an error about this command (see `is_outage`).
-            Ok(_) | Err(CacheError::Internal(_)) => {
+            Ok(_) | Err(CacheError::RedisRefused(_)) => {
                 self.breaker.failures.store(0, Ordering::Relaxed);
             }
-            Err(CacheError::Redis(_)) => {
+            Err(CacheError::Redis(_) | CacheError::Pool(_) | CacheError::Unavailable(_)) => {
                 let n = self.breaker.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= self.breaker.threshold {
                     self.breaker
@@ -171,13 +171,13 @@ impl L2 {
         let (reply, answer) = oneshot::channel();
         reads
             .send((key.to_owned(), reply))
-            .map_err(|_| CacheError::Redis("the L2 reader has stopped".into()))?;
+            .map_err(|_| CacheError::Unavailable("the L2 reader has stopped"))?;
         // Waiting for a batch slot counts against the same timeout as the read itself, so no
         // request waits on a slow Redis longer than a direct GET would.
         match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(CacheError::Redis("the L2 reader dropped the read".into())),
-            Err(_) => Err(CacheError::Redis("timed out".into())),
+            Ok(Err(_)) => Err(CacheError::Unavailable("the L2 reader dropped the read")),
+            Err(_) => Err(CacheError::Unavailable("timed out")),
         }
     }
 
@@ -229,15 +229,9 @@ impl L2 {
                     values.len(),
                     keys.len()
                 );
-                return fail_all(replies, || CacheError::Internal(msg.clone()));
+                return fail_all(replies, &CacheError::Internal(msg));
             }
-            Err(CacheError::Redis(msg)) => {
-                return fail_all(replies, || CacheError::Redis(msg.clone()));
-            }
-            Err(other) => {
-                let msg = other.to_string();
-                return fail_all(replies, || CacheError::Internal(msg.clone()));
-            }
+            Err(e) => return fail_all(replies, &e),
         };
         for (reply, value) in replies.into_iter().zip(values) {
             let _ = reply.send(Ok(value));
@@ -301,9 +295,9 @@ pub fn is_outage(e: &redis::RedisError) -> bool {
 }
 
 /// Answers every read of a failed batch with the same error (an outage or a refused command).
-fn fail_all(replies: Vec<Reply>, make: impl Fn() -> CacheError) {
+fn fail_all(replies: Vec<Reply>, e: &CacheError) {
     for reply in replies {
-        let _ = reply.send(Err(make()));
+        let _ = reply.send(Err(e.clone()));
     }
 }
 
