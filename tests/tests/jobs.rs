@@ -1,5 +1,5 @@
 //! The job engine end to end: job-scheduler (gRPC) and workers in this process on the real Redis
-//! and PostgreSQL. One test per behaviour of issue 4 that needs a worker.
+//! and PostgreSQL. One test per behaviour of the job engine that needs a worker.
 mod jobs_support;
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Email jobs while the SMTP server is down (issue 23), end to end: enqueued through the
+//! Email jobs while the SMTP server is down, end to end: enqueued through the
 //! job-scheduler's gRPC API with the DEFAULT attempts and backoff, run by a worker in this process
 //! against a real SMTP server (aiosmtpd, `ncy_testkit::SmtpServer`) that is stopped and later
 //! restarted on the same port. An outage within the grace (`NCY_JOBS_OUTAGE_GRACE_SECS`) postpones

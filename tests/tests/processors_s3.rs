@@ -1,6 +1,6 @@
 //! The file store on an S3-compatible server: a real moto server (`ncy_testkit::MotoServer`, pinned
 //! in the tests' venv by `scripts/test-peers.sh`) on loopback; a report and two backups go through
-//! it, and are read back with a separate S3 client. Then an S3 outage (issue 23): with the server
+//! it, and are read back with a separate S3 client. Then an S3 outage: with the server
 //! stopped, report and backup jobs are postponed without using their attempts, and once it is
 //! started again on its port each completes with its file in the bucket, nothing dead-lettered.
 mod jobs_support;

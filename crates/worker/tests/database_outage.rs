@@ -1,4 +1,4 @@
-//! `send-notification` and `backup-database` jobs while PostgreSQL is unreachable (issue 23),
+//! `send-notification` and `backup-database` jobs while PostgreSQL is unreachable,
 //! driven through the queue (enqueued and inspected with `ncy-queue`, as the scheduler does)
 //! against a worker in this process. The worker's `DATABASE_URL` points at a port of the test's
 //! own: nothing listens there during the outage; then a plain TCP relay to the real PostgreSQL

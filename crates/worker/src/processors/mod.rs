@@ -221,7 +221,7 @@ pub fn register_domain(
     settings: &Settings,
     notifier: &Notifier,
 ) -> Result<(), RuntimeError> {
-    // Issue 5, part 1: email, notification, cleanup.
+    // Email, notification, cleanup.
     let mailer = email::Mailer::new(&settings.email)
         .map_err(|e| RuntimeError::Io(std::io::Error::other(format!("NCY_SMTP_URL: {e}"))))?;
     let mailer = Arc::new(mailer);
@@ -240,7 +240,7 @@ pub fn register_domain(
             postgres: notifier.postgres.clone(),
         },
     );
-    // Reports and backups (issue 5): both write to the file store.
+    // Reports and backups: both write to the file store.
     let files = crate::files::FileStore::open(&settings.files)
         .map_err(|e| RuntimeError::Io(std::io::Error::other(e.to_string())))?;
     registry.register(
