@@ -146,7 +146,10 @@ mod tests {
         let loading = QueueError::Redis(redis::make_extension_error("LOADING".into(), None));
         assert_eq!(status(loading).code(), tonic::Code::Unavailable);
         assert_eq!(
-            status(QueueError::Pool("timed out".into())).code(),
+            status(QueueError::Pool(ncy_runtime::RuntimeError::Redis(
+                "timed out".into()
+            )))
+            .code(),
             tonic::Code::Unavailable
         );
     }

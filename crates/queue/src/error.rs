@@ -16,18 +16,12 @@ pub enum QueueError {
     /// Redis failed or is unreachable.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// No connection could be had from the pool.
+    /// No connection could be had from the pool (the runtime's error, kept as the source).
     #[error("redis pool: {0}")]
-    Pool(String),
+    Pool(#[from] ncy_runtime::RuntimeError),
     /// Redis held something this version cannot read (never trusted blindly, never a panic).
     #[error("corrupt data in redis: {0}")]
     Corrupt(String),
-}
-
-impl From<ncy_runtime::RuntimeError> for QueueError {
-    fn from(e: ncy_runtime::RuntimeError) -> Self {
-        QueueError::Pool(e.to_string())
-    }
 }
 
 impl QueueError {
@@ -118,7 +112,8 @@ mod tests {
         let timeout =
             redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"));
         assert!(QueueError::Redis(timeout).is_unavailable());
-        assert!(QueueError::Pool("no connection".into()).is_unavailable());
+        let pool = ncy_runtime::RuntimeError::Redis("no connection".into());
+        assert!(QueueError::from(pool).is_unavailable());
         for code in [
             "LOADING",
             "TRYAGAIN",
