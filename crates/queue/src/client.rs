@@ -2,7 +2,7 @@
 //! queue), read jobs, cancel, pause/resume. Listing is in `listing.rs`.
 use std::collections::HashMap;
 
-use ncy_types::jobs::{BackoffKind, QueueName};
+use ncy_types::jobs::QueueName;
 use redis::{AsyncCommands, Value};
 
 use crate::engine::{BANDS, Engine};
@@ -38,10 +38,7 @@ impl Engine {
                 .arg(&job.data)
                 .arg(job.priority)
                 .arg(job.max_attempts)
-                .arg(match job.backoff.kind {
-                    BackoffKind::Fixed => "fixed",
-                    BackoffKind::Exponential => "exponential",
-                })
+                .arg(job.backoff.kind.as_str())
                 .arg(job.backoff.delay_ms)
                 .arg(job.delay_ms)
                 .arg(&job.idempotency_key)
@@ -92,13 +89,7 @@ impl Engine {
                     ("queue", queue.as_str()),
                     ("type", &job.job_type),
                     ("data", &job.data),
-                    (
-                        "backoff_kind",
-                        match job.backoff.kind {
-                            BackoffKind::Fixed => "fixed",
-                            BackoffKind::Exponential => "exponential",
-                        },
-                    ),
+                    ("backoff_kind", job.backoff.kind.as_str()),
                 ])
                 .arg(&[
                     ("priority", u64::from(job.priority)),

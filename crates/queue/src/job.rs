@@ -7,7 +7,7 @@
 //! waiting or active). Values written by the Lua scripts; read here without trusting them.
 use std::collections::HashMap;
 
-use ncy_types::jobs::{Backoff, BackoffKind};
+use ncy_types::jobs::{Backoff, BackoffKind, DEFAULT_BACKOFF};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
@@ -115,11 +115,7 @@ impl JobRecord {
     /// The backoff stored on the job.
     pub fn backoff(&self) -> Backoff {
         Backoff {
-            kind: if self.get("backoff_kind") == "fixed" {
-                BackoffKind::Fixed
-            } else {
-                BackoffKind::Exponential
-            },
+            kind: stored_backoff_kind(self.get("backoff_kind")),
             delay_ms: u64::try_from(self.num("backoff_ms")).unwrap_or(0),
         }
     }
@@ -158,11 +154,7 @@ impl FetchedJob {
             attempt: u32::try_from(n(3)).unwrap_or(1),
             max_attempts: u32::try_from(n(4)).unwrap_or(1),
             backoff: Backoff {
-                kind: if s(5) == "fixed" {
-                    BackoffKind::Fixed
-                } else {
-                    BackoffKind::Exponential
-                },
+                kind: stored_backoff_kind(&s(5)),
                 delay_ms: u64::try_from(n(6)).unwrap_or(0),
             },
             band: u8::try_from(n(7)).unwrap_or(0),
@@ -172,6 +164,12 @@ impl FetchedJob {
             owner_user_id: s(11),
         })
     }
+}
+
+/// The backoff kind stored on a job: a hash without one (or with a name this version does not
+/// know) gets the default kind, exponential, rather than failing the job.
+fn stored_backoff_kind(name: &str) -> BackoffKind {
+    name.parse().unwrap_or(DEFAULT_BACKOFF.kind)
 }
 
 /// Text of a reply item (bulk or simple string, or a number).
@@ -226,4 +224,31 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_backoff_reads_back_and_a_missing_kind_is_the_default() {
+        let record = |kind: &str| JobRecord {
+            id: "j".to_owned(),
+            fields: HashMap::from([
+                ("backoff_kind".to_owned(), kind.to_owned()),
+                ("backoff_ms".to_owned(), "500".to_owned()),
+            ]),
+        };
+        for kind in BackoffKind::ALL {
+            let b = record(kind.as_str()).backoff();
+            assert_eq!((b.kind, b.delay_ms), (kind, 500));
+        }
+        for other in ["", "linear"] {
+            assert_eq!(
+                record(other).backoff().kind,
+                DEFAULT_BACKOFF.kind,
+                "{other:?}"
+            );
+        }
+    }
 }

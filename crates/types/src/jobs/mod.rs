@@ -213,6 +213,44 @@ pub enum BackoffKind {
     Fixed,
 }
 
+impl BackoffKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [BackoffKind; 2] = [BackoffKind::Exponential, BackoffKind::Fixed];
+
+    /// The name in JSON and in the job's stored `backoff_kind`: `exponential`, `fixed`. The one
+    /// spelling of a kind: serde's names are checked against it in the tests, and the job engine
+    /// writes and reads this.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackoffKind::Exponential => "exponential",
+            BackoffKind::Fixed => "fixed",
+        }
+    }
+}
+
+impl fmt::Display for BackoffKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackoffKind {
+    type Err = ValidationError;
+
+    /// Parses a name written by [`BackoffKind::as_str`]; the error names the field `backoff.kind`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BackoffKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "backoff.kind",
+                    format!("unknown backoff kind {s:?}, expected exponential or fixed"),
+                )
+            })
+    }
+}
+
 /// Retry backoff of a job (jitter is added by the engine, not here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -122,6 +122,21 @@ fn backoff_grows_from_two_seconds_and_is_capped() {
 }
 
 #[test]
+fn backoff_kinds_have_one_spelling() {
+    for k in BackoffKind::ALL {
+        assert_eq!(k.as_str().parse::<BackoffKind>(), Ok(k));
+        assert_eq!(
+            serde_json::to_value(k).expect("serializes"),
+            json!(k.as_str())
+        );
+        assert_eq!(k.to_string(), k.as_str());
+    }
+    let err = "Fixed".parse::<BackoffKind>().expect_err("case matters");
+    assert_eq!(err.field, "backoff.kind");
+    assert!("".parse::<BackoffKind>().is_err());
+}
+
+#[test]
 fn payload_envelope_rules() {
     let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(MAX_PAYLOAD_BYTES));
     assert_eq!(
