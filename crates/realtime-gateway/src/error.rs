@@ -5,9 +5,10 @@
 //! as a code (`UNAVAILABLE`, `unavailable`), never as a message with internals. A browser's error
 //! frame is always [`GatewayError::frame`]: its `code` comes from the variant, its `message` from
 //! the variant's text.
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 use ncy_bus::BusError;
+use ncy_store::StoreError;
 use ncy_types::ValidationError;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 
@@ -23,9 +24,10 @@ pub enum GatewayError {
     /// The room bus (Redis) failed.
     #[error("bus: {0}")]
     Bus(BusError),
-    /// PostgreSQL failed.
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    /// PostgreSQL failed. Shared, as concurrent membership checks of one (user, scope) share
+    /// one query and its error.
+    #[error("{0}")]
+    Db(#[source] Arc<StoreError>),
     /// A frame the protocol does not accept (not a known frame, a malformed field, binary).
     #[error("{0}")]
     BadFrame(Cow<'static, str>),
@@ -56,6 +58,12 @@ impl From<BusError> for GatewayError {
             BusError::Invalid(v) => Self::Invalid(v),
             other => Self::Bus(other),
         }
+    }
+}
+
+impl From<sqlx::Error> for GatewayError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(Arc::new(e.into()))
     }
 }
 
@@ -245,7 +253,7 @@ mod tests {
                 false,
             ),
             (
-                GatewayError::Db(sqlx::Error::PoolTimedOut),
+                GatewayError::from(sqlx::Error::PoolTimedOut),
                 "unavailable",
                 "temporarily unavailable, retry",
                 false,

@@ -108,7 +108,7 @@ impl Gateway {
                 match crate::access::is_member(&self.db, user, scope).await {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(None),
-                    Err(e) => Err(Some(e)),
+                    Err(e) => Err(Some(Arc::new(e))),
                 }
             })
             .await;
@@ -116,10 +116,8 @@ impl Gateway {
             Ok(()) => Ok(true),
             Err(e) => match e.as_ref() {
                 None => Ok(false),
-                // Shared by every waiter, so not ours to move: the cause goes into the message.
-                Some(e) => Err(GatewayError::Db(sqlx::Error::Io(std::io::Error::other(
-                    e.to_string(),
-                )))),
+                // Shared by every waiter: each gets the same error.
+                Some(e) => Err(GatewayError::Db(e.clone())),
             },
         }
     }
