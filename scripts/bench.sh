@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: release build, then each benchmark against services started here on loopback ports,
 # with the peer baseline measured in the same run on the same machine. Prints JSON lines and writes
-# them to .run/bench/<UTC stamp>.jsonl. Nothing here asserts: figures go in the README by hand.
+# them to .run/bench/<UTC stamp>.jsonl. Nothing here asserts: figures go in docs/benchmarks.md by hand (the current ones also in the README).
 set -euo pipefail
 # The load generator sends no API key yet: the services under test run with authentication off
 # (the key check costs one SHA-256 of the key per call).

@@ -1,4 +1,4 @@
-"""Checks the rendered chart keeps the promises the README makes, beyond schema validity.
+"""Checks the rendered chart keeps the promises the README and docs/operations.md make, beyond schema validity.
 
 Usage: helm_invariants.py RENDERED.yaml (default|production|waived) [NOTES.txt]
 

@@ -1,5 +1,5 @@
 """Builds deploy/grafana/ncy-overview.json, the NCY backbone dashboard, from the metric names the
-services really export (see the README's Metrics section). Re-run after changing a panel:
+services really export (see docs/operations.md#metrics). Re-run after changing a panel:
 
     python3 deploy/grafana/build_dashboard.py
 

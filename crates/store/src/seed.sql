@@ -1,5 +1,5 @@
 -- Demo data for a laptop stack: two organizations, four users, three projects, a few tasks and
--- notifications. Fixed ids so examples in the README work; idempotent (ON CONFLICT DO NOTHING).
+-- notifications. Fixed ids so the examples in the README and docs/ work; idempotent (ON CONFLICT DO NOTHING).
 INSERT INTO users (id, email, name, status) VALUES
     ('00000000-0000-4000-8000-000000000001', 'ada@acme.example', 'Ada Lovelace', 'online'),
     ('00000000-0000-4000-8000-000000000002', 'grace@acme.example', 'Grace Hopper', 'away'),
