@@ -130,7 +130,9 @@ async fn run(
                     None => { outbox.close(CloseReason::ClientGone); break }
                     Some(Err(e)) => { outbox.close(CloseReason::of_read_error(&e)); break }
                     Some(Ok(Message::Text(text))) => {
-                        Box::pin(conn.on_text(&text)).await;
+                        if let Err(e) = Box::pin(conn.on_text(&text)).await {
+                            conn.reply_error(e);
+                        }
                         // Authentication or a refresh may have brought the next deadline closer.
                         let next = conn.deadline(auth_deadline, last_frame).min(next_ping);
                         if next < timer.deadline() {
@@ -369,16 +371,11 @@ impl Conn {
         }
     }
 
-    async fn on_text(&mut self, text: &str) {
+    /// Runs one text frame; a refusal or failure is the error the caller answers with its frame
+    /// ([`Conn::reply_error`]).
+    async fn on_text(&mut self, text: &str) -> Result<(), GatewayError> {
         metrics::message_in();
         self.gw.messages_in.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.handle(text).await {
-            self.reply_error(e);
-        }
-    }
-
-    /// Runs one text frame; a refusal or failure is the error its frame answers.
-    async fn handle(&mut self, text: &str) -> Result<(), GatewayError> {
         if !self.take_token() {
             return Err(GatewayError::RateLimited);
         }
