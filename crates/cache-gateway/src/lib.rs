@@ -17,7 +17,6 @@ use std::{future::Future, sync::Arc};
 
 use ncy_proto::cache::v1::cache_service_server::CacheServiceServer;
 use ncy_runtime::{LocalAddrs, RuntimeError, ServiceRuntime};
-use secrecy::ExposeSecret;
 use tonic::server::NamedService;
 
 mod api;
@@ -70,15 +69,7 @@ impl Application {
             .postgres()
             .cloned()
             .ok_or_else(|| RuntimeError::Postgres("DATABASE_URL is required".into()))?;
-        let url = settings
-            .common
-            .redis
-            .urls()
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| settings.common.redis.url.expose_secret().to_owned());
-        let redis_client =
-            redis::Client::open(url).map_err(|e| RuntimeError::Redis(e.to_string()))?;
+        let redis_client = settings.common.redis.dedicated_client()?;
         let l2 = l2::L2::new(
             runtime.redis().clone(),
             cache.l2_timeout,

@@ -71,13 +71,12 @@ impl Engine {
         redis: &ncy_runtime::settings::RedisSettings,
         settings: EngineSettings,
     ) -> Self {
-        let first = redis.urls().first().cloned();
         if redis.cluster {
             let mut engine = Self::new(pool, redis.keys.clone(), settings, None);
-            engine.cluster_seed = first;
+            engine.cluster_seed = redis.urls().first().cloned();
             return engine;
         }
-        let client = first.and_then(|u| redis::Client::open(u.as_str()).ok());
+        let client = redis.dedicated_client().ok();
         Self::new(pool, redis.keys.clone(), settings, client)
     }
 

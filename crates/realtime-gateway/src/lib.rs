@@ -20,7 +20,6 @@ use std::{
 use ncy_bus::{BusPublisher, History, Presence, Subscriber, SubscriberConfig};
 use ncy_proto::realtime::v1::realtime_service_server::RealtimeServiceServer;
 use ncy_runtime::{LocalAddrs, RuntimeError, ServiceRuntime};
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 
@@ -99,14 +98,7 @@ impl Application {
             .postgres()
             .cloned()
             .ok_or_else(|| RuntimeError::Postgres("DATABASE_URL is required".into()))?;
-        let url = settings
-            .common
-            .redis
-            .urls()
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| settings.common.redis.url.expose_secret().to_owned());
-        let client = redis::Client::open(url).map_err(|e| RuntimeError::Redis(e.to_string()))?;
+        let client = settings.common.redis.dedicated_client()?;
         let history = History::new(redis.clone(), keys.clone());
         let hub = Arc::new(hub::Hub::new(history));
         let instance_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();

@@ -15,6 +15,13 @@ pub enum RuntimeError {
     /// Redis could not be reached or answered an error.
     #[error("redis: {0}")]
     Redis(String),
+    /// No pooled Redis connection: the pool timed out waiting for one, or could not create one
+    /// (the typed cause: deadpool's error around the `redis::RedisError`).
+    #[error("redis: {0}")]
+    RedisPool(#[from] deadpool::managed::PoolError<redis::RedisError>),
+    /// Redis answered a command with an error, or the connection failed during it.
+    #[error("redis: {0}")]
+    RedisCommand(#[from] redis::RedisError),
     /// PostgreSQL could not be reached or answered an error.
     #[error("postgres: {0}")]
     Postgres(String),

@@ -155,20 +155,16 @@ impl RedisPool {
 
     /// A connection from the pool, waiting at most the configured timeout.
     pub async fn get(&self) -> Result<RedisConn, RuntimeError> {
-        match self {
-            Self::Single(p) => p.get().await.map(RedisConn::Single),
-            Self::Cluster(p) => p.get().await.map(RedisConn::Cluster),
-        }
-        .map_err(|e| RuntimeError::Redis(e.to_string()))
+        Ok(match self {
+            Self::Single(p) => p.get().await.map(RedisConn::Single)?,
+            Self::Cluster(p) => p.get().await.map(RedisConn::Cluster)?,
+        })
     }
 
     /// `PING`, for readiness probes.
     pub async fn ping(&self) -> Result<(), RuntimeError> {
         let mut conn = self.get().await?;
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| RuntimeError::Redis(e.to_string()))?;
+        let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
         if pong == "PONG" {
             Ok(())
         } else {

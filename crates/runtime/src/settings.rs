@@ -175,6 +175,17 @@ impl RedisSettings {
             .filter(|s| !s.is_empty())
             .collect()
     }
+
+    /// A client of its own on the first URL (the one server, or a cluster's first seed), for the
+    /// connections a pool cannot share: pub/sub subscriptions and blocking reads. Connects lazily.
+    pub fn dedicated_client(&self) -> Result<redis::Client, crate::RuntimeError> {
+        let url = self
+            .urls()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.url.expose_secret().to_owned());
+        Ok(redis::Client::open(url)?)
+    }
 }
 
 /// PostgreSQL connection settings.
