@@ -238,7 +238,7 @@ async fn non_retryable_failures_and_types_without_a_processor_go_straight_to_dea
     env.set("NCY_JOBS_TEST_JOB_TYPES", "false");
     let mut app =
         worker::Application::build(worker::Settings::load(&ncy_testkit::env_of(&env.env))?).await?;
-    app.register("fail", worker::processors::FailProcessor);
+    app.register(worker::processors::FailProcessor);
     let work = ncy_testkit::InProcess::spawn(|stop| app.run_until_stopped(stop));
     let mut req = job(
         "report",

@@ -197,9 +197,9 @@ impl Application {
         })
     }
 
-    /// Adds (or replaces) a processor: for tests and embedders.
-    pub fn register(&mut self, job_type: &str, p: impl processors::Processor) {
-        self.registry.register(job_type, p);
+    /// Adds (or replaces) the processor of `P::JOB_TYPE`: for tests and embedders.
+    pub fn register<P: processors::Processor>(&mut self, processor: P) {
+        self.registry.register(processor);
     }
 
     /// Where this instance listens.

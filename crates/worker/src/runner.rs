@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use ncy_queue::{Engine, FailOutcome, Fetched, FetchedJob, Finish, Preclaimed};
-use ncy_types::jobs::QueueName;
+use ncy_types::jobs::{JobType, QueueName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -262,42 +262,41 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
         );
     }
     let started = Instant::now();
-    let outcome = match registry.get(&job.job_type) {
+    // The stored type is text: one a worker of this version does not know has no processor either.
+    let processor = job
+        .job_type
+        .parse::<JobType>()
+        .ok()
+        .and_then(|t| registry.get(t));
+    let outcome = match processor {
         None => Err(JobError::fatal(format!(
             "no processor for job type {:?} on this worker",
             job.job_type
         ))),
-        Some(processor) => match serde_json::from_str(&job.data) {
-            Err(e) => Err(JobError::fatal(format!("stored payload is not JSON: {e}"))),
-            Ok(payload) => {
-                let ctx = JobContext {
-                    job: job.clone(),
-                    queue: cfg.queue,
-                    payload,
-                    cancel: cancel.clone(),
-                    engine: engine.clone(),
-                    consumer: cfg.consumer.clone(),
-                    updates: sinks.updates.clone(),
-                };
-                // The panic is caught here, in the job's own task: a spawned task per processor
-                // would cost a second task and a wake-up per job for the same isolation.
-                match AssertUnwindSafe(processor.process(ctx))
-                    .catch_unwind()
-                    .await
-                {
-                    Ok(result) => result,
-                    Err(panic) => {
-                        let msg = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                            .unwrap_or_else(|| "unknown panic".to_owned());
-                        tracing::error!(job_id = %job.id, panic = %msg, "processor panicked");
-                        Err(JobError::retryable(format!("processor panicked: {msg}")))
-                    }
+        Some(processor) => {
+            let ctx = JobContext {
+                job: job.clone(),
+                queue: cfg.queue,
+                cancel: cancel.clone(),
+                engine: engine.clone(),
+                consumer: cfg.consumer.clone(),
+                updates: sinks.updates.clone(),
+            };
+            // The panic is caught here, in the job's own task: a spawned task per processor
+            // would cost a second task and a wake-up per job for the same isolation.
+            match AssertUnwindSafe(processor.start(ctx)).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    tracing::error!(job_id = %job.id, panic = %msg, "processor panicked");
+                    Err(JobError::retryable(format!("processor panicked: {msg}")))
                 }
             }
-        },
+        }
     };
     drop(permit);
     let q = cfg.queue.as_str();

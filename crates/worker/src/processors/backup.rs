@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ncy_runtime::{ConfigError, Env};
-use ncy_types::jobs::BackupJobData;
 use ncy_types::jobs::payloads::KEEP_LAST;
+use ncy_types::jobs::{BackupJobData, JobType};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
@@ -27,7 +27,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::{Dependency, JobContext, JobError, JobResult, ProcessFuture, Processor};
+use super::{Dependency, JobContext, JobError, JobResult, Processor};
 use crate::files::FileStore;
 
 /// Folder of the dumps in the file store.
@@ -76,16 +76,10 @@ pub struct BackupProcessor {
 }
 
 impl Processor for BackupProcessor {
-    fn process(&self, ctx: JobContext) -> ProcessFuture {
-        let this = self.clone();
-        Box::pin(async move { this.run(ctx).await })
-    }
-}
+    const JOB_TYPE: JobType = JobType::BackupDatabase;
+    type Payload = BackupJobData;
 
-impl BackupProcessor {
-    async fn run(self, ctx: JobContext) -> JobResult {
-        let data: BackupJobData = serde_json::from_value(ctx.payload.clone())
-            .map_err(|e| JobError::fatal(format!("bad backup-database payload: {e}")))?;
+    async fn process(&self, ctx: JobContext, data: BackupJobData) -> JobResult {
         let keep = data.keep_last.unwrap_or(self.settings.keep);
         let url = self
             .database_url
@@ -113,7 +107,9 @@ impl BackupProcessor {
             "deleted": deleted,
         })))
     }
+}
 
+impl BackupProcessor {
     /// Runs pg_dump into `key`; returns the dump's size.
     async fn dump(
         &self,

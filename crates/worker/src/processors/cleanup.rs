@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use ncy_runtime::{ConfigError, Env};
 use ncy_types::jobs::payloads::RETENTION_DAYS;
-use ncy_types::jobs::{CleanupJobData, QueueName};
+use ncy_types::jobs::{CleanupJobData, JobType, QueueName};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{JobContext, JobError, ProcessFuture, Processor};
+use super::{JobContext, JobError, JobResult, Processor};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -58,68 +58,68 @@ pub struct CleanupProcessor {
 }
 
 impl Processor for CleanupProcessor {
-    fn process(&self, ctx: JobContext) -> ProcessFuture {
-        let (settings, postgres) = (self.settings, self.postgres.clone());
-        Box::pin(async move {
-            let job: CleanupJobData = serde_json::from_value(ctx.payload.clone())
-                .map_err(|e| JobError::fatal(format!("bad cleanup-old-data payload: {e}")))?;
-            let pg = postgres
-                .ok_or_else(|| JobError::fatal("no database is configured (DATABASE_URL)"))?;
-            let notification_days = job
-                .notifications_older_than_days
-                .unwrap_or(settings.notifications_days);
-            let job_days = job.jobs_older_than_days.unwrap_or(settings.jobs_days);
+    const JOB_TYPE: JobType = JobType::CleanupOldData;
+    type Payload = CleanupJobData;
 
-            ctx.progress(10, "deleting read notifications").await;
-            let retention = Duration::from_millis(u64::from(notification_days) * DAY_MS);
-            let notifications = ncy_store::notifications::delete_read_older_than(&pg, retention)
-                .await
-                .map_err(|e| JobError::database(format!("cannot delete notifications: {e}"), &e))?;
-            ctx.progress(50, &format!("deleted {notifications} notifications"))
-                .await;
+    async fn process(&self, ctx: JobContext, job: CleanupJobData) -> JobResult {
+        let pg = self
+            .postgres
+            .as_ref()
+            .ok_or_else(|| JobError::fatal("no database is configured (DATABASE_URL)"))?;
+        let notification_days = job
+            .notifications_older_than_days
+            .unwrap_or(self.settings.notifications_days);
+        let job_days = job.jobs_older_than_days.unwrap_or(self.settings.jobs_days);
 
-            let cutoff_ms = ncy_queue::now_ms()
-                - i64::try_from(u64::from(job_days) * DAY_MS).unwrap_or(i64::MAX);
-            let (mut jobs, mut dead_letters) = (0, 0);
-            let queues = QueueName::ALL;
-            for (i, queue) in queues.into_iter().enumerate() {
-                if ctx.cancel.is_cancelled() {
-                    return Err(JobError::fatal("cancelled"));
-                }
-                let purged = ctx
-                    .engine
-                    .purge_finished(queue, cutoff_ms)
-                    .await
-                    .map_err(|e| {
-                        let message = format!(
-                            "cannot purge finished jobs of queue {}: {e}",
-                            queue.as_str()
-                        );
-                        JobError::redis(message, &e)
-                    })?;
-                jobs += purged.jobs;
-                dead_letters += purged.dead_letters;
-                let percent = 50 + (50 * (i + 1) / queues.len());
-                ctx.progress(
-                    u8::try_from(percent).unwrap_or(100),
-                    &format!("purged queue {}", queue.as_str()),
-                )
-                .await;
+        ctx.progress(10, "deleting read notifications").await;
+        let retention = Duration::from_millis(u64::from(notification_days) * DAY_MS);
+        let notifications = ncy_store::notifications::delete_read_older_than(pg, retention)
+            .await
+            .map_err(|e| JobError::database(format!("cannot delete notifications: {e}"), &e))?;
+        ctx.progress(50, &format!("deleted {notifications} notifications"))
+            .await;
+
+        let cutoff_ms =
+            ncy_queue::now_ms() - i64::try_from(u64::from(job_days) * DAY_MS).unwrap_or(i64::MAX);
+        let (mut jobs, mut dead_letters) = (0, 0);
+        let queues = QueueName::ALL;
+        for (i, queue) in queues.into_iter().enumerate() {
+            if ctx.cancel.is_cancelled() {
+                return Err(JobError::fatal("cancelled"));
             }
-            tracing::info!(
-                notifications,
-                jobs,
-                dead_letters,
-                notification_days,
-                job_days,
-                "cleanup done"
-            );
-            Ok(Some(json!({
-                "notificationsDeleted": notifications,
-                "jobsDeleted": jobs,
-                "deadLettersDeleted": dead_letters,
-            })))
-        })
+            let purged = ctx
+                .engine
+                .purge_finished(queue, cutoff_ms)
+                .await
+                .map_err(|e| {
+                    let message = format!(
+                        "cannot purge finished jobs of queue {}: {e}",
+                        queue.as_str()
+                    );
+                    JobError::redis(message, &e)
+                })?;
+            jobs += purged.jobs;
+            dead_letters += purged.dead_letters;
+            let percent = 50 + (50 * (i + 1) / queues.len());
+            ctx.progress(
+                u8::try_from(percent).unwrap_or(100),
+                &format!("purged queue {}", queue.as_str()),
+            )
+            .await;
+        }
+        tracing::info!(
+            notifications,
+            jobs,
+            dead_letters,
+            notification_days,
+            job_days,
+            "cleanup done"
+        );
+        Ok(Some(json!({
+            "notificationsDeleted": notifications,
+            "jobsDeleted": jobs,
+            "deadLettersDeleted": dead_letters,
+        })))
     }
 }
 

@@ -5,11 +5,11 @@
 //! A user that does not exist fails the job at once (no retry brings them back); a database that
 //! is unreachable is an outage of PostgreSQL (the job is postponed, see [`crate::outages`]); any
 //! other database error is retried per the job's attempts. The result is `{"notificationId": …}`.
-use ncy_types::jobs::NotificationJobData;
+use ncy_types::jobs::{JobType, NotificationJobData};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{JobContext, JobError, ProcessFuture, Processor};
+use super::{JobContext, JobError, JobResult, Processor};
 use crate::notify::{NOTIFICATION_EVENT, Notifier, NotifyError};
 
 /// The `send-notification` processor.
@@ -19,28 +19,27 @@ pub struct NotificationProcessor {
 }
 
 impl Processor for NotificationProcessor {
-    fn process(&self, ctx: JobContext) -> ProcessFuture {
-        let notifier = self.notifier.clone();
-        Box::pin(async move {
-            let job: NotificationJobData = serde_json::from_value(ctx.payload)
-                .map_err(|e| JobError::fatal(format!("bad send-notification payload: {e}")))?;
-            let user_id: Uuid = job
-                .user_id
-                .parse()
-                .map_err(|e| JobError::fatal(format!("bad userId {:?}: {e}", job.user_id)))?;
-            let metadata = job.metadata.unwrap_or_else(|| json!({}));
-            let row = notifier
-                .notify(
-                    NOTIFICATION_EVENT,
-                    user_id,
-                    &job.r#type,
-                    &job.message,
-                    &metadata,
-                )
-                .await
-                .map_err(to_job_error)?;
-            Ok(Some(json!({"notificationId": row.id})))
-        })
+    const JOB_TYPE: JobType = JobType::SendNotification;
+    type Payload = NotificationJobData;
+
+    async fn process(&self, _ctx: JobContext, job: NotificationJobData) -> JobResult {
+        let user_id: Uuid = job
+            .user_id
+            .parse()
+            .map_err(|e| JobError::fatal(format!("bad userId {:?}: {e}", job.user_id)))?;
+        let metadata = job.metadata.unwrap_or_else(|| json!({}));
+        let row = self
+            .notifier
+            .notify(
+                NOTIFICATION_EVENT,
+                user_id,
+                &job.r#type,
+                &job.message,
+                &metadata,
+            )
+            .await
+            .map_err(to_job_error)?;
+        Ok(Some(json!({"notificationId": row.id})))
     }
 }
 

@@ -39,13 +39,13 @@ use std::time::Duration;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use ncy_runtime::{ConfigError, Env};
-use ncy_types::jobs::{EmailJobData, WelcomeEmailData};
+use ncy_types::jobs::{EmailJobData, JobType, WelcomeEmailData};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
 
 use super::templates::{Rendered, TemplateError, Templates};
-use super::{Dependency, JobContext, JobError, ProcessFuture, Processor};
+use super::{Dependency, JobContext, JobError, JobResult, Processor};
 
 mod links;
 
@@ -287,17 +287,16 @@ fn server_of(url: &str) -> String {
 pub struct SendEmailProcessor(pub Arc<Mailer>);
 
 impl Processor for SendEmailProcessor {
-    fn process(&self, ctx: JobContext) -> ProcessFuture {
-        let mailer = self.0.clone();
-        Box::pin(async move {
-            let job: EmailJobData = serde_json::from_value(ctx.payload)
-                .map_err(|e| JobError::fatal(format!("bad send-email payload: {e}")))?;
-            let data = template_context(job.data, &mailer.frontend, &mailer.app_url)?;
-            mailer
-                .send(&job.template, &job.to, &job.cc, &job.subject, &data)
-                .await?;
-            Ok(Some(json!({"to": job.to, "template": job.template})))
-        })
+    const JOB_TYPE: JobType = JobType::SendEmail;
+    type Payload = EmailJobData;
+
+    async fn process(&self, _ctx: JobContext, job: EmailJobData) -> JobResult {
+        let mailer = &self.0;
+        let data = template_context(job.data, &mailer.frontend, &mailer.app_url)?;
+        mailer
+            .send(&job.template, &job.to, &job.cc, &job.subject, &data)
+            .await?;
+        Ok(Some(json!({"to": job.to, "template": job.template})))
     }
 }
 
@@ -307,23 +306,22 @@ impl Processor for SendEmailProcessor {
 pub struct WelcomeEmailProcessor(pub Arc<Mailer>);
 
 impl Processor for WelcomeEmailProcessor {
-    fn process(&self, ctx: JobContext) -> ProcessFuture {
-        let mailer = self.0.clone();
-        Box::pin(async move {
-            let job: WelcomeEmailData = serde_json::from_value(ctx.payload)
-                .map_err(|e| JobError::fatal(format!("bad send-welcome-email payload: {e}")))?;
-            let data = json!({
-                "name": job.name,
-                "email": job.email,
-                "userId": job.user_id,
-                "appUrl": mailer.app_url,
-            });
-            let subject = format!("Welcome to NCY, {}!", job.name);
-            mailer
-                .send("welcome", &job.email, &[], &subject, &data)
-                .await?;
-            Ok(Some(json!({"to": job.email, "template": "welcome"})))
-        })
+    const JOB_TYPE: JobType = JobType::SendWelcomeEmail;
+    type Payload = WelcomeEmailData;
+
+    async fn process(&self, _ctx: JobContext, job: WelcomeEmailData) -> JobResult {
+        let mailer = &self.0;
+        let data = json!({
+            "name": job.name,
+            "email": job.email,
+            "userId": job.user_id,
+            "appUrl": mailer.app_url,
+        });
+        let subject = format!("Welcome to NCY, {}!", job.name);
+        mailer
+            .send("welcome", &job.email, &[], &subject, &data)
+            .await?;
+        Ok(Some(json!({"to": job.email, "template": "welcome"})))
     }
 }
 

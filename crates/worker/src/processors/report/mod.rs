@@ -22,12 +22,12 @@
 //! store failing otherwise (a local directory not writable) is retried with their message.
 use chrono::Utc;
 use ncy_runtime::{ConfigError, Env};
-use ncy_types::jobs::{ReportFormat, ReportJobData, ReportType};
+use ncy_types::jobs::{JobType, ReportFormat, ReportJobData, ReportType};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{JobContext, JobError, ProcessFuture, Processor};
+use super::{JobContext, JobError, JobResult, Processor};
 use crate::files::FileStore;
 use crate::notify::{NOTIFICATION_EVENT, Notifier};
 
@@ -78,16 +78,10 @@ pub struct ReportProcessor {
 }
 
 impl Processor for ReportProcessor {
-    fn process(&self, ctx: JobContext) -> ProcessFuture {
-        let this = self.clone();
-        Box::pin(async move { this.run(ctx).await })
-    }
-}
+    const JOB_TYPE: JobType = JobType::GenerateReport;
+    type Payload = ReportJobData;
 
-impl ReportProcessor {
-    async fn run(self, ctx: JobContext) -> super::JobResult {
-        let data: ReportJobData = serde_json::from_value(ctx.payload.clone())
-            .map_err(|e| JobError::fatal(format!("bad generate-report payload: {e}")))?;
+    async fn process(&self, ctx: JobContext, data: ReportJobData) -> JobResult {
         let user_id = parse_id("userId", &data.user_id)?;
         check_owner(&ctx.job.owner_user_id, user_id)?;
         let pool = self
