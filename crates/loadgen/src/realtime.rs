@@ -394,7 +394,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    #[allow(clippy::cast_precision_loss)]
     let last_recv = counters.last_recv_us.load(Ordering::Relaxed) as f64 / 1000.0;
     let window_s = ((last_recv - first_send) / 1000.0).max(0.001);
     // Per-client histograms are flushed every 50 messages and at the last expected one.

@@ -302,7 +302,6 @@ impl Conn {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        #[allow(clippy::cast_precision_loss)]
         let left = (id.exp as f64 - now_s).max(0.0);
         Instant::now() + Duration::from_secs_f64(left.min(86_400.0 * 365.0))
     }
