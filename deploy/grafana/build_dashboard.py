@@ -47,6 +47,10 @@ PANELS = [
         ("Dead letters", "short", [
             ('sum by (queue) (queue_size{state="dead"})', "{{queue}}"),
         ], "timeseries"),
+        ("Jobs postponed by dependency outages", "ops", [
+            ('sum by (queue, dependency) (rate(queue_jobs_postponed_total[$__rate_interval]))',
+             "{{queue}} {{dependency}}"),
+        ], "timeseries"),
     ]),
     ("Realtime", [
         ("WebSocket connections", "short", [

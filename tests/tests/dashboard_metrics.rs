@@ -1,8 +1,8 @@
 //! Every metric the Grafana dashboard (`deploy/grafana/ncy-overview.json`) and the helm
 //! PrometheusRule (`helm/ncy/templates/prometheusrule.yaml`) query exists in the services' real
 //! `/metrics` output, with the label values the queries select on — after the ordinary traffic that
-//! makes each series appear: cache reads and loads, a job completing and one dying, a WebSocket client
-//! receiving a message and disconnecting.
+//! makes each series appear: cache reads and loads, a job completing, one dying and one postponed by
+//! an SMTP outage, a WebSocket client receiving a message and disconnecting.
 //!
 //! The four services run in this process and so share one metrics recorder: every admin port serves
 //! the same exposition. The check is therefore on names and labels, not on which service emits them.
@@ -39,6 +39,12 @@ async fn dashboard_and_alert_queries_name_series_the_services_export() -> anyhow
     set_env(&mut env, "NCY_CRON_INSTALL_DEFAULTS", "false");
     set_env(&mut env, "JWT_SECRET", SECRET);
     set_env(&mut env, "NCY_WS_ADDR", "127.0.0.1:0");
+    // An SMTP server that is down: the email job below is postponed, not failed.
+    set_env(
+        &mut env,
+        "NCY_SMTP_URL",
+        &format!("smtp://127.0.0.1:{}", ncy_testkit::free_port()),
+    );
     let env = env_of(&env);
     let cache = cache_gateway::Application::build(cache_gateway::Settings::load(&env)?).await?;
     let jobs = job_scheduler::Application::build(job_scheduler::Settings::load(&env)?).await?;
@@ -110,6 +116,22 @@ async fn dashboard_and_alert_queries_name_series_the_services_export() -> anyhow
         })
         .await;
     }
+
+    // Jobs: an email while its SMTP server is down is postponed (the outage panel's series).
+    j.enqueue(jobs_pb::EnqueueRequest {
+        queue: "email".into(),
+        job_type: "send-email".into(),
+        payload_json: r#"{"to":"ada@example.com","subject":"s","template":"notification","data":{"message":"hi"}}"#.into(),
+        ..Default::default()
+    })
+    .await?;
+    let worker_admin = addrs[2].admin;
+    ncy_testkit::assert_eventually("the postponement is counted", WAIT, || async move {
+        ncy_testkit::http_get(worker_admin, "/metrics")
+            .await
+            .is_ok_and(|(_, body)| body.contains("queue_jobs_postponed_total{"))
+    })
+    .await;
 
     // Realtime: a signed-in tab receives a message, then closes.
     let ws = addrs[3].websocket.unwrap();
