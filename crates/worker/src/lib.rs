@@ -20,6 +20,7 @@ pub mod files;
 pub mod job_updates;
 pub mod notify;
 pub mod outages;
+pub mod outcome;
 pub mod processors;
 pub mod runner;
 

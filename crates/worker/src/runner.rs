@@ -1,5 +1,6 @@
 //! The worker loop of one queue: fetch in batches up to the free concurrency, run each job in its
-//! own task, record the outcome, heartbeat the in-flight jobs, reclaim abandoned ones.
+//! own task, record the outcome ([`crate::outcome`]), heartbeat the in-flight jobs, reclaim
+//! abandoned ones.
 //!
 //! Why this shape:
 //! - Idle, the loop parks in `XREADGROUP BLOCK` on a dedicated connection (no polling); the entry it
@@ -23,16 +24,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use ncy_queue::{Engine, FailOutcome, Fetched, FetchedJob, Finish, Preclaimed};
+use metrics::SharedString;
+use ncy_queue::{Engine, Fetched, FetchedJob, Preclaimed};
 use ncy_types::jobs::{JobType, QueueName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alerts::{self, Alerts};
+use crate::alerts::Alerts;
 use crate::completer::Completer;
-use crate::job_updates::{JobUpdates, Update};
+use crate::job_updates::JobUpdates;
 use crate::outages::Outages;
+use crate::outcome::{record, tell_owner};
 use crate::processors::{JobContext, JobError, Registry};
 
 /// Where a runner reports outcomes: dead-letter alerts, job updates to the owner's browser, and
@@ -56,7 +59,18 @@ pub struct RunnerConfig {
     pub reclaim_every: Duration,
 }
 
-type InFlight = Arc<Mutex<HashMap<String, (u8, String, CancellationToken)>>>;
+/// A job this runner is running, by id: what its heartbeat sends and how to stop it.
+#[derive(Debug)]
+struct Running {
+    /// The priority band whose stream holds its entry.
+    band: u8,
+    /// Its stream entry id.
+    entry: String,
+    /// Fires when CancelJob asks it to stop (delivered by the heartbeat).
+    cancel: CancellationToken,
+}
+
+type InFlight = Arc<Mutex<HashMap<String, Running>>>;
 
 /// Runs the queue until `stop`, then waits for in-flight jobs (the caller bounds the wait).
 pub async fn run(
@@ -256,19 +270,17 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
     } = rt;
     let cancel = CancellationToken::new();
     if let Ok(mut m) = in_flight.lock() {
-        m.insert(
-            job.id.clone(),
-            (job.band, job.entry.clone(), cancel.clone()),
-        );
+        let running = Running {
+            band: job.band,
+            entry: job.entry.clone(),
+            cancel: cancel.clone(),
+        };
+        m.insert(job.id.clone(), running);
     }
     let started = Instant::now();
     // The stored type is text: one a worker of this version does not know has no processor either.
-    let processor = job
-        .job_type
-        .parse::<JobType>()
-        .ok()
-        .and_then(|t| registry.get(t));
-    let outcome = match processor {
+    let job_type = job.job_type.parse::<JobType>().ok();
+    let result = match job_type.and_then(|t| registry.get(t)) {
         None => Err(JobError::fatal(format!(
             "no processor for job type {:?} on this worker",
             job.job_type
@@ -300,118 +312,19 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
     };
     drop(permit);
     let q = cfg.queue.as_str();
-    metrics::histogram!("queue_job_duration_seconds", "queue" => q, "job_type" => job.job_type.clone())
+    let type_label: SharedString = match job_type {
+        Some(t) => SharedString::const_str(t.as_str()),
+        None => job.job_type.clone().into(),
+    };
+    metrics::histogram!("queue_job_duration_seconds", "queue" => q, "job_type" => type_label.clone())
         .record(started.elapsed().as_secs_f64());
-    let status = record(&engine, &completer, &sinks, &cfg, &job, &cancel, &outcome).await;
-    tell_owner(&sinks.updates, &cfg, &job, status, &outcome).await;
-    metrics::counter!("queue_jobs_total", "queue" => q, "job_type" => job.job_type.clone(), "status" => status)
+    let outcome = record(&engine, &completer, &sinks, &cfg, &job, &cancel, &result).await;
+    tell_owner(&sinks.updates, &cfg, &job, outcome, &result).await;
+    metrics::counter!("queue_jobs_total", "queue" => q, "job_type" => type_label, "status" => outcome.as_str())
         .increment(1);
     if let Ok(mut m) = in_flight.lock() {
         m.remove(&job.id);
     }
-}
-
-/// Writes the outcome, retrying while Redis is unreachable (up to a minute; after that the entry is
-/// left pending and another worker reclaims and re-runs the job — at least once, never lost).
-/// A failure because a dependency is down is postponed while the outage is within its grace.
-async fn record(
-    engine: &Engine,
-    completer: &Completer,
-    sinks: &Sinks,
-    cfg: &RunnerConfig,
-    job: &FetchedJob,
-    cancel: &CancellationToken,
-    outcome: &Result<Option<serde_json::Value>, JobError>,
-) -> &'static str {
-    let postpone = match outcome {
-        Err(e) if !cancel.is_cancelled() => sinks.outages.postpone(e, Instant::now()),
-        _ => None,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let attempt = match outcome {
-            Ok(result) => {
-                let text = result.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                completer
-                    .finish(&job.id, Finish::Completed, text)
-                    .await
-                    .map(|ours| if ours { "completed" } else { "stale" })
-            }
-            Err(_) if cancel.is_cancelled() => completer
-                .finish(
-                    &job.id,
-                    Finish::Cancelled,
-                    "stopped by CancelJob".to_owned(),
-                )
-                .await
-                .map(|ours| if ours { "cancelled" } else { "stale" }),
-            Err(e) => {
-                let written = match postpone {
-                    Some((_, wait)) => {
-                        engine
-                            .postpone(cfg.queue, &cfg.consumer, job, &e.message, wait)
-                            .await
-                    }
-                    None => {
-                        engine
-                            .fail(cfg.queue, &cfg.consumer, job, &e.message, e.retryable)
-                            .await
-                    }
-                };
-                match written {
-                    Ok(FailOutcome::Stale) => Ok("stale"),
-                    Ok(FailOutcome::Retry(_)) => Ok("failed"),
-                    Ok(FailOutcome::Postponed(_)) => {
-                        let dependency = postpone.map_or("unknown", |(d, _)| d.as_str());
-                        metrics::counter!("queue_jobs_postponed_total", "queue" => cfg.queue.as_str(), "dependency" => dependency)
-                            .increment(1);
-                        Ok("postponed")
-                    }
-                    Ok(FailOutcome::Dead(dead_id)) => {
-                        alerts::dead_letter(&sinks.alerts, cfg.queue, job, &dead_id, &e.message)
-                            .await;
-                        Ok("dead")
-                    }
-                    Err(err) => Err(err.to_string()),
-                }
-            }
-        };
-        match attempt {
-            Ok(status) => return status,
-            Err(e) if Instant::now() < deadline => {
-                tracing::warn!(job_id = %job.id, error = %e, "cannot record the outcome yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => {
-                tracing::error!(job_id = %job.id, error = %e, "giving up recording; the job will be reclaimed");
-                return "unrecorded";
-            }
-        }
-    }
-}
-
-/// Tells the job's owner (if any) what became of this attempt, once it is recorded.
-async fn tell_owner(
-    updates: &JobUpdates,
-    cfg: &RunnerConfig,
-    job: &FetchedJob,
-    status: &str,
-    outcome: &Result<Option<serde_json::Value>, JobError>,
-) {
-    let update = match (status, outcome) {
-        ("completed", Ok(result)) => Update::Completed {
-            result: result.as_ref(),
-        },
-        ("cancelled", _) => Update::Cancelled,
-        ("failed" | "postponed" | "dead", Err(e)) => Update::Failed {
-            error: &e.message,
-            will_retry: status != "dead",
-        },
-        _ => return, // stale or unrecorded: another worker owns the job now
-    };
-    updates.publish(cfg.queue, job, update).await;
 }
 
 /// Keeps this consumer's in-flight entries fresh and delivers cancel requests.
@@ -422,11 +335,12 @@ async fn heartbeat(
     stop: CancellationToken,
 ) {
     loop {
+        // (job id, band, entry): the engine's heartbeat takes them as tuples.
         let jobs: Vec<(String, u8, String)> = in_flight
             .lock()
             .map(|m| {
                 m.iter()
-                    .map(|(id, (b, e, _))| (id.clone(), *b, e.clone()))
+                    .map(|(id, r)| (id.clone(), r.band, r.entry.clone()))
                     .collect()
             })
             .unwrap_or_default();
@@ -434,8 +348,8 @@ async fn heartbeat(
             Ok(cancelled) => {
                 if let Ok(m) = in_flight.lock() {
                     for id in cancelled {
-                        if let Some((_, _, token)) = m.get(&id) {
-                            token.cancel();
+                        if let Some(running) = m.get(&id) {
+                            running.cancel.cancel();
                         }
                     }
                 }
