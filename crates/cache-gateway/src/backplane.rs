@@ -1,6 +1,6 @@
-//! The invalidation backplane (DESIGN.md §3): every Set, Delete and invalidation publishes a small
-//! message (origin instance, keys, tag timestamps — never values) on `<p>:cache:inval`; every
-//! other instance evicts its L1 copies.
+//! The invalidation backplane (docs/architecture.md#cache-gateway, "Coherence"): every Set, Delete
+//! and invalidation publishes a small message (origin instance, keys, tag timestamps — never
+//! values) on `<p>:cache:inval`; every other instance evicts its L1 copies.
 //!
 //! Trust rule: if the subscription drops, this instance may have missed evictions, so it empties
 //! L1 (and its tag timestamps) when the loss is noticed and again when the subscription is back.

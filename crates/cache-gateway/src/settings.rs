@@ -17,7 +17,7 @@ pub struct Settings {
     pub cache: CacheSettings,
 }
 
-/// The cache's own settings (see the README's configuration table).
+/// The cache's own settings (the `NCY_CACHE_*` rows of docs/configuration.md).
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
     /// `NCY_CACHE_L1_CAPACITY_BYTES`: L1 size bound, weighed by key + value + tags bytes.

@@ -1,6 +1,6 @@
-//! Tag timestamps (DESIGN.md §3): invalidating a tag is one write, `<p>:cache:tag:<tag>` = the
-//! Unix ms of the invalidation; an entry remembers its tags and creation time and is expired when a
-//! tag is at least as new as the entry.
+//! Tag timestamps (docs/architecture.md#cache-gateway, "Invalidation without KEYS"): invalidating a
+//! tag is one write, `<p>:cache:tag:<tag>` = the Unix ms of the invalidation; an entry remembers
+//! its tags and creation time and is expired when a tag is at least as new as the entry.
 //!
 //! Why timestamps rather than member sets: invalidation is O(1) whatever the number of tagged
 //! entries, nothing has to be kept in sync at write time, and no key scan is ever needed.

@@ -143,7 +143,8 @@ impl GatewayError {
     }
 }
 
-/// Why the server closed a socket; each has its own close code (documented in the README).
+/// Why the server closed a socket; each has its own close code (table in
+/// docs/protocol.md#close-codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// No (valid) `authenticate` within the auth timeout: 4001.

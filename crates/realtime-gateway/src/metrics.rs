@@ -1,5 +1,5 @@
-//! The gateway's Prometheus metrics (names listed in the README), recorded through the `metrics`
-//! facade that the runtime exports on `/metrics`.
+//! The gateway's Prometheus metrics (names listed in docs/operations.md#metrics), recorded through
+//! the `metrics` facade that the runtime exports on `/metrics`.
 use std::time::Duration;
 
 use crate::error::CloseReason;

@@ -1,4 +1,5 @@
-//! The browser protocol: JSON text frames on `/ws` (documented with examples in the README).
+//! The browser protocol: JSON text frames on `/ws` (documented with examples in
+//! docs/protocol.md).
 //!
 //! Client → server frames are one tagged enum, so an unknown `type` or a missing field is one
 //! parse error answered with an error frame. Server → client frames are built here; `message`
