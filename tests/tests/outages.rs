@@ -430,6 +430,14 @@ async fn redis_down_10s_every_service_stays_ready_fails_fast_and_resumes() -> an
         .await
         .expect_err("no Redis, no queue");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    // A client with a retry policy is told to wait before trying again.
+    assert_eq!(
+        err.metadata()
+            .get("grpc-retry-pushback-ms")
+            .and_then(|v| v.to_str().ok()),
+        Some(ncy_runtime::limits::RETRY_PUSHBACK_MS),
+        "{err:?}"
+    );
     let err = rt
         .send_to_project(bounded(rt_pb::SendToProjectRequest {
             project_id: t.project.to_string(),

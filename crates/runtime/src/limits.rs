@@ -12,6 +12,10 @@
 //! A request over the size limit is answered `RESOURCE_EXHAUSTED` with tonic's message naming the
 //! limit, as gRPC's own servers do; tonic answers `OUT_OF_RANGE`, which no NCY RPC uses for anything
 //! else, so [`SizeLimitStatus`] rewrites that code (read from the status, never from the text).
+//!
+//! The same layer adds `grpc-retry-pushback-ms: 1000` to every `UNAVAILABLE` answer: in NCY it only
+//! ever means a dependency (Redis, PostgreSQL) is down for a moment, and gRPC clients with a retry
+//! policy wait the pushback before trying again instead of retrying at once into the outage.
 use std::time::Duration;
 
 use tower::{Layer, Service};
@@ -49,8 +53,12 @@ impl GrpcLimits {
 
 const OUT_OF_RANGE: &str = "11";
 const RESOURCE_EXHAUSTED: http::HeaderValue = http::HeaderValue::from_static("8");
+const UNAVAILABLE: &str = "14";
+/// What an `UNAVAILABLE` answer tells a retrying client to wait (gRPC's retry pushback).
+pub const RETRY_PUSHBACK_MS: &str = "1000";
 
-/// Turns tonic's `OUT_OF_RANGE` for an oversized message into `RESOURCE_EXHAUSTED`.
+/// Turns tonic's `OUT_OF_RANGE` for an oversized message into `RESOURCE_EXHAUSTED`, and adds the
+/// retry pushback to `UNAVAILABLE` (see the module documentation).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SizeLimitStatusLayer;
 
@@ -90,11 +98,16 @@ where
         Box::pin(async move {
             let mut response = future.await?;
             let headers = response.headers_mut();
-            if headers
-                .get("grpc-status")
-                .is_some_and(|code| code.as_bytes() == OUT_OF_RANGE.as_bytes())
-            {
-                headers.insert("grpc-status", RESOURCE_EXHAUSTED);
+            match headers.get("grpc-status").map(http::HeaderValue::as_bytes) {
+                Some(code) if code == OUT_OF_RANGE.as_bytes() => {
+                    headers.insert("grpc-status", RESOURCE_EXHAUSTED);
+                }
+                Some(code) if code == UNAVAILABLE.as_bytes() => {
+                    headers
+                        .entry("grpc-retry-pushback-ms")
+                        .or_insert(http::HeaderValue::from_static(RETRY_PUSHBACK_MS));
+                }
+                _ => {}
             }
             Ok(response)
         })
