@@ -1,6 +1,6 @@
 //! What became of one attempt once its processor returned: recorded in Redis (completed, retried,
 //! postponed, dead-lettered, cancelled), then told to the job's owner. Split from
-//! [`crate::runner`], which calls [`record`] and [`tell_owner`] for every job it ran.
+//! [`crate::runner`], which calls `record` and `tell_owner` for every job it ran.
 //!
 //! [`Outcome`] is the `status` label of `queue_jobs_total{queue, job_type, status}`: the Grafana
 //! dashboard and the alerts query its values, so [`Outcome::as_str`] is their one spelling.

@@ -8,7 +8,8 @@
 //!
 //! Adding a job type: its [`JobType`] variant and payload struct in `ncy-types` (`jobs/mod.rs`,
 //! `jobs/payloads.rs`, its arm in `jobs/parse.rs`), one processor module here implementing
-//! [`Processor`] with that payload, and one `registry.register(…)` line in [`register_domain`].
+//! [`Processor`] with that payload (`notification.rs` is the smallest), and one
+//! `registry.register(…)` in [`register_domain`].
 //!
 //! A job whose type has no processor on this worker is failed NON-RETRYABLY into the dead-letter
 //! queue with the error `no processor for job type "<t>" on this worker`: it is neither lost nor
