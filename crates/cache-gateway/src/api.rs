@@ -415,26 +415,11 @@ impl CacheService for CacheApi {
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
         let req = req.into_inner();
         sessions::validate_id("session_id", &req.session_id)?;
-        let keys = &self.core.keys;
-        let owner = self
+        let existed = self
             .sessions
-            .delete(&self.core.l2, &keys.session(&req.session_id), "")
+            .delete(&self.core.l2, &self.core.keys, &req.session_id)
             .await?;
-        if let Some(owner) = &owner {
-            let _: i64 = self
-                .core
-                .l2
-                .cmd(
-                    redis::cmd("ZREM")
-                        .arg(keys.user_sessions(owner))
-                        .arg(&req.session_id)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(Response::new(pb::DeleteSessionResponse {
-            existed: owner.is_some(),
-        }))
+        Ok(Response::new(pb::DeleteSessionResponse { existed }))
     }
 
     async fn list_user_sessions(

@@ -7,6 +7,7 @@
 //! Delete removes the session *before* the index entry, and every ownership decision is made by a
 //! one-key script on the session itself. A crash between the two steps leaves at most a dangling
 //! index id, which List and DeleteUserSessions verify against the session and drop on the way.
+//! Both keys are written here only, so the order above holds for every RPC.
 use std::collections::HashMap;
 
 use redis::Script;
@@ -32,11 +33,12 @@ redis.call('HSET', KEYS[1], 'e', e)
 redis.call('PEXPIREAT', KEYS[1], e)
 return 1";
 
-/// Deletes the session when ARGV[1] is empty or names its owner; returns the owner or false.
+/// Deletes the session, of anyone (no ARGV) or only of the user ARGV[1]; returns the owner of
+/// the session deleted, or false.
 const DELETE: &str = r"
 local owner = redis.call('HGET', KEYS[1], 'u')
 if not owner then return false end
-if ARGV[1] ~= '' and owner ~= ARGV[1] then return false end
+if ARGV[1] and owner ~= ARGV[1] then return false end
 redis.call('DEL', KEYS[1])
 return owner";
 
@@ -151,14 +153,7 @@ impl Sessions {
         };
         if code < 0 {
             if added == 1 {
-                let _: i64 = l2
-                    .cmd(
-                        redis::cmd("ZREM")
-                            .arg(index_key)
-                            .arg(&session.id)
-                            .to_owned(),
-                    )
-                    .await?;
+                unindex(l2, index_key, &session.id).await?;
             }
             return Ok(None);
         }
@@ -182,15 +177,37 @@ impl Sessions {
         Ok(Session::from_hash(id, &h))
     }
 
-    /// Deletes a session (of `owner`, or of anyone when `owner` is empty); returns its owner.
-    pub async fn delete(
+    /// Deletes session `id` whoever owns it, then its entry in the owner's index; returns whether
+    /// it existed.
+    pub async fn delete(&self, l2: &L2, keys: &KeySpace, id: &str) -> Result<bool, CacheError> {
+        let owner: Option<String> = l2.script(&self.delete, &[&keys.session(id)], &[]).await?;
+        if let Some(owner) = &owner {
+            unindex(l2, &keys.user_sessions(owner), id).await?;
+        }
+        Ok(owner.is_some())
+    }
+
+    /// Deletes session `id` if `owner` owns it (the index entry is the caller's to remove);
+    /// returns whether it did.
+    async fn delete_owned(
         &self,
         l2: &L2,
-        key: &str,
+        keys: &KeySpace,
+        id: &str,
         owner: &str,
-    ) -> Result<Option<String>, CacheError> {
-        l2.script(&self.delete, &[key], &[owner.as_bytes()]).await
+    ) -> Result<bool, CacheError> {
+        let deleted: Option<String> = l2
+            .script(&self.delete, &[&keys.session(id)], &[owner.as_bytes()])
+            .await?;
+        Ok(deleted.is_some())
     }
+}
+
+/// Removes `id` from the index `index_key` (the session itself is gone or never was written).
+async fn unindex(l2: &L2, index_key: &str, id: &str) -> Result<(), CacheError> {
+    l2.cmd::<i64>(redis::cmd("ZREM").arg(index_key).arg(id).to_owned())
+        .await
+        .map(drop)
 }
 
 impl Sessions {
@@ -225,9 +242,7 @@ impl Sessions {
             match live {
                 Some(s) => out.push(s),
                 None => {
-                    let _: i64 = l2
-                        .cmd(redis::cmd("ZREM").arg(&index).arg(&id).to_owned())
-                        .await?;
+                    unindex(l2, &index, &id).await?;
                     removed += 1;
                 }
             }
@@ -253,12 +268,10 @@ impl Sessions {
             .await?;
         let mut deleted = 0;
         for id in ids.iter().filter(|id| !keep.contains(id)) {
-            if self.delete(l2, &keys.session(id), user).await?.is_some() {
+            if self.delete_owned(l2, keys, id, user).await? {
                 deleted += 1;
             }
-            let _: i64 = l2
-                .cmd(redis::cmd("ZREM").arg(&index).arg(id).to_owned())
-                .await?;
+            unindex(l2, &index, id).await?;
         }
         Ok(deleted)
     }

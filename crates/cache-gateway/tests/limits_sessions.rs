@@ -223,6 +223,17 @@ async fn sessions_put_get_list_delete() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert!(d.existed);
+    // Its owner's index lets go of it at once (not only when a List happens to prune it).
+    let index = ncy_types::KeySpace::new(w.prefix.clone())?.user_sessions(&user);
+    let mut conn = redis::Client::open(ncy_testkit::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&index)
+        .arg(&ids[1])
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(score, None, "{index} still lists the deleted session");
     let d = c
         .delete_session(DeleteSessionRequest {
             session_id: ids[1].clone(),
