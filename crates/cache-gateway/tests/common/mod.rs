@@ -33,7 +33,7 @@ impl Gateway {
             .connect()
             .await?;
         let client = CacheServiceClient::new(channel);
-        let mut gw = Self {
+        let gw = Self {
             client,
             addrs,
             running: Some(running),
@@ -48,7 +48,6 @@ impl Gateway {
             }
         })
         .await;
-        gw.client = gw.client.clone();
         Ok(gw)
     }
 
