@@ -23,7 +23,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use futures_util::FutureExt;
 use metrics::SharedString;
 use ncy_queue::{Engine, Fetched, FetchedJob, Preclaimed};
 use ncy_types::jobs::{JobType, QueueName};

@@ -20,7 +20,7 @@ use std::error::Error;
 use std::future::Future;
 use std::pin::Pin;
 
-use futures::StreamExt;
+use futures_util::StreamExt;
 use object_store::ClientOptions;
 use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpService,

@@ -170,7 +170,6 @@ fn column_widths(t: &Table) -> Vec<f32> {
             }
         }
     }
-    #[allow(clippy::cast_precision_loss)]
     let natural: Vec<f32> = chars.iter().map(|n| (*n as f32 + 1.0) * CHAR_W).collect();
     let room = PAGE_W - 2.0 * MARGIN - GAP * natural.len().saturating_sub(1) as f32;
     let total: f32 = natural.iter().sum();
@@ -183,7 +182,6 @@ fn column_widths(t: &Table) -> Vec<f32> {
 
 /// `text` cut to what fits in `width` mm.
 fn fit(text: &str, width: f32) -> String {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let max = (width / CHAR_W).floor().max(4.0) as usize;
     if text.chars().count() <= max {
         text.to_owned()

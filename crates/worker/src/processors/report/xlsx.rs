@@ -57,7 +57,6 @@ fn write_table(
                     sheet.write_string(row, col, s)?;
                 }
                 // Counts and priorities: small integers, exact as f64.
-                #[allow(clippy::cast_precision_loss)]
                 Cell::Int(n) => {
                     sheet.write_number(row, col, *n as f64)?;
                 }
