@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use ncy_proto::cache::v1::{self as pb, cache_service_server::CacheService};
+use ncy_types::keys::entry_key;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming, codegen::BoxStream};
 
 use crate::{
     cache::{Core, Hit},
     codec,
+    entities::EntityKind,
     error::CacheError,
     metrics::{Layer, Metrics},
     now_ms,
@@ -234,7 +236,7 @@ impl CacheService for CacheApi {
                 self.core.settings.max_ttl.as_secs(),
             )?;
         }
-        let key = format!("{}:{id}", loader.kind);
+        let key = entry_key(&loader.kind, &id);
         let hit = self
             .core
             .get_or_load(LoadRequest {
@@ -258,26 +260,13 @@ impl CacheService for CacheApi {
         req: Request<pb::InvalidateEntityRequest>,
     ) -> Result<Response<pb::InvalidateEntityResponse>, Status> {
         let req = req.into_inner();
-        let kind = pb::EntityType::try_from(req.entity_type)
-            .ok()
-            .filter(|t| *t != pb::EntityType::Unspecified)
-            .ok_or_else(|| CacheError::invalid("entity_type", "must be USER, ORG or PROJECT"))?;
-        let id = ncy_types::parse_uuid("id", &req.id).map_err(CacheError::from)?;
-        let (own, tag): (Vec<String>, String) = match kind {
-            pb::EntityType::User => (vec![format!("user:{id}")], format!("user:{id}")),
-            pb::EntityType::Org => (
-                vec![format!("org:{id}"), format!("org_members:{id}")],
-                format!("org:{id}"),
-            ),
-            _ => (
-                vec![format!("project:{id}"), format!("project_tasks:{id}")],
-                format!("project:{id}"),
-            ),
-        };
-        self.core.invalidate_entity(&own, &tag).await?;
+        let kind = EntityKind::requested(&req, &self.core.loaders)?;
+        let id = kind.normalize_id(&req.id)?;
+        let changed = kind.changed(&id);
+        self.core.invalidate(&changed).await?;
         Ok(Response::new(pb::InvalidateEntityResponse {
-            deleted_keys: own,
-            invalidated_tags: vec![tag],
+            deleted_keys: changed.keys,
+            invalidated_tags: changed.tag.into_iter().collect(),
         }))
     }
 

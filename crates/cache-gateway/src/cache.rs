@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use crate::{
     backplane::{Backplane, Message},
     codec::{self, Entry},
+    entities::Invalidation,
     error::CacheError,
     l1::L1,
     l2::L2,
@@ -134,7 +135,7 @@ impl Core {
     /// Get: L1, then L2. Redis errors read as a miss (Get never fails on a dead Redis).
     pub async fn get(&self, key: &str) -> Option<Hit> {
         let start = Instant::now();
-        let pattern = self.keys.key_pattern(key);
+        let pattern = self.metrics.series(key);
         let now = now_ms();
         if let Some(hit) = self.l1_get(key, now).await
             && !hit.entry.negative
@@ -175,7 +176,7 @@ impl Core {
         let mut out: Vec<Option<Hit>> = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
         for (i, key) in keys.iter().enumerate() {
-            let pattern = self.keys.key_pattern(key);
+            let pattern = self.metrics.series(key);
             match self.l1_get(key, now).await.filter(|h| !h.entry.negative) {
                 Some(hit) => {
                     self.metrics.hit(Layer::L1, pattern);
@@ -193,7 +194,7 @@ impl Core {
             let wanted: Vec<String> = missing.iter().map(|&i| keys[i].clone()).collect();
             let mut values = self.l2.mget(&wanted).await.unwrap_or_default().into_iter();
             for &i in &missing {
-                let pattern = self.keys.key_pattern(&keys[i]);
+                let pattern = self.metrics.series(&keys[i]);
                 let entry = match values.next().flatten() {
                     Some(bytes) => codec::decode_offloaded(bytes)
                         .await
@@ -279,22 +280,18 @@ impl Core {
         Ok(ts)
     }
 
-    /// Deletes `logical_keys` and invalidates `tag`, with one backplane message.
-    pub async fn invalidate_entity(
-        &self,
-        logical_keys: &[String],
-        tag: &str,
-    ) -> Result<(), CacheError> {
-        let full: Vec<String> = logical_keys
-            .iter()
-            .map(|k| self.keys.cache_key(k))
-            .collect();
+    /// Deletes the keys of `what` and invalidates its tag, with one backplane message.
+    pub async fn invalidate(&self, what: &Invalidation) -> Result<(), CacheError> {
+        let full: Vec<String> = what.keys.iter().map(|k| self.keys.cache_key(k)).collect();
         for key in &full {
             self.l2.del(key).await?;
             self.l1.remove(key).await;
         }
-        let ts = self.tags.invalidate(tag).await?;
-        self.evict_elsewhere(full, vec![(tag.to_owned(), ts)]).await;
+        let mut tags = Vec::new();
+        if let Some(tag) = &what.tag {
+            tags.push((tag.clone(), self.tags.invalidate(tag).await?));
+        }
+        self.evict_elsewhere(full, tags).await;
         Ok(())
     }
 }

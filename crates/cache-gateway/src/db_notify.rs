@@ -4,18 +4,25 @@
 //! affects, through the same keys and tags the loaders attach, so a row changed by any writer is
 //! not served stale past the propagation delay.
 //!
-//! Map (table → invalidation): users → entity user (key `user:X`, tag `user:X`, which drops the
-//! member and task lists containing X); organizations → entity org; organization_members → key
-//! `org_members:<org>`; projects → entity project; tasks → key `project_tasks:<project>` (old and
-//! new project on a move). If the LISTEN connection drops, notifications in the gap are lost, so
-//! L1 is emptied when it reconnects (L2 entries then heal by TTL; see the README's weaknesses).
+//! Map (table → what changed; the keys and tags each means are `entities.rs`'s): users → the user
+//! (whose tag drops the member and task lists containing it); organizations → the org;
+//! organization_members → the org's lists; projects → the project; tasks → the project's lists
+//! (old and new project on a move).
+//!
+//! If the LISTEN connection drops, notifications in the gap are lost. L1 is emptied when that is
+//! noticed, but L2 is not: an entry whose row changed during the gap is served until its TTL runs
+//! out (or until an explicit invalidation), so a long outage of the listener is as stale as the
+//! loaders' TTLs (`ttl_seconds` in `loaders.toml`).
 use std::{sync::Arc, time::Duration};
 
 use serde::Deserialize;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::Core;
+use crate::{
+    cache::Core,
+    entities::{EntityKind, Invalidation},
+};
 
 #[derive(Debug, Deserialize)]
 struct Change {
@@ -33,8 +40,8 @@ struct Ids {
     project_id: Option<String>,
 }
 
-/// (own keys, tag) invalidations a change implies.
-fn plan(change: &Change) -> Vec<(Vec<String>, Option<String>)> {
+/// What a change implies.
+fn plan(change: &Change) -> Vec<Invalidation> {
     let mut out = Vec::new();
     for ids in [&change.new, &change.old].into_iter().flatten() {
         let uuid = |v: &Option<String>| {
@@ -42,39 +49,20 @@ fn plan(change: &Change) -> Vec<(Vec<String>, Option<String>)> {
                 .and_then(|s| ncy_types::parse_uuid("id", s).ok())
                 .map(|u| u.to_string())
         };
-        match change.table.as_str() {
-            "users" => {
-                if let Some(id) = uuid(&ids.id) {
-                    out.push((vec![format!("user:{id}")], Some(format!("user:{id}"))));
-                }
-            }
-            "organizations" => {
-                if let Some(id) = uuid(&ids.id) {
-                    out.push((
-                        vec![format!("org:{id}"), format!("org_members:{id}")],
-                        Some(format!("org:{id}")),
-                    ));
-                }
-            }
-            "organization_members" => {
-                if let Some(org) = uuid(&ids.organization_id) {
-                    out.push((vec![format!("org_members:{org}")], None));
-                }
-            }
-            "projects" => {
-                if let Some(id) = uuid(&ids.id) {
-                    out.push((
-                        vec![format!("project:{id}"), format!("project_tasks:{id}")],
-                        Some(format!("project:{id}")),
-                    ));
-                }
-            }
-            "tasks" => {
-                if let Some(p) = uuid(&ids.project_id) {
-                    out.push((vec![format!("project_tasks:{p}")], None));
-                }
-            }
-            _ => {}
+        let (entity, id, lists_only) = match change.table.as_str() {
+            "users" => (EntityKind::User, &ids.id, false),
+            "organizations" => (EntityKind::Org, &ids.id, false),
+            "organization_members" => (EntityKind::Org, &ids.organization_id, true),
+            "projects" => (EntityKind::Project, &ids.id, false),
+            "tasks" => (EntityKind::Project, &ids.project_id, true),
+            _ => continue,
+        };
+        if let Some(id) = uuid(id) {
+            out.push(if lists_only {
+                entity.lists_changed(&id)
+            } else {
+                entity.changed(&id)
+            });
         }
     }
     out.sort();
@@ -87,20 +75,8 @@ async fn apply(core: &Core, payload: &str) {
         tracing::warn!(payload, "unreadable cache NOTIFY payload");
         return;
     };
-    for (keys, tag) in plan(&change) {
-        let result = match tag {
-            Some(tag) => core.invalidate_entity(&keys, &tag).await,
-            None => {
-                let mut r = Ok(());
-                for k in keys {
-                    if let Err(e) = core.delete(&core.keys.cache_key(&k)).await {
-                        r = Err(e);
-                    }
-                }
-                r
-            }
-        };
-        if let Err(e) = result {
+    for invalidation in plan(&change) {
+        if let Err(e) = core.invalidate(&invalidation).await {
             tracing::warn!(error = %e, "database-driven invalidation failed");
         }
     }
@@ -153,23 +129,69 @@ pub async fn run(core: Arc<Core>, channel: String, cancel: CancellationToken) {
 mod tests {
     use super::*;
 
+    fn plan_of(json: &str) -> Vec<Invalidation> {
+        plan(&serde_json::from_str(json).expect("json"))
+    }
+
+    fn keys(keys: &[String], tag: Option<String>) -> Invalidation {
+        Invalidation {
+            keys: keys.to_vec(),
+            tag,
+        }
+    }
+
     #[test]
     fn maps_tables_to_keys_and_tags() {
         let u = "123e4567-e89b-12d3-a456-426614174000";
-        let change: Change = serde_json::from_str(&format!(
+        let v = "00000000-0000-4000-8000-000000000001";
+        let row = |table: &str, field: &str| {
+            plan_of(&format!(
+                r#"{{"table":"{table}","new":{{"{field}":"{u}"}}}}"#
+            ))
+        };
+        assert_eq!(
+            row("users", "id"),
+            [keys(&[format!("user:{u}")], Some(format!("user:{u}")))]
+        );
+        assert_eq!(
+            row("organizations", "id"),
+            [keys(
+                &[format!("org:{u}"), format!("org_members:{u}")],
+                Some(format!("org:{u}"))
+            )]
+        );
+        assert_eq!(
+            row("organization_members", "organization_id"),
+            [keys(&[format!("org_members:{u}")], None)]
+        );
+        assert_eq!(
+            row("projects", "id"),
+            [keys(
+                &[format!("project:{u}"), format!("project_tasks:{u}")],
+                Some(format!("project:{u}"))
+            )]
+        );
+        assert_eq!(
+            row("tasks", "project_id"),
+            [keys(&[format!("project_tasks:{u}")], None)]
+        );
+        assert_eq!(row("invoices", "id"), []);
+        assert_eq!(row("users", "organization_id"), [], "no id, nothing");
+
+        // A task moved between projects: both lists; the same project twice: once.
+        let moved = plan_of(&format!(
+            r#"{{"table":"tasks","new":{{"id":"x","project_id":"{u}"}},"old":{{"project_id":"{v}"}}}}"#
+        ));
+        assert_eq!(
+            moved,
+            [
+                keys(&[format!("project_tasks:{v}")], None),
+                keys(&[format!("project_tasks:{u}")], None)
+            ]
+        );
+        let stayed = plan_of(&format!(
             r#"{{"table":"tasks","new":{{"id":"x","project_id":"{u}"}},"old":{{"project_id":"{u}"}}}}"#
-        ))
-        .expect("json");
-        assert_eq!(
-            plan(&change),
-            vec![(vec![format!("project_tasks:{u}")], None)]
-        );
-        let change: Change =
-            serde_json::from_str(&format!(r#"{{"table":"users","new":{{"id":"{u}"}}}}"#))
-                .expect("json");
-        assert_eq!(
-            plan(&change),
-            vec![(vec![format!("user:{u}")], Some(format!("user:{u}")))]
-        );
+        ));
+        assert_eq!(stayed, [keys(&[format!("project_tasks:{u}")], None)]);
     }
 }

@@ -4,8 +4,9 @@
 //! Module map: `api` (gRPC, thin) → `cache` (reads and writes through L1/L2, invalidation) and
 //! `stampede` (GetOrLoad: singleflight, leases, negative cache, refresh-ahead, fail-safe) over
 //! `l1` (moka), `l2` (Redis with breaker), `codec` (L2 format, lz4), `tags` (tag timestamps),
-//! `loaders` (kind → SQL); `backplane` (pub/sub L1 coherence) and `db_notify` (LISTEN) run in
-//! the background; `rate_limit` (GCRA script) and `sessions` stand beside the cache.
+//! `loaders` (kind → SQL); `entities` (what an entity change invalidates: InvalidateEntity and
+//! `db_notify`); `backplane` (pub/sub L1 coherence) and `db_notify` (LISTEN) run in the
+//! background; `rate_limit` (GCRA script) and `sessions` stand beside the cache.
 //!
 //! One caller cannot break another service through the gateway (`validate` has the rules): keys of
 //! families other services or the gateway's own RPCs own (ncy-types' `KEY_FAMILIES`: `realtime:`,
@@ -24,6 +25,7 @@ mod backplane;
 mod cache;
 pub mod codec;
 mod db_notify;
+mod entities;
 pub mod error;
 mod l1;
 mod l2;
@@ -88,6 +90,7 @@ impl Application {
             instance_id,
             keys.cache_invalidation_channel(),
         ));
+        let metrics = metrics::Metrics::new(keys.clone(), &cache.loaders);
         let core = Arc::new(cache::Core {
             keys,
             loaders: cache.loaders.clone(),
@@ -97,7 +100,7 @@ impl Application {
             tags,
             backplane,
             pg,
-            metrics: metrics::Metrics::new(),
+            metrics,
             inflight: dashmap::DashMap::new(),
             started_ms: now_ms(),
         });

@@ -11,6 +11,9 @@
 //! only loads write them (Set refuses them, see `validate.rs`). So a kind may not name a family
 //! another owner writes (ncy-types' `KEY_FAMILIES`: `realtime`, `session`, `cache`, `api`, …): a
 //! `realtime` loader would overwrite the realtime gateway's keys. The file is refused at start.
+//!
+//! Every kind is also an entity InvalidateEntity takes by name (`entities.rs`) and a
+//! `key_pattern` label of the cache metrics (`metrics.rs`).
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use ncy_types::keys::{KeyFamily, Owner};
@@ -131,15 +134,23 @@ impl Loaders {
                 "must match [a-z][a-z0-9_]{0,63}",
             ));
         }
-        self.map
-            .get(kind)
-            .cloned()
+        self.find(kind)
             .ok_or_else(|| CacheError::invalid("kind", format!("unknown loader kind {kind:?}")))
+    }
+
+    /// The loader of `kind`, if there is one.
+    pub fn find(&self, kind: &str) -> Option<Arc<Loader>> {
+        self.map.get(kind).cloned()
     }
 
     /// Whether `family` is the kind of a loader, so only loads write its keys.
     pub fn backs(&self, family: &str) -> bool {
         self.map.contains_key(family)
+    }
+
+    /// Every kind: the defaults' and the loaders file's (operator-controlled, so a bounded set).
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
     }
 }
 

@@ -94,7 +94,6 @@ impl Core {
         dry_run: bool,
         deadline: Option<Instant>,
     ) -> Result<u64, (u64, CacheError)> {
-        let prefix_len = self.keys.prefix().len() + 1;
         let mut cursor: u64 = 0;
         let mut removed = 0u64;
         loop {
@@ -116,7 +115,8 @@ impl Core {
             let doomed: Vec<&String> = keys
                 .iter()
                 .filter(|k| {
-                    k.get(prefix_len..)
+                    self.keys
+                        .logical(k)
                         .is_some_and(|l| !validate::is_reserved(l))
                 })
                 .collect();

@@ -17,6 +17,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures_util::FutureExt;
+use ncy_types::keys::entry_key;
 use redis::Script;
 
 use crate::{
@@ -60,9 +61,9 @@ impl Core {
     /// GetOrLoad. `Err(NotFound)` for a missing row (possibly from the negative cache).
     pub async fn get_or_load(self: &Arc<Self>, req: LoadRequest) -> Result<Hit, CacheError> {
         let start = std::time::Instant::now();
-        let logical = format!("{}:{}", req.loader.kind, req.id);
+        let logical = entry_key(&req.loader.kind, &req.id);
         let key: Arc<str> = Arc::from(self.keys.cache_key(&logical));
-        let pattern = self.keys.key_pattern(&key);
+        let pattern = self.metrics.series(&key);
         let now = now_ms();
         let mut stale_copy = None;
         if !req.force {

@@ -20,7 +20,10 @@
 //! permission to grant; the request is wrong in itself, as the contract already says of reserved
 //! families. Not `FAILED_PRECONDITION`: no change of state would make it succeed.
 use ncy_proto::cache::v1::ApiKey;
-use ncy_types::{KeySpace, keys::KeyFamily};
+use ncy_types::{
+    KeySpace,
+    keys::{KeyFamily, family_name},
+};
 use serde::de::IgnoredAny;
 
 use crate::{error::CacheError, loaders::Loaders};
@@ -57,7 +60,7 @@ pub fn reserved(field: &str, family: &KeyFamily) -> CacheError {
 /// A key Set may write: not of a loader-backed family (see the module docs). `key` was checked by
 /// [`key`] already.
 pub fn settable(field: &str, key: &str, loaders: &Loaders) -> Result<(), CacheError> {
-    let family = key.split(':').next().unwrap_or_default();
+    let family = family_name(key);
     let listed = KeyFamily::plain(family).is_some_and(|f| !f.cache_writable());
     if listed || loaders.backs(family) {
         return Err(CacheError::invalid(
@@ -132,10 +135,7 @@ pub fn target(
                     .map_err(|_| CacheError::invalid("api.params_json", "must be valid JSON"))?
             };
             let full = keys.api(endpoint, &params);
-            let logical = full
-                .get(keys.prefix().len() + 1..)
-                .unwrap_or_default()
-                .to_owned();
+            let logical = keys.logical(&full).unwrap_or_default().to_owned();
             Ok((logical, full))
         }
     }

@@ -342,6 +342,7 @@ async fn tags_and_entity_invalidation_reach_every_instance() -> anyhow::Result<(
         .invalidate_entity(InvalidateEntityRequest {
             entity_type: EntityType::User as i32,
             id: user.to_uppercase(),
+            kind: String::new(),
         })
         .await?
         .into_inner();
@@ -559,6 +560,7 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() -> 
         .invalidate_entity(InvalidateEntityRequest {
             entity_type: 0,
             id: uuid::Uuid::new_v4().to_string(),
+            kind: String::new(),
         })
         .await
         .unwrap_err();
@@ -567,6 +569,7 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() -> 
         .invalidate_entity(InvalidateEntityRequest {
             entity_type: EntityType::Org as i32,
             id: "x".into(),
+            kind: String::new(),
         })
         .await
         .unwrap_err();

@@ -1,13 +1,14 @@
 //! GetOrLoad through gRPC: read-through from PostgreSQL, the one-query stampede across two
 //! instances, negative caching, refresh-ahead, the stale fail-safe, dependency tags from the
-//! loaded document, and invalidation driven by database NOTIFY.
+//! loaded document, a kind of the loaders file as a first-class entity (its own metrics label,
+//! InvalidateEntity by kind), and invalidation driven by database NOTIFY.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{World, load};
+use common::{World, get, key, load, set};
 use ncy_proto::cache::v1::{CacheLayer, EntityType, InvalidateEntityRequest};
 use ncy_testkit::assert_eventually;
 use tonic::Code;
@@ -40,6 +41,7 @@ async fn loads_from_postgres_then_serves_from_cache() -> anyhow::Result<()> {
     c.invalidate_entity(InvalidateEntityRequest {
         entity_type: EntityType::User as i32,
         id: user.clone(),
+        kind: String::new(),
     })
     .await?;
     let r = c.get_or_load(load("org_members", &org)).await?.into_inner();
@@ -192,6 +194,84 @@ async fn a_failing_loader_serves_the_stale_copy_flagged() -> anyhow::Result<()> 
     assert!(s.stale_served >= 1 && s.load_errors >= 1);
     let err = c.get_or_load(load("thing", "t2")).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "no stale copy to serve");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_loaders_file_kind_has_its_own_metrics_label_and_is_invalidated_by_kind()
+-> anyhow::Result<()> {
+    let w = World::new().await?;
+    let gw = w.gateway().await?;
+    let mut c = gw.client.clone();
+    let id = format!("g-{}", uuid::Uuid::new_v4().simple());
+    w.exec(&format!(
+        r#"INSERT INTO things VALUES ('{id}', '{{"n": 1}}')"#
+    ))
+    .await;
+    let r = c.get_or_load(load("gadget", &id)).await?.into_inner();
+    assert_eq!(
+        (r.key.as_str(), r.layer()),
+        (&*format!("gadget:{id}"), CacheLayer::L3)
+    );
+    let r = c.get_or_load(load("gadget", &id)).await?.into_inner();
+    assert_eq!(r.layer(), CacheLayer::L1);
+    // A caller's own family is no label of its own, however many a caller invents.
+    let report = key("report");
+    c.set(set(&report, "1")).await?;
+    c.get(get(&report)).await?;
+
+    // The counters are process-wide; only this test loads `gadget`, so its counts are exact.
+    let (status, body) = ncy_testkit::http_get(gw.addrs.admin, "/metrics").await?;
+    assert_eq!(status, 200);
+    for layer in ["l1", "l3"] {
+        let line = format!(r#"cache_hits_total{{cache_layer="{layer}",key_pattern="gadget"}} 1"#);
+        assert!(body.lines().any(|l| l == line), "{line} in\n{body}");
+    }
+    assert!(!body.contains(r#"key_pattern="report""#), "{body}");
+
+    // An entry a caller made dependent on the gadget, through the entity's tag.
+    let page = key("page");
+    let mut req = set(&page, "[]");
+    req.tags = vec![format!("gadget:{id}")];
+    c.set(req).await?;
+    let r = c
+        .invalidate_entity(InvalidateEntityRequest {
+            kind: "gadget".into(),
+            id: id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(r.deleted_keys, [format!("gadget:{id}")]);
+    assert_eq!(r.invalidated_tags, [format!("gadget:{id}")]);
+    let r = c.get_or_load(load("gadget", &id)).await?.into_inner();
+    assert_eq!(r.layer(), CacheLayer::L3, "a fresh load");
+    assert_eq!(w.load_count().await, 2);
+    assert!(
+        !c.get(get(&page)).await?.into_inner().found,
+        "{page} dropped"
+    );
+
+    let user = EntityType::User as i32;
+    for (entity_type, kind, id, field) in [
+        (0, "nope", "x", "kind:"),
+        (user, "gadget", "x", "kind:"),
+        (0, "", "x", "entity_type:"),
+        (99, "", "x", "entity_type:"),
+        (0, "counted_user", "not-a-uuid", "id:"),
+        (0, "gadget", "", "id:"),
+    ] {
+        let err = c
+            .invalidate_entity(InvalidateEntityRequest {
+                entity_type,
+                id: id.into(),
+                kind: kind.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{kind:?}");
+        assert!(err.message().starts_with(field), "{}", err.message());
+    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `ncyctl cache …`: the cache gateway's `CacheService` — read and write entries, invalidate,
 //! check a rate limit, manage sessions, and read an instance's statistics.
 use crate::rpc::Channel;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use ncy_proto::cache::v1::{self as pb, cache_service_client::CacheServiceClient};
 
 use crate::Outcome;
@@ -17,13 +17,6 @@ pub struct CacheArgs {
     command: CacheCommand,
     #[command(flatten)]
     target: Target,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum EntityArg {
-    User,
-    Org,
-    Project,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,8 +84,8 @@ enum CacheCommand {
 enum InvalidateCommand {
     /// An entity and everything cached that depends on it.
     Entity {
-        #[arg(value_enum)]
-        entity: EntityArg,
+        /// Entity kind: user, org, project, or any loader kind (also one from the loaders file).
+        kind: String,
         id: String,
     },
     /// Every entry carrying a tag.
@@ -432,15 +425,11 @@ async fn invalidate(
     json: bool,
 ) -> Result<(), Outcome> {
     match what {
-        InvalidateCommand::Entity { entity, id } => {
-            let entity_type = match entity {
-                EntityArg::User => pb::EntityType::User,
-                EntityArg::Org => pb::EntityType::Org,
-                EntityArg::Project => pb::EntityType::Project,
-            };
+        InvalidateCommand::Entity { kind, id } => {
             let request = pb::InvalidateEntityRequest {
-                entity_type: entity_type as i32,
+                kind,
                 id,
+                ..Default::default()
             };
             let r = client
                 .invalidate_entity(request)

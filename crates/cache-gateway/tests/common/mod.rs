@@ -78,7 +78,8 @@ pub struct World {
     _dir: tempfile::TempDir,
 }
 
-/// The counting loader kinds every World adds: each run bumps `load_count`.
+/// The loader kinds every World adds, as a deployment's `NCY_CACHE_LOADERS_FILE` would:
+/// `counted_user` and `gadget` bump `load_count` on each run.
 const LOADERS: &str = r#"
 [loaders.counted_user]
 ttl_seconds = 3600
@@ -93,6 +94,11 @@ FROM (SELECT count_load()) c
 ttl_seconds = 1
 id = "text"
 sql = "SELECT doc FROM things WHERE id = $1"
+
+[loaders.gadget]
+ttl_seconds = 3600
+id = "text"
+sql = "SELECT (SELECT doc FROM things WHERE id = $1) FROM (SELECT count_load()) c"
 "#;
 
 impl World {

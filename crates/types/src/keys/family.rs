@@ -8,7 +8,9 @@
 //! [`Owner::CacheClients`] families, and read or delete those and [`Owner::CacheLoaders`] ones.
 //!
 //! A new builder in this module gets its family added here; the test at the bottom calls every
-//! builder and fails on a key whose family is missing.
+//! builder and fails on a key whose family is missing. The cache gateway's other lists follow from
+//! this one: its `key_pattern` metrics labels are the plain families callers may read plus its
+//! loader kinds.
 
 /// Which service writes a family's keys, and so what callers of the cache gateway may do with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +73,7 @@ const fn family(name: &'static str, owner: Owner, layout: Layout) -> KeyFamily {
 }
 
 /// Every key family the services write. Cache-client keys of other families need no entry.
-pub const KEY_FAMILIES: [KeyFamily; 15] = [
+pub const KEY_FAMILIES: &[KeyFamily] = &[
     family("api", Owner::CacheClients, Layout::Plain),
     family("user", Owner::CacheLoaders, Layout::Plain),
     family("org", Owner::CacheLoaders, Layout::Plain),
@@ -89,12 +91,22 @@ pub const KEY_FAMILIES: [KeyFamily; 15] = [
     family("cron", Owner::Jobs, Layout::Tagged),
 ];
 
+/// The family segment of a logical cache key: `user` of `user:1`, the whole key without a colon.
+pub fn family_name(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(family, _)| family)
+}
+
+/// The logical key of entry `id` of a family filled by id (a loader kind): `<family>:<id>`.
+/// [`KeySpace::cache_key`](super::KeySpace::cache_key) of it is the full key.
+pub fn entry_key(family: &str, id: impl std::fmt::Display) -> String {
+    format!("{family}:{id}")
+}
+
 impl KeyFamily {
     /// The family of a logical cache key (`<family>:…`, or the whole key without a colon), when it
     /// is a listed plain family. `None`: a cache-client key.
     pub fn of_logical(key: &str) -> Option<&'static KeyFamily> {
-        let name = key.split(':').next().unwrap_or_default();
-        Self::plain(name)
+        Self::plain(family_name(key))
     }
 
     /// The listed plain family called `name`.
@@ -119,10 +131,10 @@ impl super::KeySpace {
     /// The listed family of a full key of this key space, `None` for cache-client keys and keys of
     /// other prefixes.
     pub fn family_of(&self, key: &str) -> Option<&'static KeyFamily> {
-        let prefix = self.prefix();
-        if let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_prefix(':')) {
-            return KeyFamily::of_logical(rest);
+        if let Some(logical) = self.logical(key) {
+            return KeyFamily::of_logical(logical);
         }
+        let prefix = self.prefix();
         let rest = key
             .strip_prefix('{')
             .and_then(|r| r.strip_prefix(prefix))
@@ -225,6 +237,19 @@ mod tests {
                 assert!(a.name != b.name || a.layout != b.layout, "{}", a.name);
             }
         }
+    }
+
+    #[test]
+    fn entry_keys_are_the_builders_keys_without_the_prefix() {
+        let k = ks();
+        assert_eq!(k.cache_key(&entry_key("user", "1")), k.user("1"));
+        assert_eq!(
+            k.cache_key(&entry_key("project_tasks", "p")),
+            k.project_tasks("p")
+        );
+        assert_eq!(family_name(&entry_key("org_members", "o:1")), "org_members");
+        assert_eq!(family_name("user"), "user");
+        assert_eq!(family_name(""), "");
     }
 
     #[test]

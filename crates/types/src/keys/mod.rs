@@ -24,7 +24,7 @@ mod queue;
 mod room;
 
 pub use cluster::{SLOT_COUNT, hash_slot, hash_tag};
-pub use family::{KEY_FAMILIES, KeyFamily, Layout, Owner};
+pub use family::{KEY_FAMILIES, KeyFamily, Layout, Owner, entry_key, family_name};
 pub use queue::QueueKeys;
 pub use room::RoomKeys;
 
@@ -78,6 +78,12 @@ impl KeySpace {
     /// Any cache key a client names through the cache API: `<p>:<key>`.
     pub fn cache_key(&self, key: &str) -> String {
         format!("{}:{key}", self.prefix)
+    }
+
+    /// The logical key of a full cache key (the inverse of [`Self::cache_key`]); `None` for a key
+    /// outside this key space's plain keys (another prefix, a hash-tagged key).
+    pub fn logical<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.prefix.as_str())?.strip_prefix(':')
     }
 
     /// `<p>:user:<id>`
@@ -157,23 +163,6 @@ impl KeySpace {
     /// Pub/sub channel of the L1 invalidation backplane: `<p>:cache:inval`.
     pub fn cache_invalidation_channel(&self) -> String {
         format!("{}:cache:inval", self.prefix)
-    }
-
-    /// The key family of a full key of this key space, for metrics labels: one of the listed
-    /// families (`user`, `org_members`, `api`, `realtime`, …; see [`KEY_FAMILIES`]), `cache_tag`,
-    /// `cache_lease`, `queue`, `cron`, `room`, or `other`. Never the raw key, so label cardinality
-    /// stays bounded.
-    pub fn key_pattern(&self, key: &str) -> &'static str {
-        match self.family_of(key).map(|f| f.name) {
-            None => "other",
-            Some("cache") => match key.split(':').nth(2) {
-                Some("tag") => "cache_tag",
-                Some("lease") => "cache_lease",
-                _ => "other",
-            },
-            Some("q") => "queue",
-            Some(name) => name,
-        }
     }
 }
 
@@ -279,32 +268,15 @@ mod tests {
     }
 
     #[test]
-    fn key_pattern_reports_families_never_raw_keys() {
+    fn logical_is_the_inverse_of_cache_key() {
         let k = ks();
-        let cases = [
-            (k.user("1"), "user"),
-            (k.user_sessions("1"), "user_sessions"),
-            (k.org("1"), "org"),
-            (k.org_members("1"), "org_members"),
-            (k.project("1"), "project"),
-            (k.project_tasks("1"), "project_tasks"),
-            (k.api("e", &json!({})), "api"),
-            (k.rate_limit("login", "1"), "rate_limit"),
-            (k.session("1"), "session"),
-            (k.realtime("c"), "realtime"),
-            (k.cache_tag("t"), "cache_tag"),
-            (k.cache_lease(&k.user("1")), "cache_lease"),
-            (k.queue("email").job("1"), "queue"),
-            (k.schedules(), "cron"),
-            (k.room("broadcast").meta(), "room"),
-            (k.cache_key("something:else"), "other"),
-            (k.cache_key("userx:1"), "other"),
-            ("other-prefix:user:1".to_owned(), "other"),
-            ("ncyx:user:1".to_owned(), "other"),
-            (String::new(), "other"),
-        ];
-        for (key, family) in cases {
-            assert_eq!(k.key_pattern(&key), family, "{key}");
+        for logical in ["user:1", "report", "a:b:c", ""] {
+            assert_eq!(k.logical(&k.cache_key(logical)), Some(logical));
         }
+        assert_eq!(k.logical(&k.user("u1")), Some("user:u1"));
+        for outside in ["ncyx:user:1", "other:user:1", "ncy", "{ncy:q:email}:job:1"] {
+            assert_eq!(k.logical(outside), None, "{outside}");
+        }
+        assert_eq!(k.logical(&k.queue("email").job("1")), None);
     }
 }
