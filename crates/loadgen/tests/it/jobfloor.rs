@@ -1,6 +1,6 @@
 //! `loadgen jobs-floor` through its command line against the test Redis: every pre-filled job is
 //! claimed and finished once, the figures line says so, and no key of the run is left behind.
-mod common;
+use crate::support;
 
 fn redis_url() -> String {
     std::env::var("NCY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -9,7 +9,7 @@ fn redis_url() -> String {
 #[test]
 fn jobs_floor_drains_every_job_once_and_cleans_up() {
     let url = redis_url();
-    let v = common::figures(&[
+    let v = support::figures(&[
         "jobs-floor",
         "--redis-url",
         &url,
@@ -44,7 +44,7 @@ fn jobs_floor_drains_every_job_once_and_cleans_up() {
 
 #[test]
 fn jobs_floor_refuses_a_redis_that_is_not_on_loopback() {
-    let out = common::loadgen(&[
+    let out = support::loadgen(&[
         "jobs-floor",
         "--redis-url",
         "redis://192.0.2.1:6379",

@@ -1,10 +1,10 @@
 //! `loadgen fanout-floor` through its command line: every message reaches every socket and the
 //! figures line says so.
-mod common;
+use crate::support;
 
 #[test]
 fn fanout_floor_delivers_every_message_to_every_socket() {
-    let v = common::figures(&[
+    let v = support::figures(&[
         "fanout-floor",
         "--clients",
         "40",
@@ -31,7 +31,7 @@ fn fanout_floor_delivers_every_message_to_every_socket() {
 
 #[test]
 fn fanout_floor_refuses_a_non_numeric_count() {
-    let out = common::loadgen(&["fanout-floor", "--clients", "many"]);
+    let out = support::loadgen(&["fanout-floor", "--clients", "many"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--clients"));
 }
