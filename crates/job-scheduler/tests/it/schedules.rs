@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use ncy_proto::jobs::v1 as pb;
 use ncy_testkit::{assert_eventually, unique_prefix};
-use support::{Client, start};
 
-mod support;
+use crate::support::{Client, start};
 
 const SCHEDULE: &str = "every-second";
 

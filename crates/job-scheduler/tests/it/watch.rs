@@ -8,10 +8,9 @@ use futures_util::StreamExt;
 use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
 use ncy_queue::JobEventMessage;
 use ncy_testkit::{RedisServer, unique_prefix};
-use support::{Client, start, start_at};
 use tonic::Code;
 
-mod support;
+use crate::support::{Client, start, start_at};
 
 const T: Duration = Duration::from_secs(20);
 const QUEUE: &str = "notification";

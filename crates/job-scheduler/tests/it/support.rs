@@ -1,6 +1,5 @@
 //! Shared setup of the job scheduler's gRPC tests: a scheduler in this process (no worker, so
 //! jobs stay where the scheduler puts them) on the real Redis, unless `extra` names another.
-#![allow(dead_code)]
 
 use job_scheduler::{Application, Settings};
 use ncy_proto::jobs::v1::job_service_client::JobServiceClient;

@@ -9,9 +9,8 @@ use ncy_proto::jobs::v1 as pb;
 use ncy_queue::{Fetched, FetchedJob};
 use ncy_testkit::unique_prefix;
 use ncy_types::jobs::QueueName;
-use support::{Client, start, start_unready, worker_engine};
 
-mod support;
+use crate::support::{Client, start, start_unready, worker_engine};
 
 const Q: &str = "report";
 const MINUTE: i64 = 60_000;
