@@ -3,9 +3,7 @@
 //! command's scope is refused naming the scope.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use support::{Stack, ctl, ncyctl_with};
+use crate::support::{Stack, ctl, ncyctl_with};
 
 const READER: &str = "ncyctl-reader-0123456789abcdef";
 const OPERATOR: &str = "ncyctl-operator-0123456789abcd";

@@ -4,9 +4,7 @@
 //! so `--json` output is never mixed with an error.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use support::{Stack, ctl, ncyctl, ncyctl_with};
+use crate::support::{Stack, ctl, ncyctl, ncyctl_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_unknown_ids_exit_1_with_the_field_or_the_id() {

@@ -1,7 +1,6 @@
 //! Shared harness of the `ncyctl` process tests: the real services started in this process on port 0
 //! (one Redis key prefix and one fresh database per test), and `ncyctl` run as a child process the
 //! way an operator runs it, with its exit code, stdout and stderr.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -23,8 +22,6 @@ pub struct Stack {
 pub struct Service {
     /// Its gRPC address as `ncyctl --addr` takes it.
     pub url: String,
-    pub grpc: SocketAddr,
-    pub admin: SocketAddr,
     pub websocket: Option<SocketAddr>,
     running: InProcess,
 }
@@ -46,8 +43,6 @@ macro_rules! start {
         let running = InProcess::serving(addrs.grpc, |stop| app.run_until_stopped(stop)).await;
         Service {
             url: format!("http://{}", addrs.grpc),
-            grpc: addrs.grpc,
-            admin: addrs.admin,
             websocket: addrs.websocket,
             running,
         }

@@ -2,9 +2,7 @@
 //! in this process: what an operator reads on stdout and stderr, and the exit codes scripts test.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use support::{Stack, ctl, first_word, json};
+use crate::support::{Stack, ctl, first_word, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_pause_enqueue_list_watch_get_and_cancel() {

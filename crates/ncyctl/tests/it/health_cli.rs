@@ -5,12 +5,11 @@
 //! with a deadline: the server notices within its probe interval.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
 use ncy_testkit::{InProcess, RedisServer, assert_eventually, env_of, set_env};
-use support::{Run, Stack, ncyctl};
+
+use crate::support::{Run, Stack, ncyctl};
 
 /// How long a change of Redis may take to show in health (probe every 5 s, 3 s probe timeout).
 const NOTICE: Duration = Duration::from_secs(30);

@@ -2,14 +2,13 @@
 //! browser-like WebSocket client on the other side that must receive what the operator sent.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{JWT_SECRET, Stack, ctl, json};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
+
+use crate::support::{JWT_SECRET, Stack, ctl, json};
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 

@@ -1,9 +1,7 @@
 //! `ncyctl cache …` run as a process against a cache gateway running in this process.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use support::{Stack, ctl, json, ncyctl_input, ncyctl_open_input, ncyctl_with};
+use crate::support::{Stack, ctl, json, ncyctl_input, ncyctl_open_input, ncyctl_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_get_invalidate_an_entity_and_read_stats() {
