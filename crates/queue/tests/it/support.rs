@@ -1,6 +1,5 @@
 //! Shared setup of the engine's tests: an engine under a unique key prefix on the real Redis, with
 //! its consumer groups, and a plain job to enqueue.
-#![allow(dead_code)]
 
 use ncy_queue::{Engine, EngineSettings, NewJob};
 use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};

@@ -10,9 +10,8 @@ use ncy_testkit::assert_eventually;
 use ncy_types::jobs::QueueName;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use support::{engine, job};
 
-mod support;
+use crate::support::{engine, job};
 
 const Q: QueueName = QueueName::Notification;
 

@@ -2,9 +2,8 @@
 //! retry then dead letter, cancel, pause, reclaim of an abandoned job.
 use ncy_queue::{Engine, FailOutcome, Fetched, Finish, JobState};
 use ncy_types::jobs::QueueName;
-use support::{engine, job};
 
-mod support;
+use crate::support::{engine, job};
 
 async fn fetch(e: &Engine, n: usize) -> anyhow::Result<Vec<ncy_queue::FetchedJob>> {
     match e.fetch(QueueName::Notification, "c1", n, &[]).await? {

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use ncy_queue::{Engine, FailOutcome, Fetched, FetchedJob, JobEventMessage, JobState};
 use ncy_types::jobs::QueueName;
-use support::{engine, job};
 
-mod support;
+use crate::support::{engine, job};
 
 const Q: QueueName = QueueName::Email;
 const T: Duration = Duration::from_secs(5);
