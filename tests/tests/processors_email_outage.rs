@@ -7,10 +7,9 @@
 mod jobs_support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use jobs_support::{Client, StackEnv, enqueue, get, job, stop, wait_state};
+use jobs_support::{Client, StackEnv, enqueue, get, job, postponed, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_testkit::SmtpServer;
 use serde_json::json;
@@ -41,22 +40,6 @@ fn email_to(to: &str) -> pb::EnqueueRequest {
     let payload = json!({"to": to, "subject": format!("For {to}"), "template": "notification",
         "data": {"message": "hello"}});
     job("email", "send-email", &payload.to_string())
-}
-
-/// The value of `queue_jobs_postponed_total{queue="email",dependency="smtp"}` on `admin`'s
-/// `/metrics` (0 while absent). The recorder is the process's, shared by this file's tests.
-async fn postponed(admin: SocketAddr) -> f64 {
-    let Ok((_, body)) = ncy_testkit::http_get(admin, "/metrics").await else {
-        return 0.0;
-    };
-    body.lines()
-        .filter(|l| {
-            l.starts_with("queue_jobs_postponed_total{")
-                && l.contains(r#"queue="email""#)
-                && l.contains(r#"dependency="smtp""#)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 async fn dead_letters(c: &mut Client) -> anyhow::Result<Vec<pb::DeadLetter>> {
@@ -104,7 +87,7 @@ async fn a_30_second_smtp_outage_delays_email_jobs_and_each_is_sent_once_afterwa
     // Without postponing, the default 3 attempts with a 2 s exponential backoff would have been
     // used up (and the jobs dead-lettered) within the first 10 s of these 30.
     assert!(
-        postponed(admin).await >= 1.0,
+        postponed(admin, "email", "smtp").await >= 1.0,
         "the postponements are counted"
     );
     for id in &ids {

@@ -10,6 +10,8 @@
 //! - [`SmtpServer`]: a real SMTP server (aiosmtpd) of the test's own that keeps what it receives.
 //! - [`MotoServer`]: a real S3-compatible server (moto) of the test's own, stopped and restarted
 //!   on its port for S3 outages.
+//! - [`TcpGate`]: a relay in front of a real server, closed and opened again for an outage that
+//!   leaves the server as it was.
 //! - [`assert_eventually`]: poll with a deadline instead of sleeping.
 //! - [`grpc_health`], [`http_get`]: what a probe or an operator would ask a running service.
 //!
@@ -18,6 +20,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod database;
+mod gate;
 mod moto_server;
 mod postgres_server;
 mod process;
@@ -27,6 +30,7 @@ mod smtp_server;
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 pub use database::TestDatabase;
+pub use gate::TcpGate;
 pub use moto_server::MotoServer;
 pub use postgres_server::PostgresServer;
 pub use process::{ChildService, InProcess, StopSignal, assert_binary_lifecycle, run_to_exit};

@@ -11,12 +11,11 @@ use std::time::Duration;
 use ncy_queue::{Engine, EngineSettings, JobState, NewJob};
 use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
 use ncy_testkit::{
-    InProcess, TestDatabase, assert_eventually, env_of, service_env, set_env, unique_prefix,
+    InProcess, TcpGate, TestDatabase, assert_eventually, env_of, service_env, set_env,
+    unique_prefix,
 };
 use ncy_types::jobs::{Backoff, QueueName};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
 const Q: QueueName = QueueName::Notification;
 const T: Duration = Duration::from_secs(60);
@@ -63,32 +62,9 @@ fn new_job(job_type: &str, data: serde_json::Value) -> NewJob {
     }
 }
 
-/// Relays every connection to `listener` to `upstream` until `stop`.
-async fn relay(listener: TcpListener, upstream: SocketAddr, stop: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((mut client, _)) = accepted else {
-            continue;
-        };
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let Ok(mut server) = TcpStream::connect(upstream).await else {
-                return;
-            };
-            tokio::select! {
-                () = stop.cancelled() => {}
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-            }
-        });
-    }
-}
-
-/// `db`'s URL with its port replaced by one of ours that nothing listens on yet (the "gate"),
-/// the real database's address, and the gate's port.
-fn gated(db: &TestDatabase) -> anyhow::Result<(url::Url, SocketAddr, u16)> {
+/// `db`'s URL with its port replaced by a closed gate's, and the gate: nothing listens there until
+/// the gate opens, then it relays to the real database.
+fn gated(db: &TestDatabase) -> anyhow::Result<(url::Url, TcpGate)> {
     let mut gated = url::Url::parse(&db.url)?;
     let upstream = SocketAddr::new(
         gated
@@ -98,19 +74,11 @@ fn gated(db: &TestDatabase) -> anyhow::Result<(url::Url, SocketAddr, u16)> {
             .unwrap_or([127, 0, 0, 1].into()),
         gated.port().unwrap_or(5432),
     );
-    let gate = ncy_testkit::free_port();
+    let gate = TcpGate::closed_to(upstream);
     gated
-        .set_port(Some(gate))
+        .set_port(Some(gate.port))
         .map_err(|()| anyhow::anyhow!("cannot set the port of {}", db.url))?;
-    Ok((gated, upstream, gate))
-}
-
-/// Opens the gate: relays its port to `upstream` until the returned token is cancelled.
-async fn open(gate: u16, upstream: SocketAddr) -> anyhow::Result<CancellationToken> {
-    let stop_relay = CancellationToken::new();
-    let listener = TcpListener::bind(("127.0.0.1", gate)).await?;
-    tokio::spawn(relay(listener, upstream, stop_relay.clone()));
-    Ok(stop_relay)
+    Ok((gated, gate))
 }
 
 /// The sum of `queue_jobs_postponed_total{queue=<queue>,dependency="postgres"}`.
@@ -140,7 +108,7 @@ async fn notification_jobs_wait_out_an_unreachable_database_and_each_writes_its_
         .execute(&pg)
         .await?;
     // The worker's database is behind a port of ours that nothing listens on yet.
-    let (gated, upstream, gate) = gated(&db)?;
+    let (gated, mut gate) = gated(&db)?;
     let mut env = service_env(&unique_prefix(), Some(gated.as_str()));
     set_env(&mut env, "NCY_WORKER_QUEUES", "notification");
     let e = engine(&env)?;
@@ -183,7 +151,7 @@ async fn notification_jobs_wait_out_an_unreachable_database_and_each_writes_its_
     assert!(e.dead_letters(Q, None, 10).await?.is_empty());
 
     // The database is back.
-    let stop_relay = open(gate, upstream).await?;
+    gate.open().await?;
     for id in &ids {
         assert_eventually(&format!("job {id} completed"), T, || async {
             e.get_job(id)
@@ -210,7 +178,7 @@ async fn notification_jobs_wait_out_an_unreachable_database_and_each_writes_its_
     work.stop(Duration::from_secs(15))
         .await
         .map_err(anyhow::Error::msg)?;
-    stop_relay.cancel();
+    gate.close();
     Ok(())
 }
 
@@ -219,7 +187,7 @@ async fn a_backup_waits_out_an_unreachable_database_and_then_dumps_it() -> anyho
     const CLEANUP: QueueName = QueueName::Cleanup;
     let db = TestDatabase::migrated().await?;
     let files = tempfile::tempdir()?;
-    let (gated, upstream, gate) = gated(&db)?;
+    let (gated, mut gate) = gated(&db)?;
     let mut env = service_env(&unique_prefix(), Some(gated.as_str()));
     set_env(&mut env, "NCY_WORKER_QUEUES", "cleanup");
     set_env(
@@ -259,7 +227,7 @@ async fn a_backup_waits_out_an_unreachable_database_and_then_dumps_it() -> anyho
     assert_ne!(e.get_job(&id).await?.state()?, JobState::Dead);
     assert!(e.dead_letters(CLEANUP, None, 10).await?.is_empty());
 
-    let stop_relay = open(gate, upstream).await?;
+    gate.open().await?;
     assert_eventually("backup completed", T, || async {
         e.get_job(&id)
             .await
@@ -277,6 +245,6 @@ async fn a_backup_waits_out_an_unreachable_database_and_then_dumps_it() -> anyho
     work.stop(Duration::from_secs(15))
         .await
         .map_err(anyhow::Error::msg)?;
-    stop_relay.cancel();
+    gate.close();
     Ok(())
 }

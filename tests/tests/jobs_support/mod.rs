@@ -158,3 +158,21 @@ pub async fn stop(p: InProcess) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)
 }
+
+/// `queue_jobs_postponed_total{queue, dependency}` on a worker's `admin` `/metrics` (0 while
+/// absent). The recorder is the process's, shared by the tests of one binary.
+pub async fn postponed(admin: std::net::SocketAddr, queue: &str, dependency: &str) -> f64 {
+    let Ok((_, body)) = ncy_testkit::http_get(admin, "/metrics").await else {
+        return 0.0;
+    };
+    let queue = format!(r#"queue="{queue}""#);
+    let dependency = format!(r#"dependency="{dependency}""#);
+    body.lines()
+        .filter(|l| {
+            l.starts_with("queue_jobs_postponed_total{")
+                && l.contains(&queue)
+                && l.contains(&dependency)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
