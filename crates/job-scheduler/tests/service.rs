@@ -30,6 +30,42 @@ async fn serves_health_reflection_and_admin_then_drains() -> anyhow::Result<()> 
     let names: Vec<&str> = stats.queues.iter().map(|q| q.queue.as_str()).collect();
     assert_eq!(names, ["email", "notification", "report", "cleanup"]);
 
+    // Every RPC of the contract is implemented: an empty request gets an answer of the RPC's own
+    // (INVALID_ARGUMENT naming a field, NOT_FOUND, OK…), never UNIMPLEMENTED.
+    let paths: Vec<&str> = ncy_proto::REQUIRED_SCOPES
+        .iter()
+        .map(|(path, _)| *path)
+        .filter(|p| p.starts_with(&format!("/{SERVICE_NAME}/")))
+        .collect();
+    // The proto build lists every RPC of the contract there (it fails for one without a scope).
+    assert!(
+        paths.contains(&"/ncy.jobs.v1.JobService/WatchJob"),
+        "{paths:?}"
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", addrs.grpc))?
+        .connect()
+        .await?;
+    let mut raw = tonic::client::Grpc::new(channel);
+    for path in paths {
+        raw.ready().await?;
+        let mut request = tonic::Request::new(());
+        request.set_timeout(Duration::from_secs(5));
+        let answer = raw
+            .unary::<(), (), _>(
+                request,
+                path.parse()?,
+                ncy_proto::codec::ProstCodec::<(), ()>::default(),
+            )
+            .await;
+        if let Err(status) = answer {
+            assert_ne!(
+                status.code(),
+                tonic::Code::Unimplemented,
+                "{path}: {status:?}"
+            );
+        }
+    }
+
     running
         .stop(Duration::from_secs(10))
         .await
