@@ -267,7 +267,7 @@ async fn send_notification_with_the_database_down_is_retried_then_dead_lettered(
     );
     env.set("DATABASE_URL", &down);
     // An unreachable database is an outage, which the worker waits out without using attempts
-    // for NCY_JOBS_OUTAGE_GRACE_SECS (crates/worker/tests/database_outage.rs tests that). With
+    // for NCY_JOBS_OUTAGE_GRACE_SECS (crates/worker/tests/it/database_outage.rs tests that). With
     // the grace 0 (postponing off) this is the path every outage takes once its grace is over:
     // each attempt fails and counts, then the dead letter.
     env.set("NCY_JOBS_OUTAGE_GRACE_SECS", "0");

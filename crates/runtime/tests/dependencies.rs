@@ -21,6 +21,19 @@ const SPEC: ServiceSpec = ServiceSpec {
     default_runtime_threads: 0,
 };
 
+/// `/readyz` answers 200.
+async fn ready(admin: std::net::SocketAddr) -> bool {
+    http_get(admin, "/readyz").await.ok().map(|r| r.0) == Some(200)
+}
+
+/// Stops a service started by the test; it must drain cleanly.
+async fn stop(running: InProcess) -> anyhow::Result<()> {
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)
+}
+
 async fn not_ready_because(admin: std::net::SocketAddr, dependency: &str) -> bool {
     match http_get(admin, "/readyz").await {
         Ok((503, body)) => {
@@ -83,11 +96,7 @@ async fn redis_down_at_start_is_not_ready_then_recovers() -> anyhow::Result<()> 
         },
     )
     .await;
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    Ok(())
+    stop(running).await
 }
 
 /// `/readyz` 200 with `dependency` down and the body saying degraded.
@@ -144,14 +153,10 @@ async fn a_wedged_redis_pool_is_not_ready_while_redis_answers_others() -> anyhow
     assert_eventually(
         "ready again once the pool is free",
         Duration::from_secs(30),
-        || async { http_get(addrs.admin, "/readyz").await.ok().map(|r| r.0) == Some(200) },
+        || ready(addrs.admin),
     )
     .await;
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    Ok(())
+    stop(running).await
 }
 
 #[tokio::test]
@@ -164,10 +169,7 @@ async fn postgres_going_down_after_start_leaves_the_instance_ready() -> anyhow::
         runtime.serve(tonic::service::Routes::default(), &[], stop)
     })
     .await;
-    assert_eventually("ready", Duration::from_secs(15), || async {
-        http_get(addrs.admin, "/readyz").await.ok().map(|r| r.0) == Some(200)
-    })
-    .await;
+    assert_eventually("ready", Duration::from_secs(15), || ready(addrs.admin)).await;
     pg.stop();
     assert_eventually(
         "readyz notices postgres died",
@@ -188,11 +190,7 @@ async fn postgres_going_down_after_start_leaves_the_instance_ready() -> anyhow::
         }
     })
     .await;
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    Ok(())
+    stop(running).await
 }
 
 #[tokio::test]
@@ -223,11 +221,7 @@ async fn postgres_down_is_not_ready() -> anyhow::Result<()> {
         metrics.contains("ncy_dependency_up{dependency=\"postgres\"} 0"),
         "{metrics}"
     );
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    Ok(())
+    stop(running).await
 }
 
 #[tokio::test]
@@ -268,9 +262,5 @@ async fn cluster_mode_talks_to_redis_cluster() -> anyhow::Result<()> {
         runtime.serve(tonic::service::Routes::default(), &[], stop)
     })
     .await;
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)?;
-    Ok(())
+    stop(running).await
 }

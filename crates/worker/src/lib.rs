@@ -307,4 +307,16 @@ mod tests {
             assert_eq!(err.var, "NCY_JOBS_OUTAGE_GRACE_SECS", "{err}");
         }
     }
+
+    #[test]
+    fn the_outage_max_delay_defaults_to_thirty_seconds_and_is_bounded() {
+        let s = load(&[]).expect("defaults");
+        assert_eq!(s.outage_max_delay, Duration::from_secs(30));
+        let fast = load(&[("NCY_JOBS_OUTAGE_MAX_DELAY_MS", "100")]).expect("the lower bound");
+        assert_eq!(fast.outage_max_delay, Duration::from_millis(100));
+        for bad in ["99", "600001", "-1", "soon"] {
+            let err = load(&[("NCY_JOBS_OUTAGE_MAX_DELAY_MS", bad)]).expect_err(bad);
+            assert_eq!(err.var, "NCY_JOBS_OUTAGE_MAX_DELAY_MS", "{err}");
+        }
+    }
 }

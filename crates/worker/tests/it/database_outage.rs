@@ -5,11 +5,11 @@
 //! opens on it, which is what the worker sees when the database comes back. The jobs are
 //! postponed without using their attempts, and afterwards each notification has written its row
 //! exactly once and the backup is a dump in the file store, nothing dead-lettered.
+use crate::support::engine;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ncy_queue::{Engine, EngineSettings, JobState, NewJob};
-use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
+use ncy_queue::{JobState, NewJob};
 use ncy_testkit::{
     InProcess, TcpGate, TestDatabase, assert_eventually, env_of, service_env, set_env,
     unique_prefix,
@@ -19,25 +19,6 @@ use serde_json::json;
 
 const Q: QueueName = QueueName::Notification;
 const T: Duration = Duration::from_secs(60);
-
-const SPEC: ServiceSpec = ServiceSpec {
-    name: "worker-outage-test",
-    default_grpc_addr: "127.0.0.1:0",
-    default_admin_addr: "127.0.0.1:0",
-    needs_postgres: false,
-    default_runtime_threads: 0,
-};
-
-fn engine(env: &[(String, String)]) -> anyhow::Result<Engine> {
-    let env = env_of(env);
-    let common = CommonSettings::load(SPEC, &env)?;
-    let pool = RedisPool::new(&common.redis)?;
-    Ok(Engine::for_service(
-        pool,
-        &common.redis,
-        EngineSettings::load(&env)?,
-    ))
-}
 
 /// A `send-notification` job for `user` with the default attempts (3) and backoff.
 fn notification(user: uuid::Uuid, message: &str) -> NewJob {

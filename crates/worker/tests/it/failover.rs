@@ -1,11 +1,11 @@
 //! The worker under failure, driven through the queue itself (the worker's interface is the job
 //! engine in Redis; jobs are enqueued and inspected with `ncy-queue`, as the scheduler does):
 //! SIGKILL of a worker process mid-job, a job that keeps killing its worker, Redis restarts.
+use crate::support::engine;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ncy_queue::{Engine, EngineSettings, JobState, NewJob};
-use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
+use ncy_queue::{Engine, JobState, NewJob};
 use ncy_testkit::{
     ChildService, InProcess, RedisServer, TestDatabase, assert_eventually, env_of, service_env,
     set_env, unique_prefix,
@@ -14,14 +14,6 @@ use ncy_types::jobs::{Backoff, QueueName};
 
 const Q: QueueName = QueueName::Notification;
 const T: Duration = Duration::from_secs(30);
-
-const SPEC: ServiceSpec = ServiceSpec {
-    name: "worker-test",
-    default_grpc_addr: "127.0.0.1:0",
-    default_admin_addr: "127.0.0.1:0",
-    needs_postgres: false,
-    default_runtime_threads: 0,
-};
 
 async fn env_for(
     redis_url: &str,
@@ -36,17 +28,6 @@ async fn env_for(
         set_env(&mut env, k, v);
     }
     Ok((env, db))
-}
-
-fn engine(env: &[(String, String)]) -> anyhow::Result<Engine> {
-    let env = env_of(env);
-    let common = CommonSettings::load(SPEC, &env)?;
-    let pool = RedisPool::new(&common.redis)?;
-    Ok(Engine::for_service(
-        pool,
-        &common.redis,
-        EngineSettings::load(&env)?,
-    ))
 }
 
 fn sleep_job(ms: u64) -> NewJob {

@@ -2,10 +2,10 @@
 //! `ncy-queue` the way any producer with Redis access could (or left there from before a rule
 //! existed): the worker still sends our templates' links to its own `FRONTEND_URL` only, and
 //! dead-letters, sending nothing, a job whose links point anywhere else.
+use crate::support::engine;
 use std::time::Duration;
 
-use ncy_queue::{Engine, EngineSettings, JobState, NewJob};
-use ncy_runtime::{CommonSettings, RedisPool, ServiceSpec};
+use ncy_queue::{JobState, NewJob};
 use ncy_testkit::{
     InProcess, ReceivedEmail, SmtpServer, TestDatabase, assert_eventually, env_of, service_env,
     set_env, unique_prefix,
@@ -17,25 +17,6 @@ const Q: QueueName = QueueName::Email;
 const T: Duration = Duration::from_secs(30);
 const APP: &str = "https://app.ncy.test";
 const EVIL: &str = "https://evil.example";
-
-const SPEC: ServiceSpec = ServiceSpec {
-    name: "worker-email-test",
-    default_grpc_addr: "127.0.0.1:0",
-    default_admin_addr: "127.0.0.1:0",
-    needs_postgres: false,
-    default_runtime_threads: 0,
-};
-
-fn engine(env: &[(String, String)]) -> anyhow::Result<Engine> {
-    let env = env_of(env);
-    let common = CommonSettings::load(SPEC, &env)?;
-    let pool = RedisPool::new(&common.redis)?;
-    Ok(Engine::for_service(
-        pool,
-        &common.redis,
-        EngineSettings::load(&env)?,
-    ))
-}
 
 fn email_job(payload: &serde_json::Value) -> NewJob {
     NewJob {
