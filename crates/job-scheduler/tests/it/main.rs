@@ -1,9 +1,10 @@
 //! The job scheduler's gRPC tests, one binary (one link of the dependency tree) with a module per
 //! area and the shared setup in `support`: schedulers started in this process on port 0, each test
 //! under a Redis key prefix of its own. `cargo test -p job-scheduler --test it paging::` runs one
-//! area. `tests/service.rs` stays a binary of its own (see its header).
+//! area.
 mod api;
 mod paging;
 mod schedules;
+mod service;
 mod support;
 mod watch;

@@ -1,10 +1,6 @@
 //! The job scheduler through its public interfaces: gRPC health and reflection, the admin port,
 //! every JobService RPC implemented (none answers `UNIMPLEMENTED`), the drain, and the binary's
 //! configuration errors and SIGTERM.
-//!
-//! A binary of its own, not a module of `it`: `assert_service_basics` requires the process-wide
-//! gauge `ncy_dependency_up{dependency="redis"}` to read 1, and tests in `it` run schedulers whose
-//! Redis is unreachable or stopped (`paging::`, `watch::`), which set that same series to 0.
 use std::time::Duration;
 
 use job_scheduler::{Application, Settings};

@@ -1,8 +1,5 @@
 //! The worker through its public interfaces: gRPC health and reflection, the admin port, the drain,
 //! and the binary's configuration errors and SIGTERM.
-//!
-//! A binary of its own, not a module of `it`: `assert_service_basics` requires the process-wide
-//! gauge `ncy_dependency_up` to read 1, and the outage tests in `it` set it to 0.
 use std::time::Duration;
 
 use ncy_testkit::{
