@@ -2,16 +2,13 @@
 //! instances, negative caching, refresh-ahead, the stale fail-safe, dependency tags from the
 //! loaded document, a kind of the loaders file as a first-class entity (its own metrics label,
 //! InvalidateEntity by kind), and invalidation driven by database NOTIFY.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{World, get, key, load, set};
 use ncy_proto::cache::v1::{CacheLayer, EntityType, InvalidateEntityRequest};
 use ncy_testkit::assert_eventually;
 use tonic::Code;
+
+use crate::support::{Gateway, World, get, key, load, set};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loads_from_postgres_then_serves_from_cache() -> anyhow::Result<()> {
@@ -60,8 +57,8 @@ async fn a_thousand_concurrent_cold_reads_on_two_instances_run_one_query() -> an
     // generous Redis timeout keeps that CPU starvation from looking like a Redis outage, which
     // would (by design) let each instance load on its own.
     let env = w.env_with(&[("NCY_CACHE_L2_TIMEOUT_MS", "10000")]);
-    let a = common::Gateway::start(&env).await?;
-    let b = common::Gateway::start(&env).await?;
+    let a = Gateway::start(&env).await?;
+    let b = Gateway::start(&env).await?;
     let user = w.user("Grace").await;
     let mut calls = Vec::new();
     for i in 0..1000 {
@@ -127,7 +124,7 @@ async fn reads_near_expiry_refresh_in_the_background() -> anyhow::Result<()> {
         ("NCY_CACHE_REFRESH_AHEAD_PERCENT", "90"),
         ("NCY_CACHE_TTL_JITTER_PERCENT", "0"),
     ]);
-    let gw = common::Gateway::start(&env).await?;
+    let gw = Gateway::start(&env).await?;
     let mut c = gw.client.clone();
     let user = w.user("Old").await;
     let mut first = load("counted_user", &user);
@@ -166,7 +163,7 @@ async fn a_failing_loader_serves_the_stale_copy_flagged() -> anyhow::Result<()> 
         ("NCY_CACHE_REFRESH_AHEAD_PERCENT", "0"),
         ("NCY_CACHE_TTL_JITTER_PERCENT", "0"),
     ]);
-    let gw = common::Gateway::start(&env).await?;
+    let gw = Gateway::start(&env).await?;
     let mut c = gw.client.clone();
     w.exec("INSERT INTO things VALUES ('t1', '{\"v\":1}')")
         .await;
@@ -279,8 +276,8 @@ async fn a_loaders_file_kind_has_its_own_metrics_label_and_is_invalidated_by_kin
 async fn a_row_changed_by_plain_sql_is_read_fresh_after_notify() -> anyhow::Result<()> {
     let w = World::new().await?;
     let env = w.env_with(&[("NCY_CACHE_DB_NOTIFY", "true")]);
-    let a = common::Gateway::start(&env).await?;
-    let b = common::Gateway::start(&env).await?;
+    let a = Gateway::start(&env).await?;
+    let b = Gateway::start(&env).await?;
     // LISTEN starts in the background: wait until each instance has seen one NOTIFY (an update
     // made before its LISTEN was live is never delivered, so retry with a new name).
     let probe = w.user("probe").await;

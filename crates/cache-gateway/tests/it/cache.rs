@@ -1,12 +1,7 @@
 //! Get/Set/Delete/MGet through gRPC: layers, coherence between two instances, compression, API
 //! keys, tags and invalidation, InvalidatePattern, Stats and metrics, and every bad input.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{Gateway, World, get, key, request_channel, set};
 use futures_util::StreamExt;
 use ncy_proto::cache::v1::{
     ApiKey, CacheLayer, DeleteRequest, EntityType, GetRequest, InvalidateEntityRequest,
@@ -14,6 +9,8 @@ use ncy_proto::cache::v1::{
 };
 use ncy_testkit::assert_eventually;
 use tonic::Code;
+
+use crate::support::{Gateway, World, get, key, load, request_channel, set};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_then_get_from_l1_then_l2_and_delete() -> anyhow::Result<()> {
@@ -436,8 +433,8 @@ async fn stats_and_metrics_count_hits_per_layer() -> anyhow::Result<()> {
     let gw = w.gateway().await?;
     let mut c = gw.client.clone();
     let user = w.user("Ada").await;
-    c.get_or_load(common::load("user", &user)).await?;
-    c.get_or_load(common::load("user", &user)).await?;
+    c.get_or_load(load("user", &user)).await?;
+    c.get_or_load(load("user", &user)).await?;
     c.get(get(&key("nothing"))).await?;
     let s = gw.stats().await;
     assert_eq!(s.layers.len(), 3);
@@ -548,11 +545,11 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() -> 
         ("Bad-Kind", "x", "kind:"),
         ("user", "not-a-uuid", "id:"),
     ] {
-        let err = c.get_or_load(common::load(kind, id)).await.unwrap_err();
+        let err = c.get_or_load(load(kind, id)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().starts_with(field), "{}", err.message());
     }
-    let mut req = common::load("user", &uuid::Uuid::new_v4().to_string());
+    let mut req = load("user", &uuid::Uuid::new_v4().to_string());
     req.ttl_seconds = Some(0);
     let err = c.get_or_load(req).await.unwrap_err();
     assert!(err.message().starts_with("ttl_seconds:"));

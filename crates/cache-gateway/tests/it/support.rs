@@ -1,7 +1,5 @@
 //! Shared harness of the cache gateway's integration tests: gateways in-process on port 0 against
 //! the real Redis and a fresh PostgreSQL database, plus helpers to seed rows.
-#![allow(dead_code, clippy::unwrap_used)]
-
 use std::time::Duration;
 
 use cache_gateway::{Application, Settings};
@@ -71,7 +69,8 @@ impl Gateway {
 
 /// A test's world: a database, a prefix, and the environment gateways start with.
 pub struct World {
-    pub db: TestDatabase,
+    /// Held for the test's lifetime: dropping it drops the database.
+    _db: TestDatabase,
     pub pool: PgPool,
     pub prefix: String,
     pub env: Vec<(String, String)>,
@@ -123,7 +122,7 @@ impl World {
         // in the middle of what the test measures.
         set_env(&mut env, "NCY_CACHE_DB_NOTIFY", "false");
         Ok(Self {
-            db,
+            _db: db,
             pool,
             prefix,
             env,

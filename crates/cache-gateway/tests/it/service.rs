@@ -2,13 +2,13 @@
 //! bad input on the API, the drain, and the binary's configuration errors and SIGTERM.
 use std::time::Duration;
 
-mod common;
-
 use cache_gateway::{Application, Settings};
 use ncy_proto::cache::v1::{GetRequest, cache_service_client::CacheServiceClient};
 use ncy_testkit::{
     InProcess, TestDatabase, env_of, free_port, service_env, set_env, unique_prefix,
 };
+
+use crate::support;
 
 const SERVICE_NAME: &str = "ncy.cache.v1.CacheService";
 
@@ -76,8 +76,8 @@ async fn binary_runs_on_either_scheduler() -> anyhow::Result<()> {
         let mut client = CacheServiceClient::connect(format!("http://{addr}")).await?;
         let key = format!("threads-{}", threads.unwrap_or("default"));
         let value = format!(r#"{{"threads":"{}"}}"#, threads.unwrap_or("default"));
-        client.set(common::set(&key, &value)).await?;
-        let got = client.get(common::get(&key)).await?.into_inner();
+        client.set(support::set(&key, &value)).await?;
+        let got = client.get(support::get(&key)).await?.into_inner();
         assert!(got.found, "{key} read back");
         assert_eq!(got.value_json, value);
         if threads == Some("3") {

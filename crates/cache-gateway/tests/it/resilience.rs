@@ -1,15 +1,12 @@
 //! Fail-safe when Redis dies mid-test (a redis-server of the test's own): reads are still answered
 //! from L1 and the loaders, writes are refused with UNAVAILABLE, the backplane reports the loss,
 //! and everything recovers when Redis comes back.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{World, get, load, set};
 use ncy_testkit::{RedisServer, assert_eventually};
 use tonic::{Code, Request};
+
+use crate::support::{Gateway, World, get, load, set};
 
 /// A request that gives up after a few seconds: a call stuck on the dead Redis fails the test.
 fn bounded<T>(msg: T) -> Request<T> {
@@ -27,7 +24,7 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
         ("NCY_REDIS_TIMEOUT_MS", "300"),
         ("NCY_CACHE_L2_TIMEOUT_MS", "300"),
     ]);
-    let gw = common::Gateway::start(&env).await?;
+    let gw = Gateway::start(&env).await?;
     let mut c = gw.client.clone();
     let user = w.user("Resilient").await;
     let cached = w.user("Cached").await;

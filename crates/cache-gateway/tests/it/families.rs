@@ -3,13 +3,8 @@
 //! InvalidatePattern, loader-backed families are never written by Set, a loader kind cannot take a
 //! reserved family, and a key of the wrong type in Redis does not open the circuit every caller
 //! shares.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::HashMap;
 
-use common::{Gateway, World, get, key, load, set};
 use futures_util::StreamExt;
 use ncy_proto::cache::v1::{
     CacheLayer, DeleteRequest, InvalidatePatternRequest, InvalidateTagRequest, MGetRequest,
@@ -19,6 +14,8 @@ use ncy_types::{
     keys::{KEY_FAMILIES, KeyFamily, Layout},
 };
 use tonic::Code;
+
+use crate::support::{Gateway, World, get, key, load, set};
 
 async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(ncy_testkit::redis_url())

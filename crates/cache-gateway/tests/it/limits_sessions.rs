@@ -1,17 +1,14 @@
 //! CheckRateLimit (exact across two instances under concurrency) and the session store.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::{collections::BTreeSet, time::Duration};
 
-use common::World;
 use ncy_proto::cache::v1::{
     CheckRateLimitRequest, DeleteSessionRequest, DeleteUserSessionsRequest, GetSessionRequest,
     ListUserSessionsRequest, PutSessionRequest,
 };
 use ncy_testkit::assert_eventually;
 use tonic::Code;
+
+use crate::support::{Gateway, World};
 
 fn limit(id: &str, limit: i32, cost: i32) -> CheckRateLimitRequest {
     CheckRateLimitRequest {
@@ -29,8 +26,8 @@ async fn rate_limit_is_exact_across_instances() -> anyhow::Result<()> {
     // 400 in-flight calls share this process's two threads; a generous Redis timeout keeps CPU
     // starvation from turning into UNAVAILABLE answers.
     let env = w.env_with(&[("NCY_CACHE_L2_TIMEOUT_MS", "10000")]);
-    let a = common::Gateway::start(&env).await?;
-    let b = common::Gateway::start(&env).await?;
+    let a = Gateway::start(&env).await?;
+    let b = Gateway::start(&env).await?;
     let mut calls = Vec::new();
     for i in 0..200 {
         let mut c = if i % 2 == 0 {

@@ -1,13 +1,10 @@
 //! The gateway on a Redis Cluster of the test's own (three primaries): values spread over every
 //! node, MGet reads keys of every slot in one call (in key order), and InvalidatePattern walks each
 //! primary, so it removes matching keys wherever they live.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Gateway, World, get, set};
 use ncy_proto::cache::v1::{InvalidatePatternRequest, MGetRequest};
 use ncy_testkit::RedisCluster;
+
+use crate::support::{Gateway, World, get, set};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidate_pattern_reaches_every_primary_of_a_cluster() -> anyhow::Result<()> {
