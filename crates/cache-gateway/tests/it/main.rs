@@ -9,9 +9,10 @@
 //! `Stats` RPC and `/readyz`.
 #![allow(clippy::unwrap_used)]
 
-mod cache;
 mod cluster;
+mod entries;
 mod families;
+mod invalidation;
 mod limits_sessions;
 mod load;
 mod resilience;
