@@ -10,7 +10,7 @@ use ncy_proto::cache::v1::{
 use ncy_testkit::assert_eventually;
 use tonic::Code;
 
-use crate::support::{Gateway, World, get, key, load, request_channel, set};
+use crate::support::{Gateway, World, get, key, load, redis, request_channel, set};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_then_get_from_l1_then_l2_and_delete() -> anyhow::Result<()> {
@@ -263,8 +263,7 @@ async fn big_values_are_compressed_and_readable_by_another_instance() -> anyhow:
     assert_eq!(r.value_json, value);
 
     // Stored compressed: far smaller than the value, with the lz4 marker byte.
-    let client = redis::Client::open(ncy_testkit::redis_url())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = redis().await;
     let raw: Vec<u8> = redis::cmd("GET")
         .arg(format!("{}:{k}", w.prefix))
         .query_async(&mut conn)

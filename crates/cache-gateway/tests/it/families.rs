@@ -15,15 +15,7 @@ use ncy_types::{
 };
 use tonic::Code;
 
-use crate::support::{Gateway, World, get, key, load, set};
-
-async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(ncy_testkit::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
+use crate::support::{Gateway, World, get, key, load, redis, set};
 
 /// Plants the realtime gateway's status hash as the realtime gateway writes it.
 async fn plant_user_status(keys: &KeySpace) -> HashMap<String, String> {

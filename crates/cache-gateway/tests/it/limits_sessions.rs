@@ -8,7 +8,7 @@ use ncy_proto::cache::v1::{
 use ncy_testkit::assert_eventually;
 use tonic::Code;
 
-use crate::support::{Gateway, World};
+use crate::support::{Gateway, World, redis};
 
 fn limit(id: &str, limit: i32, cost: i32) -> CheckRateLimitRequest {
     CheckRateLimitRequest {
@@ -222,9 +222,7 @@ async fn sessions_put_get_list_delete() -> anyhow::Result<()> {
     assert!(d.existed);
     // Its owner's index lets go of it at once (not only when a List happens to prune it).
     let index = ncy_types::KeySpace::new(w.prefix.clone())?.user_sessions(&user);
-    let mut conn = redis::Client::open(ncy_testkit::redis_url())?
-        .get_multiplexed_async_connection()
-        .await?;
+    let mut conn = redis().await;
     let score: Option<f64> = redis::cmd("ZSCORE")
         .arg(&index)
         .arg(&ids[1])

@@ -193,6 +193,16 @@ impl World {
     }
 }
 
+/// A connection of the test's own to the shared Redis, to plant keys or read what a gateway wrote
+/// there (under its World's prefix).
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(ncy_testkit::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// A request stream for GetStream fed one request at a time through the returned sender; it ends
 /// when the sender is dropped.
 pub fn request_channel() -> (
