@@ -26,35 +26,43 @@ impl Engine {
             return self.enqueue_plain(queue, jobs).await;
         }
         let q = self.queue_keys(queue);
+        let now = now_ms();
+        let ids: Vec<String> = jobs.iter().map(|_| new_job_id(queue)).collect();
         let mut inv = self.scripts.enqueue.key(q.delayed());
         inv.arg(q.tag())
-            .arg(now_ms())
             .arg(u64::try_from(self.settings.dedup_ttl.as_millis()).unwrap_or(u64::MAX))
-            .arg(queue.as_str())
             .arg(jobs.len());
-        for job in jobs {
-            inv.arg(new_job_id(queue))
-                .arg(&job.job_type)
-                .arg(&job.data)
-                .arg(job.priority)
-                .arg(job.max_attempts)
-                .arg(job.backoff.kind.as_str())
-                .arg(job.backoff.delay_ms)
-                .arg(job.delay_ms)
-                .arg(&job.idempotency_key)
-                .arg(&job.owner_user_id)
-                .arg(&job.schedule_name)
-                .arg(dedup_key(&q, job));
+        for (job, id) in jobs.iter().zip(&ids) {
+            let hash = job.initial_hash(queue.as_str(), now);
+            inv.arg(id).arg(dedup_key(&q, job));
+            if job.delay_ms > 0 {
+                inv.arg(now.saturating_add(i64::try_from(job.delay_ms).unwrap_or(i64::MAX)))
+                    .arg("");
+            } else {
+                inv.arg(0).arg(job.priority);
+            }
+            inv.arg(hash.len()).arg(&hash);
         }
         let mut conn = self.conn().await?;
         let reply: Vec<Value> = inv.invoke_async(&mut conn).await?;
+        if reply.len() != jobs.len() {
+            return Err(QueueError::Corrupt(format!("enqueue reply {reply:?}")));
+        }
         reply
             .iter()
-            .map(|item| match item {
-                Value::Array(f) if f.len() == 3 => Ok(Enqueued {
+            .zip(jobs.iter().zip(ids))
+            .map(|(item, (job, id))| match item {
+                // A new job: the script wrote its initial hash.
+                Value::Array(f) if f.is_empty() => Ok(Enqueued {
+                    job_id: id,
+                    deduplicated: false,
+                    state: Some(job.initial_state()),
+                }),
+                // Deduplicated: the earlier job's id and state ('removed' once retention took it).
+                Value::Array(f) if f.len() == 2 => Ok(Enqueued {
                     job_id: text(&f[0]),
-                    deduplicated: int(&f[1]) == 1,
-                    state: JobState::parse(&text(&f[2])),
+                    deduplicated: true,
+                    state: JobState::parse(&text(&f[1])),
                 }),
                 other => Err(QueueError::Corrupt(format!("enqueue reply {other:?}"))),
             })
@@ -62,11 +70,11 @@ impl Engine {
     }
 
     /// Enqueues jobs that need no script (no idempotency key to check, no delay) in one
-    /// `MULTI`/`EXEC`: per job an `XADD` to its band and an `HSET` of the hash `enqueue.lua` would
-    /// write, without the entry id (the fetch that activates the job records it). Native commands
-    /// cost Redis about a third of what the same work costs from Lua (arguments and replies cross
-    /// the script bridge one by one), and bulk enqueueing was Redis-bound. On Redis Cluster the script is used:
-    /// a transaction there is not routed by slot by the client.
+    /// `MULTI`/`EXEC`: per job an `XADD` to its band and an `HSET` of its initial hash, without
+    /// the entry id (the fetch that activates the job records it). Native commands cost Redis
+    /// about a third of what the same work costs from Lua (arguments and replies cross the
+    /// script bridge one by one), and bulk enqueueing was Redis-bound. On Redis Cluster the
+    /// script is used: a transaction there is not routed by slot by the client.
     async fn enqueue_plain(&self, queue: QueueName, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
         let q = self.queue_keys(queue);
         let now = now_ms();
@@ -84,33 +92,12 @@ impl Engine {
                 .ignore();
             pipe.cmd("HSET")
                 .arg(q.job(&id))
-                .arg(&[
-                    ("state", "waiting"),
-                    ("queue", queue.as_str()),
-                    ("type", &job.job_type),
-                    ("data", &job.data),
-                    ("backoff_kind", job.backoff.kind.as_str()),
-                ])
-                .arg(&[
-                    ("priority", u64::from(job.priority)),
-                    ("band", u64::from(job.priority)),
-                    ("max_attempts", u64::from(job.max_attempts)),
-                    ("backoff_ms", job.backoff.delay_ms),
-                ])
-                .arg(&[("created", now), ("due", now), ("updated", now)]);
-            for (name, value) in [
-                ("owner", job.owner_user_id.as_str()),
-                ("schedule", job.schedule_name.as_str()),
-            ] {
-                if !value.is_empty() {
-                    pipe.arg(name).arg(value);
-                }
-            }
-            pipe.ignore();
+                .arg(job.initial_hash(queue.as_str(), now))
+                .ignore();
             out.push(Enqueued {
                 job_id: id,
                 deduplicated: false,
-                state: Some(JobState::Waiting),
+                state: Some(job.initial_state()),
             });
         }
         let mut conn = self.conn().await?;

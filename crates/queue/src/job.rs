@@ -78,6 +78,80 @@ pub struct NewJob {
     pub schedule_name: String,
 }
 
+impl NewJob {
+    /// The state a new job starts in: DELAYED with a delay, else WAITING.
+    pub(crate) fn initial_state(&self) -> JobState {
+        if self.delay_ms > 0 {
+            JobState::Delayed
+        } else {
+            JobState::Waiting
+        }
+    }
+
+    /// The hash a new job starts with, as (field, value) pairs: the one definition of it, written
+    /// as given by `enqueue.lua` and by the transaction path of `Engine::enqueue` (each adds
+    /// `entry`, the stream entry, to a WAITING job once its `XADD` has answered). Fields that would
+    /// be empty or 0 (attempts, progress, no idempotency key, owner, schedule, the band of a
+    /// delayed job) are left out: readers take a missing field as empty or 0, and a listpack hash
+    /// costs per field on every write that follows.
+    pub(crate) fn initial_hash<'a>(
+        &'a self,
+        queue: &'a str,
+        now: i64,
+    ) -> Vec<(&'static str, HashValue<'a>)> {
+        use HashValue::{Num, Text};
+        let due = now.saturating_add(i64::try_from(self.delay_ms).unwrap_or(i64::MAX));
+        let mut h = vec![
+            ("state", Text(self.initial_state().as_str())),
+            ("queue", Text(queue)),
+            ("type", Text(&self.job_type)),
+            ("data", Text(&self.data)),
+            ("priority", Num(i64::from(self.priority))),
+            ("max_attempts", Num(i64::from(self.max_attempts))),
+            ("backoff_kind", Text(self.backoff.kind.as_str())),
+            (
+                "backoff_ms",
+                Num(i64::try_from(self.backoff.delay_ms).unwrap_or(i64::MAX)),
+            ),
+            ("created", Num(now)),
+            ("due", Num(due)),
+            ("updated", Num(now)),
+        ];
+        if self.delay_ms == 0 {
+            h.push(("band", Num(i64::from(self.priority))));
+        }
+        for (name, value) in [
+            ("idem", &self.idempotency_key),
+            ("owner", &self.owner_user_id),
+            ("schedule", &self.schedule_name),
+        ] {
+            if !value.is_empty() {
+                h.push((name, Text(value)));
+            }
+        }
+        h
+    }
+}
+
+/// A value of a job hash field, borrowed: the payload is not copied to be sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HashValue<'a> {
+    Text(&'a str),
+    Num(i64),
+}
+
+impl redis::ToRedisArgs for HashValue<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        match self {
+            HashValue::Text(s) => s.write_redis_args(out),
+            HashValue::Num(n) => n.write_redis_args(out),
+        }
+    }
+}
+
 /// The outcome of enqueueing one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {

@@ -1,17 +1,29 @@
 //! The Lua transition scripts, one per state change, each touching one queue's hash slot.
 //!
-//! `common.lua` (helpers: events, retention trim, dead-lettering, activation) is prepended to each
-//! script at compile time. `redis::Script` computes the SHA once and calls `EVALSHA`, loading the
+//! Each script is the key layout's suffixes as Lua locals (`local S_DELAYED = ':delayed'`,
+//! generated from `ncy_types::QUEUE_KEY_SUFFIXES`, so Rust and Lua build keys from one
+//! definition), then `common.lua` (helpers: events, retention trim, dead-lettering, activation),
+//! then its own file. `redis::Script` computes the SHA once and calls `EVALSHA`, loading the
 //! script only when Redis answers `NOSCRIPT` (first use, or after a Redis restart).
 use redis::Script;
 
+const COMMON: &str = include_str!("scripts/common.lua");
+
+/// One script's source: the suffix locals, `common.lua`, then `body`.
+fn source(body: &str) -> String {
+    let mut src = String::new();
+    for (name, suffix) in ncy_types::QUEUE_KEY_SUFFIXES {
+        src.push_str(&format!("local S_{name} = '{suffix}'\n"));
+    }
+    src.push_str(COMMON);
+    src.push('\n');
+    src.push_str(body);
+    src
+}
+
 macro_rules! script {
     ($file:literal) => {
-        Script::new(concat!(
-            include_str!("scripts/common.lua"),
-            "\n",
-            include_str!(concat!("scripts/", $file))
-        ))
+        Script::new(&source(include_str!(concat!("scripts/", $file))))
     };
 }
 
@@ -57,5 +69,52 @@ impl Scripts {
 impl Default for Scripts {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODIES: &[&str] = &[
+        COMMON,
+        include_str!("scripts/enqueue.lua"),
+        include_str!("scripts/fetch.lua"),
+        include_str!("scripts/complete.lua"),
+        include_str!("scripts/fail.lua"),
+        include_str!("scripts/promote.lua"),
+        include_str!("scripts/reclaim.lua"),
+        include_str!("scripts/heartbeat.lua"),
+        include_str!("scripts/progress.lua"),
+        include_str!("scripts/cancel.lua"),
+        include_str!("scripts/retry_dead.lua"),
+        include_str!("scripts/trim.lua"),
+        include_str!("scripts/purge.lua"),
+        include_str!("scripts/lease.lua"),
+    ];
+
+    #[test]
+    fn scripts_build_keys_only_from_the_shared_suffixes() {
+        for body in BODIES {
+            // A key suffix written as a literal after the tag would be a second definition.
+            assert!(!body.contains("tag .. '"), "literal key suffix in:\n{body}");
+            // Every suffix a script names exists (Redis would reject an unknown global at run time).
+            for word in body.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(name) = word.strip_prefix("S_").filter(|n| !n.is_empty()) {
+                    assert!(
+                        ncy_types::QUEUE_KEY_SUFFIXES
+                            .iter()
+                            .any(|(n, _)| *n == name),
+                        "unknown suffix {word}"
+                    );
+                }
+            }
+        }
+        let src = source("");
+        assert!(src.starts_with("local S_READY = ':ready:'\n"), "{src}");
+        assert!(
+            src.contains("local S_EVENTS_LIVE = ':events:live'\n"),
+            "{src}"
+        );
     }
 }

@@ -18,5 +18,5 @@ pub use jobs::{
     Backoff, BackoffKind, JobPayload, JobType, MAX_ATTEMPTS, MAX_PAYLOAD_BYTES, MAX_PRIORITY,
     QueueName, parse_payload, validate_payload,
 };
-pub use keys::{KeySpace, QueueKeys, RoomKeys, hash_slot};
+pub use keys::{KeySpace, QUEUE_KEY_SUFFIXES, QueueKeys, RoomKeys, hash_slot};
 pub use realtime::{Envelope, Room};

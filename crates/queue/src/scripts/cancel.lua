@@ -21,13 +21,13 @@ if st == 'waiting' then
     -- Enqueued without a script, its entry id is not on the hash: the entry stays in its band
     -- until a fetch passes it (and drops it, see `activate`); until then QueueStats does not
     -- count it as waiting.
-    redis.call('SADD', tag .. ':ghosts', id)
+    redis.call('SADD', tag .. S_GHOSTS, id)
   end
 end
-redis.call('ZREM', tag .. ':delayed', id)
+redis.call('ZREM', tag .. S_DELAYED, id)
 redis.call('HSET', jkey(id), 'state', 'cancelled', 'error', 'cancelled: ' .. reason,
   'finished', now, 'updated', now, 'band', '', 'entry', '')
-redis.call('ZADD', tag .. ':cancelled', now, id)
+redis.call('ZADD', tag .. S_CANCELLED, now, id)
 emit(id, 'state_changed', now, reason, '')
-trim(tag .. ':cancelled', now, keep, age_ms)
+trim(tag .. S_CANCELLED, now, keep, age_ms)
 return {1, 'cancelled'}

@@ -1,9 +1,10 @@
 -- Shared helpers, prepended to every transition script (see scripts.rs).
--- Every key is built from the queue's hash tag `tag` (ARGV[1] of every script), so a script touches
--- one cluster slot. Job hash fields are documented in job.rs.
+-- Every key is built from the queue's hash tag `tag` (ARGV[1] of every script) and a suffix
+-- `S_<NAME>`, a local that scripts.rs prepends from ncy-types' QUEUE_KEY_SUFFIXES (the layout's one
+-- definition), so a script touches one cluster slot. Job hash fields are documented in job.rs.
 local tag = ARGV[1]
-local function jkey(id) return tag .. ':job:' .. id end
-local function rkey(band) return tag .. ':ready:' .. band end
+local function jkey(id) return tag .. S_JOB .. id end
+local function rkey(band) return tag .. S_READY .. band end
 local GROUP = 'workers'
 local EVENTS_MAXLEN = '1000'
 
@@ -13,7 +14,7 @@ local EVENTS_MAXLEN = '1000'
 local live_listeners = nil
 local function live()
   if live_listeners == nil then
-    live_listeners = redis.call('PUBSUB', 'NUMSUB', tag .. ':events:live')[2] > 0
+    live_listeners = redis.call('PUBSUB', 'NUMSUB', tag .. S_EVENTS_LIVE)[2] > 0
   end
   return live_listeners
 end
@@ -43,9 +44,9 @@ local function emit(id, kind, now, message, result, live_only, f)
     .. ',"resultJson":' .. jstr(result) .. ',"dueAtMs":' .. jint(f[4])
     .. ',"ownerUserId":' .. jstr(f[5]) .. '}'
   if not live_only then
-    redis.call('XADD', tag .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', ev)
+    redis.call('XADD', tag .. S_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'e', ev)
   end
-  if live() then redis.call('PUBLISH', tag .. ':events:live', ev) end
+  if live() then redis.call('PUBLISH', tag .. S_EVENTS_LIVE, ev) end
 end
 
 -- Removes finished jobs of one sorted set older than `age_ms` or beyond `keep` (at most 200 per call,
@@ -77,23 +78,23 @@ end
 
 -- Wakes the promoter when `due` is now the earliest delayed job.
 local function wake_if_earliest(due)
-  local first = redis.call('ZRANGE', tag .. ':delayed', 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', tag .. S_DELAYED, 0, 0, 'WITHSCORES')
   if first[2] and tonumber(first[2]) >= tonumber(due) then
-    redis.call('PUBLISH', tag .. ':wake', due)
+    redis.call('PUBLISH', tag .. S_WAKE, due)
   end
 end
 
 -- Moves a job to the dead-letter stream (terminal DEAD) and returns the dead entry id.
 local function to_dead(id, err, now, non_retryable, keep, age_ms)
   local f = redis.call('HMGET', jkey(id), 'queue', 'type', 'data', 'attempts', 'priority', 'owner')
-  local dead_id = redis.call('XADD', tag .. ':dead', '*',
+  local dead_id = redis.call('XADD', tag .. S_DEAD, '*',
     'jobId', id, 'queue', f[1] or '', 'type', f[2] or '', 'data', f[3] or '',
     'error', err, 'failedAt', now, 'attemptsMade', f[4] or '0', 'priority', f[5] or '0',
     'owner', f[6] or '', 'nonRetryable', non_retryable)
   redis.call('HSET', jkey(id), 'state', 'dead', 'dead_id', dead_id, 'error', err,
     'finished', now, 'updated', now, 'worker', '', 'band', '', 'entry', '')
-  redis.call('ZADD', tag .. ':failed', now, id)
-  trim(tag .. ':failed', now, keep, age_ms)
+  redis.call('ZADD', tag .. S_FAILED, now, id)
+  trim(tag .. S_FAILED, now, keep, age_ms)
   emit(id, 'state_changed', now, err, '')
   return dead_id
 end
@@ -108,7 +109,7 @@ local function activate(id, band, entry, consumer, now)
     'backoff_ms', 'created', 'due', 'owner', 'attempts', 'progress', 'queue', 'band', 'entry')
   if f[1] ~= 'waiting' then
     drop_entry(band, entry)
-    redis.call('SREM', tag .. ':ghosts', id)
+    redis.call('SREM', tag .. S_GHOSTS, id)
     return nil
   end
   local attempts = (tonumber(f[10] or '0') or 0) + 1
@@ -153,11 +154,11 @@ local function finish(consumer, id, outcome, text, now, acks, finished)
   local zkey, message, result
   if outcome == 'completed' then
     redis.call('HSET', k, 'state', 'completed', 'result', text, 'finished', now, 'updated', now)
-    zkey, message, result = tag .. ':done', '', text
+    zkey, message, result = tag .. S_DONE, '', text
   else
     redis.call('HSET', k, 'state', 'cancelled', 'error', 'cancelled: ' .. text,
       'finished', now, 'updated', now)
-    zkey, message, result = tag .. ':cancelled', text, ''
+    zkey, message, result = tag .. S_CANCELLED, text, ''
   end
   local ids = finished[zkey]
   if not ids then ids = {}; finished[zkey] = ids end

@@ -22,7 +22,7 @@ if mode == 'p' or (mode == '1' and attempts < max_attempts) then
     redis.call('HSET', k, 'state', 'failed', 'error', err, 'due', due, 'updated', now,
       'worker', '', 'band', '', 'entry', '')
   end
-  redis.call('ZADD', tag .. ':delayed', due, id)
+  redis.call('ZADD', tag .. S_DELAYED, due, id)
   wake_if_earliest(due)
   emit(id, 'state_changed', now, err, '')
   if mode == 'p' then return {3, due} end

@@ -11,7 +11,7 @@ local now_s = ARGV[4] -- written as given: a Lua number costs a formatting per w
 local rate_max, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 local recover = ARGV[7] == '1'
 local m = tonumber(ARGV[8])
-local limiter = tag .. ':limiter'
+local limiter = tag .. S_LIMITER
 
 local function requeue_preclaimed()
   for i = 0, m - 1 do
@@ -24,13 +24,13 @@ local function requeue_preclaimed()
         local e = redis.call('XADD', rkey(band), '*', 'j', id)
         redis.call('HSET', jkey(id), 'entry', e)
       else
-        redis.call('SREM', tag .. ':ghosts', id)
+        redis.call('SREM', tag .. S_GHOSTS, id)
       end
     end
   end
 end
 
-if redis.call('EXISTS', tag .. ':paused') == 1 then
+if redis.call('EXISTS', tag .. S_PAUSED) == 1 then
   requeue_preclaimed()
   return {-1}
 end
@@ -79,7 +79,7 @@ if recover then
           if #out - 1 < n then take(id, b, e[1]) else remaining = remaining + 1 end
         elseif state ~= 'active' then
           drop_entry(b, e[1])
-          if id then redis.call('SREM', tag .. ':ghosts', id) end
+          if id then redis.call('SREM', tag .. S_GHOSTS, id) end
         end
       end
     end

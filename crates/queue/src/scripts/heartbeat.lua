@@ -2,7 +2,7 @@
 -- not reclaimed, records itself in the workers set, and learns which of its jobs were cancelled.
 -- ARGV: tag, consumer, now, then (id, band, entry) triples. Returns the ids with cancel requested.
 local consumer, now = ARGV[2], tonumber(ARGV[3])
-redis.call('ZADD', tag .. ':workers', now, consumer)
+redis.call('ZADD', tag .. S_WORKERS, now, consumer)
 local cancelled = {}
 local i = 4
 while ARGV[i] do

@@ -5,8 +5,8 @@
 -- ARGV: tag, cutoff_ms, batch. Returns {jobs deleted, dead letters deleted, more}.
 local cutoff, batch = tonumber(ARGV[2]), tonumber(ARGV[3])
 local jobs, more = 0, 0
-for _, set in ipairs({'done', 'failed', 'cancelled'}) do
-  local zkey = tag .. ':' .. set
+for _, set in ipairs({S_DONE, S_FAILED, S_CANCELLED}) do
+  local zkey = tag .. set
   local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', '(' .. cutoff, 'LIMIT', 0, batch)
   for _, id in ipairs(ids) do
     redis.call('DEL', jkey(id))
@@ -15,9 +15,9 @@ for _, set in ipairs({'done', 'failed', 'cancelled'}) do
   jobs = jobs + #ids
   if #ids == batch then more = 1 end
 end
-local old = redis.call('XRANGE', tag .. ':dead', '-', '(' .. cutoff .. '-0', 'COUNT', batch)
+local old = redis.call('XRANGE', tag .. S_DEAD, '-', '(' .. cutoff .. '-0', 'COUNT', batch)
 for _, entry in ipairs(old) do
-  redis.call('XDEL', tag .. ':dead', entry[1])
+  redis.call('XDEL', tag .. S_DEAD, entry[1])
 end
 if #old == batch then more = 1 end
 return {jobs, #old, more}

@@ -2,7 +2,7 @@
 -- the seed) and removes the entry, atomically.
 -- ARGV: tag, dead entry id, full dead-letter id, new job id, now. Returns the new id or false.
 local entry, dead_letter_id, new_id, now = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local got = redis.call('XRANGE', tag .. ':dead', entry, entry)
+local got = redis.call('XRANGE', tag .. S_DEAD, entry, entry)
 if not got[1] then return false end
 local d = {}
 local fields = got[1][2]
@@ -13,5 +13,5 @@ redis.call('HSET', jkey(new_id), 'state', 'waiting', 'queue', d.queue or '', 'ty
   'schedule', '', 'retried_from', dead_letter_id, 'created', now, 'due', now, 'updated', now)
 local e = redis.call('XADD', rkey('10'), '*', 'j', new_id)
 redis.call('HSET', jkey(new_id), 'band', '10', 'entry', e)
-redis.call('XDEL', tag .. ':dead', entry)
+redis.call('XDEL', tag .. S_DEAD, entry)
 return new_id

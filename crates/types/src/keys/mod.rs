@@ -25,7 +25,7 @@ mod room;
 
 pub use cluster::{SLOT_COUNT, hash_slot, hash_tag};
 pub use family::{KEY_FAMILIES, KeyFamily, Layout, Owner, entry_key, family_name};
-pub use queue::QueueKeys;
+pub use queue::{QUEUE_KEY_SUFFIXES, QueueKeys};
 pub use room::RoomKeys;
 
 use std::fmt::Display;

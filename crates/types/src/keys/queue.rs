@@ -11,6 +11,48 @@ use std::fmt::Display;
 
 use super::KeySpace;
 
+/// What follows the queue's tag in each of its keys (a trailing `:` where an id or key follows): the
+/// one definition of the layout, used by the builders of [`QueueKeys`] and, as Lua locals
+/// `S_<NAME>` (`local S_DELAYED = ':delayed'`), by the job engine's scripts, which build keys as
+/// `tag .. S_DELAYED` from the tag they receive.
+pub const QUEUE_KEY_SUFFIXES: &[(&str, &str)] = &[
+    ("READY", READY),
+    ("JOB", JOB),
+    ("DELAYED", DELAYED),
+    ("DONE", DONE),
+    ("FAILED", FAILED),
+    ("DEAD", DEAD),
+    ("DEDUP", DEDUP),
+    ("CRON_DEDUP", CRON_DEDUP),
+    ("PAUSED", PAUSED),
+    ("LIMITER", LIMITER),
+    ("PROMOTER_LEASE", PROMOTER_LEASE),
+    ("WAKE", WAKE),
+    ("EVENTS", EVENTS),
+    ("EVENTS_LIVE", EVENTS_LIVE),
+    ("CANCELLED", CANCELLED),
+    ("GHOSTS", GHOSTS),
+    ("WORKERS", WORKERS),
+];
+
+const READY: &str = ":ready:";
+const JOB: &str = ":job:";
+const DELAYED: &str = ":delayed";
+const DONE: &str = ":done";
+const FAILED: &str = ":failed";
+const DEAD: &str = ":dead";
+const DEDUP: &str = ":dedup:";
+const CRON_DEDUP: &str = ":cron-dedup:";
+const PAUSED: &str = ":paused";
+const LIMITER: &str = ":limiter";
+const PROMOTER_LEASE: &str = ":lease:promoter";
+const WAKE: &str = ":wake";
+const EVENTS: &str = ":events";
+const EVENTS_LIVE: &str = ":events:live";
+const CANCELLED: &str = ":cancelled";
+const GHOSTS: &str = ":ghosts";
+const WORKERS: &str = ":workers";
+
 /// The keys of one job queue, all in one cluster slot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct QueueKeys {
@@ -66,100 +108,104 @@ impl QueueKeys {
 
     /// Stream of ready jobs of one priority band (consumer group `workers`): `…:ready:<band>`.
     pub fn ready(&self, band: u8) -> String {
-        format!("{}:ready:{band}", self.tag)
+        format!("{}{READY}{band}", self.tag)
     }
 
     /// Hash of one job: `…:job:<id>`.
     pub fn job(&self, id: impl Display) -> String {
-        format!("{}:job:{id}", self.tag)
+        format!("{}{JOB}{id}", self.tag)
     }
 
     /// What precedes a job id in [`QueueKeys::job`], for scripts that build job keys from ids.
     pub fn job_prefix(&self) -> String {
-        format!("{}:job:", self.tag)
+        self.at(JOB)
     }
 
     /// Sorted set of delayed jobs and retries waiting for backoff, by due time (ms): `…:delayed`.
     pub fn delayed(&self) -> String {
-        format!("{}:delayed", self.tag)
+        self.at(DELAYED)
     }
 
     /// Sorted set of completed jobs by finish time: `…:done`.
     pub fn done(&self) -> String {
-        format!("{}:done", self.tag)
+        self.at(DONE)
     }
 
     /// Sorted set of failed jobs by finish time: `…:failed`.
     pub fn failed(&self) -> String {
-        format!("{}:failed", self.tag)
+        self.at(FAILED)
     }
 
     /// Stream of dead letters: `…:dead`.
     pub fn dead(&self) -> String {
-        format!("{}:dead", self.tag)
+        self.at(DEAD)
     }
 
     /// Idempotency record (with a TTL) for a client's `key`: `…:dedup:<key>`.
     pub fn dedup(&self, key: &str) -> String {
-        format!("{}:dedup:{key}", self.tag)
+        format!("{}{DEDUP}{key}", self.tag)
     }
 
     /// Idempotency record (with a TTL) of a cron tick's `key`: `…:cron-dedup:<key>`. Apart from the
     /// clients' records: whatever a client sends as its key lands under `…:dedup:`, so it can
     /// never claim (and so suppress) a tick in advance.
     pub fn schedule_dedup(&self, key: &str) -> String {
-        format!("{}:cron-dedup:{key}", self.tag)
+        format!("{}{CRON_DEDUP}{key}", self.tag)
     }
 
     /// Flag set while the queue is paused: `…:paused`.
     pub fn paused(&self) -> String {
-        format!("{}:paused", self.tag)
+        self.at(PAUSED)
     }
 
     /// Rate limiter state shared by all workers of the queue: `…:limiter`.
     pub fn limiter(&self) -> String {
-        format!("{}:limiter", self.tag)
+        self.at(LIMITER)
     }
 
     /// Lease of the single active delayed-job promoter: `…:lease:promoter`.
     pub fn promoter_lease(&self) -> String {
-        format!("{}:lease:promoter", self.tag)
+        self.at(PROMOTER_LEASE)
     }
 
     /// Pub/sub channel that wakes the promoter when an earlier delayed job arrives: `…:wake`.
     pub fn promoter_wake_channel(&self) -> String {
-        format!("{}:wake", self.tag)
+        self.at(WAKE)
     }
 
     /// Capped stream of job events (progress, state changes) for replay: `…:events`.
     pub fn events(&self) -> String {
-        format!("{}:events", self.tag)
+        self.at(EVENTS)
     }
 
     /// Pub/sub channel of the same events for live listeners: `…:events:live`.
     pub fn events_channel(&self) -> String {
-        format!("{}:events:live", self.tag)
+        self.at(EVENTS_LIVE)
     }
 
     /// Sorted set of CANCELLED jobs by finish time, for listing and retention: `…:cancelled`.
     pub fn cancelled(&self) -> String {
-        format!("{}:cancelled", self.tag)
+        self.at(CANCELLED)
     }
 
     /// Set of CANCELLED jobs whose stream entry is still in their band (enqueued without its entry
     /// id on the hash; dropped when a fetch passes it): `…:ghosts`.
     pub fn ghosts(&self) -> String {
-        format!("{}:ghosts", self.tag)
+        self.at(GHOSTS)
     }
 
     /// Sorted set of worker consumers by last heartbeat (ms): `…:workers`.
     pub fn workers(&self) -> String {
-        format!("{}:workers", self.tag)
+        self.at(WORKERS)
     }
 
     /// Prefix of the dedup keys, for scripts that build them from idempotency keys.
     pub fn dedup_prefix(&self) -> String {
-        format!("{}:dedup:", self.tag)
+        self.at(DEDUP)
+    }
+
+    fn at(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.tag)
     }
 
     /// Every key of this queue that is not per job or per idempotency key.
