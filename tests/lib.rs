@@ -1,1 +1,1 @@
-//! End-to-end tests live in `tests/*.rs` next to this file.
+//! End-to-end tests live in one test binary, `tests/it/` next to this file (`it/main.rs`).

@@ -1,13 +1,11 @@
 //! Job progress to the owner's browser: a job enqueued over gRPC with an `ownerUserId` reports its
 //! progress and outcome to every WebSocket of that user on the realtime gateway (through the room
 //! bus, across services), and to nobody else.
-mod jobs_support;
-mod ws_support;
 
-use jobs_support::{StackEnv, enqueue, job, stop};
+use crate::support::jobs::{StackEnv, enqueue, job, stop};
+use crate::support::ws::{self, Socket, next_frame};
 use serde_json::Value;
 use uuid::Uuid;
-use ws_support::{Socket, next_frame};
 
 const SECRET: &str = "job-progress-test-secret-0123456789";
 
@@ -48,8 +46,8 @@ async fn the_owner_sees_progress_and_the_outcome_of_their_jobs_live() -> anyhow:
     let worker = stack.worker().await?;
 
     let (owner, other) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut owner_tab = ws_support::browser(ws_addr, SECRET, owner, None).await?;
-    let mut other_tab = ws_support::browser(ws_addr, SECRET, other, None).await?;
+    let mut owner_tab = ws::browser(ws_addr, SECRET, owner, None).await?;
+    let mut other_tab = ws::browser(ws_addr, SECRET, other, None).await?;
 
     // A job that reports progress 10..100 and completes.
     let mut req = job("report", "sleep", r#"{"ms":200}"#);

@@ -1,11 +1,11 @@
 //! The job engine end to end: job-scheduler (gRPC) and workers in this process on the real Redis
 //! and PostgreSQL. One test per behaviour of the job engine that needs a worker.
-mod jobs_support;
 
 use std::time::Duration;
 
+use crate::support::jobs::{StackEnv, enqueue, get, job, retried, stop, wait_state};
+use crate::support::metrics::sample;
 use futures_util::StreamExt;
-use jobs_support::{StackEnv, enqueue, get, job, retried, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 
 const T: Duration = Duration::from_secs(20);
@@ -527,38 +527,53 @@ async fn metrics_count_jobs_by_outcome_and_gauge_queue_sizes() -> anyhow::Result
     let env = StackEnv::new(&[("NCY_JOBS_MAINTENANCE_SECS", "1")]).await?;
     let (mut c, sched, sched_admin) = env.scheduler_with_admin().await?;
     let (work, work_admin) = env.worker_with_admin().await?;
-    // Labels no other test of this binary uses (queue cleanup, job type sleep).
+    // The recorder is the process's and other tests complete `cleanup` jobs too, but none runs
+    // `sleep` on it: that outcome counter is this test's alone, so it is read exactly; the queue's
+    // batch-size histogram is read as a delta from before this job.
+    let batches_before = sample(
+        work_admin,
+        "queue_complete_batch_size_sum",
+        &[("queue", "cleanup")],
+    )
+    .await;
     let ok = enqueue(&mut c, job("cleanup", "sleep", r#"{"ms":10}"#)).await?;
     let mut bad = job("cleanup", "sleep", r#"{"ms":10}"#);
     bad.delay_ms = 3_600_000;
     enqueue(&mut c, bad).await?;
     wait_state(&c, &ok, JobState::Completed, T).await;
     ncy_testkit::assert_eventually("worker metrics", T, || async move {
-        let Ok((_, body)) = ncy_testkit::http_get(work_admin, "/metrics").await else {
-            return false;
-        };
-        body.lines().any(|l| {
-            l.starts_with("queue_jobs_total{")
-                && l.contains("queue=\"cleanup\"")
-                && l.contains("job_type=\"sleep\"")
-                && l.contains("status=\"completed\"")
-        }) && body.contains("queue_job_duration_seconds_bucket{")
-            // One job of this queue completed, so its complete batches add up to one outcome.
-            && body
-                .lines()
-                .any(|l| l == "queue_complete_batch_size_sum{queue=\"cleanup\"} 1")
+        let completed = [
+            ("queue", "cleanup"),
+            ("job_type", "sleep"),
+            ("status", "completed"),
+        ];
+        sample(work_admin, "queue_jobs_total", &completed).await == 1.0
+            && sample(
+                work_admin,
+                "queue_job_duration_seconds_bucket",
+                &[completed[0], completed[1], ("le", "+Inf")],
+            )
+            .await
+                == 1.0
+            // The job's outcome went through a complete batch of its queue.
+            && sample(
+                work_admin,
+                "queue_complete_batch_size_sum",
+                &[("queue", "cleanup")],
+            )
+            .await
+                >= batches_before + 1.0
     })
     .await;
+    // Every scheduler of the process sets `queue_size` for its own prefix (the last one wins):
+    // the others have no delayed `cleanup` job and write 0 every 5 s, this one writes its 1 every
+    // second, so the gauge reads 1 most of the time and only through this scheduler.
     ncy_testkit::assert_eventually("scheduler gauges", T, || async move {
-        let Ok((_, body)) = ncy_testkit::http_get(sched_admin, "/metrics").await else {
-            return false;
-        };
-        body.lines().any(|l| {
-            l.starts_with("queue_size{")
-                && l.contains("queue=\"cleanup\"")
-                && l.contains("state=\"delayed\"")
-                && l.ends_with(" 1")
-        }) && body.contains("queue_dead_letters{")
+        let delayed = [("queue", "cleanup"), ("state", "delayed")];
+        sample(sched_admin, "queue_size", &delayed).await == 1.0
+            && ncy_testkit::http_get(sched_admin, "/metrics")
+                .await
+                .is_ok_and(|(_, body)| body.contains("queue_dead_letters{"))
     })
     .await;
     stop(work).await?;

@@ -1,15 +1,13 @@
 //! generate-report end to end: enqueued through the job-scheduler's gRPC API, run by a worker on
 //! the real PostgreSQL, Redis and a temporary file-store directory; the files are opened with
 //! independent readers (csv, calamine, lopdf) and their rows checked against the inserted data.
-mod jobs_support;
-mod report_support;
 
 use std::collections::BTreeSet;
 
+use crate::support::jobs::{enqueue, stop};
+use crate::support::report::{T, fixture, read_file, report, run_report, stack};
 use futures_util::StreamExt;
-use jobs_support::{enqueue, stop};
 use ncy_proto::jobs::v1::{self as pb, JobState};
-use report_support::{T, fixture, read_file, report, run_report, stack};
 use serde_json::Value;
 use uuid::Uuid;
 

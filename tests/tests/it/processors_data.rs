@@ -1,11 +1,10 @@
 //! `send-notification` and `cleanup-old-data` end to end: enqueued through the job-scheduler's gRPC
 //! API, run by a worker in this process, their effects read from PostgreSQL and Redis as the app
 //! (and a reconnecting browser) would see them.
-mod jobs_support;
 
 use std::time::Duration;
 
-use jobs_support::{StackEnv, enqueue, get, job, retried, stop, wait_state};
+use crate::support::jobs::{StackEnv, enqueue, get, job, retried, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_types::KeySpace;
 use serde_json::{Value, json};

@@ -1,11 +1,10 @@
 //! Shared setup of the report tests: a stack whose file store is a temporary directory, and a
 //! fixture organization with members, a project and tasks.
-#![allow(dead_code)]
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::jobs_support::{Client, StackEnv, enqueue, get, job, retried, wait_state};
+use super::jobs::{Client, StackEnv, enqueue, get, job, retried, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use serde_json::Value;
 use sqlx::PgPool;

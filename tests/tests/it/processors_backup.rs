@@ -1,13 +1,12 @@
 //! backup-database end to end: enqueued through the job-scheduler's gRPC API, run by a worker
 //! with the real pg_dump against the test's own database, into a temporary file-store directory;
 //! the dumps are checked with the real `pg_restore --list`.
-mod jobs_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jobs_support::{Client, StackEnv, enqueue, get, job, retried, stop, wait_state};
+use crate::support::jobs::{Client, StackEnv, enqueue, get, job, retried, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use serde_json::Value;
 

@@ -3,11 +3,10 @@
 //! and read back from it; and each failure path: unknown template, render error, a link that does
 //! not point at FRONTEND_URL, SMTP refusing (permanently, transiently) and SMTP down (with
 //! postponing off; an outage within its grace is `processors_email_outage.rs`).
-mod jobs_support;
 
 use std::time::Duration;
 
-use jobs_support::{Client, StackEnv, enqueue, get, job, retried, stop, wait_state};
+use crate::support::jobs::{Client, StackEnv, enqueue, get, job, retried, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_testkit::SmtpServer;
 use serde_json::json;

@@ -1,6 +1,5 @@
 //! A browser's side of the realtime gateway for the end-to-end tests: connect, authenticate with a
 //! JWT signed by the test's secret, and read the next JSON frame.
-#![allow(dead_code)]
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};

@@ -1,6 +1,5 @@
 //! Shared setup of the job engine's end-to-end tests: a scheduler and workers in this process on
 //! one key prefix (and, when asked, their own Redis), and small polling helpers.
-#![allow(dead_code)]
 use std::time::Duration;
 
 use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
@@ -157,22 +156,4 @@ pub async fn stop(p: InProcess) -> anyhow::Result<()> {
     p.stop(Duration::from_secs(15))
         .await
         .map_err(anyhow::Error::msg)
-}
-
-/// `queue_jobs_postponed_total{queue, dependency}` on a worker's `admin` `/metrics` (0 while
-/// absent). The recorder is the process's, shared by the tests of one binary.
-pub async fn postponed(admin: std::net::SocketAddr, queue: &str, dependency: &str) -> f64 {
-    let Ok((_, body)) = ncy_testkit::http_get(admin, "/metrics").await else {
-        return 0.0;
-    };
-    let queue = format!(r#"queue="{queue}""#);
-    let dependency = format!(r#"dependency="{dependency}""#);
-    body.lines()
-        .filter(|l| {
-            l.starts_with("queue_jobs_postponed_total{")
-                && l.contains(&queue)
-                && l.contains(&dependency)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

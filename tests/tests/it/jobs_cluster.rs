@@ -1,12 +1,11 @@
 //! The job engine on a Redis Cluster of the test's own (three primaries): jobs of every queue run
 //! (each queue's keys live on the node of its hash tag), each worker parks a blocking XREADGROUP on
 //! its queue's node instead of polling, and WatchJob streams a job's events to the end.
-mod jobs_support;
 
 use std::time::Duration;
 
+use crate::support::jobs::{StackEnv, enqueue, job, stop, wait_state};
 use futures_util::StreamExt;
-use jobs_support::{StackEnv, enqueue, job, stop, wait_state};
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_testkit::RedisCluster;
 

@@ -1,12 +1,10 @@
 //! generate-report failures end to end: a missing project, a user outside the data's
 //! organization and a `userId` that is not the job's owner (final), and an unwritable or full file store and a database that is down
 //! (retried, then dead-lettered with the message that says which).
-mod jobs_support;
-mod report_support;
 
-use jobs_support::{enqueue, get, stop, wait_state};
+use crate::support::jobs::{enqueue, get, stop, wait_state};
+use crate::support::report::{T, dead_letters, fixture, report, run_report, stack};
 use ncy_proto::jobs::v1::JobState;
-use report_support::{T, dead_letters, fixture, report, run_report, stack};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

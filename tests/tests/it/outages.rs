@@ -11,12 +11,11 @@
 //!   `UNAVAILABLE` / an `unavailable` error frame at once rather than hanging;
 //! - nothing is lost and nothing is dead-lettered because of the outage, and everything resumes
 //!   when the dependency returns, without a restart.
-mod jobs_support;
-mod ws_support;
 
 use std::{net::SocketAddr, time::Duration};
 
-use jobs_support::{Client as JobsClient, enqueue, job, stop, wait_state};
+use crate::support::jobs::{Client as JobsClient, enqueue, job, stop, wait_state};
+use crate::support::ws::{browser, next_event, next_of, send};
 use ncy_proto::{
     cache::v1::{self as cache_pb, cache_service_client::CacheServiceClient},
     jobs::v1::{self as jobs_pb, JobState, job_service_client::JobServiceClient},
@@ -31,7 +30,6 @@ use serde_json::{Value, json};
 use tonic::{Code, Request};
 use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
-use ws_support::{browser, next_event, next_of, send};
 
 const SECRET: &str = "outage-test-secret-0123456789abcdef";
 const OUTAGE: Duration = Duration::from_secs(10);
