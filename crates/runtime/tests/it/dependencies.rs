@@ -4,6 +4,10 @@
 //! what needs it) but leaves the instance ready — no other replica would do better — while a pool
 //! of this instance's own that is wedged makes it not-ready. The Redis Cluster switch talks to a
 //! real three-node cluster the test builds.
+//!
+//! `ncy_dependency_up` has no per-instance label: it is one gauge per dependency for the whole
+//! process, written by every instance when its probe's state changes. The tests whose instance
+//! probes PostgreSQL take turns (`POSTGRES_GAUGE`), so the value a test reads is its instance's.
 use std::time::Duration;
 
 use ncy_runtime::{CommonSettings, ServiceRuntime, ServiceSpec};
@@ -20,6 +24,10 @@ const SPEC: ServiceSpec = ServiceSpec {
     needs_postgres: true,
     default_runtime_threads: 0,
 };
+
+/// Held for its whole run by each test whose instance probes PostgreSQL, so that no other instance
+/// writes `ncy_dependency_up{dependency="postgres"}` while it reads the gauge.
+static POSTGRES_GAUGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `/readyz` answers 200.
 async fn ready(admin: std::net::SocketAddr) -> bool {
@@ -46,6 +54,7 @@ async fn not_ready_because(admin: std::net::SocketAddr, dependency: &str) -> boo
 
 #[tokio::test]
 async fn redis_down_at_start_is_not_ready_then_recovers() -> anyhow::Result<()> {
+    let _gauge = POSTGRES_GAUGE.lock().await;
     let db = TestDatabase::create().await?;
     let mut redis = RedisServer::start().await?;
     redis.stop();
@@ -161,6 +170,7 @@ async fn a_wedged_redis_pool_is_not_ready_while_redis_answers_others() -> anyhow
 
 #[tokio::test]
 async fn postgres_going_down_after_start_leaves_the_instance_ready() -> anyhow::Result<()> {
+    let _gauge = POSTGRES_GAUGE.lock().await;
     let mut pg = PostgresServer::start().await?;
     let env = service_env(&unique_prefix(), Some(&pg.url("postgres")));
     let runtime = ServiceRuntime::build(CommonSettings::load(SPEC, &env_of(&env))?).await?;
@@ -195,6 +205,7 @@ async fn postgres_going_down_after_start_leaves_the_instance_ready() -> anyhow::
 
 #[tokio::test]
 async fn postgres_down_is_not_ready() -> anyhow::Result<()> {
+    let _gauge = POSTGRES_GAUGE.lock().await;
     let mut env = service_env(&unique_prefix(), None);
     // Nothing listens on this port.
     set_env(
