@@ -1,6 +1,6 @@
 //! Histogram samples recorded while nobody scrapes `/metrics` do not pile up: the upkeep task
-//! every service runs folds them into their buckets. (Its own test binary: it reads this
-//! process's RSS.)
+//! every service runs folds them into their buckets. Its own test binary, not a module of `it`: it
+//! measures this process's RSS, which any test running beside it would grow.
 use std::time::Duration;
 
 use ncy_runtime::metrics::{prometheus, upkeep};

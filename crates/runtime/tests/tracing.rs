@@ -1,5 +1,8 @@
 //! A gRPC call that carries W3C `traceparent` metadata is served inside a span of the caller's trace,
-//! and that span is exported. (Its own test binary: the tracing subscriber is process-global.)
+//! and that span is exported. Its own test binary, not a module of `it`: `telemetry::install` sets
+//! the process-global subscriber, propagator and tracer provider, once for the life of the process
+//! (a second install keeps the first). Beside other tests it would pass only if it installed
+//! first, and every other test's spans and logs would go through its exporter from then on.
 use std::time::Duration;
 
 use ncy_runtime::{CommonSettings, ServiceRuntime, ServiceSpec, telemetry};
