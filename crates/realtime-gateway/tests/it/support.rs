@@ -1,7 +1,6 @@
 //! Shared harness of the gateway's integration tests: a migrated database with one organization,
 //! member and project; gateways started in-process on port 0; token minting; a small WebSocket
 //! client that waits for frames with a deadline (never a sleep).
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async,
-    tungstenite::{Message, client::IntoClientRequest, protocol::frame::coding::CloseCode},
+    tungstenite::{Message, client::IntoClientRequest},
 };
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -251,11 +250,6 @@ impl Ws {
             }
         }
     }
-}
-
-/// Close code helper for readability.
-pub fn code(c: CloseCode) -> u16 {
-    u16::from(c)
 }
 
 pub async fn send_project(gw: &mut Gateway, project: Uuid, i: u64) -> u64 {

@@ -1,11 +1,7 @@
 //! Presence answers only what the caller may see: `broadcast` (every socket of every organization)
 //! records no presence and refuses to answer, a room is answered only to its members, and one
 //! answer lists at most `NCY_PRESENCE_MAX_USERS` users, with the total — over WebSocket and gRPC.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Fixture, WAIT, Ws, hs_token, now};
+use crate::support::{Fixture, WAIT, Ws, hs_token, now};
 use ncy_proto::realtime::v1 as pb;
 use ncy_testkit::assert_eventually;
 use ncy_types::KeySpace;

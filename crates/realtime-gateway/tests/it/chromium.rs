@@ -7,7 +7,6 @@
 //! and removes the profile. [`Chromium::open_page`] opens a tab on its own CDP connection
 //! (`Target.createTarget` + a flattened session) and returns a [`Page`], which reads what the page
 //! reports with `console.log("ncy-event <json>")` and evaluates expressions in it.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::{
     collections::VecDeque,

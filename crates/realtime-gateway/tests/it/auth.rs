@@ -2,13 +2,9 @@
 //! forged, expired, not yet valid, wrong audience/issuer, no user), the token in the query (only
 //! when enabled), the authentication timeout, and expiry versus `refresh`; plus what an
 //! authenticated socket joins and receives from the gRPC sends.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{Fixture, Ws, hs_token, now};
+use crate::support::{Fixture, Ws, hs_token, now};
 use ncy_proto::realtime::v1 as pb;
 use serde_json::json;
 

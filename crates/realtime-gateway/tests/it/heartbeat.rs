@@ -2,13 +2,9 @@
 //! connected past the idle timeout, and one that has gone silent (a dead peer, a frozen tab) is
 //! closed with 4000 — the silent client here is a raw TCP socket that speaks just enough WebSocket
 //! to authenticate and then never answers a ping.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{Fixture, Ws, send_project};
+use crate::support::{Fixture, Ws, send_project};
 use ncy_proto::realtime::v1::{self as pb, realtime_service_client::RealtimeServiceClient};
 use ncy_testkit::assert_eventually;
 use serde_json::json;

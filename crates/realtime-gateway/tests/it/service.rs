@@ -2,13 +2,9 @@
 //! Stats, the WebSocket port refusing non-upgrade requests, metrics, the drain, and the
 //! binary's configuration errors (a missing JWT secret) and SIGTERM, and the memory trim after a
 //! burst of connections.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{Fixture, Ws};
+use crate::support::{Fixture, Ws};
 
 use ncy_proto::realtime::v1::{StatsRequest, realtime_service_client::RealtimeServiceClient};
 use ncy_testkit::{

@@ -3,11 +3,7 @@
 //! reordering while recovering under load, a lost pub/sub connection replayed from history, a
 //! Redis restart, a slow consumer cut off while others keep receiving (and its 4008 when it reads
 //! again after the cut), and the drain (1012; upgrades refused with 503 meanwhile).
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Fixture, WAIT, Ws, send_project};
+use crate::support::{Fixture, WAIT, Ws, send_project};
 use ncy_proto::realtime::v1::{self as pb, realtime_service_client::RealtimeServiceClient};
 use ncy_testkit::{RedisServer, assert_eventually};
 use serde_json::json;

@@ -6,15 +6,11 @@
 //! reconnects.
 //!
 //! Runs the client under Node's built-in WebSocket (`node --experimental-websocket`); the same
-//! scenario in headless Chromium is tests/browser_client.rs. Without `node` the test is skipped
+//! scenario in headless Chromium is `browser_client`. Without `node` the test is skipped
 //! with a message, or fails when `CI` is set — the same rule as the Chromium test.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::process::Stdio;
 
-use common::{Fixture, WAIT, send_project};
+use crate::support::{Fixture, WAIT, send_project};
 use ncy_proto::realtime::v1 as realtime_gateway_pb;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -70,7 +66,7 @@ async fn js_client_reconnects_and_recovers_what_was_published_meanwhile() {
     let mut child = tokio::process::Command::new("node")
         .arg("--experimental-websocket")
         .arg("--no-warnings")
-        .arg(root.join("tests/fixtures/js_client_driver.mjs"))
+        .arg(root.join("tests/it/fixtures/js_client_driver.mjs"))
         .arg(client_js)
         .arg(format!("ws://{ws_addr}/ws"))
         .arg(fx.token())

@@ -3,11 +3,7 @@
 //! `revoked` and nothing more of it — through the change notifications, or the periodic re-check
 //! when notifications are missed; a `refresh` naming another organization moves the `org:` room;
 //! "not a member" is never cached, so a user just added may join at once.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Fixture, Gateway, Ws, hs_token, now, send_project};
+use crate::support::{Fixture, Gateway, Ws, hs_token, now, send_project};
 use ncy_proto::realtime::v1 as pb;
 use serde_json::{Value, json};
 use uuid::Uuid;

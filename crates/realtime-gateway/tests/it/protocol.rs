@@ -1,11 +1,7 @@
 //! The browser protocol after authentication on one gateway: authorized joins and presence,
 //! frame/rate/Origin/connection limits and bad frames, and the gRPC API's validation, domain events
 //! and stats.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{FRONTEND, Fixture, Ws, hs_token, now, send_project};
+use crate::support::{FRONTEND, Fixture, WAIT, Ws, hs_token, now, send_project};
 use ncy_proto::realtime::v1 as pb;
 use serde_json::json;
 
@@ -124,7 +120,7 @@ async fn limits_frame_size_bad_frames_rate_origin_and_cap() {
     assert_eq!(ws.close_code().await, Some(1009));
     drop(ws);
     let mut grpc = gw.grpc.clone();
-    ncy_testkit::assert_eventually("the closed socket is released", common::WAIT, || {
+    ncy_testkit::assert_eventually("the closed socket is released", WAIT, || {
         let mut grpc = grpc.clone();
         async move {
             grpc.stats(pb::StatsRequest {})

@@ -7,16 +7,12 @@
 //! instance (project messages and the job's progress, in the user's room) arrives in the page after
 //! it reconnects by itself, in order and once, then live messages do.
 //!
-//! Chromium is Debian's `chromium` (`scripts/deps.sh up` installs it), driven over CDP
-//! (tests/chromium). Without it the test is skipped with a message, or fails when `CI` is set.
-#![allow(clippy::unwrap_used)]
-
-mod chromium;
-mod common;
-
+//! Chromium is Debian's `chromium` (`scripts/deps.sh up` installs it), driven over CDP (the
+//! `chromium` module). Without it the test is skipped with a message, or fails when `CI` is set.
 use std::net::SocketAddr;
 
-use common::{Fixture, Gateway, send_project};
+use crate::chromium;
+use crate::support::{Fixture, Gateway, send_project};
 use ncy_proto::realtime::v1::SendToUserRequest;
 use serde_json::{Value, json};
 

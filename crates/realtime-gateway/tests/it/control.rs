@@ -2,11 +2,7 @@
 //! closes every socket of the user on both with 4010 and the reason, `UnsubscribeUser` takes the
 //! user's sockets out of one room on both (`left` with reason `unsubscribed`); both validate their
 //! input naming the field.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Fixture, Gateway, WAIT, Ws, hs_token, now, send_project};
+use crate::support::{Fixture, Gateway, WAIT, Ws, hs_token, now, send_project};
 use futures_util::StreamExt;
 use ncy_proto::realtime::v1 as pb;
 use serde_json::json;
