@@ -4,6 +4,7 @@
 //! Queues and job types are the seed's BullMQ ones (email, notification, report, cleanup), with the
 //! same wire names, so existing producers keep working.
 
+mod catalog;
 mod checks;
 pub mod links;
 mod parse;
@@ -16,11 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 
-pub use parse::{JobPayload, parse_payload, validate_payload};
-pub use payloads::{
-    BackupJobData, CleanupJobData, EmailJobData, FailJobData, NotificationJobData, ReportFormat,
-    ReportJobData, ReportType, SleepJobData, WelcomeEmailData,
-};
+pub use catalog::{JobPayload, JobType};
+pub use parse::{parse_payload, validate_payload};
+// Every payload type (and its limits) is reachable as `ncy_types::jobs::<Name>`: a new type's payload
+// needs no line here.
+pub use payloads::*;
 
 /// Highest job priority (0 is the lowest; the seed sends retries at 10).
 pub const MAX_PRIORITY: u8 = 10;
@@ -101,63 +102,7 @@ impl FromStr for QueueName {
     }
 }
 
-/// The seed's job types, plus `noop` for the engine's own tests and benchmarks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum JobType {
-    SendEmail,
-    SendWelcomeEmail,
-    SendNotification,
-    GenerateReport,
-    CleanupOldData,
-    BackupDatabase,
-    Noop,
-    /// Test-only: sleeps `ms` (honouring cancellation). Accepted only where test types are enabled.
-    Sleep,
-    /// Test-only: fails (or panics) as its payload says. Accepted only where test types are enabled.
-    Fail,
-}
-
 impl JobType {
-    /// Every job type, in a fixed order.
-    pub const ALL: [JobType; 9] = [
-        JobType::SendEmail,
-        JobType::SendWelcomeEmail,
-        JobType::SendNotification,
-        JobType::GenerateReport,
-        JobType::CleanupOldData,
-        JobType::BackupDatabase,
-        JobType::Noop,
-        JobType::Sleep,
-        JobType::Fail,
-    ];
-
-    /// The wire name, e.g. `send-email`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobType::SendEmail => "send-email",
-            JobType::SendWelcomeEmail => "send-welcome-email",
-            JobType::SendNotification => "send-notification",
-            JobType::GenerateReport => "generate-report",
-            JobType::CleanupOldData => "cleanup-old-data",
-            JobType::BackupDatabase => "backup-database",
-            JobType::Noop => "noop",
-            JobType::Sleep => "sleep",
-            JobType::Fail => "fail",
-        }
-    }
-
-    /// The queue a job of this type goes to when the producer does not name one.
-    pub fn default_queue(self) -> QueueName {
-        match self {
-            JobType::SendEmail | JobType::SendWelcomeEmail => QueueName::Email,
-            JobType::SendNotification => QueueName::Notification,
-            JobType::GenerateReport => QueueName::Report,
-            JobType::CleanupOldData | JobType::BackupDatabase => QueueName::Cleanup,
-            JobType::Noop | JobType::Sleep | JobType::Fail => QueueName::Email,
-        }
-    }
-
     /// Whether a job of this type may be enqueued on `queue`: its default queue, or any for the
     /// engine's own types (`noop`, `sleep`, `fail`).
     pub fn allowed_on(self, queue: QueueName) -> bool {
@@ -188,7 +133,8 @@ impl FromStr for JobType {
     /// Parses a wire name; the error names the field `jobType`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         JobType::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
                 let known: Vec<&str> = JobType::ALL.iter().map(|t| t.as_str()).collect();

@@ -4,55 +4,15 @@
 //! `serde_path_to_error` (`payload.cc[1]`, `payload.reportType`), and "missing field `x`" or
 //! "unknown field `x`" become errors on `payload.x` itself, so a client sees which field to fix.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use serde_path_to_error::{Path, Segment};
 
-use super::payloads::{
-    BackupJobData, CleanupJobData, EmailJobData, FailJobData, NotificationJobData, ReportJobData,
-    SleepJobData, WelcomeEmailData,
-};
-use super::{JobType, MAX_PAYLOAD_BYTES};
+use super::payloads::JobData;
+use super::{JobPayload, JobType, MAX_PAYLOAD_BYTES};
 use crate::error::ValidationError;
 
 /// The field every payload error is nested under.
 const ROOT: &str = "payload";
-
-/// A checked payload of one job type.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum JobPayload {
-    SendEmail(EmailJobData),
-    SendWelcomeEmail(WelcomeEmailData),
-    SendNotification(NotificationJobData),
-    GenerateReport(ReportJobData),
-    CleanupOldData(CleanupJobData),
-    BackupDatabase(BackupJobData),
-    /// `noop` takes any JSON object.
-    Noop(Map<String, Value>),
-    /// Test-only `sleep`.
-    Sleep(SleepJobData),
-    /// Test-only `fail`.
-    Fail(FailJobData),
-}
-
-impl JobPayload {
-    /// The job type this payload belongs to.
-    pub fn job_type(&self) -> JobType {
-        match self {
-            JobPayload::SendEmail(_) => JobType::SendEmail,
-            JobPayload::SendWelcomeEmail(_) => JobType::SendWelcomeEmail,
-            JobPayload::SendNotification(_) => JobType::SendNotification,
-            JobPayload::GenerateReport(_) => JobType::GenerateReport,
-            JobPayload::CleanupOldData(_) => JobType::CleanupOldData,
-            JobPayload::BackupDatabase(_) => JobType::BackupDatabase,
-            JobPayload::Noop(_) => JobType::Noop,
-            JobPayload::Sleep(_) => JobType::Sleep,
-            JobPayload::Fail(_) => JobType::Fail,
-        }
-    }
-}
 
 /// Parses `payload_json` as the payload of `job_type` and checks its rules.
 pub fn parse_payload(job_type: JobType, payload_json: &str) -> Result<JobPayload, ValidationError> {
@@ -70,28 +30,7 @@ pub fn parse_payload(job_type: JobType, payload_json: &str) -> Result<JobPayload
     if !value.is_object() {
         return Err(ValidationError::new(ROOT, "must be a JSON object"));
     }
-    let payload = match job_type {
-        JobType::SendEmail => JobPayload::SendEmail(typed(value, EmailJobData::validate)?),
-        JobType::SendWelcomeEmail => {
-            JobPayload::SendWelcomeEmail(typed(value, WelcomeEmailData::validate)?)
-        }
-        JobType::SendNotification => {
-            JobPayload::SendNotification(typed(value, NotificationJobData::validate)?)
-        }
-        JobType::GenerateReport => {
-            JobPayload::GenerateReport(typed(value, ReportJobData::validate)?)
-        }
-        JobType::CleanupOldData => {
-            JobPayload::CleanupOldData(typed(value, CleanupJobData::validate)?)
-        }
-        JobType::BackupDatabase => {
-            JobPayload::BackupDatabase(typed(value, BackupJobData::validate)?)
-        }
-        JobType::Noop => JobPayload::Noop(typed(value, |_: &Map<String, Value>| Ok(()))?),
-        JobType::Sleep => JobPayload::Sleep(typed(value, SleepJobData::validate)?),
-        JobType::Fail => JobPayload::Fail(typed(value, |_: &FailJobData| Ok(()))?),
-    };
-    Ok(payload)
+    JobPayload::decode(job_type, value)
 }
 
 /// Parses and checks `payload_json` as the payload of `job_type`, returning it in normal form
@@ -102,12 +41,10 @@ pub fn validate_payload(job_type: JobType, payload_json: &str) -> Result<Value, 
         .map_err(|e| ValidationError::new(ROOT, format!("cannot be encoded: {e}")))
 }
 
-fn typed<T: DeserializeOwned>(
-    value: Value,
-    validate: impl FnOnce(&T) -> Result<(), ValidationError>,
-) -> Result<T, ValidationError> {
+/// Decodes `value` as `T` and checks `T`'s rules, every error nested under `payload`.
+pub(super) fn typed<T: JobData>(value: Value) -> Result<T, ValidationError> {
     let data: T = serde_path_to_error::deserialize(value).map_err(from_serde)?;
-    validate(&data).map_err(|e| e.nested_under(ROOT))?;
+    data.validate().map_err(|e| e.nested_under(ROOT))?;
     Ok(data)
 }
 

@@ -4,12 +4,27 @@
 //! error at enqueue rather than a silently missing value at run time. `validate` reports fields
 //! relative to the payload (`to`, `cc[1]`); [`super::parse_payload`] puts them under `payload.`.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::checks;
 use crate::error::ValidationError;
 use crate::ids::parse_uuid;
+
+/// A job type's payload: decoded from the producer's JSON, then checked by `validate`, whose errors
+/// name the field relative to the payload.
+pub trait JobData: Serialize + DeserializeOwned {
+    /// Checks the rules of every field (serde has already checked the shape).
+    fn validate(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+}
+
+/// `noop`: any JSON object.
+pub type NoopJobData = Map<String, Value>;
+
+impl JobData for NoopJobData {}
 
 /// Longest email subject, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 998;
@@ -48,9 +63,9 @@ pub struct EmailJobData {
     pub cc: Vec<String>,
 }
 
-impl EmailJobData {
+impl JobData for EmailJobData {
     /// Checks the rules of every field.
-    pub fn validate(&self) -> Result<(), ValidationError> {
+    fn validate(&self) -> Result<(), ValidationError> {
         checks::email("to", &self.to)?;
         checks::line("subject", &self.subject, MAX_SUBJECT_CHARS)?;
         checks::path_name("template", &self.template, MAX_TEMPLATE_LEN)?;
@@ -85,9 +100,9 @@ pub struct WelcomeEmailData {
     pub name: String,
 }
 
-impl WelcomeEmailData {
+impl JobData for WelcomeEmailData {
     /// Checks the rules of every field.
-    pub fn validate(&self) -> Result<(), ValidationError> {
+    fn validate(&self) -> Result<(), ValidationError> {
         parse_uuid("userId", &self.user_id)?;
         checks::email("email", &self.email)?;
         checks::line("name", &self.name, MAX_NAME_CHARS)
@@ -106,9 +121,9 @@ pub struct NotificationJobData {
     pub metadata: Option<Value>,
 }
 
-impl NotificationJobData {
+impl JobData for NotificationJobData {
     /// Checks the rules of every field.
-    pub fn validate(&self) -> Result<(), ValidationError> {
+    fn validate(&self) -> Result<(), ValidationError> {
         parse_uuid("userId", &self.user_id)?;
         checks::token("type", &self.r#type, MAX_NOTIFICATION_TYPE_LEN)?;
         checks::text("message", &self.message, MAX_MESSAGE_CHARS)
@@ -164,9 +179,9 @@ pub struct ReportJobData {
     pub to_ms: Option<i64>,
 }
 
-impl ReportJobData {
+impl JobData for ReportJobData {
     /// Checks the rules of every field and that the report type has the id it needs.
-    pub fn validate(&self) -> Result<(), ValidationError> {
+    fn validate(&self) -> Result<(), ValidationError> {
         parse_uuid("userId", &self.user_id)?;
         if let Some(id) = &self.project_id {
             parse_uuid("projectId", id)?;
@@ -214,9 +229,9 @@ pub struct CleanupJobData {
     pub jobs_older_than_days: Option<u32>,
 }
 
-impl CleanupJobData {
+impl JobData for CleanupJobData {
     /// Checks that each retention, when given, is 1..=3650 days.
-    pub fn validate(&self) -> Result<(), ValidationError> {
+    fn validate(&self) -> Result<(), ValidationError> {
         let (min, max) = RETENTION_DAYS;
         checks::range(
             "notificationsOlderThanDays",
@@ -237,9 +252,9 @@ pub struct BackupJobData {
     pub keep_last: Option<u32>,
 }
 
-impl BackupJobData {
+impl JobData for BackupJobData {
     /// Checks that `keepLast`, when given, is 1..=1000.
-    pub fn validate(&self) -> Result<(), ValidationError> {
+    fn validate(&self) -> Result<(), ValidationError> {
         let (min, max) = KEEP_LAST;
         checks::range("keepLast", self.keep_last, min, max)
     }
@@ -256,9 +271,9 @@ pub struct SleepJobData {
     pub ms: u64,
 }
 
-impl SleepJobData {
+impl JobData for SleepJobData {
     /// Checks that `ms` is at most [`MAX_SLEEP_MS`].
-    pub fn validate(&self) -> Result<(), ValidationError> {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.ms > MAX_SLEEP_MS {
             return Err(ValidationError::new(
                 "ms",
@@ -283,3 +298,5 @@ pub struct FailJobData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_attempts: Option<u32>,
 }
+
+impl JobData for FailJobData {}

@@ -75,7 +75,8 @@ impl Registry {
     /// The job types this worker has a processor for, in [`JobType::ALL`] order.
     pub fn job_types(&self) -> Vec<JobType> {
         JobType::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|t| self.by_type.contains_key(t))
             .collect()
     }
