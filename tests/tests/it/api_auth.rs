@@ -23,6 +23,8 @@ use ncy_testkit::{
 };
 use tonic::{Code, Request, transport::Channel};
 
+use crate::support::stop;
+
 const READER: &str = "reader-key-0123456789abcdef0123";
 const WRITER: &str = "writer-key-0123456789abcdef0123";
 const ADMIN: &str = "admin-key-0123456789abcdef01234";
@@ -73,13 +75,6 @@ async fn cache_gateway(
     // Health needs no key: `serving` polls it anonymously.
     let running = InProcess::serving(addrs.grpc, |stop| app.run_until_stopped(stop)).await;
     Ok((addrs, running))
-}
-
-async fn stop(running: InProcess) -> anyhow::Result<()> {
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .map_err(anyhow::Error::msg)
 }
 
 fn get(key: &str) -> GetRequest {

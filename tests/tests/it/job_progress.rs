@@ -2,7 +2,8 @@
 //! progress and outcome to every WebSocket of that user on the realtime gateway (through the room
 //! bus, across services), and to nobody else.
 
-use crate::support::jobs::{StackEnv, enqueue, job, stop};
+use crate::support::jobs::{StackEnv, enqueue, job};
+use crate::support::stop;
 use crate::support::ws::{self, Socket, next_frame};
 use serde_json::Value;
 use uuid::Uuid;

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use crate::support::jobs::{StackEnv, enqueue, get, job, retried, stop, wait_state};
+use crate::support::jobs::{
+    StackEnv, dead_letters, dead_letters_of, enqueue, get, job, redis, retried, wait_state,
+};
 use crate::support::metrics::sample;
+use crate::support::stop;
 use futures_util::StreamExt;
 use ncy_proto::jobs::v1::{self as pb, JobState};
 
@@ -74,16 +77,11 @@ async fn jobs_run_to_completion_and_watch_streams_progress_to_the_end() -> anyho
 
 /// Subscribers of `queue`'s live job-event channel on the test Redis.
 async fn live_subscribers(env: &StackEnv, queue: &str) -> anyhow::Result<i64> {
-    let channel = ncy_types::KeySpace::new(env.prefix())?
-        .queue(queue)
-        .events_channel();
-    let mut redis = redis::Client::open(ncy_testkit::redis_url())?
-        .get_multiplexed_async_connection()
-        .await?;
+    let channel = env.keys()?.queue(queue).events_channel();
     let (_, n): (String, i64) = redis::cmd("PUBSUB")
         .arg("NUMSUB")
         .arg(&channel)
-        .query_async(&mut redis)
+        .query_async(&mut redis().await?)
         .await?;
     Ok(n)
 }
@@ -148,14 +146,7 @@ async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_lette
     let dead = get(&mut c, &id).await?;
     assert_eq!(dead.attempts_made, 3, "every attempt ran");
     assert_eq!(dead.last_error, "smtp down");
-    let letters = c
-        .list_dead_letters(pb::ListDeadLettersRequest {
-            queue: "notification".into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .dead_letters;
+    let letters = dead_letters_of(&mut c, "notification").await?;
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
     assert_eq!(letter.id, dead.dead_letter_id);
@@ -214,11 +205,7 @@ async fn failures_retry_with_backoff_then_dead_letter_alert_and_retry_dead_lette
         .await
         .expect_err("already retried");
     assert_eq!(err.code(), tonic::Code::NotFound);
-    let newest = c
-        .list_dead_letters(pb::ListDeadLettersRequest::default())
-        .await?
-        .into_inner()
-        .dead_letters;
+    let newest = dead_letters(&mut c).await?;
     assert_eq!(newest.len(), 1);
     c.delete_dead_letter(pb::DeleteDeadLetterRequest {
         dead_letter_id: newest[0].id.clone(),
@@ -260,11 +247,7 @@ async fn non_retryable_failures_and_types_without_a_processor_go_straight_to_dea
         "{}",
         e.last_error
     );
-    let letters = c
-        .list_dead_letters(pb::ListDeadLettersRequest::default())
-        .await?
-        .into_inner()
-        .dead_letters;
+    let letters = dead_letters(&mut c).await?;
     assert_eq!(letters.len(), 2);
     assert!(letters.iter().all(|l| l.non_retryable));
     stop(work).await?;

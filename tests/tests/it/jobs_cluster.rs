@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::support::jobs::{StackEnv, enqueue, job, stop, wait_state};
+use crate::support::jobs::{StackEnv, enqueue, job, wait_state};
+use crate::support::stop;
 use futures_util::StreamExt;
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_testkit::RedisCluster;

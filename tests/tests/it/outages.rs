@@ -12,19 +12,20 @@
 //! - nothing is lost and nothing is dead-lettered because of the outage, and everything resumes
 //!   when the dependency returns, without a restart.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use crate::support::jobs::{Client as JobsClient, enqueue, job, stop, wait_state};
+use crate::support::backbone::Backbone;
+use crate::support::jobs::{dead_letters_of, enqueue, job, wait_state};
 use crate::support::ws::{browser, next_event, next_of, send};
 use ncy_proto::{
-    cache::v1::{self as cache_pb, cache_service_client::CacheServiceClient},
-    jobs::v1::{self as jobs_pb, JobState, job_service_client::JobServiceClient},
-    realtime::v1::{self as rt_pb, realtime_service_client::RealtimeServiceClient},
+    cache::v1 as cache_pb,
+    jobs::v1::{self as jobs_pb, JobState},
+    realtime::v1 as rt_pb,
 };
 use ncy_runtime::LocalAddrs;
 use ncy_testkit::{
-    InProcess, PostgresServer, RedisServer, TestDatabase, assert_eventually, env_of, grpc_health,
-    http_get, service_env, set_env, unique_prefix,
+    PostgresServer, RedisServer, TestDatabase, assert_eventually, grpc_health, http_get,
+    service_env, set_env, unique_prefix,
 };
 use serde_json::{Value, json};
 use tonic::{Code, Request};
@@ -35,82 +36,9 @@ const SECRET: &str = "outage-test-secret-0123456789abcdef";
 const OUTAGE: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The four services on one environment.
-struct Stack {
-    cache: LocalAddrs,
-    jobs: LocalAddrs,
-    worker: LocalAddrs,
-    realtime: LocalAddrs,
-    ws: SocketAddr,
-    running: Vec<InProcess>,
-}
-
-impl Stack {
-    async fn start(env: &[(String, String)]) -> anyhow::Result<Self> {
-        let env = env_of(env);
-        let cache = cache_gateway::Application::build(cache_gateway::Settings::load(&env)?).await?;
-        let jobs = job_scheduler::Application::build(job_scheduler::Settings::load(&env)?).await?;
-        let work = worker::Application::build(worker::Settings::load(&env)?).await?;
-        let realtime =
-            realtime_gateway::Application::build(realtime_gateway::Settings::load(&env)?).await?;
-        let stack = Self {
-            cache: cache.local_addrs(),
-            jobs: jobs.local_addrs(),
-            worker: work.local_addrs(),
-            ws: realtime
-                .local_addrs()
-                .websocket
-                .ok_or_else(|| anyhow::anyhow!("no websocket listener"))?,
-            realtime: realtime.local_addrs(),
-            running: vec![
-                InProcess::spawn(|s| cache.run_until_stopped(s)),
-                InProcess::spawn(|s| jobs.run_until_stopped(s)),
-                InProcess::spawn(|s| work.run_until_stopped(s)),
-                InProcess::spawn(|s| realtime.run_until_stopped(s)),
-            ],
-        };
-        for addrs in stack.all() {
-            ncy_testkit::wait_until_serving(addrs.grpc).await;
-        }
-        Ok(stack)
-    }
-
-    fn all(&self) -> [LocalAddrs; 4] {
-        [self.cache, self.jobs, self.worker, self.realtime]
-    }
-
-    async fn cache_client(&self) -> anyhow::Result<CacheServiceClient<tonic::transport::Channel>> {
-        Ok(CacheServiceClient::connect(format!("http://{}", self.cache.grpc)).await?)
-    }
-
-    async fn jobs_client(&self) -> anyhow::Result<JobsClient> {
-        Ok(JobServiceClient::connect(format!("http://{}", self.jobs.grpc)).await?)
-    }
-
-    async fn realtime_client(
-        &self,
-    ) -> anyhow::Result<RealtimeServiceClient<tonic::transport::Channel>> {
-        Ok(RealtimeServiceClient::connect(format!("http://{}", self.realtime.grpc)).await?)
-    }
-
-    /// Every service still running on its own (none exited or panicked during the outage).
-    fn assert_none_restarted(&self) {
-        for (i, r) in self.running.iter().enumerate() {
-            assert!(r.is_running(), "service #{i} stopped during the outage");
-        }
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        for r in self.running {
-            stop(r).await?;
-        }
-        Ok(())
-    }
-}
-
 /// Waits until every instance reports `dependency` down in `/readyz` while answering 200 (ready)
 /// and gRPC health `""` SERVING. The worker and scheduler only probe what they use.
-async fn assert_ready_with(stack: &Stack, dependency: &str, instances: &[LocalAddrs]) {
+async fn assert_ready_with(stack: &Backbone, dependency: &str, instances: &[LocalAddrs]) {
     for addrs in instances {
         let admin = addrs.admin;
         assert_eventually(
@@ -212,7 +140,7 @@ async fn postgres_down_10s_cache_and_sockets_stay_ready_and_no_job_is_lost() -> 
     set_env(&mut env, "NCY_CRON_INSTALL_DEFAULTS", "false");
     // Postponed jobs resume within 2 s of the database's return instead of up to 30 s.
     set_env(&mut env, "NCY_JOBS_OUTAGE_MAX_DELAY_MS", "2000");
-    let stack = Stack::start(&env).await?;
+    let stack = Backbone::start(&env).await?;
     let mut cache = stack.cache_client().await?;
     let mut jobs = stack.jobs_client().await?;
     let mut rt = stack.realtime_client().await?;
@@ -327,14 +255,7 @@ async fn postgres_down_10s_cache_and_sockets_stay_ready_and_no_job_is_lost() -> 
             "no row for {message}: {written:?}"
         );
     }
-    let dead = jobs
-        .list_dead_letters(jobs_pb::ListDeadLettersRequest {
-            queue: "notification".into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .dead_letters;
+    let dead = dead_letters_of(&mut jobs, "notification").await?;
     assert!(dead.is_empty(), "dead-lettered by the outage: {dead:?}");
     // The never-cached key loads now.
     let back = cache
@@ -359,7 +280,7 @@ async fn redis_down_10s_every_service_stays_ready_fails_fast_and_resumes() -> an
     set_env(&mut env, "NCY_WS_ADDR", "127.0.0.1:0");
     set_env(&mut env, "NCY_JOBS_TEST_JOB_TYPES", "true");
     set_env(&mut env, "NCY_CRON_INSTALL_DEFAULTS", "false");
-    let stack = Stack::start(&env).await?;
+    let stack = Backbone::start(&env).await?;
     let mut cache = stack.cache_client().await?;
     let mut jobs = stack.jobs_client().await?;
     let mut rt = stack.realtime_client().await?;

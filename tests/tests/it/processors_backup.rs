@@ -6,7 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::jobs::{Client, StackEnv, enqueue, get, job, retried, stop, wait_state};
+use crate::support::jobs::{
+    Client, StackEnv, dead_letters, enqueue, get, job, retried, wait_state,
+};
+use crate::support::stop;
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use serde_json::Value;
 
@@ -139,11 +142,7 @@ async fn dead_backup(env: &StackEnv) -> anyhow::Result<pb::Job> {
     wait_state(&c, &id, JobState::Dead, T).await;
     let dead = get(&mut c, &id).await?;
     assert_eq!(dead.attempts_made, 2, "retried per its policy");
-    let letters = c
-        .list_dead_letters(pb::ListDeadLettersRequest::default())
-        .await?
-        .into_inner()
-        .dead_letters;
+    let letters = dead_letters(&mut c).await?;
     assert!(
         letters
             .iter()

@@ -4,30 +4,16 @@
 
 use std::time::Duration;
 
-use crate::support::jobs::{StackEnv, enqueue, get, job, retried, stop, wait_state};
+use crate::support::jobs::{
+    StackEnv, dead_letters_of, enqueue, get, job, redis, retried, wait_state,
+};
+use crate::support::stop;
 use ncy_proto::jobs::v1::{self as pb, JobState};
-use ncy_types::KeySpace;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const T: Duration = Duration::from_secs(30);
 const DAY_MS: i64 = 86_400_000;
-
-fn keys(env: &StackEnv) -> anyhow::Result<KeySpace> {
-    let prefix = env
-        .env
-        .iter()
-        .find(|(k, _)| k == "NCY_REDIS_PREFIX")
-        .map(|(_, v)| v.clone())
-        .ok_or_else(|| anyhow::anyhow!("service_env sets a prefix"))?;
-    Ok(KeySpace::new(prefix)?)
-}
-
-async fn redis() -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    Ok(redis::Client::open(ncy_testkit::redis_url())?
-        .get_multiplexed_async_connection()
-        .await?)
-}
 
 async fn insert_user(pg: &sqlx::PgPool, email: &str) -> anyhow::Result<Uuid> {
     let id = Uuid::new_v4();
@@ -75,7 +61,7 @@ async fn send_notification_inserts_the_row_and_publishes_to_the_users_room() -> 
     assert!(unread);
 
     // The realtime message is in the user's room history (what a browser recovers on reconnect).
-    let history = keys(&env)?.room(&format!("user:{user}")).history();
+    let history = env.keys()?.room(&format!("user:{user}")).history();
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(&history)
         .arg("-")
@@ -98,14 +84,7 @@ async fn send_notification_inserts_the_row_and_publishes_to_the_users_room() -> 
     let dead = get(&mut c, &id).await?;
     assert_eq!(dead.attempts_made, 1, "no retry for an unknown user");
     assert_eq!(dead.last_error, format!("user {ghost} does not exist"));
-    let letters = c
-        .list_dead_letters(pb::ListDeadLettersRequest {
-            queue: "notification".into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .dead_letters;
+    let letters = dead_letters_of(&mut c, "notification").await?;
     assert!(letters.iter().any(|d| d.job_id == id && d.non_retryable));
     let ghost_rows: i64 =
         sqlx::query_scalar("SELECT count(*) FROM notifications WHERE user_id = $1")
@@ -156,7 +135,7 @@ async fn cleanup_deletes_old_read_notifications_and_old_finished_jobs_only() -> 
     ] {
         notification_aged(&pg, user, message, created, read).await?;
     }
-    let k = keys(&env)?.queue("notification");
+    let k = env.keys()?.queue("notification");
     let mut redis = redis().await?;
     let now = i64::try_from(
         std::time::SystemTime::now()
@@ -235,14 +214,7 @@ async fn cleanup_deletes_old_read_notifications_and_old_finished_jobs_only() -> 
         assert_eq!(err.code(), tonic::Code::NotFound, "{purged}: {err:?}");
     }
     assert_eq!(get(&mut c, &done[2]).await?.state(), JobState::Completed);
-    let letters = c
-        .list_dead_letters(pb::ListDeadLettersRequest {
-            queue: "notification".into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .dead_letters;
+    let letters = dead_letters_of(&mut c, "notification").await?;
     let ids: Vec<&str> = letters.iter().map(|d| d.job_id.as_str()).collect();
     assert_eq!(ids, [dead.as_str()], "the recent dead letter stays");
 

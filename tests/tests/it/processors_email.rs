@@ -6,23 +6,14 @@
 
 use std::time::Duration;
 
-use crate::support::jobs::{Client, StackEnv, enqueue, get, job, retried, stop, wait_state};
+use crate::support::email::{APP, stack};
+use crate::support::jobs::{Client, dead_letters_of, enqueue, get, job, retried, wait_state};
+use crate::support::stop;
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_testkit::SmtpServer;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
-const APP: &str = "https://app.ncy.test";
-
-async fn stack(smtp_url: &str) -> anyhow::Result<StackEnv> {
-    StackEnv::new(&[
-        ("NCY_SMTP_URL", smtp_url),
-        ("NCY_SMTP_FROM", "NCY Tests <noreply@ncy.test>"),
-        ("NCY_SMTP_TIMEOUT_MS", "5000"),
-        ("FRONTEND_URL", APP),
-    ])
-    .await
-}
 
 fn email_job(payload: serde_json::Value, attempts: i32) -> pb::EnqueueRequest {
     retried(
@@ -33,22 +24,17 @@ fn email_job(payload: serde_json::Value, attempts: i32) -> pb::EnqueueRequest {
 }
 
 async fn dead_letter(c: &mut Client, job_id: &str) -> anyhow::Result<pb::DeadLetter> {
-    c.list_dead_letters(pb::ListDeadLettersRequest {
-        queue: "email".into(),
-        ..Default::default()
-    })
-    .await?
-    .into_inner()
-    .dead_letters
-    .into_iter()
-    .find(|d| d.job_id == job_id)
-    .ok_or_else(|| anyhow::anyhow!("no dead letter for {job_id}"))
+    dead_letters_of(c, "email")
+        .await?
+        .into_iter()
+        .find(|d| d.job_id == job_id)
+        .ok_or_else(|| anyhow::anyhow!("no dead letter for {job_id}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn send_email_arrives_as_text_and_html_with_the_rendered_data() -> anyhow::Result<()> {
     let smtp = SmtpServer::start().await?;
-    let env = stack(&smtp.url()).await?;
+    let env = stack(&smtp.url(), &[]).await?;
     let (mut c, sched) = env.scheduler().await?;
     let (work, admin) = env.worker_with_admin().await?;
 
@@ -122,7 +108,7 @@ async fn send_email_arrives_as_text_and_html_with_the_rendered_data() -> anyhow:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn welcome_email_renders_name_email_user_id_and_app_url() -> anyhow::Result<()> {
     let smtp = SmtpServer::start().await?;
-    let env = stack(&smtp.url()).await?;
+    let env = stack(&smtp.url(), &[]).await?;
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
 
@@ -158,7 +144,7 @@ async fn welcome_email_renders_name_email_user_id_and_app_url() -> anyhow::Resul
 async fn an_app_url_in_the_payload_is_refused_and_the_links_point_at_frontend_url()
 -> anyhow::Result<()> {
     let smtp = SmtpServer::start().await?;
-    let env = stack(&smtp.url()).await?;
+    let env = stack(&smtp.url(), &[]).await?;
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
 
@@ -194,7 +180,7 @@ async fn an_app_url_in_the_payload_is_refused_and_the_links_point_at_frontend_ur
 async fn every_link_of_an_email_must_point_at_frontend_url_or_nothing_is_sent() -> anyhow::Result<()>
 {
     let smtp = SmtpServer::start().await?;
-    let env = stack(&smtp.url()).await?;
+    let env = stack(&smtp.url(), &[]).await?;
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
 
@@ -315,7 +301,7 @@ fn assert_links_point_at(m: &ncy_testkit::ReceivedEmail, app: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unknown_template_and_render_errors_dead_letter_after_one_attempt() -> anyhow::Result<()> {
     let smtp = SmtpServer::start().await?;
-    let env = stack(&smtp.url()).await?;
+    let env = stack(&smtp.url(), &[]).await?;
     let (mut c, sched) = env.scheduler().await?;
     let (work, admin) = env.worker_with_admin().await?;
 
@@ -364,7 +350,7 @@ async fn unknown_template_and_render_errors_dead_letter_after_one_attempt() -> a
 async fn smtp_refusing_dead_letters_with_the_alert_and_transient_refusals_are_retried()
 -> anyhow::Result<()> {
     let smtp = SmtpServer::start().await?;
-    let mut env = stack(&smtp.url()).await?;
+    let mut env = stack(&smtp.url(), &[]).await?;
     let admin = env.alert_recipient().await?;
     let pg = env.db.pool().await?;
     let (mut c, sched) = env.scheduler().await?;
@@ -424,7 +410,7 @@ async fn smtp_refusing_dead_letters_with_the_alert_and_transient_refusals_are_re
 async fn smtp_down_is_retried_per_attempts_then_dead_lettered() -> anyhow::Result<()> {
     // A port nothing listens on.
     let port = ncy_testkit::free_port();
-    let mut env = stack(&format!("smtp://127.0.0.1:{port}")).await?;
+    let mut env = stack(&format!("smtp://127.0.0.1:{port}"), &[]).await?;
     // An unreachable server is an outage, which the worker waits out without using attempts for
     // NCY_JOBS_OUTAGE_GRACE_SECS (processors_email_outage.rs tests that). Here the grace is 0
     // (postponing off), so what is tested is the ordinary path every outage takes once its grace

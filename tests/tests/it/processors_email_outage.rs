@@ -8,8 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::support::jobs::{Client, StackEnv, enqueue, get, job, stop, wait_state};
+use crate::support::email;
+use crate::support::jobs::{
+    StackEnv, dead_letters_of, enqueue, get, job, wait_postponed, wait_state,
+};
 use crate::support::metrics::postponed;
+use crate::support::stop;
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_testkit::SmtpServer;
 use serde_json::json;
@@ -18,21 +22,14 @@ use serde_json::json;
 const OUTAGE: Duration = Duration::from_secs(30);
 const T: Duration = Duration::from_secs(90);
 
+/// An email stack working the email queue alone, whose postponed jobs resume within 2 s of the
+/// server's return instead of up to 30 s (the default).
 async fn stack(smtp_url: &str, extra: &[(&str, &str)]) -> anyhow::Result<StackEnv> {
-    let mut env = StackEnv::new(&[
-        ("NCY_SMTP_URL", smtp_url),
-        ("NCY_SMTP_FROM", "NCY Tests <noreply@ncy.test>"),
-        ("NCY_SMTP_TIMEOUT_MS", "5000"),
-        ("FRONTEND_URL", "https://app.ncy.test"),
+    let base = [
         ("NCY_WORKER_QUEUES", "email"),
-        // Jobs resume within 2 s of the server's return instead of up to 30 s (the default).
         ("NCY_JOBS_OUTAGE_MAX_DELAY_MS", "2000"),
-    ])
-    .await?;
-    for (k, v) in extra {
-        env.set(k, v);
-    }
-    Ok(env)
+    ];
+    email::stack(smtp_url, &[&base[..], extra].concat()).await
 }
 
 /// A `send-email` job to `to` with the default attempts (3) and backoff (exponential from 2 s).
@@ -40,16 +37,6 @@ fn email_to(to: &str) -> pb::EnqueueRequest {
     let payload = json!({"to": to, "subject": format!("For {to}"), "template": "notification",
         "data": {"message": "hello"}});
     job("email", "send-email", &payload.to_string())
-}
-
-async fn dead_letters(c: &mut Client) -> anyhow::Result<Vec<pb::DeadLetter>> {
-    Ok(c.list_dead_letters(pb::ListDeadLettersRequest {
-        queue: "email".into(),
-        ..Default::default()
-    })
-    .await?
-    .into_inner()
-    .dead_letters)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -72,17 +59,7 @@ async fn a_30_second_smtp_outage_delays_email_jobs_and_each_is_sent_once_afterwa
     // Each job has failed against the dead server: it waits as FAILED with the error, its
     // attempt given back.
     for id in &ids {
-        ncy_testkit::assert_eventually(&format!("job {id} postponed"), T, || {
-            let (mut c, id) = (c.clone(), id.clone());
-            async move {
-                get(&mut c, &id).await.is_ok_and(|j| {
-                    j.state() == JobState::Failed
-                        && j.attempts_made == 0
-                        && j.last_error.contains("unreachable")
-                })
-            }
-        })
-        .await;
+        wait_postponed(&c, id, "unreachable", T).await;
     }
     // Hold the outage itself (the one wait on the clock: the outage is what is under test).
     tokio::time::sleep(OUTAGE.saturating_sub(down_since.elapsed())).await;
@@ -96,7 +73,7 @@ async fn a_30_second_smtp_outage_delays_email_jobs_and_each_is_sent_once_afterwa
         assert_ne!(j.state(), JobState::Dead, "{j:?}");
         assert!(j.attempts_made <= 1, "no attempt used up: {j:?}");
     }
-    assert!(dead_letters(&mut c).await?.is_empty());
+    assert!(dead_letters_of(&mut c, "email").await?.is_empty());
 
     smtp.restart().await?;
     for id in &ids {
@@ -116,25 +93,12 @@ async fn a_30_second_smtp_outage_delays_email_jobs_and_each_is_sent_once_afterwa
     }
     let expected: BTreeMap<String, usize> = recipients.iter().map(|r| (r.clone(), 1)).collect();
     assert_eq!(per_recipient, expected);
-    assert!(dead_letters(&mut c).await?.is_empty(), "none lost");
+    assert!(
+        dead_letters_of(&mut c, "email").await?.is_empty(),
+        "none lost"
+    );
     stop(work).await?;
     stop(sched).await
-}
-
-/// Waits until job `id` is seen postponed: FAILED, its attempt given back, with an error
-/// containing `error`.
-async fn wait_postponed(c: &Client, id: &str, error: &str) {
-    ncy_testkit::assert_eventually(&format!("job {id} postponed ({error})"), T, || {
-        let (mut c, id) = (c.clone(), id.to_owned());
-        async move {
-            get(&mut c, &id).await.is_ok_and(|j| {
-                j.state() == JobState::Failed
-                    && j.attempts_made == 0
-                    && j.last_error.contains(error)
-            })
-        }
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -151,7 +115,7 @@ async fn an_smtp_server_that_never_returns_is_dead_lettered_once_the_grace_is_ov
     let work = env.worker().await?;
 
     let id = enqueue(&mut c, email_to("ada@example.com")).await?;
-    wait_postponed(&c, &id, "unreachable").await;
+    wait_postponed(&c, &id, "unreachable", T).await;
     wait_state(&c, &id, JobState::Dead, T).await;
     let dead = get(&mut c, &id).await?;
     assert_eq!(
@@ -164,7 +128,7 @@ async fn an_smtp_server_that_never_returns_is_dead_lettered_once_the_grace_is_ov
         "{}",
         dead.last_error
     );
-    let letters = dead_letters(&mut c).await?;
+    let letters = dead_letters_of(&mut c, "email").await?;
     assert_eq!(letters.len(), 1);
     assert!(!letters[0].non_retryable);
     stop(work).await?;
@@ -180,7 +144,7 @@ async fn a_421_is_an_outage_and_other_transient_refusals_use_attempts() -> anyho
 
     // 421, "service not available": the server, not this email; the job waits.
     let down = enqueue(&mut c, email_to("down@example.com")).await?;
-    wait_postponed(&c, &down, "421").await;
+    wait_postponed(&c, &down, "421", T).await;
     // 451 about one recipient: this email's problem, retried per its attempts, then dead.
     let busy = enqueue(&mut c, email_to("busy@example.com")).await?;
     wait_state(&c, &busy, JobState::Dead, T).await;

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::jobs::{enqueue, stop};
+use crate::support::jobs::enqueue;
 use crate::support::report::{T, fixture, read_file, report, run_report, stack};
+use crate::support::stop;
 use futures_util::StreamExt;
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use serde_json::Value;

@@ -2,8 +2,9 @@
 //! organization and a `userId` that is not the job's owner (final), and an unwritable or full file store and a database that is down
 //! (retried, then dead-lettered with the message that says which).
 
-use crate::support::jobs::{enqueue, get, stop, wait_state};
-use crate::support::report::{T, dead_letters, fixture, report, run_report, stack};
+use crate::support::jobs::{dead_letters, enqueue, get, wait_state};
+use crate::support::report::{T, fixture, report, run_report, stack};
+use crate::support::stop;
 use ncy_proto::jobs::v1::JobState;
 use uuid::Uuid;
 

@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use crate::support::jobs::{Client, StackEnv, enqueue, get, job, stop, wait_state};
+use crate::support::jobs::{StackEnv, dead_letters, enqueue, get, job, wait_state};
 use crate::support::metrics::postponed;
+use crate::support::stop;
 use futures_util::TryStreamExt;
 use ncy_proto::jobs::v1::{self as pb, JobState};
 use ncy_testkit::MotoServer;
@@ -138,13 +139,6 @@ async fn reports_and_backups_go_to_an_s3_compatible_store() -> anyhow::Result<()
     assert!(dump.starts_with(b"PGDMP"), "a custom-format dump");
     stop(work).await?;
     stop(sched).await
-}
-
-async fn dead_letters(c: &mut Client) -> anyhow::Result<Vec<pb::DeadLetter>> {
-    Ok(c.list_dead_letters(pb::ListDeadLettersRequest::default())
-        .await?
-        .into_inner()
-        .dead_letters)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

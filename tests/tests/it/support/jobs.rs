@@ -1,5 +1,5 @@
 //! Shared setup of the job engine's end-to-end tests: a scheduler and workers in this process on
-//! one key prefix (and, when asked, their own Redis), and small polling helpers.
+//! one key prefix (and, when asked, their own Redis), small polling helpers and the dead letters.
 use std::time::Duration;
 
 use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
@@ -52,19 +52,19 @@ impl StackEnv {
         Ok(admin)
     }
 
+    /// The key space of this stack's prefix, as the services build their Redis keys.
+    pub fn keys(&self) -> anyhow::Result<ncy_types::KeySpace> {
+        Ok(ncy_types::KeySpace::new(self.prefix())?)
+    }
+
     /// The entries of `user`'s realtime room history (what a reconnecting browser recovers).
     pub async fn room_history(&self, user: uuid::Uuid) -> anyhow::Result<Vec<redis::Value>> {
-        let key = ncy_types::KeySpace::new(self.prefix())?
-            .room(&format!("user:{user}"))
-            .history();
-        let mut redis = redis::Client::open(ncy_testkit::redis_url())?
-            .get_multiplexed_async_connection()
-            .await?;
+        let key = self.keys()?.room(&format!("user:{user}")).history();
         Ok(redis::cmd("XRANGE")
             .arg(&key)
             .arg("-")
             .arg("+")
-            .query_async(&mut redis)
+            .query_async(&mut redis().await?)
             .await?)
     }
 
@@ -152,8 +152,46 @@ pub async fn wait_state(c: &Client, id: &str, state: pb::JobState, within: Durat
     .await;
 }
 
-pub async fn stop(p: InProcess) -> anyhow::Result<()> {
-    p.stop(Duration::from_secs(15))
-        .await
-        .map_err(anyhow::Error::msg)
+/// Waits until job `id` is postponed by an outage: FAILED with its attempt given back, and an error
+/// containing `error`.
+pub async fn wait_postponed(c: &Client, id: &str, error: &str, within: Duration) {
+    let what = format!("job {id} postponed ({error})");
+    ncy_testkit::assert_eventually(&what, within, || {
+        let (mut c, id) = (c.clone(), id.to_owned());
+        async move {
+            get(&mut c, &id).await.is_ok_and(|j| {
+                j.state() == pb::JobState::Failed
+                    && j.attempts_made == 0
+                    && j.last_error.contains(error)
+            })
+        }
+    })
+    .await;
+}
+
+/// The dead letters of every queue.
+pub async fn dead_letters(c: &mut Client) -> anyhow::Result<Vec<pb::DeadLetter>> {
+    Ok(c.list_dead_letters(pb::ListDeadLettersRequest::default())
+        .await?
+        .into_inner()
+        .dead_letters)
+}
+
+/// The dead letters of `queue`.
+pub async fn dead_letters_of(c: &mut Client, queue: &str) -> anyhow::Result<Vec<pb::DeadLetter>> {
+    let request = pb::ListDeadLettersRequest {
+        queue: queue.into(),
+        ..Default::default()
+    };
+    Ok(c.list_dead_letters(request)
+        .await?
+        .into_inner()
+        .dead_letters)
+}
+
+/// A connection to the shared test Redis.
+pub async fn redis() -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    Ok(redis::Client::open(ncy_testkit::redis_url())?
+        .get_multiplexed_async_connection()
+        .await?)
 }

@@ -124,10 +124,3 @@ pub fn read_file(files: &Path, result: &Value) -> anyhow::Result<Vec<u8>> {
     assert_eq!(result["bytes"], bytes.len(), "{result}");
     Ok(bytes)
 }
-
-pub async fn dead_letters(c: &mut Client) -> anyhow::Result<Vec<pb::DeadLetter>> {
-    Ok(c.list_dead_letters(pb::ListDeadLettersRequest::default())
-        .await?
-        .into_inner()
-        .dead_letters)
-}
