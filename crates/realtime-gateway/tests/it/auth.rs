@@ -4,9 +4,10 @@
 //! authenticated socket joins and receives from the gRPC sends.
 use std::time::Duration;
 
-use crate::support::{Fixture, Ws, hs_token, now};
 use ncy_proto::realtime::v1 as pb;
 use serde_json::json;
+
+use crate::support::{Fixture, Ws, hs_token, now};
 
 #[tokio::test]
 async fn authenticate_joins_user_org_and_broadcast_and_delivers_sends() {

@@ -11,10 +11,10 @@
 //! `chromium` module). Without it the test is skipped with a message, or fails when `CI` is set.
 use std::net::SocketAddr;
 
-use crate::chromium;
-use crate::support::{Fixture, Gateway, send_project};
-use ncy_proto::realtime::v1::SendToUserRequest;
 use serde_json::{Value, json};
+
+use crate::chromium;
+use crate::support::{Fixture, send_project, send_user};
 
 const PAGE: &str = include_str!("fixtures/browser_page.html");
 
@@ -28,18 +28,6 @@ async fn serve_page() -> SocketAddr {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
-}
-
-async fn send_job(gw: &mut Gateway, fx: &Fixture, event: &str, data: Value) {
-    gw.grpc
-        .send_to_user(SendToUserRequest {
-            user_id: fx.user.to_string(),
-            event: event.into(),
-            data_json: data.to_string(),
-            idempotency_key: String::new(),
-        })
-        .await
-        .unwrap();
 }
 
 fn is_tick(v: &Value) -> bool {
@@ -80,11 +68,11 @@ async fn browser_page_reconnects_after_a_gateway_restart_and_recovers_what_was_p
         (&json!(1), &json!(project_room))
     );
     assert_eq!(tick["offset"], first);
-    send_job(
+    send_user(
         &mut gw,
-        &fx,
+        fx.user,
         "job_progress",
-        json!({"jobId": job, "progress": 10, "message": "started"}),
+        Some(json!({"jobId": job, "progress": 10, "message": "started"})),
     )
     .await;
     let p = page
@@ -102,19 +90,19 @@ async fn browser_page_reconnects_after_a_gateway_restart_and_recovers_what_was_p
     for i in 2..=3 {
         meanwhile.push(send_project(&mut other, fx.project, i).await);
     }
-    send_job(
+    send_user(
         &mut other,
-        &fx,
+        fx.user,
         "job_progress",
-        json!({"jobId": job, "progress": 60, "message": "halfway"}),
+        Some(json!({"jobId": job, "progress": 60, "message": "halfway"})),
     )
     .await;
     // A message for another job is not this watcher's.
-    send_job(
+    send_user(
         &mut other,
-        &fx,
+        fx.user,
         "job_progress",
-        json!({"jobId": "someone-else", "progress": 99}),
+        Some(json!({"jobId": "someone-else", "progress": 99})),
     )
     .await;
 
@@ -145,11 +133,11 @@ async fn browser_page_reconnects_after_a_gateway_restart_and_recovers_what_was_p
     let last = send_project(&mut gw, fx.project, 4).await;
     let t = page.next("tick 4", is_tick).await;
     assert_eq!((&t["tick"], &t["offset"]), (&json!(4), &json!(last)));
-    send_job(
+    send_user(
         &mut other,
-        &fx,
+        fx.user,
         "job_completed",
-        json!({"jobId": job, "result": {"rows": 7}}),
+        Some(json!({"jobId": job, "result": {"rows": 7}})),
     )
     .await;
     let done = page

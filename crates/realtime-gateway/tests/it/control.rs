@@ -2,11 +2,12 @@
 //! closes every socket of the user on both with 4010 and the reason, `UnsubscribeUser` takes the
 //! user's sockets out of one room on both (`left` with reason `unsubscribed`); both validate their
 //! input naming the field.
-use crate::support::{Fixture, Gateway, WAIT, Ws, hs_token, now, send_project};
 use futures_util::StreamExt;
 use ncy_proto::realtime::v1 as pb;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{Fixture, Gateway, WAIT, Ws, hs_token, now, numsub, send_project, send_user};
 
 /// Two instances whose control subscriptions are both up (a command sent earlier would be missed:
 /// pub/sub keeps nothing).
@@ -15,20 +16,11 @@ async fn two_instances(fx: &Fixture) -> (Gateway, Gateway) {
     let channel = ncy_types::KeySpace::new(fx.prefix.clone())
         .unwrap()
         .realtime_control_channel();
-    let client = redis::Client::open(fx.redis_url.as_str()).unwrap();
-    let c = client.get_multiplexed_async_connection().await.unwrap();
-    ncy_testkit::assert_eventually("both instances subscribe the control channel", WAIT, || {
-        let (mut c, channel) = (c.clone(), channel.clone());
-        async move {
-            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(&channel)
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            counts.first().is_some_and(|(_, n)| *n == 2)
-        }
-    })
+    ncy_testkit::assert_eventually(
+        "both instances subscribe the control channel",
+        WAIT,
+        || async { numsub(&fx.redis_url, &channel).await == 2 },
+    )
     .await;
     (a, b)
 }
@@ -154,15 +146,7 @@ async fn unsubscribe_user_takes_the_users_sockets_out_of_a_room_on_every_instanc
     }
     // Nothing more of the room; the socket is still open and in its other rooms.
     send_project(&mut a, fx.project, 1).await;
-    a.grpc
-        .send_to_user(pb::SendToUserRequest {
-            user_id: fx.user.to_string(),
-            event: "marker".into(),
-            data_json: String::new(),
-            idempotency_key: String::new(),
-        })
-        .await
-        .unwrap();
+    send_user(&mut a, fx.user, "marker", None).await;
     for ws in [&mut on_a, &mut on_b] {
         let m = ws.until("message").await;
         assert_eq!(m["event"], "marker", "{m}");

@@ -2,15 +2,12 @@
 //! connected past the idle timeout, and one that has gone silent (a dead peer, a frozen tab) is
 //! closed with 4000 — the silent client here is a raw TCP socket that speaks just enough WebSocket
 //! to authenticate and then never answers a ping.
-use std::time::Duration;
-
-use crate::support::{Fixture, Ws, send_project};
-use ncy_proto::realtime::v1::{self as pb, realtime_service_client::RealtimeServiceClient};
-use ncy_testkit::assert_eventually;
+use ncy_proto::realtime::v1 as pb;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tonic::transport::Channel;
+
+use crate::support::{Fixture, WAIT, Ws, send_project, stats_until};
 
 /// A masked client text frame (payload < 64 KiB).
 fn text_frame(payload: &[u8]) -> Vec<u8> {
@@ -53,7 +50,7 @@ async fn read_until_close(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> (Option<u16
             }
         }
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
             .await
             .expect("the server neither closed nor sent anything")
             .unwrap();
@@ -170,21 +167,4 @@ async fn a_socket_that_stops_reading_mid_write_is_closed_after_the_idle_timeout(
     .await;
     drop(tcp);
     gw.stop().await;
-}
-
-/// Waits (10 s at most) until the gateway's Stats satisfy `ok`.
-async fn stats_until(
-    grpc: &RealtimeServiceClient<Channel>,
-    what: &str,
-    ok: impl Fn(&pb::StatsResponse) -> bool,
-) {
-    assert_eventually(what, Duration::from_secs(10), || {
-        let mut grpc = grpc.clone();
-        let ok = &ok;
-        async move {
-            let s = grpc.stats(pb::StatsRequest {}).await.unwrap().into_inner();
-            ok(&s)
-        }
-    })
-    .await;
 }

@@ -10,10 +10,11 @@
 //! with a message, or fails when `CI` is set — the same rule as the Chromium test.
 use std::process::Stdio;
 
-use crate::support::{Fixture, WAIT, send_project};
 use ncy_proto::realtime::v1 as realtime_gateway_pb;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::{Fixture, WAIT, send_project};
 
 struct Driver {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,

@@ -14,6 +14,7 @@
 mod access;
 mod auth;
 mod browser_client;
+mod bus_failures;
 mod chromium;
 mod control;
 mod delivery;

@@ -1,12 +1,13 @@
 //! Presence answers only what the caller may see: `broadcast` (every socket of every organization)
 //! records no presence and refuses to answer, a room is answered only to its members, and one
 //! answer lists at most `NCY_PRESENCE_MAX_USERS` users, with the total — over WebSocket and gRPC.
-use crate::support::{Fixture, WAIT, Ws, hs_token, now};
 use ncy_proto::realtime::v1 as pb;
 use ncy_testkit::assert_eventually;
 use ncy_types::KeySpace;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+use crate::support::{Fixture, WAIT, Ws, token_of};
 
 /// Whether the presence hash of `room` exists in the fixture's Redis key space.
 async fn presence_key_exists(fx: &Fixture, room: &str) -> bool {
@@ -41,9 +42,7 @@ async fn broadcast_has_no_presence_and_rooms_answer_only_their_members() {
     // A heartbeat every second, so the test can see one happen.
     let mut gw = fx.start(&[("NCY_PRESENCE_TTL_SECS", "3")]).await;
     let mut member = Ws::authed(gw.ws(), &fx.token()).await;
-    let outsider_token = hs_token(
-        &json!({"userId": fx.outsider, "organizationId": fx.other_org, "exp": now() + 3600}),
-    );
+    let outsider_token = token_of(fx.outsider, fx.other_org);
     let mut outsider = Ws::authed(gw.ws(), &outsider_token).await;
 
     // Both sockets are in `broadcast`, yet nobody learns who else is online through it.
@@ -111,26 +110,12 @@ async fn a_presence_answer_lists_at_most_the_configured_users_with_the_total() {
     let gw = fx.start(&[("NCY_PRESENCE_MAX_USERS", "2")]).await;
     // Three more members of the organization; every one of the four is online in `org:<id>`.
     let mut users = vec![fx.user];
-    for i in 0..3 {
-        let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, $2, 'n')")
-            .bind(id)
-            .bind(format!("member{i}@example.com"))
-            .execute(&fx.pool)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO organization_members (organization_id, user_id) VALUES ($1, $2)")
-            .bind(fx.org)
-            .bind(id)
-            .execute(&fx.pool)
-            .await
-            .unwrap();
-        users.push(id);
+    for _ in 0..3 {
+        users.push(fx.add_user(fx.org).await);
     }
     let mut sockets = Vec::new();
     for id in &users {
-        let token = hs_token(&json!({"userId": id, "organizationId": fx.org, "exp": now() + 3600}));
-        sockets.push(Ws::authed(gw.ws(), &token).await);
+        sockets.push(Ws::authed(gw.ws(), &token_of(*id, fx.org)).await);
     }
     let mut sorted: Vec<String> = users.iter().map(Uuid::to_string).collect();
     sorted.sort();

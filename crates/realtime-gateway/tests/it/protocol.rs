@@ -1,9 +1,10 @@
 //! The browser protocol after authentication on one gateway: authorized joins and presence,
 //! frame/rate/Origin/connection limits and bad frames, and the gRPC API's validation, domain events
 //! and stats.
-use crate::support::{FRONTEND, Fixture, WAIT, Ws, hs_token, now, send_project};
 use ncy_proto::realtime::v1 as pb;
 use serde_json::json;
+
+use crate::support::{FRONTEND, Fixture, Ws, send_project, stats, stats_until, token_of};
 
 #[tokio::test]
 async fn joins_are_authorized_and_presence_lists_users() {
@@ -11,9 +12,7 @@ async fn joins_are_authorized_and_presence_lists_users() {
     let mut gw = fx.start(&[]).await;
     let room = format!("project:{}", fx.project);
     let mut member = Ws::authed(gw.ws(), &fx.token()).await;
-    let outsider_token = hs_token(
-        &json!({"userId": fx.outsider, "organizationId": fx.other_org, "exp": now() + 3600}),
-    );
+    let outsider_token = token_of(fx.outsider, fx.other_org);
     let mut outsider = Ws::authed(gw.ws(), &outsider_token).await;
 
     outsider
@@ -119,17 +118,10 @@ async fn limits_frame_size_bad_frames_rate_origin_and_cap() {
     ws.send(json!({"type": "ping", "pad": big})).await;
     assert_eq!(ws.close_code().await, Some(1009));
     drop(ws);
-    let mut grpc = gw.grpc.clone();
-    ncy_testkit::assert_eventually("the closed socket is released", WAIT, || {
-        let mut grpc = grpc.clone();
-        async move {
-            grpc.stats(pb::StatsRequest {})
-                .await
-                .is_ok_and(|s| s.into_inner().connections == 0)
-        }
+    stats_until(&gw.grpc, "the closed socket is released", |s| {
+        s.connections == 0
     })
     .await;
-    let _ = grpc.stats(pb::StatsRequest {}).await;
 
     // Origin.
     assert_eq!(
@@ -274,12 +266,7 @@ async fn grpc_validates_input_and_raises_domain_events() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
-    let stats = gw
-        .grpc
-        .stats(pb::StatsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = stats(&gw.grpc).await;
     assert_eq!(stats.connections, 1);
     assert!(stats.bus_connected && stats.messages_published >= 3 && stats.messages_out >= 3);
     let _ = send_project(&mut gw, fx.project, 9).await;

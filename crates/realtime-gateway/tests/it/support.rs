@@ -1,12 +1,13 @@
 //! Shared harness of the gateway's integration tests: a migrated database with one organization,
 //! member and project; gateways started in-process on port 0; token minting; a small WebSocket
-//! client that waits for frames with a deadline (never a sleep).
+//! client that waits for frames with a deadline (never a sleep); the sends, `Stats` and `/metrics`
+//! readings and Redis look-ups that several areas make.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{EncodingKey, Header};
-use ncy_proto::realtime::v1::realtime_service_client::RealtimeServiceClient;
+use ncy_proto::realtime::v1::{self as pb, realtime_service_client::RealtimeServiceClient};
 use ncy_runtime::LocalAddrs;
 use ncy_testkit::{InProcess, TestDatabase, env_of, service_env, set_env, unique_prefix};
 use realtime_gateway::{Application, Settings};
@@ -122,7 +123,30 @@ impl Fixture {
 
     /// A valid HS256 token for the member, expiring in an hour.
     pub fn token(&self) -> String {
-        hs_token(&json!({"userId": self.user, "organizationId": self.org, "exp": now() + 3600}))
+        token_of(self.user, self.org)
+    }
+
+    /// Makes `user` a member of `org`.
+    pub async fn add_member(&self, org: Uuid, user: Uuid) {
+        sqlx::query("INSERT INTO organization_members (organization_id, user_id) VALUES ($1, $2)")
+            .bind(org)
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    /// A new user, member of `org`.
+    pub async fn add_user(&self, org: Uuid) -> Uuid {
+        let user = Uuid::new_v4();
+        sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, $2, 'n')")
+            .bind(user)
+            .bind(format!("{}@example.com", user.simple()))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        self.add_member(org, user).await;
+        user
     }
 }
 
@@ -133,7 +157,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn ws(&self) -> std::net::SocketAddr {
+    pub fn ws(&self) -> SocketAddr {
         self.addrs.websocket.unwrap()
     }
 
@@ -144,6 +168,11 @@ impl Gateway {
 
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A valid HS256 token of `user` with `org` as its organization, expiring in an hour.
+pub fn token_of(user: Uuid, org: Uuid) -> String {
+    hs_token(&json!({"userId": user, "organizationId": org, "exp": now() + 3600}))
 }
 
 pub fn hs_token(claims: &Value) -> String {
@@ -160,7 +189,7 @@ pub struct Ws {
 }
 
 impl Ws {
-    pub async fn connect(addr: std::net::SocketAddr, query: &str) -> Self {
+    pub async fn connect(addr: SocketAddr, query: &str) -> Self {
         let (stream, _) = connect_async(format!("ws://{addr}/ws{query}"))
             .await
             .unwrap();
@@ -168,7 +197,7 @@ impl Ws {
     }
 
     /// Connects with an `Origin` header; the HTTP status on refusal.
-    pub async fn connect_origin(addr: std::net::SocketAddr, origin: &str) -> Result<Self, u16> {
+    pub async fn connect_origin(addr: SocketAddr, origin: &str) -> Result<Self, u16> {
         let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
         req.headers_mut().insert("origin", origin.parse().unwrap());
         match connect_async(req).await {
@@ -179,7 +208,7 @@ impl Ws {
     }
 
     /// Connects, authenticates and waits for `authenticated`.
-    pub async fn authed(addr: std::net::SocketAddr, token: &str) -> Self {
+    pub async fn authed(addr: SocketAddr, token: &str) -> Self {
         let mut ws = Self::connect(addr, "").await;
         ws.send(json!({"type": "authenticate", "token": token}))
             .await;
@@ -255,7 +284,7 @@ impl Ws {
 pub async fn send_project(gw: &mut Gateway, project: Uuid, i: u64) -> u64 {
     let r = gw
         .grpc
-        .send_to_project(ncy_proto::realtime::v1::SendToProjectRequest {
+        .send_to_project(pb::SendToProjectRequest {
             project_id: project.to_string(),
             event: "tick".into(),
             data_json: json!({"i": i}).to_string(),
@@ -265,4 +294,67 @@ pub async fn send_project(gw: &mut Gateway, project: Uuid, i: u64) -> u64 {
         .unwrap()
         .into_inner();
     r.delivery.unwrap().offset
+}
+
+/// Sends `event` to `user`'s room, with `data` (none: no `data_json`).
+pub async fn send_user(gw: &mut Gateway, user: Uuid, event: &str, data: Option<Value>) {
+    gw.grpc
+        .send_to_user(pb::SendToUserRequest {
+            user_id: user.to_string(),
+            event: event.into(),
+            data_json: data.map(|d| d.to_string()).unwrap_or_default(),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Stats of `grpc`'s gateway, once: this instance's own numbers, whatever else runs in the process.
+pub async fn stats(grpc: &RealtimeServiceClient<Channel>) -> pb::StatsResponse {
+    grpc.clone()
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Waits (at most [`WAIT`]) until the Stats of `grpc`'s gateway satisfy `ok`.
+pub async fn stats_until(
+    grpc: &RealtimeServiceClient<Channel>,
+    what: &str,
+    ok: impl Fn(&pb::StatsResponse) -> bool,
+) {
+    ncy_testkit::assert_eventually(what, WAIT, || {
+        let ok = &ok;
+        async move { ok(&stats(grpc).await) }
+    })
+    .await;
+}
+
+/// The sum of the samples of `/metrics` whose line starts with `series` (a name with its opening
+/// brace, or with its first labels). The recorder is the process's, shared by every gateway of
+/// every test running meanwhile: a counter read here can only be compared with an earlier reading
+/// of it (others only add to it), never expected to hold an exact value.
+pub async fn counter(admin: SocketAddr, series: &str) -> u64 {
+    let (_, text) = ncy_testkit::http_get(admin, "/metrics").await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Subscribers of the pub/sub `channel` on the Redis at `redis_url`.
+pub async fn numsub(redis_url: &str, channel: &str) -> i64 {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async::<Vec<(String, i64)>>(&mut c)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    n
 }
