@@ -66,6 +66,23 @@ impl Finish {
     }
 }
 
+/// One outcome for [`Engine::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished<'a> {
+    pub job_id: &'a str,
+    pub outcome: Finish,
+    /// The result JSON of a completed job (maybe empty), the reason of a cancelled one.
+    pub text: &'a str,
+}
+
+/// One job a consumer holds, for [`Engine::heartbeat`]: its stream entry is kept fresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldJob {
+    pub job_id: String,
+    pub band: u8,
+    pub entry: String,
+}
+
 /// A stream entry read by the blocking wait, not yet activated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preclaimed {
@@ -145,20 +162,27 @@ impl Engine {
         result_json: &str,
     ) -> Result<bool> {
         let done = self
-            .finish(queue, consumer, &[(job_id, Finish::Completed, result_json)])
+            .finish(
+                queue,
+                consumer,
+                &[Finished {
+                    job_id,
+                    outcome: Finish::Completed,
+                    text: result_json,
+                }],
+            )
             .await?;
         Ok(done.first().copied().unwrap_or(false))
     }
 
-    /// Records the outcomes of a batch of this consumer's ACTIVE jobs in one script call: each
-    /// `(job id, outcome, text)` where the text is the result JSON of a completed job or the reason
-    /// of a cancelled one. Per job, false when it was no longer ours (reclaimed by another worker):
-    /// that outcome is dropped.
+    /// Records the outcomes of a batch of this consumer's ACTIVE jobs in one script call. Per
+    /// job, false when it was no longer ours (reclaimed by another worker): that outcome is
+    /// dropped.
     pub async fn finish(
         &self,
         queue: QueueName,
         consumer: &str,
-        jobs: &[(&str, Finish, &str)],
+        jobs: &[Finished<'_>],
     ) -> Result<Vec<bool>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
@@ -171,8 +195,8 @@ impl Engine {
             .arg(now_ms())
             .arg(s.keep_count)
             .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX));
-        for (id, outcome, text) in jobs {
-            inv.arg(*id).arg(outcome.as_str()).arg(*text);
+        for job in jobs {
+            inv.arg(job.job_id).arg(job.outcome.as_str()).arg(job.text);
         }
         let mut conn = self.conn().await?;
         let flags: Vec<i64> = inv.invoke_async(&mut conn).await?;
@@ -275,13 +299,13 @@ impl Engine {
         &self,
         queue: QueueName,
         consumer: &str,
-        in_flight: &[(String, u8, String)],
+        in_flight: &[HeldJob],
     ) -> Result<Vec<String>> {
         let q = self.queue_keys(queue);
         let mut inv = self.scripts.heartbeat.key(q.workers());
         inv.arg(q.tag()).arg(consumer).arg(now_ms());
-        for (id, band, entry) in in_flight {
-            inv.arg(id).arg(*band).arg(entry);
+        for job in in_flight {
+            inv.arg(&job.job_id).arg(job.band).arg(&job.entry);
         }
         let mut conn = self.conn().await?;
         Ok(inv.invoke_async(&mut conn).await?)

@@ -23,7 +23,7 @@ mod scripts;
 
 pub use admin::{DeadLetter, PurgeCounts, QueueStats};
 pub use config::{EngineSettings, QueueSettings, RateLimit};
-pub use consumer::{FailOutcome, Fetched, Finish, Preclaimed};
+pub use consumer::{FailOutcome, Fetched, Finish, Finished, HeldJob, Preclaimed};
 pub use engine::{BANDS, Engine, GROUP};
 pub use error::QueueError;
 pub use job::{Enqueued, FetchedJob, JobEventMessage, JobRecord, JobState, NewJob, now_ms};

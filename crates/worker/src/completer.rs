@@ -1,7 +1,7 @@
 //! The completer of a runner: records the outcomes of finished jobs in batches (group commit), so
 //! under load one script call records many jobs, and at concurrency 1 it runs beside the next
 //! fetch. Split from [`crate::runner`], which starts one per queue.
-use ncy_queue::{Engine, Finish};
+use ncy_queue::{Engine, Finish, Finished};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::runner::RunnerConfig;
@@ -32,9 +32,13 @@ impl Completer {
         let task = tokio::spawn(async move {
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, MAX_COMPLETE_BATCH).await > 0 {
-                let jobs: Vec<(&str, Finish, &str)> = batch
+                let jobs: Vec<Finished<'_>> = batch
                     .iter()
-                    .map(|c| (c.job_id.as_str(), c.outcome, c.text.as_str()))
+                    .map(|c| Finished {
+                        job_id: &c.job_id,
+                        outcome: c.outcome,
+                        text: &c.text,
+                    })
                     .collect();
                 let written = engine.finish(queue, &consumer, &jobs).await;
                 drop(jobs);

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use metrics::SharedString;
-use ncy_queue::{Engine, Fetched, FetchedJob, Preclaimed};
+use ncy_queue::{Engine, Fetched, FetchedJob, HeldJob, Preclaimed};
 use ncy_types::jobs::{JobType, QueueName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -335,12 +335,15 @@ async fn heartbeat(
     stop: CancellationToken,
 ) {
     loop {
-        // (job id, band, entry): the engine's heartbeat takes them as tuples.
-        let jobs: Vec<(String, u8, String)> = in_flight
+        let jobs: Vec<HeldJob> = in_flight
             .lock()
             .map(|m| {
                 m.iter()
-                    .map(|(id, r)| (id.clone(), r.band, r.entry.clone()))
+                    .map(|(id, r)| HeldJob {
+                        job_id: id.clone(),
+                        band: r.band,
+                        entry: r.entry.clone(),
+                    })
                     .collect()
             })
             .unwrap_or_default();

@@ -1,6 +1,6 @@
 //! The engine's Lua transitions against the real Redis: enqueue → fetch → complete, priority order,
 //! retry then dead letter, cancel, pause, reclaim of an abandoned job.
-use ncy_queue::{Engine, FailOutcome, Fetched, Finish, JobState};
+use ncy_queue::{Engine, FailOutcome, Fetched, Finish, Finished, JobState};
 use ncy_types::jobs::QueueName;
 
 use crate::support::{engine, job};
@@ -193,6 +193,14 @@ async fn purge_finished_deletes_old_records_and_dead_letters_in_batches() -> any
     Ok(())
 }
 
+fn finished<'a>(job_id: &'a str, outcome: Finish, text: &'a str) -> Finished<'a> {
+    Finished {
+        job_id,
+        outcome,
+        text,
+    }
+}
+
 #[tokio::test]
 async fn a_batch_of_outcomes_is_recorded_in_one_call_and_only_the_holders_count()
 -> anyhow::Result<()> {
@@ -207,10 +215,10 @@ async fn a_batch_of_outcomes_is_recorded_in_one_call_and_only_the_holders_count(
             q,
             "c1",
             &[
-                (a.as_str(), Finish::Completed, "{\"n\":1}"),
-                (b.as_str(), Finish::Cancelled, "stopped by CancelJob"),
-                (a.as_str(), Finish::Completed, "{\"n\":2}"),
-                (c.as_str(), Finish::Completed, ""),
+                finished(a, Finish::Completed, "{\"n\":1}"),
+                finished(b, Finish::Cancelled, "stopped by CancelJob"),
+                finished(a, Finish::Completed, "{\"n\":2}"),
+                finished(c, Finish::Completed, ""),
             ],
         )
         .await?;
@@ -227,7 +235,7 @@ async fn a_batch_of_outcomes_is_recorded_in_one_call_and_only_the_holders_count(
     assert_eq!(rb.get("error"), "cancelled: stopped by CancelJob");
     assert_eq!(e.get_job(c).await?.state()?, JobState::Completed);
     assert_eq!(
-        e.finish(q, "c2", &[(d.as_str(), Finish::Completed, "")])
+        e.finish(q, "c2", &[finished(d, Finish::Completed, "")])
             .await?,
         vec![false],
         "another consumer cannot finish d"
@@ -335,8 +343,8 @@ async fn outcome_events_in_the_stream_are_json_with_every_field() -> anyhow::Res
             q,
             "c1",
             &[
-                (ids[0].as_str(), Finish::Completed, result),
-                (ids[1].as_str(), Finish::Cancelled, reason),
+                finished(&ids[0], Finish::Completed, result),
+                finished(&ids[1], Finish::Cancelled, reason),
             ],
         )
         .await?;
