@@ -396,7 +396,7 @@ pg_down() {
 
 in_ci() { [[ -n ${CI:-} && ${CI} != false && ${CI} != 0 ]]; }
 
-# The Chromium the tests use (same lookup as crates/realtime-gateway/tests/chromium): NCY_CHROMIUM,
+# The Chromium the tests use (same lookup as crates/realtime-gateway/tests/it/chromium.rs): NCY_CHROMIUM,
 # else chromium or chromium-browser on PATH.
 chromium_bin() {
   if [[ -n ${NCY_CHROMIUM:-} ]]; then
@@ -428,7 +428,7 @@ chromium_up() {
   say "chromium: installed $bin ($(chromium_version "$bin"))"
 }
 
-# Node.js runs the JavaScript client's test (crates/realtime-gateway/tests/js_client.rs: Node's
+# Node.js runs the JavaScript client's test (crates/realtime-gateway/tests/it/js_client.rs: Node's
 # built-in WebSocket, 20.10 or later); like Chromium, required under CI and best effort elsewhere.
 node_up() {
   [[ ${DEPS_NODE:-1} == 0 ]] && return 0
