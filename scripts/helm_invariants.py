@@ -4,15 +4,22 @@ Usage: helm_invariants.py RENDERED.yaml (default|production|waived) [NOTES.txt]
 
 `waived` is the render with the laptop waivers (apiAuth.disabled,
 realtimeGateway.jwt.allowAnyAudienceAndIssuer); the other two must require API keys and JWT claims.
+The operator console is off in the default values and on in the production and waived renders.
 """
 import posixpath
 import sys
 
 import yaml
 
-SECRET_VARS = {"REDIS_URL", "DATABASE_URL", "JWT_SECRET", "NCY_SMTP_URL"}
+SECRET_VARS = {"REDIS_URL", "DATABASE_URL", "JWT_SECRET", "NCY_SMTP_URL", "NCY_CONSOLE_SESSION_SECRET",
+               "NCY_CONSOLE_API_KEY"}
+# The four services; each render has all four.
+SERVICES = {"cache-gateway", "job-scheduler", "worker", "realtime-gateway"}
 # The services with gRPC RPCs, which need API keys; the worker serves health only.
 API_SERVICES = {"cache-gateway", "job-scheduler", "realtime-gateway"}
+# The operator console (web pages, no RPCs): whether each render has it.
+CONSOLE = "console"
+CONSOLE_RENDERED = {"default": False, "production": True, "waived": True}
 # The alerts of the PrometheusRule (rendered in production values). None for readiness: no service
 # exports a readiness metric, and a shared dependency down leaves instances ready by design.
 ALERTS = ("NcyDependencyDown", "NcyDeadLetterGrowth", "NcyQueueBacklog", "NcyCacheHitRatioLow",
@@ -66,34 +73,113 @@ def check_api_keys(dep, flavour):
     reload = env.get("NCY_API_KEYS_RELOAD_SECS", {}).get("value", "5")
     if not reload.isdigit() or not 1 <= int(reload) <= 3600:
         fail(f"{name}: NCY_API_KEYS_RELOAD_SECS={reload!r} is not 1-3600 seconds")
-    # The file lies in a directory mount (no subPath, so the kubelet swaps in an edited Secret).
+    return {check_secret_file(name, pod, keys_file, "API keys")}
+
+
+def check_secret_file(name, pod, path, what):
+    """The file at `path` is the one key a Secret projects into a read-only directory mount (no
+    subPath, so the kubelet swaps in an edited Secret). Returns the Secret's name."""
+    (c,) = pod["containers"]
     mounts = [m for m in c.get("volumeMounts", [])
-              if keys_file == m["mountPath"] or keys_file.startswith(m["mountPath"].rstrip("/") + "/")]
+              if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")]
     if any("subPath" in m or "subPathExpr" in m for m in mounts):
-        fail(f"{name}: the API keys volume is mounted with subPath; a rotated Secret would never arrive")
-    if len(mounts) != 1 or mounts[0]["mountPath"] == keys_file:
-        fail(f"{name}: {keys_file} is not inside exactly one directory mount")
+        fail(f"{name}: the {what} volume is mounted with subPath; an edited Secret would never arrive")
+    if len(mounts) != 1 or mounts[0]["mountPath"] == path:
+        fail(f"{name}: {path} is not inside exactly one directory mount")
     (mount,) = mounts
     if not mount.get("readOnly"):
-        fail(f"{name}: the API keys volume is not mounted read-only")
+        fail(f"{name}: the {what} volume is not mounted read-only")
     volume = next((v for v in pod.get("volumes", []) if v["name"] == mount["name"]), None)
     if not volume or "secret" not in volume or not volume["secret"].get("secretName"):
-        fail(f"{name}: the API keys volume {mount['name']} is not a named Secret")
+        fail(f"{name}: the {what} volume {mount['name']} is not a named Secret")
     items = volume["secret"].get("items", [])
-    relative = posixpath.relpath(keys_file, mount["mountPath"])
+    relative = posixpath.relpath(path, mount["mountPath"])
     if len(items) != 1 or items[0]["path"] != relative or not items[0].get("key"):
-        fail(f"{name}: the API keys Secret must project exactly one key, to {relative}, got {items}")
-    return {volume["secret"]["secretName"]}
+        fail(f"{name}: the {what} Secret must project exactly one key, to {relative}, got {items}")
+    return volume["secret"]["secretName"]
 
 
-def check_worker_has_no_keys(name, pod, keys_secrets):
+def check_has_no_keys(name, pod, keys_secrets):
+    """The worker and the console serve no RPCs: no API keys settings, no keys Secret."""
     env = container_env(pod)
     for var in ("NCY_API_KEYS_FILE", "NCY_API_AUTH", "NCY_API_KEYS_RELOAD_SECS"):
         if var in env:
-            fail(f"{name}: the worker has no RPCs and must not get {var}")
+            fail(f"{name}: has no RPCs and must not get {var}")
     for v in pod.get("volumes", []):
         if v.get("secret", {}).get("secretName") in keys_secrets or v["name"] == "api-keys":
-            fail(f"{name}: the worker mounts the API keys Secret ({v['name']}); it has no RPCs")
+            fail(f"{name}: mounts the API keys Secret ({v['name']}); it has no RPCs")
+
+
+def check_console(dep, services, ingresses, flavour):
+    """The console's contract: its page port, the job-scheduler's URL, its users file from a Secret
+    directory, its session secret and (unless apiAuth is waived) API key from Secrets, no Redis or
+    PostgreSQL, a Secure cookie behind TLS and in production, and a Service without gRPC."""
+    name = dep["metadata"]["name"]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = container_env(pod)
+    value = lambda var: env.get(var, {}).get("value")  # noqa: E731
+    for var in ("REDIS_URL", "DATABASE_URL"):
+        if var in env:
+            fail(f"{name}: the console uses neither Redis nor PostgreSQL but gets {var}")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    addr = value("NCY_CONSOLE_ADDR") or ""
+    if "http" not in ports or addr != f"0.0.0.0:{ports['http']}":
+        fail(f"{name}: NCY_CONSOLE_ADDR={addr!r} is not 0.0.0.0 on its http port {ports.get('http')}")
+    scheduler = next((s for s in services.values() if s["metadata"]["labels"].get(
+        "app.kubernetes.io/component") == "job-scheduler"), None)
+    if not scheduler:
+        fail(f"{name}: no job-scheduler Service for the console to call")
+    grpc = next((p["port"] for p in scheduler["spec"]["ports"] if p["name"] == "grpc"), None)
+    expected = f"http://{scheduler['metadata']['name']}:{grpc}"
+    if value("NCY_CONSOLE_JOBS_URL") != expected:
+        fail(f"{name}: NCY_CONSOLE_JOBS_URL={value('NCY_CONSOLE_JOBS_URL')!r}, expected {expected!r}")
+    users = value("NCY_CONSOLE_USERS_FILE")
+    if not users:
+        fail(f"{name}: NCY_CONSOLE_USERS_FILE is not set (the console has no one to sign in)")
+    check_secret_file(name, pod, users, "console users")
+    if "NCY_CONSOLE_SESSION_SECRET" not in env:
+        fail(f"{name}: NCY_CONSOLE_SESSION_SECRET is not set")
+    if flavour != "waived" and "NCY_CONSOLE_API_KEY" not in env:
+        fail(f"{name}: no NCY_CONSOLE_API_KEY while the job-scheduler requires API keys")
+    idle = value("NCY_CONSOLE_SESSION_IDLE_SECS") or ""
+    if not idle.isdigit() or int(idle) < 1:
+        fail(f"{name}: NCY_CONSOLE_SESSION_IDLE_SECS={idle!r} is not a positive number of seconds")
+    secure = value("NCY_CONSOLE_SECURE_COOKIE")
+    if secure not in ("true", "false"):
+        fail(f"{name}: NCY_CONSOLE_SECURE_COOKIE={secure!r} is not true or false")
+    behind_tls = any(ing["spec"].get("tls") for ing in ingresses_to(ingresses, name))
+    if secure != "true" and (behind_tls or flavour == "production"):
+        fail(f"{name}: the session cookie is not Secure {'behind TLS' if behind_tls else 'in production'}")
+    if name not in services:
+        fail(f"{name}: no Service")
+    service_ports = {p["name"] for p in services[name]["spec"]["ports"]}
+    if service_ports != {"http", "admin"}:
+        fail(f"{name}: the console's Service must expose http and admin only, got {sorted(service_ports)}")
+
+
+def ingresses_to(ingresses, service):
+    """The Ingresses with a backend on `service`."""
+    return [ing for ing in ingresses
+            if any(p["backend"]["service"]["name"] == service
+                   for r in ing["spec"]["rules"] for p in r["http"]["paths"])]
+
+
+def check_ingresses(ingresses, services):
+    """Every Ingress backend is a rendered Service's named port; TLS covers the rule's host."""
+    for ing in ingresses:
+        iname = ing["metadata"]["name"]
+        tls_hosts = {h for t in ing["spec"].get("tls", []) for h in t.get("hosts", [])}
+        for rule in ing["spec"]["rules"]:
+            if ing["spec"].get("tls") and rule.get("host") not in tls_hosts:
+                fail(f"Ingress {iname}: TLS does not cover host {rule.get('host')}")
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                svc = services.get(backend["name"])
+                if not svc:
+                    fail(f"Ingress {iname}: backend Service {backend['name']} is not rendered")
+                if backend["port"].get("name") not in {p["name"] for p in svc["spec"]["ports"]}:
+                    fail(f"Ingress {iname}: backend port {backend['port']} is not a port of {backend['name']}")
 
 
 def check_jwt_claims(name, c, flavour):
@@ -120,7 +206,7 @@ def check_network_policies(policies, deployments, flavour):
             fail(f"NetworkPolicy {name} does not restrict ingress")
         (c,) = dep["spec"]["template"]["spec"]["containers"]
         port_names = {p["name"] for p in c["ports"]}
-        grpc_rules = []
+        grpc_rules, page_rules = [], []
         for rule in spec.get("ingress", []):
             if not rule.get("from") or not rule.get("ports"):
                 fail(f"NetworkPolicy {name} has a rule open to every source or every port")
@@ -129,21 +215,34 @@ def check_network_policies(policies, deployments, flavour):
                     fail(f"NetworkPolicy {name} admits port {port['port']}, which its pods do not have")
                 if port["port"] == "grpc":
                     grpc_rules.append(rule)
-        if not grpc_rules:
+                if port["port"] == "http":
+                    page_rules.append(rule)
+        if component(dep) == CONSOLE:
+            # The console serves no RPCs (its pod's grpc port is the runtime's health only).
+            if grpc_rules:
+                fail(f"NetworkPolicy {name} admits gRPC to the console, which serves no RPCs")
+            if not page_rules:
+                fail(f"NetworkPolicy {name} admits no one to the console's pages")
+        elif not grpc_rules:
             fail(f"NetworkPolicy {name} admits no gRPC clients")
         if flavour == "production":
             # Production narrows the clients: no peer selecting every pod of the namespace.
-            for rule in grpc_rules:
+            for rule in grpc_rules + page_rules:
                 for peer in rule["from"]:
                     sel = peer.get("podSelector")
                     if sel is not None and not sel.get("matchLabels") and not sel.get("matchExpressions") \
                             and "namespaceSelector" not in peer:
-                        fail(f"NetworkPolicy {name}: production admits gRPC from every pod of the namespace")
+                        what = "the console's pages" if rule in page_rules else "gRPC"
+                        fail(f"NetworkPolicy {name}: production admits {what} from every pod of the namespace")
 
 
 def check_notes(path, flavour):
     with open(path) as f:
         notes = f.read()
+    if CONSOLE_RENDERED[flavour]:
+        for needle in ("port-forward svc/", "-console ", "ncy-console hash-password", "password_hash"):
+            if needle not in notes:
+                fail(f"NOTES.txt does not say how to reach the console and add a user ({needle!r})")
     if flavour == "waived":
         for needle in ("API authentication is DISABLED", "allowAnyAudienceAndIssuer=true"):
             if needle not in notes:
@@ -176,12 +275,15 @@ def main(path, flavour, notes_path=None):
         by_kind.setdefault(d["kind"], []).append(d)
 
     deployments = by_kind.get("Deployment", [])
-    if len(deployments) != 4:
-        fail(f"expected 4 Deployments, got {len(deployments)}")
+    components = sorted(component(d) for d in deployments)
+    expected = sorted(SERVICES | ({CONSOLE} if CONSOLE_RENDERED[flavour] else set()))
+    if components != expected:
+        fail(f"expected {len(expected)} Deployments ({', '.join(expected)}), got {components}")
     services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
     accounts = {a["metadata"]["name"] for a in by_kind.get("ServiceAccount", [])}
     pdbs = {p["metadata"]["name"] for p in by_kind.get("PodDisruptionBudget", [])}
     hpas = {h["metadata"]["name"]: h for h in by_kind.get("HorizontalPodAutoscaler", [])}
+    ingresses = by_kind.get("Ingress", [])
 
     keys_secrets = set()
     for dep in deployments:
@@ -192,8 +294,10 @@ def main(path, flavour, notes_path=None):
         pod = dep["spec"]["template"]["spec"]
         (c,) = pod["containers"]
         check_secret_mounts(name, pod)
-        if component(dep) == "worker":
-            check_worker_has_no_keys(name, pod, keys_secrets)
+        if component(dep) in ("worker", CONSOLE):
+            check_has_no_keys(name, pod, keys_secrets)
+        if component(dep) == CONSOLE:
+            check_console(dep, services, ingresses, flavour)
         if component(dep) == "realtime-gateway":
             check_jwt_claims(name, c, flavour)
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -204,6 +308,8 @@ def main(path, flavour, notes_path=None):
         if not c["securityContext"].get("readOnlyRootFilesystem"):
             fail(f"{name}: root filesystem is writable")
         env = {e["name"]: e for e in c["env"]}
+        if len(env) != len(c["env"]):
+            fail(f"{name}: a variable is set twice (the last one wins, silently)")
         grace = int(env["NCY_SHUTDOWN_GRACE_SECS"]["value"])
         if pod["terminationGracePeriodSeconds"] <= grace:
             fail(f"{name}: terminationGracePeriodSeconds must exceed the drain deadline {grace}")
@@ -234,6 +340,7 @@ def main(path, flavour, notes_path=None):
                 fail(f"{name}: replicas set while an HPA owns the count")
 
     check_network_policies(by_kind.get("NetworkPolicy", []), deployments, flavour)
+    check_ingresses(ingresses, services)
     if notes_path:
         check_notes(notes_path, flavour)
 
@@ -264,9 +371,18 @@ def main(path, flavour, notes_path=None):
         if missing:
             fail(f"PrometheusRule lacks the alerts {sorted(missing)}")
         check_dependency_alert(alerts["NcyDependencyDown"])
-        ing = by_kind.get("Ingress", [])
-        if len(ing) != 1:
-            fail("production values should render the WebSocket Ingress")
+        # Two Ingresses: the realtime gateway's WebSockets and the console's pages, over TLS.
+        by_service = {}
+        for ing in ingresses:
+            for r in ing["spec"]["rules"]:
+                for p in r["http"]["paths"]:
+                    by_service.setdefault(p["backend"]["service"]["name"], []).append(ing)
+        gateway = next(n for n in services if n.endswith("-realtime-gateway"))
+        console = next(n for n in services if n.endswith("-console"))
+        if len(ingresses) != 2 or len(by_service.get(gateway, [])) != 1 or len(by_service.get(console, [])) != 1:
+            fail("production values should render two Ingresses: the WebSocket one and the console's")
+        if not by_service[console][0]["spec"].get("tls"):
+            fail("the console's Ingress has no TLS in production values")
     print(f"helm-check: invariants hold for {flavour} values ({len(docs)} manifests)")
 
 

@@ -20,7 +20,8 @@
 {{/*
 The four services: values key → binary name, whether it needs PostgreSQL, whether it serves
 WebSockets, whether it serves gRPC RPCs (and so needs API keys; the worker serves health only).
-Every per-service template ranges over this list.
+Every per-service template ranges over this list; those that also apply to the console range over
+ncy.workloads.
 */}}
 {{- define "ncy.services" -}}
 cacheGateway: { binary: cache-gateway, postgres: true, websocket: false, rpcs: true }
@@ -28,6 +29,23 @@ jobScheduler: { binary: job-scheduler, postgres: false, websocket: false, rpcs: 
 worker: { binary: worker, postgres: true, websocket: false, rpcs: false }
 realtimeGateway: { binary: realtime-gateway, postgres: true, websocket: true, rpcs: true }
 {{- end -}}
+
+{{/*
+Every component with a Deployment: the four services and the operator console (values key →
+component name, which is each resource's name suffix). The console serves web pages and no RPCs, so
+its Deployment, Service, NetworkPolicy and Ingress are its own (console.yaml); the templates that need
+nothing service-specific (ServiceAccount, PodDisruptionBudget, HPA, ServiceMonitor) range over this.
+*/}}
+{{- define "ncy.workloads" -}}
+{{ include "ncy.services" . }}
+console: { binary: console }
+{{- end -}}
+
+{{/* Directory the console's users Secret is mounted at (a directory, never subPath). */}}
+{{- define "ncy.consoleUsersDir" -}}/etc/ncy/console{{- end -}}
+
+{{/* The users file inside it (NCY_CONSOLE_USERS_FILE). */}}
+{{- define "ncy.consoleUsersFile" -}}{{ include "ncy.consoleUsersDir" . }}/users.toml{{- end -}}
 
 {{/* Directory the API keys Secret is mounted at (a directory, never subPath, so rotations arrive). */}}
 {{- define "ncy.apiKeysDir" -}}/etc/ncy/api-keys{{- end -}}
@@ -41,7 +59,7 @@ ConfigMap (every install renders it).
 */}}
 {{- define "ncy.validateValues" -}}
 {{- $root := . -}}
-{{- range $flag := list "apiAuth.disabled" "realtimeGateway.jwt.allowAnyAudienceAndIssuer" "networkPolicy.enabled" -}}
+{{- range $flag := list "apiAuth.disabled" "realtimeGateway.jwt.allowAnyAudienceAndIssuer" "networkPolicy.enabled" "console.secureCookie" -}}
 {{- $v := $root.Values -}}
 {{- range $part := splitList "." $flag }}{{ $v = index $v $part }}{{ end -}}
 {{- if not (kindIs "bool" $v) -}}
@@ -79,6 +97,7 @@ or, on a laptop or in a test only, waive authentication with --set apiAuth.disab
 {{- fail (printf "apiAuth.keysReloadSeconds must be a whole number of seconds from 1 to 3600, got %v" .Values.apiAuth.keysReloadSeconds) -}}
 {{- end -}}
 {{- end -}}
+{{- include "ncy.validateConsole" . -}}
 {{- $jwt := .Values.realtimeGateway.jwt -}}
 {{- if and .Values.realtimeGateway.enabled (not $jwt.allowAnyAudienceAndIssuer) (or (not $jwt.audience) (not $jwt.issuer)) -}}
 {{- $missing := list -}}
@@ -91,6 +110,76 @@ token against them. Without them ANY token signed with the same key would open a
 e.g. the main app's password-reset tokens). Set both to what your auth server puts in socket tokens, e.g.
   --set realtimeGateway.jwt.audience=ncy-realtime --set realtimeGateway.jwt.issuer=https://auth.example.com
 or, on a laptop or in a test only, waive the check with --set realtimeGateway.jwt.allowAnyAudienceAndIssuer=true (insecure).` (join " and " $missing)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The console's requirements, when it is enabled: its job-scheduler, its users and session Secrets, and
+an API key for the job-scheduler unless apiAuth is waived. Part of ncy.validateValues.
+*/}}
+{{- define "ncy.validateConsole" -}}
+{{- $c := .Values.console -}}
+{{- if $c.enabled -}}
+{{- $chartSet := dict
+  "NCY_CONSOLE_ADDR" "ports.console"
+  "NCY_CONSOLE_JOBS_URL" "the chart's job-scheduler Service"
+  "NCY_CONSOLE_API_KEY" "console.secrets.apiKey"
+  "NCY_CONSOLE_USERS_FILE" "console.secrets.users"
+  "NCY_CONSOLE_SESSION_SECRET" "console.secrets.session"
+  "NCY_CONSOLE_SESSION_IDLE_SECS" "console.sessionIdleSeconds"
+  "NCY_CONSOLE_SECURE_COOKIE" "console.secureCookie and console.ingress.tlsSecretName" -}}
+{{- range $var, $from := $chartSet -}}
+{{- if hasKey ($c.env | default dict) $var -}}
+{{- fail (printf "console.env sets %s: the chart sets it from %s; use that instead" $var $from) -}}
+{{- end -}}
+{{- end -}}
+{{- if not .Values.jobScheduler.enabled -}}
+{{- fail "console.enabled needs jobScheduler.enabled: the console talks only to the job-scheduler's gRPC API" -}}
+{{- end -}}
+{{- if not $c.secrets.users.name -}}
+{{- fail (printf `
+
+console.secrets.users.name is empty: the console signs operators in against a users file and does
+not start without one. Write users.toml with one entry per operator (name, role "viewer" or
+"operator", password_hash printed by "ncy-console hash-password", which reads the password on stdin),
+create a Secret holding it and name it here, e.g.
+  kubectl -n %s create secret generic ncy-console-users --from-file=users.toml=./users.toml
+  --set console.secrets.users.name=ncy-console-users` .Release.Namespace) -}}
+{{- end -}}
+{{- if not $c.secrets.users.key -}}
+{{- fail "console.secrets.users.key is empty: name the key of the Secret that holds the users file (e.g. users.toml)" -}}
+{{- end -}}
+{{- if not $c.secrets.session.name -}}
+{{- fail (printf `
+
+console.secrets.session.name is empty: the console signs its session cookies with a secret of at
+least 32 characters, the same in every replica. Create a Secret holding one and name it here, e.g.
+  kubectl -n %s create secret generic ncy-console-session --from-literal=secret="$(openssl rand -base64 48)"
+  --set console.secrets.session.name=ncy-console-session` .Release.Namespace) -}}
+{{- end -}}
+{{- if not $c.secrets.session.key -}}
+{{- fail "console.secrets.session.key is empty: name the key of the Secret that holds the session secret (e.g. secret)" -}}
+{{- end -}}
+{{- if not .Values.apiAuth.disabled -}}
+{{- if not $c.secrets.apiKey.name -}}
+{{- fail (printf `
+
+console.secrets.apiKey.name is empty: the job-scheduler refuses calls without an API key (apiAuth is
+on), so the console could show nothing. Add a key for the console to the API keys file
+(secrets.apiKeys; scopes jobs:read, plus jobs:enqueue and jobs:admin for operators' actions),
+put the key itself in a Secret and name it here, e.g.
+  kubectl -n %s create secret generic ncy-console-api-key --from-literal=api-key="$KEY"
+  --set console.secrets.apiKey.name=ncy-console-api-key
+or, on a laptop or in a test only, waive authentication with --set apiAuth.disabled=true.` .Release.Namespace) -}}
+{{- end -}}
+{{- if not $c.secrets.apiKey.key -}}
+{{- fail "console.secrets.apiKey.key is empty: name the key of the Secret that holds the console's API key (e.g. api-key)" -}}
+{{- end -}}
+{{- end -}}
+{{- $idle := $c.sessionIdleSeconds | int -}}
+{{- if or (lt $idle 1) (gt $idle 604800) -}}
+{{- fail (printf "console.sessionIdleSeconds must be a whole number of seconds from 1 to 604800 (a week), got %v" $c.sessionIdleSeconds) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
