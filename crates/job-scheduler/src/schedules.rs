@@ -63,6 +63,8 @@ pub fn definition(
         description: req.description.clone(),
         created_at_ms: 0,
         updated_at_ms: 0,
+        paused: false,
+        resumed_at_ms: 0,
     })
 }
 
@@ -84,6 +86,8 @@ pub fn defaults() -> Vec<ScheduleDef> {
         description: description.to_owned(),
         created_at_ms: 0,
         updated_at_ms: 0,
+        paused: false,
+        resumed_at_ms: 0,
     };
     vec![
         def(

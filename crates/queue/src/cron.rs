@@ -52,6 +52,12 @@ pub struct ScheduleDef {
     pub description: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Paused by an operator (PauseSchedule): its ticks are not fired. Kept by upserts.
+    #[serde(default)]
+    pub paused: bool,
+    /// When it was last resumed (0: never): ticks at or before then are not fired late.
+    #[serde(default)]
+    pub resumed_at_ms: i64,
 }
 
 /// A schedule with its run times.
@@ -241,19 +247,27 @@ fn is_repeat(t: &chrono::DateTime<Tz>) -> bool {
 }
 
 impl Engine {
-    /// Creates or replaces a schedule (already validated); returns it and whether it was new.
-    pub async fn upsert_schedule(&self, mut def: ScheduleDef) -> Result<(ScheduleView, bool)> {
-        let key = self.keys.schedules();
-        let mut conn = self.conn().await?;
-        let old: Option<String> = conn.hget(&key, &def.name).await?;
-        let old: Option<ScheduleDef> = old.and_then(|o| serde_json::from_str(&o).ok());
+    /// Creates or replaces a schedule (already validated); returns it and whether it was new. A
+    /// pause (and the time of the last resume) is kept: it is the operators', not the definition's.
+    pub async fn upsert_schedule(&self, def: ScheduleDef) -> Result<(ScheduleView, bool)> {
         let now = now_ms();
-        def.created_at_ms = old.as_ref().map(|o| o.created_at_ms).unwrap_or(now);
-        def.updated_at_ms = now;
-        let json = serde_json::to_string(&def).map_err(|e| QueueError::Corrupt(e.to_string()))?;
-        let _: () = conn.hset(&key, &def.name, json).await?;
+        let mut created = false;
+        let name = def.name.clone();
+        let (stored, _) = self
+            .update_schedule(&name, |old| {
+                let mut new = def.clone();
+                new.created_at_ms = old.map(|o| o.created_at_ms).unwrap_or(now);
+                new.updated_at_ms = now;
+                new.paused = old.is_some_and(|o| o.paused);
+                new.resumed_at_ms = old.map(|o| o.resumed_at_ms).unwrap_or(0);
+                created = old.is_none();
+                Some(new)
+            })
+            .await?;
+        let def = stored.ok_or_else(|| QueueError::Corrupt("upsert wrote nothing".into()))?;
+        let mut conn = self.conn().await?;
         let view = self.view(&mut conn, def).await?;
-        Ok((view, old.is_none()))
+        Ok((view, created))
     }
 
     /// Installs `def` unless a schedule of that name exists (the defaults at start).
@@ -298,7 +312,7 @@ impl Engine {
         Ok(out)
     }
 
-    async fn view(
+    pub(crate) async fn view(
         &self,
         conn: &mut ncy_runtime::RedisConn,
         def: ScheduleDef,
@@ -308,7 +322,7 @@ impl Engine {
             .hget(self.keys.schedule_last_fired(), format!("{}:job", def.name))
             .query_async(conn)
             .await?;
-        let next = if def.enabled {
+        let next = if def.enabled && !def.paused {
             parse(&def.cron, &def.time_zone)
                 .ok()
                 .and_then(|(s, tz)| next_tick(&s, tz, now_ms()))
@@ -383,7 +397,7 @@ impl Engine {
         let mut next_wake: Option<i64> = None;
         for view in self.schedules().await? {
             let def = &view.def;
-            if !def.enabled {
+            if !def.enabled || def.paused {
                 continue;
             }
             let Ok((schedule, tz)) = parse(&def.cron, &def.time_zone) else {
@@ -393,7 +407,8 @@ impl Engine {
                 view.last_run_at_ms
             } else {
                 def.updated_at_ms
-            };
+            }
+            .max(def.resumed_at_ms);
             if let Some(tick) = latest_tick(&schedule, tz, now).filter(|t| *t > since) {
                 let policy = def.missed_run_policy.unwrap_or(default_policy);
                 let missed = first && tick < now - 2_000;

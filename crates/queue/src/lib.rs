@@ -17,8 +17,10 @@ mod engine;
 pub mod error;
 pub mod ids;
 pub mod job;
+mod job_control;
 pub mod listing;
 mod promoter;
+mod schedule_control;
 mod scripts;
 
 pub use admin::{DeadLetter, PurgeCounts, QueueStats};

@@ -43,6 +43,9 @@ pub struct Scripts {
     pub trim: Script,
     pub purge: Script,
     pub lease: Script,
+    pub run_now: Script,
+    pub delete_job: Script,
+    pub schedule_set: Script,
 }
 
 impl Scripts {
@@ -62,6 +65,9 @@ impl Scripts {
             trim: script!("trim.lua"),
             purge: script!("purge.lua"),
             lease: script!("lease.lua"),
+            run_now: script!("run_now.lua"),
+            delete_job: script!("delete_job.lua"),
+            schedule_set: script!("schedule_set.lua"),
         }
     }
 }
@@ -91,6 +97,9 @@ mod tests {
         include_str!("scripts/trim.lua"),
         include_str!("scripts/purge.lua"),
         include_str!("scripts/lease.lua"),
+        include_str!("scripts/run_now.lua"),
+        include_str!("scripts/delete_job.lua"),
+        include_str!("scripts/schedule_set.lua"),
     ];
 
     #[test]
