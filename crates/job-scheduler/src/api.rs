@@ -1,7 +1,8 @@
 //! The `JobService` implementation: validates each request fully, then makes one engine call
 //! (one Lua script per queue for writes).
 //!
-//! Each RPC is a thin wrapper over its body in [`rpc`], which returns `Result<_, SchedulerError>`
+//! Each RPC is a thin wrapper over its body in [`rpc`] (operator actions on one job or schedule:
+//! in [`control`]), which returns `Result<_, SchedulerError>`
 //! and uses `?`; the error becomes a status once, by `From<SchedulerError> for Status`.
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use tonic::{Request, Response, Status, codegen::BoxStream};
 
 use crate::error::SchedulerError;
 use crate::watch::WatchHub;
-use crate::{convert, watch};
+use crate::{control, convert, watch};
 
 /// Most jobs in one EnqueueBulk.
 const MAX_BULK: usize = 1000;
@@ -153,6 +154,54 @@ impl JobService for JobApi {
     ) -> R<pb::DeleteDeadLetterResponse> {
         Ok(Response::new(
             rpc::delete_dead_letter(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn retry_job(&self, request: Request<pb::RetryJobRequest>) -> R<pb::RetryJobResponse> {
+        Ok(Response::new(
+            control::retry_job(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn promote_job(
+        &self,
+        request: Request<pb::PromoteJobRequest>,
+    ) -> R<pb::PromoteJobResponse> {
+        Ok(Response::new(
+            control::promote_job(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn delete_job(&self, request: Request<pb::DeleteJobRequest>) -> R<pb::DeleteJobResponse> {
+        Ok(Response::new(
+            control::delete_job(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn trigger_schedule(
+        &self,
+        request: Request<pb::TriggerScheduleRequest>,
+    ) -> R<pb::TriggerScheduleResponse> {
+        Ok(Response::new(
+            control::trigger_schedule(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<pb::PauseScheduleRequest>,
+    ) -> R<pb::PauseScheduleResponse> {
+        Ok(Response::new(
+            control::pause_schedule(self, request.get_ref()).await?,
+        ))
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<pb::ResumeScheduleRequest>,
+    ) -> R<pb::ResumeScheduleResponse> {
+        Ok(Response::new(
+            control::resume_schedule(self, request.get_ref()).await?,
         ))
     }
 

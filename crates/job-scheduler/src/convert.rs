@@ -245,6 +245,7 @@ pub fn schedule(v: &ScheduleView) -> pb::Schedule {
         last_job_id: v.last_job_id.clone(),
         created_at_ms: d.created_at_ms,
         updated_at_ms: d.updated_at_ms,
+        paused: d.paused,
     }
 }
 

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub mod api;
+pub mod control;
 pub mod convert;
 pub mod error;
 pub mod page_token;

@@ -1,6 +1,8 @@
 //! WatchJob: a snapshot, then the job's live events from the queue's pub/sub channel, ending after
 //! the event that reports a terminal state.
 //!
+//! A job deleted while watched (DeleteJob) ends the stream with NOT_FOUND.
+//!
 //! Why this shape:
 //! - One pub/sub connection per queue per scheduler instance (a [`Feed`]), shared by every watcher
 //!   of that queue and routed by job id, however many WatchJob calls are open: a Redis connection per
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use ncy_proto::jobs::v1 as pb;
-use ncy_queue::{Engine, JobEventMessage, JobState};
+use ncy_queue::{Engine, JobEventMessage, JobState, QueueError};
 use ncy_types::jobs::QueueName;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -276,6 +278,14 @@ pub async fn watch(
                             return;
                         }
                     };
+                    if ev.kind == "deleted" {
+                        let gone = SchedulerError::Queue(QueueError::NotFound(format!(
+                            "job {}",
+                            ev.job_id
+                        )));
+                        let _ = tx.send(Err(gone.into())).await;
+                        return;
+                    }
                     let state = JobState::parse(&ev.state);
                     let done = state.is_some_and(JobState::is_terminal);
                     if tx.send(Ok(event(ev, state))).await.is_err() || done {

@@ -3,7 +3,9 @@
 //! under a Redis key prefix of its own. `cargo test -p job-scheduler --test it paging::` runs one
 //! area.
 mod api;
+mod job_control;
 mod paging;
+mod schedule_control;
 mod schedules;
 mod service;
 mod support;

@@ -114,7 +114,12 @@ async fn delayed_failed_dead_and_cancelled_jobs_are_deleted_from_their_sets() ->
     e.fail(Q, "c1", &got[1], "never", false).await?;
     let stats = e.stats(Q).await?;
     assert_eq!(
-        (stats.delayed, stats.failed, stats.cancelled, stats.dead_letters),
+        (
+            stats.delayed,
+            stats.failed,
+            stats.cancelled,
+            stats.dead_letters
+        ),
         (1, 1, 1, 1),
         "{stats:?}"
     );
