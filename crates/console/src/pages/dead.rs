@@ -1,0 +1,247 @@
+//! Dead letters, `/dead?queue=…&page=…`: jobs that failed for good, newest first, for one queue
+//! or all, paginated with ListDeadLetters' token; for operators Retry (a new job from the letter)
+//! and Delete, each answering with a redirect back and a message (`?done=retried&job=<new id>`).
+use std::sync::Arc;
+
+use askama::Template;
+use axum::{
+    Extension, Form,
+    extract::{Path, Query, State, rejection::FormRejection},
+    response::{Html, Redirect},
+};
+use ncy_proto::jobs::v1::{
+    DeadLetter, DeleteDeadLetterRequest, ListDeadLettersRequest, QueueStatsRequest,
+    RetryDeadLetterRequest,
+};
+use serde::Deserialize;
+use tonic::Code;
+
+use super::{Nav, clip, render, time, url_part};
+use crate::{
+    AppState,
+    access::{CurrentUser, Subject, failed_outcome},
+    error::ConsoleError,
+    pages::queue::{PAGE_SIZE, unknown_queue},
+    upstream,
+};
+
+/// The query of the dead-letters page.
+#[derive(Debug, Default, Deserialize)]
+pub struct DeadQuery {
+    queue: Option<String>,
+    page: Option<String>,
+    done: Option<String>,
+    /// The job a retry made.
+    job: Option<String>,
+}
+
+/// The form of Retry and Delete: the queue filter to return to.
+#[derive(Debug, Default, Deserialize)]
+pub struct BackTo {
+    #[serde(default)]
+    queue: String,
+}
+
+/// One letter's row.
+pub struct LetterRow {
+    id: String,
+    url: String,
+    queue: String,
+    job_type: String,
+    error: String,
+    failed_at: String,
+    attempts_made: i32,
+    job_id: String,
+    job_url: String,
+    payload: String,
+}
+
+impl LetterRow {
+    fn of(d: &DeadLetter) -> Self {
+        Self {
+            id: d.id.clone(),
+            url: url_part(&d.id),
+            queue: d.queue.clone(),
+            job_type: d.job_type.clone(),
+            error: clip(&d.error, 300),
+            failed_at: time(d.failed_at_ms),
+            attempts_made: d.attempts_made,
+            job_id: d.job_id.clone(),
+            job_url: url_part(&d.job_id),
+            payload: clip(&d.payload_json, 500),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dead.html")]
+struct DeadPage {
+    nav: Nav,
+    may_act: bool,
+    queues: Vec<String>,
+    queue: String,
+    queue_url: String,
+    letters: Vec<LetterRow>,
+    next_page: Option<String>,
+    first_page: bool,
+    flash: Option<&'static str>,
+    new_job: Option<(String, String)>,
+}
+
+/// `GET /dead`.
+pub async fn page(
+    State(app): State<Arc<AppState>>,
+    Extension(user): Extension<CurrentUser>,
+    Query(query): Query<DeadQuery>,
+) -> Result<Html<String>, ConsoleError> {
+    let queue = query.queue.unwrap_or_default().trim().to_owned();
+    let stats = upstream::jobs(
+        app.jobs
+            .clone()
+            .queue_stats(QueueStatsRequest::default())
+            .await,
+    )?;
+    let queues: Vec<String> = stats.queues.into_iter().map(|q| q.queue).collect();
+    if !queue.is_empty() && !queues.contains(&queue) {
+        return Err(ConsoleError::NotFound(format!(
+            "There is no queue named {queue:?}."
+        )));
+    }
+    let page_token = query.page.unwrap_or_default();
+    let list = upstream::jobs(
+        app.jobs
+            .clone()
+            .list_dead_letters(ListDeadLettersRequest {
+                queue: queue.clone(),
+                page_size: PAGE_SIZE,
+                page_token: page_token.clone(),
+            })
+            .await,
+    )
+    .map_err(|e| unknown_queue(e, &queue))?;
+    let (flash, new_job) = match query.done.as_deref() {
+        Some("retried") => (
+            Some("Dead letter retried as a new job:"),
+            query
+                .job
+                .filter(|j| !j.is_empty())
+                .map(|j| (url_part(&j), j)),
+        ),
+        Some("deleted") => (Some("Dead letter deleted."), None),
+        _ => (None, None),
+    };
+    render(&DeadPage {
+        nav: Nav::for_user("dead", &user),
+        may_act: user.may_act(),
+        queues,
+        queue_url: url_part(&queue),
+        queue,
+        letters: list.dead_letters.iter().map(LetterRow::of).collect(),
+        next_page: Some(list.next_page_token)
+            .filter(|t| !t.is_empty())
+            .map(|t| url_part(&t)),
+        first_page: page_token.is_empty(),
+        flash,
+        new_job,
+    })
+}
+
+fn back(queue: &str, done: &str) -> String {
+    if queue.is_empty() {
+        format!("/dead?done={done}")
+    } else {
+        format!("/dead?queue={}&done={done}", url_part(queue))
+    }
+}
+
+fn missing_letter(e: ConsoleError, id: &str) -> ConsoleError {
+    match e {
+        ConsoleError::Upstream { status, .. }
+            if matches!(status.code(), Code::NotFound | Code::InvalidArgument) =>
+        {
+            ConsoleError::NotFound(format!(
+                "There is no dead letter with id {id:?} (already retried or deleted?)."
+            ))
+        }
+        other => other,
+    }
+}
+
+/// `POST /dead/{id}/retry`.
+pub async fn retry(
+    State(app): State<Arc<AppState>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<String>,
+    form: Result<Form<BackTo>, FormRejection>,
+) -> Result<Redirect, ConsoleError> {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    let subject = Subject {
+        dead_letter_id: Some(&id),
+        queue: Some(&form.queue)
+            .filter(|q| !q.is_empty())
+            .map(String::as_str),
+        ..Subject::default()
+    };
+    user.require_operator("retry_dead_letter", &subject)?;
+    let answer = app
+        .jobs
+        .clone()
+        .retry_dead_letter(RetryDeadLetterRequest {
+            dead_letter_id: id.clone(),
+        })
+        .await;
+    match upstream::jobs(answer).map_err(|e| missing_letter(e, &id)) {
+        Ok(r) => {
+            let subject = Subject {
+                job_id: Some(&r.job_id),
+                ..subject
+            };
+            user.audit("retry_dead_letter", &subject, "retried");
+            let to = format!(
+                "{}&job={}",
+                back(&form.queue, "retried"),
+                url_part(&r.job_id)
+            );
+            Ok(Redirect::to(&to))
+        }
+        Err(e) => {
+            user.audit("retry_dead_letter", &subject, &failed_outcome(&e));
+            Err(e)
+        }
+    }
+}
+
+/// `POST /dead/{id}/delete`.
+pub async fn delete(
+    State(app): State<Arc<AppState>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(id): Path<String>,
+    form: Result<Form<BackTo>, FormRejection>,
+) -> Result<Redirect, ConsoleError> {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    let subject = Subject {
+        dead_letter_id: Some(&id),
+        queue: Some(&form.queue)
+            .filter(|q| !q.is_empty())
+            .map(String::as_str),
+        ..Subject::default()
+    };
+    user.require_operator("delete_dead_letter", &subject)?;
+    let answer = app
+        .jobs
+        .clone()
+        .delete_dead_letter(DeleteDeadLetterRequest {
+            dead_letter_id: id.clone(),
+        })
+        .await;
+    match upstream::jobs(answer).map_err(|e| missing_letter(e, &id)) {
+        Ok(_) => {
+            user.audit("delete_dead_letter", &subject, "deleted");
+            Ok(Redirect::to(&back(&form.queue, "deleted")))
+        }
+        Err(e) => {
+            user.audit("delete_dead_letter", &subject, &failed_outcome(&e));
+            Err(e)
+        }
+    }
+}

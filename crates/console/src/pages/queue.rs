@@ -1,0 +1,287 @@
+//! One queue, `/queues/{queue}?state=…&page=…`: a tab per state with its count, that state's jobs
+//! fifty at a time (ListJobs with its page token: a state is never loaded whole), a job-id
+//! search, and for operators Pause / Resume.
+use std::sync::Arc;
+
+use askama::Template;
+use axum::{
+    Extension,
+    extract::{Path, Query, State},
+    response::{IntoResponse, Redirect, Response},
+};
+use ncy_proto::jobs::v1::{
+    GetJobRequest, Job, ListJobsRequest, PauseQueueRequest, QueueStatsRequest, ResumeQueueRequest,
+};
+use serde::Deserialize;
+use tonic::Code;
+
+use super::{Nav, STATES, clip, render, state_name, state_named, time, url_part};
+use crate::{
+    AppState,
+    access::{CurrentUser, Subject, failed_outcome},
+    error::ConsoleError,
+    upstream,
+};
+
+/// Jobs per page.
+pub const PAGE_SIZE: i32 = 50;
+
+/// The query of a queue page.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueueQuery {
+    state: Option<String>,
+    page: Option<String>,
+    /// A job id to find.
+    job: Option<String>,
+    /// The action just done (flash message).
+    done: Option<String>,
+}
+
+/// A tab.
+pub struct Tab {
+    name: &'static str,
+    count: Option<u64>,
+    current: bool,
+}
+
+/// A job's row.
+pub struct JobRow {
+    id: String,
+    url: String,
+    job_type: String,
+    priority: i32,
+    attempts: String,
+    created: String,
+    due: String,
+    finished: String,
+    error: String,
+}
+
+impl JobRow {
+    fn of(job: &Job) -> Self {
+        Self {
+            id: job.id.clone(),
+            url: url_part(&job.id),
+            job_type: job.job_type.clone(),
+            priority: job.priority,
+            attempts: format!("{} / {}", job.attempts_made, job.max_attempts),
+            created: time(job.created_at_ms),
+            due: time(job.due_at_ms),
+            finished: time(job.finished_at_ms),
+            error: clip(&job.last_error, 120),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+struct QueuePage {
+    nav: Nav,
+    may_act: bool,
+    queue: String,
+    queue_url: String,
+    paused: bool,
+    dead_letters: u64,
+    tabs: Vec<Tab>,
+    state: &'static str,
+    jobs: Vec<JobRow>,
+    next_page: Option<String>,
+    first_page: bool,
+    missing: Option<String>,
+    flash: Option<&'static str>,
+}
+
+/// A queue's summary; an unknown queue is a 404.
+async fn summary(
+    app: &AppState,
+    queue: &str,
+) -> Result<ncy_proto::jobs::v1::QueueSummary, ConsoleError> {
+    let answer = app
+        .jobs
+        .clone()
+        .queue_stats(QueueStatsRequest {
+            queue: queue.to_owned(),
+        })
+        .await;
+    let stats = upstream::jobs(answer).map_err(|e| unknown_queue(e, queue))?;
+    stats
+        .queues
+        .into_iter()
+        .find(|q| q.queue == queue)
+        .ok_or_else(|| ConsoleError::NotFound(format!("There is no queue named {queue:?}.")))
+}
+
+/// The scheduler calls an unknown queue an invalid argument; to a person it is a missing page.
+pub fn unknown_queue(e: ConsoleError, queue: &str) -> ConsoleError {
+    match e {
+        ConsoleError::Upstream { status, .. } if status.code() == Code::InvalidArgument => {
+            ConsoleError::NotFound(format!("There is no queue named {queue:?}."))
+        }
+        other => other,
+    }
+}
+
+fn flash(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "paused" => Some("Queue paused: workers start none of its jobs until it is resumed."),
+        "already-paused" => Some("The queue was already paused."),
+        "resumed" => Some("Queue resumed."),
+        "not-paused" => Some("The queue was not paused."),
+        _ => None,
+    }
+}
+
+/// `GET /queues/{queue}`.
+pub async fn page(
+    State(app): State<Arc<AppState>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(queue): Path<String>,
+    Query(query): Query<QueueQuery>,
+) -> Result<Response, ConsoleError> {
+    let mut missing = None;
+    if let Some(id) = query
+        .job
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let found = app
+            .jobs
+            .clone()
+            .get_job(GetJobRequest {
+                job_id: id.to_owned(),
+            })
+            .await;
+        match found {
+            Ok(_) => return Ok(Redirect::to(&format!("/jobs/{}", url_part(id))).into_response()),
+            Err(s) if matches!(s.code(), Code::NotFound | Code::InvalidArgument) => {
+                missing = Some(id.to_owned());
+            }
+            Err(s) => return Err(upstream::failed(upstream::JOB_SCHEDULER, s)),
+        }
+    }
+    let summary = summary(&app, &queue).await?;
+    let state_label = query.state.as_deref().unwrap_or("waiting");
+    let (state, state_label) = state_named(state_label)
+        .map(|s| (s, state_name(s as i32)))
+        .ok_or_else(|| ConsoleError::BadRequest(format!("Unknown job state {state_label:?}.")))?;
+    let page_token = query.page.clone().unwrap_or_default();
+    let list = upstream::jobs(
+        app.jobs
+            .clone()
+            .list_jobs(ListJobsRequest {
+                queue: queue.clone(),
+                state: state as i32,
+                page_size: PAGE_SIZE,
+                page_token: page_token.clone(),
+            })
+            .await,
+    )?;
+    let count = |name: &str| match name {
+        "waiting" => Some(summary.waiting),
+        "delayed" => Some(summary.delayed),
+        "active" => Some(summary.active),
+        "failed" => Some(summary.failed),
+        "completed" => Some(summary.completed),
+        "cancelled" => Some(summary.cancelled),
+        // Jobs DEAD and dead letters awaiting action are not the same set: no count shown.
+        _ => None,
+    };
+    let page = QueuePage {
+        nav: Nav::for_user("queue", &user),
+        may_act: user.may_act(),
+        queue_url: url_part(&queue),
+        paused: summary.paused,
+        dead_letters: summary.dead_letters,
+        tabs: STATES
+            .iter()
+            .map(|(_, name)| Tab {
+                name,
+                count: count(name),
+                current: *name == state_label,
+            })
+            .collect(),
+        state: state_label,
+        jobs: list.jobs.iter().map(JobRow::of).collect(),
+        next_page: Some(list.next_page_token)
+            .filter(|t| !t.is_empty())
+            .map(|t| url_part(&t)),
+        first_page: page_token.is_empty(),
+        missing,
+        flash: flash(query.done.as_deref()),
+        queue,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+/// `POST /queues/{queue}/pause`.
+pub async fn pause(
+    State(app): State<Arc<AppState>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(queue): Path<String>,
+) -> Result<Redirect, ConsoleError> {
+    let subject = Subject {
+        queue: Some(&queue),
+        ..Subject::default()
+    };
+    user.require_operator("pause_queue", &subject)?;
+    let answer = app
+        .jobs
+        .clone()
+        .pause_queue(PauseQueueRequest {
+            queue: queue.clone(),
+        })
+        .await;
+    match upstream::jobs(answer).map_err(|e| unknown_queue(e, &queue)) {
+        Ok(r) => {
+            let done = if r.changed {
+                "paused"
+            } else {
+                "already-paused"
+            };
+            user.audit("pause_queue", &subject, done);
+            Ok(Redirect::to(&format!(
+                "/queues/{}?done={done}",
+                url_part(&queue)
+            )))
+        }
+        Err(e) => {
+            user.audit("pause_queue", &subject, &failed_outcome(&e));
+            Err(e)
+        }
+    }
+}
+
+/// `POST /queues/{queue}/resume`.
+pub async fn resume(
+    State(app): State<Arc<AppState>>,
+    Extension(user): Extension<CurrentUser>,
+    Path(queue): Path<String>,
+) -> Result<Redirect, ConsoleError> {
+    let subject = Subject {
+        queue: Some(&queue),
+        ..Subject::default()
+    };
+    user.require_operator("resume_queue", &subject)?;
+    let answer = app
+        .jobs
+        .clone()
+        .resume_queue(ResumeQueueRequest {
+            queue: queue.clone(),
+        })
+        .await;
+    match upstream::jobs(answer).map_err(|e| unknown_queue(e, &queue)) {
+        Ok(r) => {
+            let done = if r.changed { "resumed" } else { "not-paused" };
+            user.audit("resume_queue", &subject, done);
+            Ok(Redirect::to(&format!(
+                "/queues/{}?done={done}",
+                url_part(&queue)
+            )))
+        }
+        Err(e) => {
+            user.audit("resume_queue", &subject, &failed_outcome(&e));
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The console's integration tests, one binary with a module per area and the shared setup in
+//! `support`: a job-scheduler (and a worker where a job must run) in this process on the real
+//! Redis under a key prefix of each test's own, and the console on port 0 in front of it.
+//! `cargo test -p console --test it access::` runs one area.
+#![allow(clippy::unwrap_used)]
+
+mod access;
+mod actions;
+mod binary;
+mod live;
+mod pages;
+mod support;

@@ -1,0 +1,461 @@
+//! What the console's tests share: a job-scheduler (and, when a job must run, a worker) in this
+//! process on the real Redis under a key prefix of the test's own, a console in this process on
+//! port 0 in front of it with a temporary users file (one viewer, one operator), and a browser
+//! that handles its cookie by hand so a test sees exactly what a browser would be sent.
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use argon2::{
+    Algorithm, Argon2, Params, Version,
+    password_hash::{PasswordHasher, phc::PasswordHash},
+};
+use console::{Application, Settings, live::OverviewHub};
+use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
+use ncy_testkit::{InProcess, TestDatabase, env_of, service_env, set_env, unique_prefix};
+use tonic::transport::Channel;
+
+pub type Client = JobServiceClient<Channel>;
+
+/// The viewer of every test console: name and password.
+pub const VIEWER: (&str, &str) = ("vera", "viewer password 1");
+/// The operator of every test console.
+pub const OPERATOR: (&str, &str) = ("otto", "operator password 1");
+/// The session secret of every test console.
+pub const SECRET: &str = "a-test-session-secret-of-40-characters!!";
+
+/// A password hash with the smallest argon2 cost (tests need not pay for the real one).
+pub fn cheap_hash(password: &str) -> String {
+    let params = Params::new(Params::MIN_M_COST, 1, 1, None).expect("params");
+    let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes())
+        .expect("hash")
+        .to_string();
+    assert!(PasswordHash::new(&hash).is_ok());
+    hash
+}
+
+/// A users file's text with `users` (name, role, password).
+pub fn users_toml(users: &[(&str, &str, &str)]) -> String {
+    users
+        .iter()
+        .map(|(name, role, password)| {
+            format!(
+                "[[users]]\nname = \"{name}\"\nrole = \"{role}\"\npassword_hash = \"{}\"\n\n",
+                cheap_hash(password)
+            )
+        })
+        .collect()
+}
+
+/// The scheduler (and worker) a console talks to.
+pub struct Backbone {
+    /// A gRPC client of the scheduler, to set up and check what the console shows.
+    pub jobs: Client,
+    /// The scheduler's gRPC address.
+    pub addr: SocketAddr,
+    /// The environment the services were started with.
+    pub env: Vec<(String, String)>,
+    scheduler: InProcess,
+    worker: Option<(InProcess, TestDatabase)>,
+}
+
+impl Backbone {
+    /// A scheduler with the test job types, under a fresh key prefix; no worker (jobs stay put).
+    pub async fn start() -> anyhow::Result<Self> {
+        let mut env = service_env(&unique_prefix(), None);
+        set_env(&mut env, "NCY_JOBS_TEST_JOB_TYPES", "true");
+        set_env(&mut env, "NCY_CRON_INSTALL_DEFAULTS", "false");
+        let app = job_scheduler::Application::build(job_scheduler::Settings::load(&env_of(&env))?)
+            .await?;
+        let addr = app.local_addrs().grpc;
+        let scheduler = InProcess::serving(addr, |stop| app.run_until_stopped(stop)).await;
+        Ok(Self {
+            jobs: JobServiceClient::connect(format!("http://{addr}")).await?,
+            addr,
+            env,
+            scheduler,
+            worker: None,
+        })
+    }
+
+    /// Starts a worker on the same prefix (with a database of its own), so jobs run.
+    pub async fn with_worker(mut self) -> anyhow::Result<Self> {
+        let db = TestDatabase::migrated().await?;
+        let mut env = self.env.clone();
+        set_env(&mut env, "DATABASE_URL", &db.url);
+        let app = worker::Application::build(worker::Settings::load(&env_of(&env))?).await?;
+        self.worker = Some((InProcess::spawn(|stop| app.run_until_stopped(stop)), db));
+        Ok(self)
+    }
+
+    /// Enqueues `job_type` with `payload` on `queue`; the job's id.
+    pub async fn enqueue(
+        &self,
+        queue: &str,
+        job_type: &str,
+        payload: &str,
+    ) -> anyhow::Result<String> {
+        let request = pb::EnqueueRequest {
+            queue: queue.into(),
+            job_type: job_type.into(),
+            payload_json: payload.into(),
+            ..Default::default()
+        };
+        Ok(self
+            .jobs
+            .clone()
+            .enqueue(request)
+            .await?
+            .into_inner()
+            .job_id)
+    }
+
+    /// A job as the scheduler sees it.
+    pub async fn job(&self, id: &str) -> anyhow::Result<pb::Job> {
+        let reply = self
+            .jobs
+            .clone()
+            .get_job(pb::GetJobRequest { job_id: id.into() })
+            .await?;
+        reply
+            .into_inner()
+            .job
+            .ok_or_else(|| anyhow::anyhow!("GetJob without a job"))
+    }
+
+    /// One queue's summary.
+    pub async fn stats(&self, queue: &str) -> anyhow::Result<pb::QueueSummary> {
+        let reply = self
+            .jobs
+            .clone()
+            .queue_stats(pb::QueueStatsRequest {
+                queue: queue.into(),
+            })
+            .await?;
+        reply
+            .into_inner()
+            .queues
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no summary for {queue}"))
+    }
+
+    /// Stops the services.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some((worker, _db)) = self.worker {
+            worker
+                .stop(Duration::from_secs(15))
+                .await
+                .map_err(anyhow::Error::msg)?;
+        }
+        self.scheduler
+            .stop(Duration::from_secs(15))
+            .await
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+/// A console running in this process.
+pub struct Console {
+    /// Where the pages are.
+    pub addr: SocketAddr,
+    /// Where `/metrics`, `/readyz` are.
+    pub admin: SocketAddr,
+    /// Its overview poller (QueueStats calls made).
+    pub hub: Arc<OverviewHub>,
+    /// The users file (tests rewrite it).
+    pub users_file: std::path::PathBuf,
+    running: InProcess,
+    _dir: tempfile::TempDir,
+}
+
+/// The environment of a console in front of the scheduler at `jobs`, with its users file in `dir`.
+pub fn console_env(
+    jobs: SocketAddr,
+    dir: &tempfile::TempDir,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        users_toml(&[
+            (VIEWER.0, "viewer", VIEWER.1),
+            (OPERATOR.0, "operator", OPERATOR.1),
+        ]),
+    )?;
+    Ok(vec![
+        ("NCY_CONSOLE_ADDR".into(), "127.0.0.1:0".into()),
+        ("NCY_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
+        ("NCY_CONSOLE_JOBS_URL".into(), format!("http://{jobs}")),
+        (
+            "NCY_CONSOLE_USERS_FILE".into(),
+            users.to_string_lossy().into_owned(),
+        ),
+        ("NCY_CONSOLE_SESSION_SECRET".into(), SECRET.into()),
+        ("NCY_SHUTDOWN_GRACE_SECS".into(), "5".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ])
+}
+
+impl Console {
+    /// A console in front of the scheduler at `jobs`.
+    pub async fn start(jobs: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_with(jobs, &[]).await
+    }
+
+    /// A console with `extra` settings on top.
+    pub async fn start_with(jobs: SocketAddr, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut env = console_env(jobs, &dir)?;
+        for (k, v) in extra {
+            set_env(&mut env, k, v);
+        }
+        let settings = Settings::load(&env_of(&env))?;
+        let users_file = settings.users_file.clone();
+        let app = Application::build(settings).await?;
+        let addrs = app.local_addrs();
+        let hub = app.overview();
+        let running = InProcess::spawn(|stop| app.run_until_stopped(stop));
+        Ok(Self {
+            addr: addrs.http,
+            admin: addrs.admin,
+            hub,
+            users_file,
+            running,
+            _dir: dir,
+        })
+    }
+
+    /// A browser of this console, signed out.
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.addr)
+    }
+
+    /// A browser signed in as `user`.
+    pub async fn signed_in(&self, user: (&str, &str)) -> anyhow::Result<Browser> {
+        let mut browser = self.browser();
+        let page = browser.login(user.0, user.1).await?;
+        anyhow::ensure!(page.status == 303, "sign-in of {}: {}", user.0, page.status);
+        Ok(browser)
+    }
+
+    /// Stops the console; it must drain within the grace period.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.running
+            .stop(Duration::from_secs(10))
+            .await
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+/// What a request got back.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    /// The `Location` of a redirect.
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get("location").and_then(|v| v.to_str().ok())
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `Set-Cookie` headers.
+    pub fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    /// The number shown in the overview cell `queue:state`.
+    pub fn cell(&self, queue: &str, state: &str) -> Option<String> {
+        let marker = format!("data-cell=\"{queue}:{state}\"");
+        let rest = &self.body[self.body.find(&marker)? + marker.len()..];
+        let rest = &rest[rest.find('>')? + 1..];
+        Some(rest[..rest.find('<')?].trim().to_owned())
+    }
+}
+
+/// Where a POST claims to come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
+    /// `Origin` of the console itself, as a browser sends on a form.
+    Console,
+    /// `Origin` of another site.
+    Evil,
+    /// Neither `Origin` nor `Sec-Fetch-Site`.
+    Absent,
+}
+
+/// A browser without a cookie jar: the session cookie is kept by hand from `Set-Cookie`.
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+    /// The session cookie's value, when the console set one.
+    pub cookie: Option<String>,
+}
+
+impl Browser {
+    /// A browser of the console at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: format!("http://{addr}"),
+            cookie: None,
+        }
+    }
+
+    fn keep_cookie(&mut self, page: &Page) {
+        for set in page.set_cookies() {
+            let Some(rest) = set.strip_prefix("ncy_console=") else {
+                continue;
+            };
+            let value = rest.split(';').next().unwrap_or_default();
+            self.cookie = if value.is_empty() || set.contains("Max-Age=0") {
+                None
+            } else {
+                Some(value.to_owned())
+            };
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> anyhow::Result<Page> {
+        let request = match &self.cookie {
+            Some(c) => request.header("cookie", format!("ncy_console={c}")),
+            None => request,
+        };
+        let response = request.send().await?;
+        let page = Page {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await?,
+        };
+        self.keep_cookie(&page);
+        Ok(page)
+    }
+
+    /// GET `path`.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<Page> {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    /// POST `form` to `path`, claiming to come `from` somewhere.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        from: Origin,
+    ) -> anyhow::Result<Page> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).form(form);
+        request = match from {
+            Origin::Console => request.header("origin", &self.base),
+            Origin::Evil => request.header("origin", "http://evil.example"),
+            Origin::Absent => request,
+        };
+        self.send(request).await
+    }
+
+    /// Signs in (a same-origin form POST).
+    pub async fn login(&mut self, name: &str, password: &str) -> anyhow::Result<Page> {
+        self.post(
+            "/login",
+            &[("name", name), ("password", password)],
+            Origin::Console,
+        )
+        .await
+    }
+
+    /// Opens `path` as an event stream.
+    pub async fn events(&self, path: &str) -> anyhow::Result<EventStream> {
+        let mut request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("accept", "text/event-stream");
+        if let Some(c) = &self.cookie {
+            request = request.header("cookie", format!("ncy_console={c}"));
+        }
+        let response = request.send().await?;
+        anyhow::ensure!(
+            response.status() == 200,
+            "events of {path}: {}",
+            response.status()
+        );
+        Ok(EventStream {
+            response,
+            buffer: String::new(),
+        })
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    pub name: String,
+    pub id: String,
+    pub data: String,
+}
+
+/// A Server-Sent Events response read event by event.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next event with data (comments and keep-alives skipped), within `within`.
+    pub async fn next(&mut self, within: Duration) -> anyhow::Result<Event> {
+        tokio::time::timeout(within, self.next_event())
+            .await
+            .map_err(|_| anyhow::anyhow!("no event within {within:?}"))?
+    }
+
+    async fn next_event(&mut self) -> anyhow::Result<Event> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = Event::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event.name = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        event.id = v.trim().to_owned();
+                    }
+                }
+                if !data.is_empty() {
+                    event.data = data.join("\n");
+                    return Ok(event);
+                }
+                continue;
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the event stream ended"))?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Whether the stream ends (the server closed it) within `within`, skipping what is left.
+    pub async fn ends_within(mut self, within: Duration) -> bool {
+        tokio::time::timeout(within, async move {
+            while let Ok(Some(_)) = self.response.chunk().await {}
+        })
+        .await
+        .is_ok()
+    }
+}
