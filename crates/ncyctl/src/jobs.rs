@@ -1,9 +1,12 @@
-//! `ncyctl queues|jobs|dlq|schedules`: the job-scheduler's `JobService`, for people on call.
+//! `ncyctl queues|jobs|dlq|schedules`: the job-scheduler's `JobService`, for people on call. The
+//! actions on one job or schedule (retry, promote, delete; trigger, pause, resume) are in
+//! `jobs_control.rs`.
 use crate::rpc::Channel;
 use clap::{Args, Subcommand, ValueEnum};
 use ncy_proto::jobs::v1::{self as pb, JobState, job_service_client::JobServiceClient};
 
 use crate::Outcome;
+use crate::jobs_control;
 use crate::rpc::{Target, clip, failed, print_json, table, time};
 
 const ADDR_ENV: &str = "NCY_SCHEDULER_ADDR";
@@ -120,8 +123,14 @@ enum JobsCommand {
         #[arg(long, default_value = "cancelled by an operator")]
         reason: String,
     },
-    /// Re-enqueue a dead job from its dead-letter entry (priority 10, one attempt).
+    /// Run a failed job now (its retry backoff skipped), or re-enqueue a dead job from its
+    /// dead-letter entry as a new job (priority 10, one attempt).
     Retry { job_id: String },
+    /// Run a delayed job now.
+    Promote { job_id: String },
+    /// Remove a job that is not running (waiting, delayed, failed or finished); a waiting one never
+    /// runs. Its dead letter, if any, stays.
+    Delete { job_id: String },
     /// Follow a job's progress until it finishes (a progress bar; JSON lines with --json).
     Watch { job_id: String },
 }
@@ -205,6 +214,12 @@ enum SchedulesCommand {
     },
     /// Delete a recurring job.
     Delete { name: String },
+    /// Enqueue a recurring job's job now, as a manual run beside its ticks.
+    Trigger { name: String },
+    /// Stop firing a recurring job's ticks (on every scheduler replica) until resumed.
+    Pause { name: String },
+    /// Fire a paused recurring job again, from its next tick on.
+    Resume { name: String },
 }
 
 pub async fn queues(args: QueuesArgs, json: bool) -> Outcome {
@@ -415,20 +430,9 @@ pub async fn jobs(args: JobsArgs, json: bool) -> Outcome {
                 Err(s) => failed(s),
             }
         }
-        JobsCommand::Retry { job_id } => {
-            let job = match get_job(&mut client, &job_id).await {
-                Ok(job) => job,
-                Err(outcome) => return outcome,
-            };
-            if job.dead_letter_id.is_empty() {
-                eprintln!(
-                    "ncyctl: job {job_id} is {}, not dead: only dead jobs can be retried",
-                    state_name(job.state)
-                );
-                return Outcome::Failed;
-            }
-            retry_dead_letter(&mut client, job.dead_letter_id, json).await
-        }
+        JobsCommand::Retry { job_id } => jobs_control::retry(&mut client, job_id, json).await,
+        JobsCommand::Promote { job_id } => jobs_control::promote(&mut client, job_id, json).await,
+        JobsCommand::Delete { job_id } => jobs_control::delete(&mut client, job_id, json).await,
         JobsCommand::Watch { job_id } => crate::jobs_watch::watch(&mut client, job_id, json).await,
     }
 }
@@ -617,7 +621,7 @@ pub async fn schedules(args: SchedulesArgs, json: bool) -> Outcome {
                 return Outcome::Ok;
             }
             let mut t = table(&[
-                "NAME", "CRON", "TZ", "QUEUE", "TYPE", "ENABLED", "NEXT RUN", "LAST RUN",
+                "NAME", "CRON", "TZ", "QUEUE", "TYPE", "ENABLED", "PAUSED", "NEXT RUN", "LAST RUN",
                 "LAST JOB",
             ]);
             for s in &all {
@@ -632,6 +636,7 @@ pub async fn schedules(args: SchedulesArgs, json: bool) -> Outcome {
                     s.queue.clone(),
                     s.job_type.clone(),
                     if s.enabled { "yes" } else { "no" }.to_owned(),
+                    if s.paused { "yes" } else { "no" }.to_owned(),
                     time(s.next_run_at_ms),
                     time(s.last_run_at_ms),
                     s.last_job_id.clone(),
@@ -687,6 +692,13 @@ pub async fn schedules(args: SchedulesArgs, json: bool) -> Outcome {
                 }
                 Err(s) => failed(s),
             }
+        }
+        SchedulesCommand::Trigger { name } => jobs_control::trigger(&mut client, name, json).await,
+        SchedulesCommand::Pause { name } => {
+            jobs_control::pause(&mut client, name, true, json).await
+        }
+        SchedulesCommand::Resume { name } => {
+            jobs_control::pause(&mut client, name, false, json).await
         }
         SchedulesCommand::Delete { name } => {
             match client

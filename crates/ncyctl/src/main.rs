@@ -13,6 +13,7 @@ mod db;
 mod health;
 mod jobs;
 mod jobs_bulk;
+mod jobs_control;
 mod jobs_watch;
 mod realtime;
 mod rpc;
@@ -42,11 +43,11 @@ enum Command {
     Health(health::HealthArgs),
     /// Queue statistics (a table), pause and resume (job-scheduler, NCY_SCHEDULER_ADDR).
     Queues(jobs::QueuesArgs),
-    /// Enqueue, list, inspect, cancel, retry and watch jobs (job-scheduler).
+    /// Enqueue, list, inspect, cancel, retry, promote, delete and watch jobs (job-scheduler).
     Jobs(jobs::JobsArgs),
     /// The dead-letter queue: list, retry, delete (job-scheduler).
     Dlq(jobs::DlqArgs),
-    /// Recurring (cron) jobs: list, set, delete (job-scheduler).
+    /// Recurring (cron) jobs: list, set, delete, trigger, pause, resume (job-scheduler).
     Schedules(jobs::SchedulesArgs),
     /// Cache entries, invalidation, rate limits, sessions and stats (cache-gateway, NCY_CACHE_ADDR).
     Cache(cache::CacheArgs),

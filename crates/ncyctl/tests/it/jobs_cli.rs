@@ -132,10 +132,14 @@ async fn queues_pause_enqueue_list_watch_get_and_cancel() {
     );
     let watch = ctl(url, &["jobs", "watch", &later]).await;
     watch.fails(1, &["cancelled"]);
-    // Only a dead job can be retried.
-    ctl(url, &["jobs", "retry", &id])
-        .await
-        .fails(1, &["is completed, not dead"]);
+    // Only a failed or dead job can be retried.
+    ctl(url, &["jobs", "retry", &id]).await.fails(
+        1,
+        &[
+            "failed precondition",
+            "is completed: only a failed or dead job",
+        ],
+    );
 
     work.stop().await;
     sched.stop().await;
@@ -199,13 +203,19 @@ async fn dead_letters_are_listed_and_retried_and_watch_exits_non_zero() {
     // Retrying consumed the dead letter: the original job's cannot be retried twice.
     ctl(url, &["jobs", "retry", &id])
         .await
-        .fails(1, &["not found: dead letter"]);
+        .fails(1, &["is dead and its dead letter is gone"]);
     // The retry fails again (same payload); `jobs retry <job>` finds its new dead letter.
     ctl(url, &["jobs", "watch", &new_id])
         .await
         .fails(1, &["ended dead: smtp down"]);
     let third = json(url, &["jobs", "retry", &new_id]).await;
-    let third = third["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        third["job"]["retried_from_dead_letter_id"]
+            .as_str()
+            .map(|d| !d.is_empty()),
+        Some(true)
+    );
+    let third = third["job"]["id"].as_str().unwrap().to_owned();
     ctl(url, &["jobs", "watch", &third])
         .await
         .fails(1, &["ended dead"]);

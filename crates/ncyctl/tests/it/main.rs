@@ -7,5 +7,6 @@ mod cli;
 mod errors_cli;
 mod health_cli;
 mod jobs_cli;
+mod jobs_control_cli;
 mod realtime_cli;
 mod support;
