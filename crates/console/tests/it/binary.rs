@@ -1,7 +1,9 @@
 //! The `ncy-console` binary as a process: bad configuration exits 64 naming the setting, a good
-//! one serves until SIGTERM and exits 0, and `hash-password` prints a hash the users file takes.
+//! one serves until SIGTERM and exits 0 (its log holding one audit line per sign-in, action and
+//! sign-out, and no password), and `hash-password` prints a hash the users file takes.
 use std::{
     io::Write,
+    net::SocketAddr,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -10,9 +12,9 @@ use argon2::{
     Argon2,
     password_hash::{PasswordVerifier, phc::PasswordHash},
 };
-use ncy_testkit::{ChildService, assert_eventually, free_port, http_get, run_to_exit, set_env};
+use ncy_testkit::{assert_eventually, free_port, http_get, run_to_exit, set_env};
 
-use crate::support::{Backbone, console_env, users_toml};
+use crate::support::{Backbone, Browser, OPERATOR, Origin, console_env, users_toml};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ncy-console");
 
@@ -68,25 +70,101 @@ async fn bad_configuration_exits_64_naming_the_setting() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn serves_until_sigterm_then_exits_0() -> anyhow::Result<()> {
+async fn serves_until_sigterm_then_exits_0_with_an_audit_trail() -> anyhow::Result<()> {
     let backbone = Backbone::start().await?;
     let dir = tempfile::tempdir()?;
     let mut env = console_env(backbone.addr, &dir)?;
     let (http, admin) = (free_port(), free_port());
     set_env(&mut env, "NCY_CONSOLE_ADDR", &format!("127.0.0.1:{http}"));
     set_env(&mut env, "NCY_ADMIN_ADDR", &format!("127.0.0.1:{admin}"));
-    let child = ChildService::start(BINARY, &env)?;
-    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
+    set_env(&mut env, "RUST_LOG", "warn,audit=info");
+    let child = Command::new(BINARY)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
     assert_eventually(
         "/readyz answers 200",
         Duration::from_secs(20),
         || async move { matches!(http_get(admin, "/readyz").await, Ok((200, _))) },
     )
     .await;
-    let (code, _) = http_get(std::net::SocketAddr::from(([127, 0, 0, 1], http)), "/login").await?;
+    let (code, metrics) = http_get(admin, "/metrics").await?;
     assert_eq!(code, 200);
-    let status = child.terminate(Duration::from_secs(15)).await?;
-    assert!(status.success(), "clean exit on SIGTERM, got {status}");
+    assert!(
+        !metrics.contains("redis"),
+        "the console has no Redis: {metrics}"
+    );
+
+    let mut browser = Browser::new(SocketAddr::from(([127, 0, 0, 1], http)));
+    assert_eq!(
+        browser.login(OPERATOR.0, "a wrong password").await?.status,
+        401
+    );
+    assert_eq!(browser.login(OPERATOR.0, OPERATOR.1).await?.status, 303);
+    let paused = browser
+        .post("/queues/email/pause", &[], Origin::Console)
+        .await?;
+    assert_eq!(paused.status, 303);
+    assert_eq!(
+        browser.post("/logout", &[], Origin::Console).await?.status,
+        303
+    );
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?
+            .success()
+    );
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    assert!(
+        output.status.success(),
+        "clean exit on SIGTERM, got {}",
+        output.status
+    );
+
+    let logs = String::from_utf8(output.stdout)?;
+    assert!(
+        !logs.contains("a wrong password") && !logs.contains(OPERATOR.1),
+        "no password logged"
+    );
+    let audit: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "audit")
+        .collect();
+    let seen: Vec<(String, String, String)> = audit
+        .iter()
+        .map(|l| {
+            let field = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+            (field("user"), field("action"), field("outcome"))
+        })
+        .collect();
+    let expected = [
+        (OPERATOR.0, "login", "refused"),
+        (OPERATOR.0, "login", "ok"),
+        (OPERATOR.0, "pause_queue", "paused"),
+        (OPERATOR.0, "logout", "ok"),
+    ];
+    for (user, action, outcome) in expected {
+        assert!(
+            seen.iter()
+                .any(|(u, a, o)| u == user && a == action && o == outcome),
+            "{user} {action} {outcome} in {seen:?}"
+        );
+    }
+    let pause = audit
+        .iter()
+        .find(|l| l["action"] == "pause_queue")
+        .ok_or_else(|| anyhow::anyhow!("no pause line"))?;
+    assert_eq!(pause["queue"], "email");
+    assert_eq!(pause["role"], "operator");
     backbone.stop().await
 }
 

@@ -10,3 +10,4 @@ mod binary;
 mod live;
 mod pages;
 mod support;
+mod upstream;

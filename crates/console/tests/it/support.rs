@@ -61,9 +61,17 @@ pub struct Backbone {
 impl Backbone {
     /// A scheduler with the test job types, under a fresh key prefix; no worker (jobs stay put).
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`Backbone::start`] with `extra` scheduler settings on top.
+    pub async fn start_with(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut env = service_env(&unique_prefix(), None);
         set_env(&mut env, "NCY_JOBS_TEST_JOB_TYPES", "true");
         set_env(&mut env, "NCY_CRON_INSTALL_DEFAULTS", "false");
+        for (k, v) in extra {
+            set_env(&mut env, k, v);
+        }
         let app = job_scheduler::Application::build(job_scheduler::Settings::load(&env_of(&env))?)
             .await?;
         let addr = app.local_addrs().grpc;
