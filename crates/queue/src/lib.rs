@@ -13,6 +13,7 @@ mod client;
 pub mod config;
 mod consumer;
 pub mod cron;
+mod cron_expr;
 mod engine;
 pub mod error;
 pub mod ids;
