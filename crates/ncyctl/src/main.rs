@@ -17,6 +17,7 @@ mod jobs_control;
 mod jobs_watch;
 mod realtime;
 mod rpc;
+mod schedules;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,7 +49,7 @@ enum Command {
     /// The dead-letter queue: list, retry, delete (job-scheduler).
     Dlq(jobs::DlqArgs),
     /// Recurring (cron) jobs: list, set, delete, trigger, pause, resume (job-scheduler).
-    Schedules(jobs::SchedulesArgs),
+    Schedules(schedules::SchedulesArgs),
     /// Cache entries, invalidation, rate limits, sessions and stats (cache-gateway, NCY_CACHE_ADDR).
     Cache(cache::CacheArgs),
     /// Send to rooms, presence, stats and domain events (realtime-gateway, NCY_REALTIME_ADDR).
@@ -84,7 +85,7 @@ fn main() -> ExitCode {
             Command::Queues(args) => jobs::queues(args, cli.json).await,
             Command::Jobs(args) => jobs::jobs(args, cli.json).await,
             Command::Dlq(args) => jobs::dlq(args, cli.json).await,
-            Command::Schedules(args) => jobs::schedules(args, cli.json).await,
+            Command::Schedules(args) => schedules::schedules(args, cli.json).await,
             Command::Cache(args) => cache::run(args, cli.json).await,
             Command::Realtime(args) => realtime::run(args, cli.json).await,
         }
