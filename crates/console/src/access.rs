@@ -80,19 +80,31 @@ pub struct Subject<'a> {
     pub dead_letter_id: Option<&'a str>,
 }
 
-/// Writes one audit line.
+/// Writes one audit line. Values that came from a request (a name typed at sign-in, ids from
+/// the URL) are cut to 128 characters with control characters replaced, so no line of the text
+/// log format can be forged or flooded through them.
 pub fn audit(user: &str, role: &str, action: &'static str, subject: &Subject<'_>, outcome: &str) {
+    let user = loggable(user);
+    let outcome = loggable(outcome);
     tracing::info!(
         target: "audit",
-        user,
+        user = %user,
         role,
         action,
-        queue = subject.queue.unwrap_or(""),
-        job_id = subject.job_id.unwrap_or(""),
-        dead_letter_id = subject.dead_letter_id.unwrap_or(""),
-        outcome,
+        queue = %loggable(subject.queue.unwrap_or("")),
+        job_id = %loggable(subject.job_id.unwrap_or("")),
+        dead_letter_id = %loggable(subject.dead_letter_id.unwrap_or("")),
+        outcome = %outcome,
         "console {action}: {outcome}"
     );
+}
+
+/// `text` safe for one log line: at most 128 characters, control characters as `?`.
+pub fn loggable(text: &str) -> String {
+    text.chars()
+        .take(128)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// The outcome text of an action that a service refused or failed.
@@ -198,6 +210,13 @@ pub fn safe_next(next: Option<&str>) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_values_stay_on_one_line() {
+        assert_eq!(loggable("ana"), "ana");
+        assert_eq!(loggable("ana\n{\"forged\":1}\r"), "ana?{\"forged\":1}?");
+        assert_eq!(loggable(&"x".repeat(500)).len(), 128);
+    }
 
     #[test]
     fn next_stays_on_this_site() {
