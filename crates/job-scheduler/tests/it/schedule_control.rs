@@ -2,7 +2,7 @@
 //! run is a job of its own beside the ticks; a schedule paused on one replica fires no tick on
 //! another (told without a sleep: a schedule firing every second beside it is the clock), keeps its
 //! pause through an upsert, and once resumed fires from its next tick on, not the ticks it missed
-//! while paused (an hourly schedule left three hours behind, against one never paused); bad names
+//! while paused (a daily schedule left three days behind, against one never paused); bad names
 //! and unknown schedules.
 use std::time::Duration;
 
@@ -289,49 +289,49 @@ async fn a_resumed_schedule_does_not_fire_the_ticks_it_missed_while_paused() -> 
         ],
     )
     .await?;
-    for name in ["hourly-paused", "hourly-running"] {
-        a.upsert_schedule(schedule(name, "0 * * * *")).await?;
+    // Daily, twelve hours from now: the latest tick was twelve hours ago, the next is as far away,
+    // so no tick falls due while the test runs.
+    let hour = (ncy_queue::now_ms() / 3_600_000 + 12) % 24;
+    let daily = format!("0 {hour} * * *");
+    for name in ["daily-paused", "daily-running"] {
+        a.upsert_schedule(schedule(name, &daily)).await?;
     }
     a.upsert_schedule(schedule("clock", "*/1 * * * * *"))
         .await?;
     a.pause_schedule(pb::PauseScheduleRequest {
-        name: "hourly-paused".into(),
+        name: "daily-paused".into(),
     })
     .await?;
-    // Both last fired three hours ago: the paused one missed its ticks while paused, the other
+    // Both last fired three days ago: the paused one missed its ticks while paused, the other
     // while no scheduler ran (FIRE_ONCE fires the latest once).
     let keys = ncy_types::KeySpace::new(prefix.clone())?;
     let mut conn = redis::Client::open(ncy_testkit::redis_url())?
         .get_multiplexed_async_connection()
         .await?;
-    let three_hours_ago = ncy_queue::now_ms() - 3 * 3_600_000;
+    let three_days_ago = ncy_queue::now_ms() - 3 * 86_400_000;
     let _: () = redis::pipe()
-        .hset(keys.schedule_last_fired(), "hourly-paused", three_hours_ago)
-        .hset(
-            keys.schedule_last_fired(),
-            "hourly-running",
-            three_hours_ago,
-        )
+        .hset(keys.schedule_last_fired(), "daily-paused", three_days_ago)
+        .hset(keys.schedule_last_fired(), "daily-running", three_days_ago)
         .query_async(&mut conn)
         .await?;
     let resumed_from = ncy_queue::now_ms();
     a.resume_schedule(pb::ResumeScheduleRequest {
-        name: "hourly-paused".into(),
+        name: "daily-paused".into(),
     })
     .await?;
     let (b, rb) = start(&prefix, &[("NCY_CRON_INSTALL_DEFAULTS", "false")]).await?;
     fires_after(&b, "clock", resumed_from + 1_000).await;
     assert_eq!(
-        fired(&mut a, "hourly-running").await?.len(),
+        fired(&mut a, "daily-running").await?.len(),
         1,
         "the schedule never paused fires its missed tick"
     );
     assert!(
-        fired(&mut a, "hourly-paused").await?.is_empty(),
+        fired(&mut a, "daily-paused").await?.is_empty(),
         "the resumed one waits for its next tick"
     );
-    let s = listed(&mut a, "hourly-paused").await?;
-    assert_eq!(s.last_run_at_ms, three_hours_ago);
+    let s = listed(&mut a, "daily-paused").await?;
+    assert_eq!(s.last_run_at_ms, three_days_ago);
     assert!(!s.paused && s.next_run_at_ms > resumed_from, "{s:?}");
     ra.stop(Duration::from_secs(10))
         .await
