@@ -148,6 +148,7 @@ impl Application {
         let cancel = state.cancel.clone();
         let readiness = Readiness::new(&[]);
         let prometheus = ncy_runtime::metrics::prometheus();
+        describe_metrics();
         tokio::spawn(ncy_runtime::metrics::upkeep(
             prometheus.clone(),
             ncy_runtime::metrics::UPKEEP_INTERVAL,
@@ -227,6 +228,49 @@ fn router(state: Arc<AppState>) -> Router {
         .layer(from_fn(middleware::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The HELP lines of the console's own series in `/metrics`.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "console_http_requests_total",
+        "Console HTTP requests by route template, method and status"
+    );
+    describe_histogram!(
+        "console_http_request_duration_seconds",
+        Unit::Seconds,
+        "Console HTTP request latency to the response head, by route template and method"
+    );
+    describe_gauge!(
+        "console_sse_clients",
+        "Server-Sent Events streams open, by stream (overview, job)"
+    );
+    describe_gauge!(
+        "console_overview_pollers",
+        "Overview pollers running (0 or 1 per instance: 1 while someone listens)"
+    );
+    describe_counter!(
+        "console_overview_polls_total",
+        "QueueStats calls made by the overview poller"
+    );
+    describe_counter!(
+        "console_upstream_errors_total",
+        "Failed gRPC calls to the services, by service and status code"
+    );
+    describe_counter!("console_logins_total", "Sign-ins by outcome (ok, refused)");
+    describe_counter!(
+        "console_sessions_refused_total",
+        "Session cookies refused, by reason"
+    );
+    describe_counter!(
+        "console_csrf_refused_total",
+        "State-changing requests refused as cross-site"
+    );
+    describe_counter!(
+        "console_users_file_errors_total",
+        "Times the users file could not be read or parsed while serving (the last good users kept)"
+    );
 }
 
 async fn not_found() -> ConsoleError {

@@ -225,6 +225,51 @@ async fn a_dead_letter_is_retried_as_a_new_job() -> anyhow::Result<()> {
         404,
         "retried already"
     );
+
+    // The new job fails for good too (one attempt): its letter is deleted, not retried.
+    let letter_of = |job: String| {
+        let jobs = backbone.jobs.clone();
+        async move {
+            let list = jobs
+                .clone()
+                .list_dead_letters(ncy_proto::jobs::v1::ListDeadLettersRequest {
+                    queue: "email".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            list.dead_letters
+                .into_iter()
+                .find(|d| d.job_id == job)
+                .map(|d| d.id)
+        }
+    };
+    assert_eventually(
+        "the retried job is a dead letter",
+        Duration::from_secs(30),
+        || {
+            let letter = letter_of(new_job.clone());
+            async move { letter.await.is_some() }
+        },
+    )
+    .await;
+    let second = letter_of(new_job.clone())
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no letter"))?;
+    let delete = format!("/dead/{}/delete", urlencode(&second));
+    assert_eq!(
+        viewer.post(&delete, &[], Origin::Console).await?.status,
+        403
+    );
+    let deleted = operator
+        .post(&delete, &[("queue", "email")], Origin::Console)
+        .await?;
+    assert_eq!(deleted.location(), Some("/dead?queue=email&done=deleted"));
+    assert!(letter_of(new_job.clone()).await.is_none(), "deleted");
+    let page = operator.get("/dead?queue=email&done=deleted").await?;
+    assert!(page.body.contains("Dead letter deleted."));
+    assert!(!page.body.contains(&format!("data-letter=\"{second}\"")));
     console.stop().await?;
     backbone.stop().await
 }
