@@ -164,10 +164,11 @@ impl Application {
             .into_future(),
         );
         let drain = CancellationToken::new();
+        let addr = listener.local_addr().ok();
         let server = axum::serve(listener, router(state))
             .with_graceful_shutdown(drain.clone().cancelled_owned())
             .into_future();
-        tracing::info!(service = SERVICE, "serving");
+        tracing::info!(service = SERVICE, addr = ?addr, "serving the console");
         let mut server = std::pin::pin!(server);
         let mut shutdown = std::pin::pin!(shutdown);
         let result = tokio::select! {

@@ -112,6 +112,24 @@ async fn pages_need_a_session_and_sign_in_sets_a_strict_cookie() -> anyhow::Resu
 }
 
 #[tokio::test]
+async fn behind_tls_the_cookie_is_secure_and_host_only() -> anyhow::Result<()> {
+    let backbone = Backbone::start().await?;
+    let console =
+        Console::start_with(backbone.addr, &[("NCY_CONSOLE_SECURE_COOKIE", "true")]).await?;
+    let mut browser = console.browser();
+    let page = browser.login(OPERATOR.0, OPERATOR.1).await?;
+    assert_eq!(page.status, 303);
+    let cookie = page.set_cookies().join("\n");
+    assert!(
+        cookie.starts_with("__Host-ncy_console=") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    console.stop().await?;
+    backbone.stop().await
+}
+
+#[tokio::test]
 async fn tampered_idle_and_outdated_sessions_are_refused() -> anyhow::Result<()> {
     let backbone = Backbone::start().await?;
     let console = Console::start(backbone.addr).await?;
