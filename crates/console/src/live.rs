@@ -119,7 +119,14 @@ impl OverviewHub {
     fn stop_if_unwatched(&self, sender: &watch::Sender<Option<Snapshot>>) -> bool {
         let mut state = self.lock();
         if sender.receiver_count() == 0 || self.cancel.is_cancelled() {
-            state.sender = None;
+            // Only this poller's own channel: a poller started since is left alone.
+            if state
+                .sender
+                .as_ref()
+                .is_some_and(|s| s.same_channel(sender))
+            {
+                state.sender = None;
+            }
             return true;
         }
         false
@@ -152,7 +159,7 @@ impl OverviewHub {
             };
             metrics::counter!("console_overview_polls_total").increment(1);
             let html = tokio::select! {
-                () = self.cancel.cancelled() => break,
+                () = self.cancel.cancelled() => continue, // stops at the check above
                 html = pages::overview::table_html(&self.jobs) => html,
             };
             sender.send_replace(Some(Snapshot {
@@ -160,7 +167,6 @@ impl OverviewHub {
                 html: html.into(),
             }));
         }
-        self.lock().sender = None;
         metrics::gauge!("console_overview_pollers").decrement(1.0);
         tracing::debug!("overview poller stopped");
     }
