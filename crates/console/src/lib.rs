@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod access;
 pub mod assets;
+pub mod boot;
 pub mod csrf;
 pub mod error;
 pub mod live;
