@@ -151,3 +151,22 @@ async fn a_job_page_follows_its_job_to_the_end() -> anyhow::Result<()> {
     console.stop().await?;
     backbone.stop().await
 }
+
+#[tokio::test]
+async fn a_live_stream_ends_when_its_session_expires() -> anyhow::Result<()> {
+    let backbone = Backbone::start().await?;
+    let console =
+        Console::start_with(backbone.addr, &[("NCY_CONSOLE_SESSION_IDLE_SECS", "5")]).await?;
+    let browser = console.signed_in(VIEWER).await?;
+    let mut stream = browser.events("/events/overview").await?;
+    let expired = loop {
+        let event = stream.next(WAIT).await?;
+        if event.name == "expired" {
+            break event;
+        }
+    };
+    assert_eq!(expired.data, "session expired");
+    assert!(stream.ends_within(WAIT).await, "and the stream ends");
+    console.stop().await?;
+    backbone.stop().await
+}
