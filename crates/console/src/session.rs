@@ -29,6 +29,10 @@ use crate::users::Role;
 /// The longest a session lives however often it is used: a work shift and some.
 pub const MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 
+/// How far in the future a session's times may be: replicas' clocks differ a little, and a
+/// session issued by one is used on another.
+pub const CLOCK_SKEW_SECS: u64 = 60;
+
 /// Domain separation: a MAC made for anything else with the same secret is no session.
 const MAC_CONTEXT: &[u8] = b"ncy-console-session-v1\n";
 
@@ -155,10 +159,11 @@ impl SessionKey {
             .decode(payload)
             .map_err(|_| Refused::Malformed)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| Refused::Malformed)?;
-        if claims.issued_at > now || now - claims.issued_at > MAX_AGE.as_secs() {
+        let future = |t: u64| t > now + CLOCK_SKEW_SECS;
+        if future(claims.issued_at) || now.saturating_sub(claims.issued_at) > MAX_AGE.as_secs() {
             return Err(Refused::TooOld);
         }
-        if claims.last_seen > now || now - claims.last_seen >= self.idle.as_secs() {
+        if future(claims.last_seen) || now.saturating_sub(claims.last_seen) >= self.idle.as_secs() {
             return Err(Refused::Idle);
         }
         Ok(claims)
@@ -248,7 +253,15 @@ mod tests {
         assert_eq!(k.open(&value, 1_000).unwrap(), claims);
         assert_eq!(k.open(&value, 1_059).unwrap(), claims);
         assert_eq!(k.open(&value, 1_060), Err(Refused::Idle));
-        assert_eq!(k.open(&value, 999), Err(Refused::TooOld), "from the future");
+        assert!(
+            k.open(&value, 1_000 - CLOCK_SKEW_SECS).is_ok(),
+            "another replica's clock"
+        );
+        assert_eq!(
+            k.open(&value, 999 - CLOCK_SKEW_SECS),
+            Err(Refused::TooOld),
+            "from the future"
+        );
     }
 
     #[test]
