@@ -177,9 +177,7 @@ pub async fn retry(
     let form = form.map(|f| f.0).unwrap_or_default();
     let subject = Subject {
         dead_letter_id: Some(&id),
-        queue: Some(&form.queue)
-            .filter(|q| !q.is_empty())
-            .map(String::as_str),
+        queue: (!form.queue.is_empty()).then_some(form.queue.as_str()),
         ..Subject::default()
     };
     user.require_operator("retry_dead_letter", &subject)?;
@@ -221,9 +219,7 @@ pub async fn delete(
     let form = form.map(|f| f.0).unwrap_or_default();
     let subject = Subject {
         dead_letter_id: Some(&id),
-        queue: Some(&form.queue)
-            .filter(|q| !q.is_empty())
-            .map(String::as_str),
+        queue: (!form.queue.is_empty()).then_some(form.queue.as_str()),
         ..Subject::default()
     };
     user.require_operator("delete_dead_letter", &subject)?;
