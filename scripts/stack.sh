@@ -2,7 +2,8 @@
 # scripts/stack.sh — local development stack (used by `make run` / `make stop`).
 #
 #   scripts/stack.sh up      deps (scripts/deps.sh up), cargo build --bins, ncyctl db migrate +
-#                            seed, start the four services in the background, wait until healthy
+#                            seed, start the four services and the console in the background, wait
+#                            until healthy
 #   scripts/stack.sh down    stop the services by recorded PID, then scripts/deps.sh down
 #   scripts/stack.sh status  running / health of each service
 #
@@ -15,7 +16,10 @@
 #     NCY_JOB_SCHEDULER_GRPC_ADDR [127.0.0.1:50052]     NCY_JOB_SCHEDULER_ADMIN_ADDR [127.0.0.1:9102]
 #     NCY_WORKER_GRPC_ADDR [127.0.0.1:50053]            NCY_WORKER_ADMIN_ADDR [127.0.0.1:9103]
 #     NCY_REALTIME_GATEWAY_GRPC_ADDR [127.0.0.1:50054]  NCY_REALTIME_GATEWAY_ADMIN_ADDR [127.0.0.1:9104]
+#     NCY_CONSOLE_ADMIN_ADDR [127.0.0.1:9105] (the console has no gRPC port: its health is /readyz)
 #     NCY_WS_ADDR [127.0.0.1:8080] (realtime-gateway's WebSocket listener)
+#     NCY_CONSOLE_ADDR [127.0.0.1:8090] (the operator console's pages; dev logins made on first start
+#                      in .run/console-users.toml, printed with the table)
 #   STACK_READY_TIMEOUT [60] seconds to wait for all services to report SERVING
 #   NCY_API_KEYS_FILE [.run/api-keys.toml, made on first start with one all-scopes dev key, printed
 #                      with the table; ncyctl reads it from NCY_API_KEY]
@@ -25,17 +29,18 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="$ROOT/.run"
 LOGS="$RUN/logs"
-SERVICES=(cache-gateway job-scheduler worker realtime-gateway)
+SERVICES=(cache-gateway job-scheduler worker realtime-gateway ncy-console)
 declare -A GRPC ADMIN
-declare -A DEF_GRPC=([cache-gateway]=127.0.0.1:50051 [job-scheduler]=127.0.0.1:50052 [worker]=127.0.0.1:50053 [realtime-gateway]=127.0.0.1:50054)
-declare -A DEF_ADMIN=([cache-gateway]=127.0.0.1:9101 [job-scheduler]=127.0.0.1:9102 [worker]=127.0.0.1:9103 [realtime-gateway]=127.0.0.1:9104)
+declare -A DEF_GRPC=([cache-gateway]=127.0.0.1:50051 [job-scheduler]=127.0.0.1:50052 [worker]=127.0.0.1:50053 [realtime-gateway]=127.0.0.1:50054 [ncy-console]=)
+declare -A DEF_ADMIN=([cache-gateway]=127.0.0.1:9101 [job-scheduler]=127.0.0.1:9102 [worker]=127.0.0.1:9103 [realtime-gateway]=127.0.0.1:9104 [ncy-console]=127.0.0.1:9105)
 for s in "${SERVICES[@]}"; do
-  v="NCY_${s^^}"; v=${v//-/_}
+  v="NCY_${s#ncy-}"; v=${v^^}; v=${v//-/_}
   g="${v}_GRPC_ADDR"; a="${v}_ADMIN_ADDR"
   GRPC[$s]=${!g:-${DEF_GRPC[$s]}}
   ADMIN[$s]=${!a:-${DEF_ADMIN[$s]}}
 done
 WS_ADDR=${NCY_WS_ADDR:-127.0.0.1:8080}
+CONSOLE_ADDR=${NCY_CONSOLE_ADDR:-127.0.0.1:8090}
 READY_TIMEOUT=${STACK_READY_TIMEOUT:-60}
 
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
@@ -77,10 +82,23 @@ svc_pid() {
   printf '%s\n' "$pid"
 }
 
-health() { # $1 = service; exit 0 when it answers SERVING
+# exit 0 when GET /readyz at host:port $1 answers 200 (bash's /dev/tcp: no curl needed)
+http_ready() (
+  local host=${1%:*} port=${1##*:} line
+  case $host in ''|0.0.0.0) host=127.0.0.1 ;; esac
+  exec 3<>"/dev/tcp/$host/$port" || exit 1
+  printf 'GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+  IFS= read -r -t 5 line <&3 || exit 1
+  [[ $line == *" 200 "* ]]
+) 2>/dev/null
+
+health() { # $1 = service; exit 0 when it answers SERVING (the console: /readyz 200)
+  if [[ -z ${GRPC[$1]} ]]; then http_ready "${ADMIN[$1]}"; return; fi
   [[ -x $BIN/ncyctl ]] || return 1
   timeout 5 "$BIN/ncyctl" health --addr "$(dial_url http "${GRPC[$1]}")" >/dev/null 2>&1
 }
+
+grpc_url() { if [[ -n ${GRPC[$1]} ]]; then dial_url http "${GRPC[$1]}"; else printf '(none)'; fi; }
 
 need_cargo() {
   if ! command -v cargo >/dev/null 2>&1 && [[ -f ${HOME:-/nonexistent}/.cargo/env ]]; then
@@ -95,9 +113,19 @@ start_svc() {
   local s=$1 pid env=()
   if pid=$(svc_pid "$s"); then say "stack: $s already running (pid $pid)"; return 0; fi
   [[ -x $BIN/$s ]] || die "binary $(rel "$BIN/$s") not found after cargo build"
-  env=("NCY_GRPC_ADDR=${GRPC[$s]}" "NCY_ADMIN_ADDR=${ADMIN[$s]}")
+  env=("NCY_ADMIN_ADDR=${ADMIN[$s]}")
+  if [[ -n ${GRPC[$s]} ]]; then env+=("NCY_GRPC_ADDR=${GRPC[$s]}"); fi
   if [[ $s == realtime-gateway ]]; then env+=("NCY_WS_ADDR=$WS_ADDR"); fi
-  printf '=== %s starting %s (%s)\n' "$(date '+%F %T')" "$s" "${env[*]}" >>"$LOGS/$s.log"
+  if [[ $s == ncy-console ]]; then
+    env+=("NCY_CONSOLE_ADDR=$CONSOLE_ADDR" "NCY_CONSOLE_JOBS_URL=$(dial_url http "${GRPC[job-scheduler]}")"
+      "NCY_CONSOLE_USERS_FILE=$RUN/console-users.toml" "NCY_CONSOLE_SESSION_SECRET=$(cat "$RUN/console-session-secret")")
+    if [[ $NCY_API_KEYS_FILE == "$RUN/api-keys.toml" ]]; then env+=("NCY_CONSOLE_API_KEY=$(dev_api_key)"); fi
+  fi
+  local shown=() e
+  for e in "${env[@]}"; do
+    case ${e%%=*} in *SECRET*|*API_KEY*) shown+=("${e%%=*}=<hidden>") ;; *) shown+=("$e") ;; esac
+  done
+  printf '=== %s starting %s (%s)\n' "$(date '+%F %T')" "$s" "${shown[*]}" >>"$LOGS/$s.log"
   if [[ $s != realtime-gateway ]]; then env=(-u NCY_WS_ADDR "${env[@]}"); fi
   nohup env "${env[@]}" "$BIN/$s" >>"$LOGS/$s.log" 2>&1 </dev/null &
   pid=$!
@@ -152,6 +180,26 @@ KEYS
   fi
 }
 
+# The console's logins on a laptop: an operator and a viewer with random passwords (kept in
+# .run/console-logins.txt to be printed again), and the key that signs its session cookies.
+dev_console() {
+  if [[ ! -s $RUN/console-session-secret ]]; then
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$RUN/console-session-secret")
+  fi
+  [[ -s $RUN/console-users.toml && -s $RUN/console-logins.txt ]] && return 0
+  local name role password hash users="" logins=""
+  for name in admin viewer; do
+    role=operator; [[ $name == viewer ]] && role=viewer
+    password=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+    hash=$(printf '%s' "$password" | "$BIN/ncy-console" hash-password) || die "ncy-console hash-password failed"
+    users+=$(printf '[[users]]\nname = "%s"\nrole = "%s"\npassword_hash = "%s"\n\n' "$name" "$role" "$hash")$'\n'
+    logins+="$name / $password ($role)"$'\n'
+  done
+  (umask 077 && printf '# Made by make run for this laptop only. Production: docs/operations.md#console.\n%s' "$users" >"$RUN/console-users.toml" \
+    && printf '%s' "$logins" >"$RUN/console-logins.txt")
+  say "stack: made development console logins in $(rel "$RUN/console-users.toml")"
+}
+
 dev_api_key() { sed -n 's/^secret = "\(.*\)"$/\1/p' "$RUN/api-keys.toml" 2>/dev/null | head -n 1; }
 
 print_table() {
@@ -163,10 +211,12 @@ print_table() {
   for s in "${SERVICES[@]}"; do
     local admin; admin=$(dial_url http "${ADMIN[$s]}")
     # shellcheck disable=SC2059
-    printf "$fmt" "$s" "$(dial_url http "${GRPC[$s]}")" "$admin/metrics  $admin/healthz  $admin/readyz"
+    printf "$fmt" "$s" "$(grpc_url "$s")" "$admin/metrics  $admin/healthz  $admin/readyz"
   done
   # shellcheck disable=SC2059
   printf "$fmt" "" "WebSocket" "$(dial_url ws "$WS_ADDR") (realtime-gateway)"
+  # shellcheck disable=SC2059
+  printf "$fmt" "" "console" "$(dial_url http "$CONSOLE_ADDR")  login $(head -n 1 "$RUN/console-logins.txt" 2>/dev/null), all in $(rel "$RUN/console-logins.txt")"
   say ""
   say "logs:  $(rel "$LOGS")/<service>.log     health: $(rel "$BIN")/ncyctl health --addr $(dial_url http "${GRPC[cache-gateway]}")"
   if [[ $NCY_API_KEYS_FILE == "$RUN/api-keys.toml" ]]; then
@@ -194,6 +244,7 @@ stack_up() {
   fi
   mkdir -p "$LOGS"
   dev_api_keys
+  dev_console
   local s
   for s in "${SERVICES[@]}"; do start_svc "$s"; done
   wait_ready
@@ -239,7 +290,7 @@ stack_status() {
     else hl="not serving"; rc=1
     fi
     # shellcheck disable=SC2059
-    printf "$fmt" "$s" "$run" "$(dial_url http "${GRPC[$s]}")" "$hl"
+    printf "$fmt" "$s" "$run" "$(grpc_url "$s")" "$hl"
   done
   bash "$ROOT/scripts/deps.sh" status || rc=1
   return "$rc"

@@ -1,4 +1,4 @@
-//! The `ncy-console` binary: serve the console until SIGTERM/SIGINT (see `console::boot`), or,
+//! The `ncy-console` binary: serve the console until SIGTERM/SIGINT (see `ncy_console::boot`), or,
 //! as `ncy-console hash-password`, turn a password read from stdin into the argon2 PHC hash the
 //! users file takes.
 use std::io::{BufRead, IsTerminal};
@@ -9,7 +9,7 @@ use ncy_runtime::settings::CONFIG_EXIT_CODE;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        None => console::boot::serve_process(),
+        None => ncy_console::boot::serve_process(),
         Some("hash-password") if args.len() == 1 => hash_password(),
         Some(_) => {
             eprintln!(
@@ -36,7 +36,7 @@ fn hash_password() -> ExitCode {
         eprintln!("ncy-console: empty password");
         return ExitCode::from(CONFIG_EXIT_CODE);
     }
-    match console::users::hash_password(password) {
+    match ncy_console::users::hash_password(password) {
         Ok(hash) => {
             println!("{hash}");
             ExitCode::SUCCESS

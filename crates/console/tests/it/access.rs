@@ -3,7 +3,7 @@
 //! actions, and the headers every response carries.
 use std::time::Duration;
 
-use console::session::{Claims, SessionKey, now_secs};
+use ncy_console::session::{Claims, SessionKey, now_secs};
 use secrecy::SecretString;
 
 use crate::support::{Backbone, Console, OPERATOR, Origin, SECRET, VIEWER, users_toml};

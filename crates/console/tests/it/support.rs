@@ -8,7 +8,7 @@ use argon2::{
     Algorithm, Argon2, Params, Version,
     password_hash::{PasswordHasher, phc::PasswordHash},
 };
-use console::{Application, Settings, live::OverviewHub};
+use ncy_console::{Application, Settings, live::OverviewHub};
 use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
 use ncy_testkit::{InProcess, TestDatabase, env_of, service_env, set_env, unique_prefix};
 use tonic::transport::Channel;
