@@ -199,6 +199,9 @@ impl JobRecord {
 #[derive(Debug, Clone)]
 pub struct FetchedJob {
     pub id: String,
+    /// The stored type name, as text: the engine runs any type, and a name this build does not
+    /// know (enqueued by a newer scheduler) must reach the worker, whose registry parses it once
+    /// into a `JobType` and dead-letters what it has no processor for.
     pub job_type: String,
     pub data: String,
     /// Attempts started, this one included.
