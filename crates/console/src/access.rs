@@ -7,7 +7,7 @@
 //! again with a new last-use time (the idle timeout slides).
 //!
 //! Every action and every sign-in and sign-out writes one log line with `target = "audit"`:
-//! who, their role, what, which queue / job / dead letter, and the outcome.
+//! who, their role, what, which queue / job / dead letter / schedule, and the outcome.
 use std::sync::Arc;
 
 use axum::{
@@ -67,6 +67,20 @@ impl CurrentUser {
     pub fn audit(&self, action: &'static str, subject: &Subject<'_>, outcome: &str) {
         audit(&self.name, self.role.as_str(), action, subject, outcome);
     }
+
+    /// Audits the failure of an action and hands it on; a success is audited by the caller,
+    /// which knows what was done.
+    pub fn audit_failure<T>(
+        &self,
+        action: &'static str,
+        subject: &Subject<'_>,
+        result: Result<T, ConsoleError>,
+    ) -> Result<T, ConsoleError> {
+        if let Err(e) = &result {
+            self.audit(action, subject, &failed_outcome(e));
+        }
+        result
+    }
 }
 
 /// What an action was about.
@@ -78,6 +92,8 @@ pub struct Subject<'a> {
     pub job_id: Option<&'a str>,
     /// The dead letter.
     pub dead_letter_id: Option<&'a str>,
+    /// The schedule.
+    pub schedule: Option<&'a str>,
 }
 
 /// Writes one audit line. Values that came from a request (a name typed at sign-in, ids from
@@ -94,6 +110,7 @@ pub fn audit(user: &str, role: &str, action: &'static str, subject: &Subject<'_>
         queue = %loggable(subject.queue.unwrap_or("")),
         job_id = %loggable(subject.job_id.unwrap_or("")),
         dead_letter_id = %loggable(subject.dead_letter_id.unwrap_or("")),
+        schedule = %loggable(subject.schedule.unwrap_or("")),
         outcome = %outcome,
         "console {action}: {outcome}"
     );

@@ -6,8 +6,9 @@
 //! of its own (sessions are signed cookies), so any number of console replicas can run too.
 //!
 //! Pages (`pages/`): the overview of every queue (live over Server-Sent Events, `live.rs`), a
-//! queue's jobs by state, one job (live), and the dead letters. Every read works without
-//! JavaScript; `static/console.js` only makes pages live and asks to confirm actions.
+//! queue's jobs by state, one job (live) with its actions, the dead letters, and the recurring
+//! schedules. Every read works without JavaScript; `static/console.js` only makes pages live and
+//! asks to confirm actions.
 //!
 //! Access: users and roles come from `NCY_CONSOLE_USERS_FILE` (`users.rs`); a signed session
 //! cookie (`session.rs`) is checked in front of every page (`access.rs`), every state-changing
@@ -202,17 +203,24 @@ impl Application {
 
 /// Every route of the console.
 fn router(state: Arc<AppState>) -> Router {
-    use pages::{dead, job, login, overview, queue};
+    use pages::{dead, job, job_actions, login, overview, queue, schedules};
     let signed_in = Router::new()
         .route("/", get(overview::page))
         .route("/queues/{queue}", get(queue::page))
         .route("/queues/{queue}/pause", post(queue::pause))
         .route("/queues/{queue}/resume", post(queue::resume))
         .route("/jobs/{id}", get(job::page))
-        .route("/jobs/{id}/cancel", post(job::cancel))
+        .route("/jobs/{id}/cancel", post(job_actions::cancel))
+        .route("/jobs/{id}/retry", post(job_actions::retry))
+        .route("/jobs/{id}/promote", post(job_actions::promote))
+        .route("/jobs/{id}/delete", post(job_actions::delete))
         .route("/dead", get(dead::page))
         .route("/dead/{id}/retry", post(dead::retry))
         .route("/dead/{id}/delete", post(dead::delete))
+        .route("/schedules", get(schedules::page))
+        .route("/schedules/{name}/run", post(schedules::run))
+        .route("/schedules/{name}/pause", post(schedules::pause))
+        .route("/schedules/{name}/resume", post(schedules::resume))
         .route("/events/overview", get(live::overview_events))
         .route("/events/jobs/{id}", get(live::job_events))
         .route_layer(from_fn_with_state(state.clone(), access::require_session));

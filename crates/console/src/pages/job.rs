@@ -1,25 +1,20 @@
 //! One job, `/jobs/{id}`: everything GetJob returns (payload and result as indented JSON, as
-//! text), a progress bar and state kept live by WatchJob (`live.rs`), and for operators Cancel
-//! while the job can still be cancelled.
+//! text), a progress bar and state kept live by WatchJob (`live.rs`), and for operators the
+//! buttons of the actions its state allows (`job_actions.rs`): Retry now, Promote, Cancel, Delete.
 use std::sync::Arc;
 
 use askama::Template;
 use axum::{
     Extension,
     extract::{Path, Query, State},
-    response::{Html, Redirect},
+    response::Html,
 };
-use ncy_proto::jobs::v1::{BackoffType, CancelJobRequest, GetJobRequest, Job, JobEvent, JobState};
+use ncy_proto::jobs::v1::{BackoffType, GetJobRequest, Job, JobEvent, JobState};
 use serde::Deserialize;
 use tonic::Code;
 
 use super::{Nav, pretty_json, render, state_name, time, url_part};
-use crate::{
-    AppState,
-    access::{CurrentUser, Subject, failed_outcome},
-    error::ConsoleError,
-    upstream,
-};
+use crate::{AppState, access::CurrentUser, error::ConsoleError, upstream};
 
 /// The live part of the page: state, progress and the latest message.
 #[derive(Template)]
@@ -57,6 +52,11 @@ struct JobPage {
     /// Not terminal: the page subscribes to its events.
     watch: bool,
     cancellable: bool,
+    retryable: bool,
+    promotable: bool,
+    deletable: bool,
+    /// Still to run (the delete confirmation says it never will).
+    pending: bool,
     may_act: bool,
     backoff: String,
     payload: String,
@@ -83,8 +83,13 @@ fn terminal(state: i32) -> bool {
         .any(|s| *s as i32 == state)
 }
 
+/// States RetryJob acts on (a DEAD job is retried from its dead letter, as a new job).
+fn retryable(state: i32) -> bool {
+    state == JobState::Failed as i32 || state == JobState::Dead as i32
+}
+
 /// A job by id; an unknown or malformed id is a 404.
-async fn get(app: &AppState, id: &str) -> Result<Job, ConsoleError> {
+pub(super) async fn get(app: &AppState, id: &str) -> Result<Job, ConsoleError> {
     let answer = app
         .jobs
         .clone()
@@ -142,6 +147,13 @@ pub async fn page(
         Some("cancel-requested") => {
             Some("The job is running: it was asked to stop and becomes CANCELLED when it does.")
         }
+        Some("retried") if !job.retried_from_dead_letter_id.is_empty() => Some(
+            "Retried: this is a new job made from the dead job's dead letter (the dead job stays \
+             as it was).",
+        ),
+        Some("retried") => Some("Retried: the job is waiting to run again now."),
+        Some("promoted") => Some("Promoted: the job is waiting to run now."),
+        Some("triggered") => Some("Schedule run now: this is the job it enqueued."),
         _ => None,
     };
     let page = JobPage {
@@ -151,6 +163,10 @@ pub async fn page(
         live,
         watch: !terminal(job.state),
         cancellable: cancellable(job.state),
+        retryable: retryable(job.state),
+        promotable: job.state == JobState::Delayed as i32,
+        deletable: job.state != JobState::Active as i32,
+        pending: cancellable(job.state) && job.state != JobState::Active as i32,
         may_act: user.may_act(),
         backoff,
         payload: pretty_json(&job.payload_json),
@@ -166,50 +182,4 @@ pub async fn page(
         job,
     };
     render(&page)
-}
-
-/// `POST /jobs/{id}/cancel`.
-pub async fn cancel(
-    State(app): State<Arc<AppState>>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<String>,
-) -> Result<Redirect, ConsoleError> {
-    let subject = Subject {
-        job_id: Some(&id),
-        ..Subject::default()
-    };
-    user.require_operator("cancel_job", &subject)?;
-    let answer = app
-        .jobs
-        .clone()
-        .cancel_job(CancelJobRequest {
-            job_id: id.clone(),
-            reason: format!("cancelled from the console by {}", user.name),
-        })
-        .await;
-    let result = match answer {
-        Err(s) if matches!(s.code(), Code::NotFound | Code::InvalidArgument) => Err(
-            ConsoleError::NotFound(format!("There is no job with id {id:?}.")),
-        ),
-        other => upstream::jobs(other),
-    };
-    match result {
-        Ok(r) => {
-            let still_running = r.job.is_some_and(|j| j.state == JobState::Active as i32);
-            let done = if still_running {
-                "cancel-requested"
-            } else {
-                "cancelled"
-            };
-            user.audit("cancel_job", &subject, done);
-            Ok(Redirect::to(&format!(
-                "/jobs/{}?done={done}",
-                url_part(&id)
-            )))
-        }
-        Err(e) => {
-            user.audit("cancel_job", &subject, &failed_outcome(&e));
-            Err(e)
-        }
-    }
 }

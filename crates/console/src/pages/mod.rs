@@ -13,13 +13,15 @@ use crate::error::ConsoleError;
 
 pub mod dead;
 pub mod job;
+pub mod job_actions;
 pub mod login;
 pub mod overview;
 pub mod queue;
+pub mod schedules;
 
 /// What the layout shows: the section, and who is signed in (absent on error pages and login).
 pub struct Nav {
-    /// `overview`, `dead`, `queue`, `job`, or empty.
+    /// `overview`, `dead`, `schedules`, `queue`, `job`, or empty.
     pub section: &'static str,
     /// The signed-in user.
     pub user: Option<NavUser>,

@@ -127,6 +127,7 @@ fn flash(done: Option<&str>) -> Option<&'static str> {
         "already-paused" => Some("The queue was already paused."),
         "resumed" => Some("Queue resumed."),
         "not-paused" => Some("The queue was not paused."),
+        "deleted" => Some("Job deleted."),
         _ => None,
     }
 }

@@ -9,5 +9,6 @@ mod actions;
 mod binary;
 mod live;
 mod pages;
+mod schedules;
 mod support;
 mod upstream;

@@ -102,12 +102,17 @@ impl Backbone {
         job_type: &str,
         payload: &str,
     ) -> anyhow::Result<String> {
-        let request = pb::EnqueueRequest {
+        self.enqueue_with(pb::EnqueueRequest {
             queue: queue.into(),
             job_type: job_type.into(),
             payload_json: payload.into(),
             ..Default::default()
-        };
+        })
+        .await
+    }
+
+    /// Enqueues `request`; the job's id.
+    pub async fn enqueue_with(&self, request: pb::EnqueueRequest) -> anyhow::Result<String> {
         Ok(self
             .jobs
             .clone()
@@ -115,6 +120,31 @@ impl Backbone {
             .await?
             .into_inner()
             .job_id)
+    }
+
+    /// The first page of `queue`'s jobs waiting to run.
+    pub async fn waiting(&self, queue: &str) -> anyhow::Result<Vec<pb::Job>> {
+        let request = pb::ListJobsRequest {
+            queue: queue.into(),
+            state: pb::JobState::Waiting as i32,
+            ..Default::default()
+        };
+        Ok(self
+            .jobs
+            .clone()
+            .list_jobs(request)
+            .await?
+            .into_inner()
+            .jobs)
+    }
+
+    /// Waits (up to 30 s) until job `id` is in `state`.
+    pub async fn reaches(&self, id: &str, state: pb::JobState) {
+        let what = format!("job {id} is {state:?}");
+        ncy_testkit::assert_eventually(&what, Duration::from_secs(30), || async move {
+            self.job(id).await.is_ok_and(|j| j.state() == state)
+        })
+        .await;
     }
 
     /// A job as the scheduler sees it.
