@@ -12,6 +12,8 @@
 //!   on its port for S3 outages.
 //! - [`TcpGate`]: a relay in front of a real server, closed and opened again for an outage that
 //!   leaves the server as it was.
+//! - [`chromium`]: a headless Chromium driven over the DevTools protocol, for tests of what runs
+//!   in a browser (skipped when none is installed, failed under `CI`).
 //! - [`assert_eventually`]: poll with a deadline instead of sleeping.
 //! - [`grpc_health`], [`http_get`]: what a probe or an operator would ask a running service.
 //!
@@ -19,6 +21,7 @@
 //! (an admin connection that may `CREATE DATABASE`, default `postgres://postgres@127.0.0.1:5432/postgres`).
 #![allow(clippy::unwrap_used)]
 
+pub mod chromium;
 mod database;
 mod gate;
 mod moto_server;

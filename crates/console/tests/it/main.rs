@@ -7,6 +7,7 @@
 mod access;
 mod actions;
 mod binary;
+mod browser;
 mod live;
 mod pages;
 mod schedules;

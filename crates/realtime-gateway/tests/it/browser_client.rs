@@ -7,13 +7,14 @@
 //! instance (project messages and the job's progress, in the user's room) arrives in the page after
 //! it reconnects by itself, in order and once, then live messages do.
 //!
-//! Chromium is Debian's `chromium` (`scripts/deps.sh up` installs it), driven over CDP (the
-//! `chromium` module). Without it the test is skipped with a message, or fails when `CI` is set.
+//! Chromium is Debian's `chromium` (`scripts/deps.sh up` installs it), driven over CDP
+//! (`ncy_testkit::chromium`). Without it the test is skipped with a message, or fails when `CI` is
+//! set.
 use std::net::SocketAddr;
 
+use ncy_testkit::chromium;
 use serde_json::{Value, json};
 
-use crate::chromium;
 use crate::support::{Fixture, send_project, send_user};
 
 const PAGE: &str = include_str!("fixtures/browser_page.html");

@@ -1,25 +1,30 @@
-//! Headless Chromium for the browser test of the JavaScript client, driven over the Chrome DevTools
-//! Protocol (CDP) with tokio-tungstenite: no Node, no Playwright.
+//! Headless Chromium for the tests that need a real browser (the realtime gateway's JavaScript
+//! client, the console's pages), driven over the Chrome DevTools Protocol (CDP) with
+//! tokio-tungstenite: no Node, no Playwright.
 //!
 //! [`Chromium::launch`] starts the Debian `chromium` binary with a fresh profile in a temporary
 //! directory and `--remote-debugging-port=0`, and reads the port it picked from
 //! `<profile>/DevToolsActivePort`. Dropping it kills the browser by PID (also when a test panics)
 //! and removes the profile. [`Chromium::open_page`] opens a tab on its own CDP connection
-//! (`Target.createTarget` + a flattened session) and returns a [`Page`], which reads what the page
-//! reports with `console.log("ncy-event <json>")` and evaluates expressions in it.
+//! (`Target.createTarget` + a flattened session) and returns a [`Page`] (see `page.rs` for what a
+//! test can do with it).
+//!
+//! [`binary_or_skip`] is how a test finds the browser: without one it is skipped with a note on
+//! stderr, or fails when `CI` is set (CI installs it).
+
+mod page;
 
 use std::{
-    collections::VecDeque,
     io::Write,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
+use serde_json::json;
+use tokio_tungstenite::connect_async;
+
+pub use page::{Cookie, Page};
 
 /// How long to wait for the browser or the page.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -135,17 +140,12 @@ impl Chromium {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
-    /// Opens a tab on its own CDP connection and navigates it to `url`.
+    /// Opens a tab on its own CDP connection and navigates it to `url` (without waiting for the
+    /// page to load: see [`Page::wait_for`] and [`Page::goto`]).
     pub async fn open_page(&self, url: &str) -> Page {
         let endpoint = format!("ws://127.0.0.1:{}{}", self.port, self.browser_path);
         let (ws, _) = connect_async(endpoint).await.unwrap();
-        let mut page = Page {
-            ws,
-            session: None,
-            next_id: 0,
-            buffered: VecDeque::new(),
-            notes: VecDeque::new(),
-        };
+        let mut page = Page::new(ws);
         let target = page
             .call("Target.createTarget", json!({"url": "about:blank"}))
             .await;
@@ -155,7 +155,7 @@ impl Chromium {
                 json!({"targetId": target["targetId"], "flatten": true}),
             )
             .await;
-        page.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
+        page.attach(attached["sessionId"].as_str().unwrap());
         page.call("Runtime.enable", json!({})).await;
         page.call("Log.enable", json!({})).await;
         let nav = page.call("Page.navigate", json!({"url": url})).await;
@@ -173,129 +173,4 @@ impl Drop for Chromium {
         }
         let _ = self.child.wait();
     }
-}
-
-/// One tab, attached over its own CDP connection.
-pub struct Page {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    /// The flattened CDP session of the tab (None while talking to the browser target).
-    session: Option<String>,
-    next_id: u64,
-    /// Events read while waiting for a command's reply.
-    buffered: VecDeque<Value>,
-    /// The page's recent errors and other console output, shown when something times out.
-    notes: VecDeque<String>,
-}
-
-impl Page {
-    /// Sends a CDP command (to the tab's session once attached) and returns its result.
-    pub async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut frame = json!({"id": id, "method": method, "params": params});
-        if let Some(s) = &self.session {
-            frame["sessionId"] = json!(s);
-        }
-        self.ws
-            .send(Message::Text(frame.to_string().into()))
-            .await
-            .unwrap();
-        loop {
-            let msg = self.read(method).await;
-            if msg["id"] == id {
-                assert!(msg.get("error").is_none(), "CDP {method} failed: {msg}");
-                return msg["result"].clone();
-            }
-            self.buffered.push_back(msg);
-        }
-    }
-
-    /// Evaluates `expression` in the page and returns its value (JSON-serialisable results only).
-    pub async fn evaluate(&mut self, expression: &str) -> Value {
-        let r = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
-            )
-            .await;
-        assert!(
-            r.get("exceptionDetails").is_none(),
-            "evaluating {expression}: {r}"
-        );
-        r["result"]["value"].clone()
-    }
-
-    /// The next `ncy-event` the page logged that satisfies `pred`; earlier ones are skipped.
-    /// Panics after [`WAIT`], or at once when the page could not import the client.
-    pub async fn next(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let msg = match self.buffered.pop_front() {
-                Some(m) => m,
-                None => self.read(what).await,
-            };
-            self.note(&msg);
-            let Some(event) = page_event(&msg) else {
-                continue;
-            };
-            if let Some(err) = event.get("importFailed") {
-                panic!(
-                    "the page could not import /client.js: {err}\n{}",
-                    self.notes()
-                );
-            }
-            if pred(&event) {
-                return event;
-            }
-        }
-    }
-
-    async fn read(&mut self, what: &str) -> Value {
-        loop {
-            let next = match tokio::time::timeout(WAIT, self.ws.next()).await {
-                Ok(next) => next,
-                Err(_) => panic!("timed out waiting for {what}; page said:\n{}", self.notes()),
-            };
-            match next {
-                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-                Some(Ok(_)) => {}
-                other => panic!("CDP connection ended ({other:?}) waiting for {what}"),
-            }
-        }
-    }
-
-    /// Keeps what helps explain a failure: exceptions, log entries and stray console output.
-    fn note(&mut self, msg: &Value) {
-        let p = &msg["params"];
-        let line = match msg["method"].as_str() {
-            Some("Runtime.exceptionThrown") => {
-                let d = &p["exceptionDetails"];
-                format!("exception: {} {}", d["text"], d["exception"]["description"])
-            }
-            Some("Log.entryAdded") => format!(
-                "log {}: {} {}",
-                p["entry"]["level"], p["entry"]["text"], p["entry"]["url"]
-            ),
-            Some("Runtime.consoleAPICalled") => {
-                format!("console.{}: {}", p["type"], p["args"])
-            }
-            _ => return,
-        };
-        if self.notes.len() == 30 {
-            self.notes.pop_front();
-        }
-        self.notes.push_back(line);
-    }
-
-    fn notes(&self) -> String {
-        Vec::from(self.notes.clone()).join("\n")
-    }
-}
-
-/// `console.log("ncy-event <json>")` → the JSON.
-fn page_event(msg: &Value) -> Option<Value> {
-    if msg["method"] != "Runtime.consoleAPICalled" {
-        return None;
-    }
-    let text = msg["params"]["args"][0]["value"].as_str()?;
-    serde_json::from_str(text.strip_prefix("ncy-event ")?).ok()
 }
