@@ -396,7 +396,7 @@ pg_down() {
 
 in_ci() { [[ -n ${CI:-} && ${CI} != false && ${CI} != 0 ]]; }
 
-# The Chromium the tests use (same lookup as crates/realtime-gateway/tests/it/chromium.rs): NCY_CHROMIUM,
+# The Chromium the tests use (same lookup as crates/testkit/src/chromium/): NCY_CHROMIUM,
 # else chromium or chromium-browser on PATH.
 chromium_bin() {
   if [[ -n ${NCY_CHROMIUM:-} ]]; then

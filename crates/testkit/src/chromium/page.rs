@@ -194,6 +194,12 @@ impl Page {
     /// [`Page::answer_dialogs`]), else the page hangs and this panics after [`WAIT`].
     pub async fn click(&mut self, selector: &str) {
         let sel = serde_json::to_string(selector).unwrap();
+        // As a user would, wait for it to be there: a live fragment may be being replaced.
+        self.wait_for(
+            &format!("{selector} to click"),
+            &format!("document.querySelector({sel}) !== null"),
+        )
+        .await;
         let at = self
             .evaluate(&format!(
                 "(() => {{ const e = document.querySelector({sel}); if (!e) return null; \
