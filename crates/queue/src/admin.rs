@@ -8,7 +8,7 @@ use redis::{AsyncCommands, Value};
 use crate::engine::{BANDS, Engine, GROUP};
 use crate::error::{QueueError, Result};
 use crate::ids::{dead_letter_id, new_job_id, parse_dead_letter_id};
-use crate::job::{int, now_ms};
+use crate::job::{int, now_ms, text};
 use ncy_runtime::RedisConn;
 
 /// Counts of one queue.
@@ -83,6 +83,44 @@ impl Engine {
             .sum())
     }
 
+    /// When the oldest WAITING entry of `queue` was added (ms), 0 when none waits: per band, the
+    /// first entry after the consumer group's last delivered one (an entry up to it was handed to a
+    /// worker, so it is ACTIVE or done, not waiting). Two pipelined round trips.
+    async fn oldest_waiting(&self, conn: &mut RedisConn, queue: QueueName) -> Result<i64> {
+        let q = self.queue_keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for band in 0..BANDS {
+            pipe.cmd("XINFO").arg("GROUPS").arg(q.ready(band));
+        }
+        let groups: Vec<Value> = pipe.query_async(&mut *conn).await?;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (band, info) in (0..BANDS).zip(&groups) {
+            let from = last_delivered(info).map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+            pipe.cmd("XRANGE")
+                .arg(q.ready(band))
+                .arg(from)
+                .arg("+")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let firsts: Vec<Value> = pipe.query_async(&mut *conn).await?;
+        Ok(firsts
+            .iter()
+            .filter_map(|v| match v {
+                Value::Array(entries) => entries.first(),
+                _ => None,
+            })
+            .filter_map(|entry| match entry {
+                Value::Array(parts) => parts.first().map(text),
+                _ => None,
+            })
+            .filter_map(|id| id.split('-').next().and_then(|ms| ms.parse::<i64>().ok()))
+            .min()
+            .unwrap_or(0))
+    }
+
     /// Counts jobs by state (two pipelines).
     pub async fn stats(&self, queue: QueueName) -> Result<QueueStats> {
         let q = self.queue_keys(queue);
@@ -124,27 +162,7 @@ impl Engine {
                 .filter(|s| s.as_deref() == Some("failed"))
                 .count() as u64;
         }
-        let mut oldest = 0;
-        for band in (0..BANDS).rev() {
-            let first: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-                .arg(q.ready(band))
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await?;
-            if let Some((entry, _)) = first.first() {
-                let ms: i64 = entry
-                    .split('-')
-                    .next()
-                    .and_then(|m| m.parse().ok())
-                    .unwrap_or(0);
-                if oldest == 0 || ms < oldest {
-                    oldest = ms;
-                }
-            }
-        }
+        let oldest = self.oldest_waiting(&mut conn, queue).await?;
         let mut retry_after_ms = 0;
         let rate_used = n(base + 4);
         if let Some(limit) = self.queue_settings(queue).rate_limit {
@@ -161,13 +179,14 @@ impl Engine {
                     .max(1);
             }
         }
+        // Entries of cancelled jobs not yet passed by a fetch are not waiting.
+        let waiting = stream_total
+            .saturating_sub(active)
+            .saturating_sub(n(base + 6));
         Ok(QueueStats {
             queue: queue.as_str().to_owned(),
             paused: n(0) == 1,
-            // Entries of cancelled jobs not yet passed by a fetch are not waiting.
-            waiting: stream_total
-                .saturating_sub(active)
-                .saturating_sub(n(base + 6)),
+            waiting,
             delayed: delayed_all.saturating_sub(retries),
             active,
             completed: n(base + 1),
@@ -177,7 +196,8 @@ impl Engine {
             rate_used,
             retry_after_ms,
             workers: n(base + 5),
-            oldest_waiting_at_ms: oldest,
+            // A cancelled job's or a wake-up's entry is no waiting job.
+            oldest_waiting_at_ms: if waiting == 0 { 0 } else { oldest },
         })
     }
 
@@ -302,4 +322,26 @@ impl Engine {
     pub fn group(&self) -> &'static str {
         GROUP
     }
+}
+
+/// The `last-delivered-id` of the workers' group in an `XINFO GROUPS` reply (RESP2 flat pairs or
+/// RESP3 maps), if the group exists.
+fn last_delivered(info: &Value) -> Option<String> {
+    let Value::Array(groups) = info else {
+        return None;
+    };
+    groups.iter().find_map(|group| {
+        let pairs: Vec<(String, &Value)> = match group {
+            Value::Array(flat) => flat
+                .chunks(2)
+                .filter_map(|kv| Some((text(kv.first()?), kv.get(1)?)))
+                .collect(),
+            Value::Map(map) => map.iter().map(|(k, v)| (text(k), v)).collect(),
+            _ => return None,
+        };
+        let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| text(v));
+        (field("name").as_deref() == Some(GROUP))
+            .then(|| field("last-delivered-id"))
+            .flatten()
+    })
 }

@@ -384,3 +384,36 @@ async fn outcome_events_in_the_stream_are_json_with_every_field() -> anyhow::Res
     assert_eq!(stopped.owner_user_id, "");
     Ok(())
 }
+
+/// QueueStats' oldest WAITING time counts only jobs not yet handed out: an ACTIVE job's older
+/// entry, still in its band until it finishes, is not a waiting one.
+#[tokio::test]
+async fn the_oldest_waiting_time_ignores_active_jobs() -> anyhow::Result<()> {
+    let e = engine(&[]).await?;
+    let q = QueueName::Notification;
+    assert_eq!(
+        e.stats(q).await?.oldest_waiting_at_ms,
+        0,
+        "nothing enqueued"
+    );
+    let before = ncy_queue::now_ms();
+    e.enqueue(q, &[job(0), job(5)]).await?;
+    let stats = e.stats(q).await?;
+    assert_eq!(stats.waiting, 2);
+    assert!(
+        stats.oldest_waiting_at_ms >= before - 1000 && stats.oldest_waiting_at_ms > 0,
+        "{stats:?}"
+    );
+    assert_eq!(fetch(&e, 2).await?.len(), 2);
+    let stats = e.stats(q).await?;
+    assert_eq!((stats.waiting, stats.active), (0, 2), "{stats:?}");
+    assert_eq!(
+        stats.oldest_waiting_at_ms, 0,
+        "the active jobs' entries are not waiting"
+    );
+    e.enqueue(q, &[job(0)]).await?;
+    let stats = e.stats(q).await?;
+    assert_eq!(stats.waiting, 1);
+    assert!(stats.oldest_waiting_at_ms > 0, "{stats:?}");
+    Ok(())
+}
