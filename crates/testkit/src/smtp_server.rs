@@ -43,6 +43,35 @@ pub struct ReceivedEmail {
     pub raw: String,
 }
 
+impl ReceivedEmail {
+    /// Asserts that the message has links, and that every `href` of its HTML part and every URL of
+    /// its text part starts with `app`.
+    pub fn assert_links_point_at(&self, app: &str) {
+        let html = self
+            .html
+            .as_deref()
+            .expect("an HTML part")
+            .replace("&#x2f;", "/");
+        let text = self.text.as_deref().expect("a text part");
+        let hrefs: Vec<&str> = html
+            .split("href=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        let urls: Vec<&str> = text
+            .split_whitespace()
+            .filter(|w| w.contains("://"))
+            .collect();
+        assert!(
+            !hrefs.is_empty() && !urls.is_empty(),
+            "links: {html} {text}"
+        );
+        for link in hrefs.iter().chain(&urls) {
+            assert!(link.starts_with(app), "{link} in {html} {text}");
+        }
+    }
+}
+
 /// A running aiosmtpd server owned by one test; stopped (by its handle) when dropped.
 pub struct SmtpServer {
     /// Its port on 127.0.0.1.
