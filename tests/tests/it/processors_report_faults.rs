@@ -64,17 +64,7 @@ async fn a_report_for_a_user_outside_the_organization_is_dead_lettered_at_once_a
     ];
     for (payload, error) in cases {
         let id = enqueue(&mut c, report(&payload, 3)).await?;
-        wait_state(&c, &id, JobState::Dead, T).await;
-        let dead = get(&mut c, &id).await?;
-        assert_eq!(dead.attempts_made, 1, "no retry: {payload}");
-        assert_eq!(dead.last_error, error);
-        let letters = dead_letters(&mut c).await?;
-        let letter = letters
-            .iter()
-            .find(|l| l.job_id == id)
-            .ok_or_else(|| anyhow::anyhow!("no dead letter for {id}: {letters:?}"))?;
-        assert!(letter.non_retryable, "{letter:?}");
-        assert_eq!(letter.error, error);
+        assert_dead_at_once(&mut c, &id, &error).await?;
     }
     assert!(
         !files.path().join("reports").exists(),
@@ -113,15 +103,7 @@ async fn a_missing_project_is_dead_lettered_without_retries() -> anyhow::Result<
     let payload = serde_json::json!({"reportType": "project_tasks", "format": "pdf",
         "userId": fx.user.to_string(), "projectId": missing.to_string()});
     let id = enqueue(&mut c, report(&payload, 3)).await?;
-    wait_state(&c, &id, JobState::Dead, T).await;
-    let dead = get(&mut c, &id).await?;
-    assert_eq!(dead.attempts_made, 1, "no retry burnt");
-    assert_eq!(dead.last_error, format!("project {missing} does not exist"));
-    let letters = dead_letters(&mut c).await?;
-    assert!(
-        letters[0].non_retryable && letters[0].job_id == id,
-        "{letters:?}"
-    );
+    assert_dead_at_once(&mut c, &id, &format!("project {missing} does not exist")).await?;
     assert!(
         !files.path().join("reports").exists(),
         "no file was written"
@@ -161,6 +143,27 @@ async fn an_unwritable_file_store_is_retried_then_dead_lettered_with_its_message
     );
     stop(work).await?;
     stop(sched).await
+}
+
+/// Job `id` ends DEAD after one attempt with `error`, and its dead letter says it is not worth a
+/// retry, with the same error.
+async fn assert_dead_at_once(
+    c: &mut crate::support::jobs::Client,
+    id: &str,
+    error: &str,
+) -> anyhow::Result<()> {
+    wait_state(c, id, JobState::Dead, T).await;
+    let dead = get(c, id).await?;
+    assert_eq!(dead.attempts_made, 1, "no retry: {id}");
+    assert_eq!(dead.last_error, error);
+    let letters = dead_letters(c).await?;
+    let letter = letters
+        .iter()
+        .find(|l| l.job_id == id)
+        .ok_or_else(|| anyhow::anyhow!("no dead letter for {id}: {letters:?}"))?;
+    assert!(letter.non_retryable, "{letter:?}");
+    assert_eq!(letter.error, error);
+    Ok(())
 }
 
 /// A tmpfs mounted for one test, unmounted when dropped.
@@ -270,22 +273,12 @@ async fn a_report_for_another_user_than_the_jobs_owner_is_dead_lettered_at_once_
     let mut req = report(&for_ada, 3);
     req.owner_user_id = bob.to_string();
     let id = enqueue(&mut c, req).await?;
-    wait_state(&c, &id, JobState::Dead, T).await;
-    let dead = get(&mut c, &id).await?;
     let error = format!(
         "userId {} is not the job's owner {bob}: a report is built only for the user who asked \
          for it",
         fx.user
     );
-    assert_eq!(dead.attempts_made, 1, "no retry");
-    assert_eq!(dead.last_error, error);
-    let letters = dead_letters(&mut c).await?;
-    let letter = letters
-        .iter()
-        .find(|l| l.job_id == id)
-        .ok_or_else(|| anyhow::anyhow!("no dead letter for {id}: {letters:?}"))?;
-    assert!(letter.non_retryable, "{letter:?}");
-    assert_eq!(letter.error, error);
+    assert_dead_at_once(&mut c, &id, &error).await?;
     assert!(
         !files.path().join("reports").exists(),
         "no file was written"
