@@ -298,14 +298,19 @@ mod rpc {
         let queue = convert::queue(&req.queue)?;
         let state = convert::engine_state(req.state)?;
         let size = convert::page_size(req.page_size)?;
+        let filter = convert::job_filter(req, api.test_types())?;
         let from = page_token::decode(&req.page_token, queue, state)?;
-        let page = api.engine.list_jobs(queue, state, size, from).await?;
+        let page = api
+            .engine
+            .list_jobs_filtered(queue, state, size, from, &filter)
+            .await?;
         Ok(pb::ListJobsResponse {
             jobs: page.jobs.iter().map(convert::job).collect(),
             next_page_token: page
                 .next
                 .map(|c| page_token::encode(queue, state, c))
                 .unwrap_or_default(),
+            examined: u32::try_from(page.examined).unwrap_or(u32::MAX),
         })
     }
 

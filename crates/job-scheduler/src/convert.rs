@@ -2,7 +2,7 @@
 //! Everything is checked before anything is written; errors name the proto field.
 use ncy_proto::jobs::v1 as pb;
 use ncy_queue::cron::{MissedRunPolicy, ScheduleView};
-use ncy_queue::{DeadLetter, JobRecord, JobState, NewJob};
+use ncy_queue::{DeadLetter, JobFilter, JobRecord, JobState, NewJob};
 use ncy_types::ValidationError;
 use ncy_types::jobs::{
     Backoff, BackoffKind, DEFAULT_BACKOFF_DELAY_MS, JobType, MAX_BACKOFF_DELAY_MS, QueueName,
@@ -256,4 +256,33 @@ pub fn page_size(n: i32) -> Result<usize, ValidationError> {
         0 => Ok(50),
         n => Ok(usize::try_from(n.min(500)).unwrap_or(500)),
     }
+}
+
+/// ListJobs' filters (`job_type`, `owner_user_id`; empty = any). A known type is accepted on any
+/// queue (it then matches nothing there); test-only types only when enabled.
+pub fn job_filter(
+    req: &pb::ListJobsRequest,
+    test_types: bool,
+) -> Result<JobFilter, ValidationError> {
+    let job_type = match req.job_type.as_str() {
+        "" => None,
+        name => Some(
+            name.parse::<JobType>()
+                .ok()
+                .filter(|t| test_types || !t.is_test_only())
+                .ok_or_else(|| {
+                    ValidationError::new("job_type", format!("unknown job type {name:?}"))
+                })?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    let owner_user_id = match req.owner_user_id.as_str() {
+        "" => None,
+        id => Some(ncy_types::parse_uuid("owner_user_id", id)?.to_string()),
+    };
+    Ok(JobFilter {
+        job_type,
+        owner_user_id,
+    })
 }

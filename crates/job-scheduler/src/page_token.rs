@@ -7,6 +7,10 @@
 //! from a listing of another queue or state is refused with INVALID_ARGUMENT naming `page_token`,
 //! before Redis is asked anything. Hex keeps the token free of characters that need quoting in a
 //! URL or a shell; it is a few lines, so no dependency is added for it.
+//!
+//! ListJobs' filters (`job_type`, `owner_user_id`) are not in the token: a position in a state's
+//! structure is the same whatever is filtered, so a client passes the same filters with each page
+//! (a changed filter simply continues from that position).
 use ncy_queue::{Cursor, JobState, StreamId};
 use ncy_types::ValidationError;
 use ncy_types::jobs::QueueName;

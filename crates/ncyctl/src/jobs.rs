@@ -103,7 +103,9 @@ enum JobsCommand {
         file: String,
     },
     /// List the jobs of a queue in one state: waiting in run order, delayed/failed soonest due first,
-    /// active oldest first, completed/dead/cancelled newest first.
+    /// active oldest first, completed/dead/cancelled newest first. With --type or --owner a page
+    /// may hold fewer jobs than --page-size (even none) while more follow: go on while a
+    /// `more: --page-token …` line is printed, with the same filters.
     List {
         #[arg(long)]
         queue: String,
@@ -113,6 +115,12 @@ enum JobsCommand {
         page_size: i32,
         #[arg(long, default_value = "")]
         page_token: String,
+        /// Only jobs of this type (a wire name such as send-email).
+        #[arg(long = "type", default_value = "")]
+        job_type: String,
+        /// Only jobs this user owns (a UUID).
+        #[arg(long, default_value = "")]
+        owner: String,
     },
     /// Show one job.
     Get { job_id: String },
@@ -303,12 +311,16 @@ pub async fn jobs(args: JobsArgs, json: bool) -> Outcome {
             state,
             page_size,
             page_token,
+            job_type,
+            owner,
         } => {
             let request = pb::ListJobsRequest {
                 queue,
                 state: JobState::from(state) as i32,
                 page_size,
                 page_token,
+                job_type,
+                owner_user_id: owner,
             };
             match client.list_jobs(request).await {
                 Ok(r) => {

@@ -30,4 +30,4 @@ pub use consumer::{FailOutcome, Fetched, Finish, Finished, HeldJob, Preclaimed};
 pub use engine::{BANDS, Engine, GROUP};
 pub use error::QueueError;
 pub use job::{Enqueued, FetchedJob, JobEventMessage, JobRecord, JobState, NewJob, now_ms};
-pub use listing::{Cursor, JobPage, StreamId};
+pub use listing::{Cursor, FILTERED_SCAN_BUDGET, JobFilter, JobPage, StreamId};

@@ -12,6 +12,13 @@
 //! the budget runs out before the page is full it answers the jobs found so far with a cursor after
 //! the last entry examined. So a listing always moves forward, a page is never empty while jobs of
 //! the state follow within the budget, and no cursor makes a call cost more than a few round trips.
+//!
+//! A [`JobFilter`] (job type, owner) is applied while scanning, on the same budget: each entry's job
+//! hash is read for `state`, `type` and `owner` in one pipelined HMGET per round trip. A filtered
+//! page may therefore hold fewer than `page_size` jobs, even none, while the cursor still moves
+//! forward: the caller pages on while a next cursor comes back. [`JobPage::examined`] says how many
+//! entries the call looked at, at most [`FILTERED_SCAN_BUDGET`] with a filter. Without a filter a
+//! listing reads only `state`, as it always has.
 use std::collections::HashMap;
 use std::fmt;
 
@@ -23,10 +30,16 @@ use crate::engine::{BANDS, Engine, GROUP};
 use crate::error::{QueueError, Result};
 use crate::job::{JobRecord, JobState};
 
+mod filter;
+pub use filter::JobFilter;
+
 /// Most jobs in one page.
 pub const MAX_PAGE: usize = 500;
 /// Most entries one call examines (jobs listed plus entries skipped).
 pub const SCAN_BUDGET: usize = 2_000;
+/// Most entries one filtered call examines: each costs an HMGET of three fields rather than one
+/// HGET, and a filter matching few jobs spends the whole budget on every call.
+pub const FILTERED_SCAN_BUDGET: usize = 1_000;
 /// Largest offset a cursor may hold.
 pub const MAX_OFFSET: u64 = 1_000_000_000;
 /// Fewest entries read per round trip: a page of one among many skipped entries must not cost a
@@ -105,9 +118,13 @@ impl Cursor {
 /// A page of jobs.
 #[derive(Debug, Clone, Default)]
 pub struct JobPage {
+    /// The jobs found; with a filter, possibly fewer than the page size (even none) though more
+    /// may follow: `next` says whether to go on.
     pub jobs: Vec<JobRecord>,
     /// Where the next page starts; `None` when this is the last page.
     pub next: Option<Cursor>,
+    /// Entries this call examined (at most the filter's [`JobFilter::budget`]).
+    pub examined: usize,
 }
 
 /// Entries read per round trip for a page of `page_size`.
@@ -125,6 +142,20 @@ impl Engine {
         page_size: usize,
         from: Option<Cursor>,
     ) -> Result<JobPage> {
+        self.list_jobs_filtered(queue, state, page_size, from, &JobFilter::default())
+            .await
+    }
+
+    /// [`Engine::list_jobs`] keeping only the jobs `filter` keeps. The cursor is a position in
+    /// the state's structure, so the caller passes the same filter with each page.
+    pub async fn list_jobs_filtered(
+        &self,
+        queue: QueueName,
+        state: JobState,
+        page_size: usize,
+        from: Option<Cursor>,
+        filter: &JobFilter,
+    ) -> Result<JobPage> {
         if page_size == 0 || page_size > MAX_PAGE {
             return Err(
                 ValidationError::new("pageSize", format!("must be 1 to {MAX_PAGE}")).into(),
@@ -138,39 +169,10 @@ impl Engine {
             _ => 0,
         };
         match state {
-            JobState::Waiting => self.list_waiting(queue, page_size, from).await,
-            JobState::Active => self.list_active(queue, page_size, offset).await,
-            _ => self.list_set(queue, state, page_size, offset).await,
+            JobState::Waiting => self.list_waiting(queue, page_size, from, filter).await,
+            JobState::Active => self.list_active(queue, page_size, offset, filter).await,
+            _ => self.list_set(queue, state, page_size, offset, filter).await,
         }
-    }
-
-    /// The `state` field of each job (`None` for an empty id or a job gone), one pipeline.
-    async fn states(
-        &self,
-        conn: &mut ncy_runtime::RedisConn,
-        queue: QueueName,
-        ids: &[String],
-    ) -> Result<Vec<Option<String>>> {
-        let q = self.queue_keys(queue);
-        let mut pipe = redis::pipe();
-        for id in ids.iter().filter(|id| !id.is_empty()) {
-            pipe.hget(q.job(id), "state");
-        }
-        if ids.iter().all(String::is_empty) {
-            return Ok(vec![None; ids.len()]);
-        }
-        let found: Vec<Option<String>> = pipe.query_async(conn).await?;
-        let mut found = found.into_iter();
-        Ok(ids
-            .iter()
-            .map(|id| {
-                if id.is_empty() {
-                    None
-                } else {
-                    found.next().flatten()
-                }
-            })
-            .collect())
     }
 
     /// DELAYED, FAILED (both from the delayed set), COMPLETED, DEAD, CANCELLED: by offset into
@@ -181,6 +183,7 @@ impl Engine {
         state: JobState,
         page_size: usize,
         offset: u64,
+        filter: &JobFilter,
     ) -> Result<JobPage> {
         let q = self.queue_keys(queue);
         let (key, newest_first) = match state {
@@ -195,28 +198,31 @@ impl Engine {
         let mut found: Vec<String> = Vec::new();
         let mut examined = 0usize;
         let mut exhausted = false;
-        while found.len() < page_size && examined < SCAN_BUDGET {
+        let budget = filter.budget();
+        while found.len() < page_size && examined < budget {
+            // Never read past the budget.
+            let n = chunk.min(budget - examined);
             let start = isize::try_from(pos).unwrap_or(isize::MAX);
-            let stop = start.saturating_add(isize::try_from(chunk).unwrap_or(isize::MAX) - 1);
+            let stop = start.saturating_add(isize::try_from(n).unwrap_or(isize::MAX) - 1);
             let ids: Vec<String> = if newest_first {
                 conn.zrevrange(&key, start, stop).await?
             } else {
                 conn.zrange(&key, start, stop).await?
             };
-            let states = self.states(&mut conn, queue, &ids).await?;
+            let kept = self.matching(&mut conn, queue, &ids, state, filter).await?;
             let mut consumed = 0usize;
-            for (id, st) in ids.iter().zip(&states) {
+            for (id, keep) in ids.iter().zip(&kept) {
                 if found.len() >= page_size {
                     break;
                 }
                 consumed += 1;
-                if st.as_deref() == Some(state.as_str()) {
+                if *keep {
                     found.push(id.clone());
                 }
             }
             pos += consumed as u64;
             examined += consumed;
-            if ids.len() < chunk && consumed == ids.len() {
+            if ids.len() < n && consumed == ids.len() {
                 exhausted = true;
                 break;
             }
@@ -224,6 +230,7 @@ impl Engine {
         Ok(JobPage {
             jobs: self.read_in_state(queue, state, &found).await?,
             next: (!exhausted).then_some(Cursor::Offset(pos)),
+            examined,
         })
     }
 
@@ -249,10 +256,11 @@ impl Engine {
         queue: QueueName,
         page_size: usize,
         offset: u64,
+        filter: &JobFilter,
     ) -> Result<JobPage> {
         let q = self.queue_keys(queue);
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-        let want = skip.saturating_add(SCAN_BUDGET);
+        let want = skip.saturating_add(filter.budget());
         let mut conn = self.conn().await?;
         // One pipeline over the bands (pending entries are bounded by the workers' concurrency).
         let mut pipe = redis::pipe();
@@ -302,13 +310,15 @@ impl Engine {
                         .unwrap_or_default()
                 })
                 .collect();
-            let states = self.states(&mut conn, queue, &ids).await?;
-            for (id, st) in ids.iter().zip(&states) {
+            let kept = self
+                .matching(&mut conn, queue, &ids, JobState::Active, filter)
+                .await?;
+            for (id, keep) in ids.iter().zip(&kept) {
                 if found.len() >= page_size {
                     break;
                 }
                 consumed += 1;
-                if st.as_deref() == Some(JobState::Active.as_str()) {
+                if *keep {
                     found.push(id.clone());
                 }
             }
@@ -317,6 +327,7 @@ impl Engine {
         Ok(JobPage {
             jobs: self.read_in_state(queue, JobState::Active, &found).await?,
             next: (!exhausted).then_some(Cursor::Offset(offset + consumed as u64)),
+            examined: consumed,
         })
     }
 
@@ -327,6 +338,7 @@ impl Engine {
         queue: QueueName,
         page_size: usize,
         from: Option<Cursor>,
+        filter: &JobFilter,
     ) -> Result<JobPage> {
         let q = self.queue_keys(queue);
         let (mut band, mut after) = match from {
@@ -339,7 +351,10 @@ impl Engine {
         let mut last: Option<Cursor> = None;
         let mut examined = 0usize;
         let mut exhausted = false;
-        while found.len() < page_size && examined < SCAN_BUDGET {
+        let budget = filter.budget();
+        while found.len() < page_size && examined < budget {
+            // Never read past the budget.
+            let n = chunk.min(budget - examined);
             let entries: Vec<(String, HashMap<String, String>)> = match after {
                 // Nothing follows the largest id (and Redis refuses it as an exclusive start).
                 Some(a) if a == StreamId::MAX => Vec::new(),
@@ -349,7 +364,7 @@ impl Engine {
                         .arg(after.map_or_else(|| "-".to_owned(), |a| format!("({a}")))
                         .arg("+")
                         .arg("COUNT")
-                        .arg(chunk)
+                        .arg(n)
                         .query_async(&mut conn)
                         .await?
                 }
@@ -359,9 +374,11 @@ impl Engine {
                 .iter()
                 .map(|(_, f)| f.get("j").cloned().unwrap_or_default())
                 .collect();
-            let states = self.states(&mut conn, queue, &ids).await?;
+            let kept = self
+                .matching(&mut conn, queue, &ids, JobState::Waiting, filter)
+                .await?;
             let mut consumed = 0usize;
-            for ((entry, _), (id, st)) in entries.iter().zip(ids.iter().zip(&states)) {
+            for ((entry, _), (id, keep)) in entries.iter().zip(ids.iter().zip(&kept)) {
                 if found.len() >= page_size {
                     break;
                 }
@@ -370,12 +387,12 @@ impl Engine {
                 consumed += 1;
                 after = Some(at);
                 last = Some(Cursor::Stream { band, after: at });
-                if st.as_deref() == Some(JobState::Waiting.as_str()) {
+                if *keep {
                     found.push(id.clone());
                 }
             }
             examined += consumed;
-            if entries.len() < chunk && consumed == entries.len() {
+            if entries.len() < n && consumed == entries.len() {
                 if band == 0 {
                     exhausted = true;
                     break;
@@ -387,6 +404,7 @@ impl Engine {
         Ok(JobPage {
             jobs: self.read_in_state(queue, JobState::Waiting, &found).await?,
             next: if exhausted { None } else { last.or(from) },
+            examined,
         })
     }
 }

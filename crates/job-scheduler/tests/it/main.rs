@@ -3,6 +3,7 @@
 //! under a Redis key prefix of its own. `cargo test -p job-scheduler --test it paging::` runs one
 //! area.
 mod api;
+mod filters;
 mod job_control;
 mod paging;
 mod schedule_control;

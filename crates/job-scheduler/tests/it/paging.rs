@@ -42,6 +42,7 @@ async fn list_all(c: &mut Client, state: pb::JobState, size: i32) -> anyhow::Res
                 state: state as i32,
                 page_size: size,
                 page_token: token.clone(),
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -209,6 +210,7 @@ async fn list(
         state: state as i32,
         page_size: 1,
         page_token: token.into(),
+        ..Default::default()
     });
     req.set_timeout(Duration::from_secs(30));
     c.list_jobs(req).await.map(tonic::Response::into_inner)

@@ -60,6 +60,61 @@ async fn queues_pause_enqueue_list_watch_get_and_cancel() {
     )
     .await;
     assert_eq!(none["jobs"], serde_json::json!([]));
+    // --type and --owner filter the listing; a bad filter is the scheduler's invalid argument.
+    let by_type = json(
+        url,
+        &[
+            "jobs", "list", "--queue", "report", "--state", "waiting", "--type", "sleep",
+        ],
+    )
+    .await;
+    assert_eq!(by_type["jobs"][0]["id"], id.as_str());
+    let other_type = json(
+        url,
+        &[
+            "jobs",
+            "list",
+            "--queue",
+            "report",
+            "--state",
+            "waiting",
+            "--type",
+            "generate-report",
+        ],
+    )
+    .await;
+    assert_eq!(other_type["jobs"], serde_json::json!([]));
+    let other_owner = json(
+        url,
+        &[
+            "jobs",
+            "list",
+            "--queue",
+            "report",
+            "--state",
+            "waiting",
+            "--owner",
+            "123e4567-e89b-12d3-a456-426614174000",
+        ],
+    )
+    .await;
+    assert_eq!(other_owner["jobs"], serde_json::json!([]));
+    ctl(
+        url,
+        &[
+            "jobs", "list", "--queue", "report", "--state", "waiting", "--owner", "bob",
+        ],
+    )
+    .await
+    .fails(1, &["invalid argument", "owner_user_id"]);
+    ctl(
+        url,
+        &[
+            "jobs", "list", "--queue", "report", "--state", "waiting", "--type", "mail",
+        ],
+    )
+    .await
+    .fails(1, &["invalid argument", "job_type"]);
 
     // The stats table has a row per queue; `report` reads paused with one job waiting.
     let stats = ctl(url, &["queues"]).await;

@@ -19,6 +19,7 @@ async fn cancel_stops_a_running_job_and_delayed_jobs_run_after_their_delay() -> 
             state: JobState::Active as i32,
             page_size: 10,
             page_token: String::new(),
+            ..Default::default()
         })
         .await?
         .into_inner();
