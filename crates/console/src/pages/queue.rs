@@ -1,6 +1,9 @@
-//! One queue, `/queues/{queue}?state=…&page=…`: a tab per state with its count, that state's jobs
-//! fifty at a time (ListJobs with its page token: a state is never loaded whole), a job-id
-//! search, and for operators Pause / Resume.
+//! One queue, `/queues/{queue}?state=…&page=…&type=…&owner=…`: a tab per state with its count,
+//! that state's jobs fifty at a time (ListJobs with its page token: a state is never loaded whole),
+//! optionally only one job type and/or one owner's (the filter rides along in the tab and page
+//! links; a filtered page may be short, even empty, while "Next page" still leads on), a job-id
+//! search, and for operators Pause / Resume. A bad filter is the scheduler's INVALID_ARGUMENT,
+//! shown as the 400 page.
 use std::sync::Arc;
 
 use askama::Template;
@@ -12,6 +15,7 @@ use axum::{
 use ncy_proto::jobs::v1::{
     GetJobRequest, Job, ListJobsRequest, PauseQueueRequest, QueueStatsRequest, ResumeQueueRequest,
 };
+use ncy_types::jobs::JobType;
 use serde::Deserialize;
 use tonic::Code;
 
@@ -33,6 +37,11 @@ pub struct QueueQuery {
     page: Option<String>,
     /// A job id to find.
     job: Option<String>,
+    /// Only jobs of this type (wire name); empty = any.
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    /// Only jobs this user owns (UUID); empty = any.
+    owner: Option<String>,
     /// The action just done (flash message).
     done: Option<String>,
 }
@@ -42,6 +51,26 @@ pub struct Tab {
     name: &'static str,
     count: Option<u64>,
     current: bool,
+}
+
+/// A choice of the job-type filter.
+pub struct TypeChoice {
+    name: &'static str,
+    selected: bool,
+}
+
+/// The filter as it rides along in links: `&type=…&owner=…` with only the parts set, encoded.
+fn filter_query(job_type: &str, owner: &str) -> String {
+    let mut q = String::new();
+    if !job_type.is_empty() {
+        q.push_str("&type=");
+        q.push_str(&url_part(job_type));
+    }
+    if !owner.is_empty() {
+        q.push_str("&owner=");
+        q.push_str(&url_part(owner));
+    }
+    q
 }
 
 /// A job's row.
@@ -85,6 +114,14 @@ struct QueuePage {
     tabs: Vec<Tab>,
     state: &'static str,
     jobs: Vec<JobRow>,
+    /// The job-type filter's choices (none selected: any type).
+    types: Vec<TypeChoice>,
+    /// The owner filter as typed (empty: any owner).
+    owner: String,
+    /// Whether a filter is set.
+    filtered: bool,
+    /// [`filter_query`], appended to tab and page links.
+    filter_query: String,
     next_page: Option<String>,
     first_page: bool,
     missing: Option<String>,
@@ -167,6 +204,9 @@ pub async fn page(
         .map(|s| (s, state_name(s as i32)))
         .ok_or_else(|| ConsoleError::BadRequest(format!("Unknown job state {state_label:?}.")))?;
     let page_token = query.page.clone().unwrap_or_default();
+    let job_type = query.job_type.as_deref().map(str::trim).unwrap_or_default();
+    let owner = query.owner.as_deref().map(str::trim).unwrap_or_default();
+    // A bad filter is the scheduler's to judge: its INVALID_ARGUMENT names the field (400 page).
     let list = upstream::jobs(
         app.jobs
             .clone()
@@ -175,6 +215,8 @@ pub async fn page(
                 state: state as i32,
                 page_size: PAGE_SIZE,
                 page_token: page_token.clone(),
+                job_type: job_type.to_owned(),
+                owner_user_id: owner.to_owned(),
             })
             .await,
     )?;
@@ -204,6 +246,17 @@ pub async fn page(
             .collect(),
         state: state_label,
         jobs: list.jobs.iter().map(JobRow::of).collect(),
+        types: JobType::ALL
+            .iter()
+            .filter(|t| !t.is_test_only())
+            .map(|t| TypeChoice {
+                name: t.as_str(),
+                selected: t.as_str() == job_type,
+            })
+            .collect(),
+        owner: owner.to_owned(),
+        filtered: !job_type.is_empty() || !owner.is_empty(),
+        filter_query: filter_query(job_type, owner),
         next_page: Some(list.next_page_token)
             .filter(|t| !t.is_empty())
             .map(|t| url_part(&t)),

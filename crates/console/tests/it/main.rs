@@ -8,6 +8,7 @@ mod access;
 mod actions;
 mod binary;
 mod browser;
+mod filters;
 mod live;
 mod pages;
 mod schedules;
