@@ -94,6 +94,9 @@ pub struct Subject<'a> {
     pub dead_letter_id: Option<&'a str>,
     /// The schedule.
     pub schedule: Option<&'a str>,
+    /// What a cache or realtime action was about: `tag:…`, `pattern:…`, `entity:kind:id`,
+    /// `room:…`, `user:…`.
+    pub target: Option<&'a str>,
 }
 
 /// Writes one audit line. Values that came from a request (a name typed at sign-in, ids from
@@ -111,6 +114,7 @@ pub fn audit(user: &str, role: &str, action: &'static str, subject: &Subject<'_>
         job_id = %loggable(subject.job_id.unwrap_or("")),
         dead_letter_id = %loggable(subject.dead_letter_id.unwrap_or("")),
         schedule = %loggable(subject.schedule.unwrap_or("")),
+        target = %loggable(subject.target.unwrap_or("")),
         outcome = %outcome,
         "console {action}: {outcome}"
     );

@@ -191,6 +191,18 @@ mod tests {
             assert_eq!(got.as_u16(), code, "{e}");
             assert!(message.contains("job-scheduler"), "{message}");
         }
+        for service in ["cache-gateway", "realtime-gateway"] {
+            let (got, _, message) = ConsoleError::Upstream {
+                service,
+                status: tonic::Status::unavailable("down"),
+            }
+            .parts();
+            assert_eq!(got.as_u16(), 503);
+            assert!(
+                message.starts_with(&format!("{service} is unavailable")),
+                "{message}"
+            );
+        }
         let (_, _, message) = ConsoleError::Upstream {
             service: "job-scheduler",
             status: tonic::Status::unauthenticated("no key"),

@@ -6,8 +6,9 @@
 //! of its own (sessions are signed cookies), so any number of console replicas can run too.
 //!
 //! Pages (`pages/`): the overview of every queue (live over Server-Sent Events, `live.rs`), a
-//! queue's jobs by state, one job (live) with its actions, the dead letters, and the recurring
-//! schedules. Every read works without JavaScript; `static/console.js` only makes pages live and
+//! queue's jobs by state, one job (live) with its actions, the dead letters, the recurring
+//! schedules, the cache-gateway (stats, key lookup, invalidation) and the realtime-gateway
+//! (stats, presence, a test message, disconnecting a user). Every read works without JavaScript; `static/console.js` only makes pages live and
 //! asks to confirm actions.
 //!
 //! Access: users and roles come from `NCY_CONSOLE_USERS_FILE` (`users.rs`); a signed session
@@ -61,6 +62,8 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// What every handler shares.
 pub struct AppState {
     jobs: upstream::JobsClient,
+    cache: upstream::CacheClient,
+    realtime: upstream::RealtimeClient,
     users: users::Users,
     sessions: session::SessionKey,
     login_permits: Semaphore,
@@ -94,11 +97,15 @@ impl Application {
         let key = upstream::ApiKey::new(settings.api_key.as_ref()).ok_or_else(|| {
             RuntimeError::ApiKeys("NCY_CONSOLE_API_KEY is not printable ASCII".to_owned())
         })?;
-        let jobs = upstream::jobs_client(&settings.jobs_url, key)?;
+        let jobs = upstream::jobs_client(&settings.jobs_url, key.clone())?;
+        let cache = upstream::cache_client(&settings.cache_url, key.clone())?;
+        let realtime = upstream::realtime_client(&settings.realtime_url, key)?;
         let cancel = CancellationToken::new();
         let state = AppState {
             overview: Arc::new(live::OverviewHub::new(jobs.clone(), cancel.clone())),
             jobs,
+            cache,
+            realtime,
             users: users::Users::new(settings.users_file, settings.users),
             sessions: session::SessionKey::new(
                 settings.session_secret,
@@ -203,7 +210,7 @@ impl Application {
 
 /// Every route of the console.
 fn router(state: Arc<AppState>) -> Router {
-    use pages::{dead, job, job_actions, login, overview, queue, schedules};
+    use pages::{cache, dead, job, job_actions, login, overview, queue, realtime, schedules};
     let signed_in = Router::new()
         .route("/", get(overview::page))
         .route("/queues/{queue}", get(queue::page))
@@ -221,6 +228,13 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/schedules/{name}/run", post(schedules::run))
         .route("/schedules/{name}/pause", post(schedules::pause))
         .route("/schedules/{name}/resume", post(schedules::resume))
+        .route("/cache", get(cache::page))
+        .route("/cache/invalidate/entity", post(cache::invalidate_entity))
+        .route("/cache/invalidate/tag", post(cache::invalidate_tag))
+        .route("/cache/invalidate/pattern", post(cache::invalidate_pattern))
+        .route("/realtime", get(realtime::page))
+        .route("/realtime/send", post(realtime::send))
+        .route("/realtime/disconnect", post(realtime::disconnect))
         .route("/events/overview", get(live::overview_events))
         .route("/events/jobs/{id}", get(live::job_events))
         .route_layer(from_fn_with_state(state.clone(), access::require_session));

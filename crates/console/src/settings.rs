@@ -41,6 +41,11 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// `NCY_CONSOLE_JOBS_URL` (default `http://127.0.0.1:50052`): the job-scheduler's gRPC API.
     pub jobs_url: String,
+    /// `NCY_CONSOLE_CACHE_URL` (default `http://127.0.0.1:50051`): the cache-gateway's gRPC API.
+    pub cache_url: String,
+    /// `NCY_CONSOLE_REALTIME_URL` (default `http://127.0.0.1:50054`): the realtime-gateway's
+    /// gRPC API.
+    pub realtime_url: String,
     /// `NCY_CONSOLE_API_KEY`: the key sent as `authorization: Bearer …` on every gRPC call.
     pub api_key: Option<SecretString>,
     /// `NCY_CONSOLE_USERS_FILE` (required): who may sign in, with which role.
@@ -58,18 +63,24 @@ pub struct Settings {
 impl Settings {
     /// Reads settings from `env`, including the users file.
     pub fn load(env: &Env) -> Result<Self, ConfigError> {
-        let jobs_url = env.get("NCY_CONSOLE_JOBS_URL").map_or_else(
-            || "http://127.0.0.1:50052".to_owned(),
-            |v| v.trim().to_owned(),
-        );
-        if !(jobs_url.starts_with("http://") || jobs_url.starts_with("https://"))
-            || tonic::transport::Endpoint::from_shared(jobs_url.clone()).is_err()
-        {
-            return Err(ConfigError::new(
-                "NCY_CONSOLE_JOBS_URL",
-                format!("expected a URL such as http://job-scheduler:50052, got {jobs_url:?}"),
-            ));
-        }
+        let jobs_url = service_url(
+            env,
+            "NCY_CONSOLE_JOBS_URL",
+            "http://127.0.0.1:50052",
+            "http://job-scheduler:50052",
+        )?;
+        let cache_url = service_url(
+            env,
+            "NCY_CONSOLE_CACHE_URL",
+            "http://127.0.0.1:50051",
+            "http://cache-gateway:50051",
+        )?;
+        let realtime_url = service_url(
+            env,
+            "NCY_CONSOLE_REALTIME_URL",
+            "http://127.0.0.1:50054",
+            "http://realtime-gateway:50054",
+        )?;
         let api_key = env.get("NCY_CONSOLE_API_KEY").map(|k| k.trim().to_owned());
         if let Some(key) = &api_key
             && !key.bytes().all(|b| b.is_ascii_graphic())
@@ -117,6 +128,8 @@ impl Settings {
             telemetry: telemetry(env)?,
             addr: env.addr_or("NCY_CONSOLE_ADDR", "127.0.0.1:8090")?,
             jobs_url,
+            cache_url,
+            realtime_url,
             api_key: api_key.map(SecretString::from),
             users_file,
             users,
@@ -128,6 +141,23 @@ impl Settings {
 }
 
 /// Logs and traces, read as every service reads them.
+/// A service's gRPC URL from `var` (`default` when unset): http(s) and parseable, or an error
+/// naming the variable with an `example`.
+fn service_url(env: &Env, var: &str, default: &str, example: &str) -> Result<String, ConfigError> {
+    let url = env
+        .get(var)
+        .map_or_else(|| default.to_owned(), |v| v.trim().to_owned());
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || tonic::transport::Endpoint::from_shared(url.clone()).is_err()
+    {
+        return Err(ConfigError::new(
+            var,
+            format!("expected a URL such as {example}, got {url:?}"),
+        ));
+    }
+    Ok(url)
+}
+
 fn telemetry(env: &Env) -> Result<TelemetrySettings, ConfigError> {
     let log_format = match env.get("NCY_LOG_FORMAT").map(|v| v.to_ascii_lowercase()) {
         None => LogFormat::Json,
@@ -187,6 +217,8 @@ mod tests {
         let s = load(&f, &[]).unwrap();
         assert_eq!(s.addr.to_string(), "127.0.0.1:8090");
         assert_eq!(s.jobs_url, "http://127.0.0.1:50052");
+        assert_eq!(s.cache_url, "http://127.0.0.1:50051");
+        assert_eq!(s.realtime_url, "http://127.0.0.1:50054");
         assert_eq!(s.session_idle, Duration::from_secs(1800));
         assert!(!s.secure_cookie);
         assert!(s.api_key.is_none());
@@ -205,6 +237,8 @@ mod tests {
             ("NCY_CONSOLE_SESSION_IDLE_SECS", "0"),
             ("NCY_CONSOLE_SECURE_COOKIE", "maybe"),
             ("NCY_CONSOLE_JOBS_URL", "job-scheduler:50052"),
+            ("NCY_CONSOLE_CACHE_URL", "cache-gateway:50051"),
+            ("NCY_CONSOLE_REALTIME_URL", "ftp://realtime-gateway:50054"),
             ("NCY_CONSOLE_API_KEY", "has space"),
             ("NCY_CONSOLE_ADDR", "nowhere"),
             ("NCY_CONSOLE_USERS_FILE", "/no/such/file.toml"),

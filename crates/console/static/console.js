@@ -3,7 +3,8 @@
 //   replaces its content (the server renders and escapes the fragment);
 //   an `end` event with data-sse-end="reload" reloads the page once (the job finished);
 //   an `expired` event (the session ran out) reloads the page, which leads to the sign-in form;
-// - a form with data-confirm="<question>" asks before it is sent;
+// - a form with data-confirm="<question>" asks before it is sent; with data-confirm-field="<name>"
+//   the question also shows what was typed in that field (e.g. the pattern about to be deleted);
 // - live streams pause while the tab is hidden and resume when it is shown again.
 "use strict";
 
@@ -64,7 +65,12 @@
     document.addEventListener("visibilitychange", onVisibility);
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
-        if (!window.confirm(form.getAttribute("data-confirm"))) {
+        var question = form.getAttribute("data-confirm");
+        var field = form.getAttribute("data-confirm-field");
+        if (field && form.elements[field]) {
+          question += "\n\n" + form.elements[field].value;
+        }
+        if (!window.confirm(question)) {
           event.preventDefault();
         }
       });

@@ -11,17 +11,19 @@ use ncy_proto::jobs::v1::JobState;
 use crate::access::CurrentUser;
 use crate::error::ConsoleError;
 
+pub mod cache;
 pub mod dead;
 pub mod job;
 pub mod job_actions;
 pub mod login;
 pub mod overview;
 pub mod queue;
+pub mod realtime;
 pub mod schedules;
 
 /// What the layout shows: the section, and who is signed in (absent on error pages and login).
 pub struct Nav {
-    /// `overview`, `dead`, `schedules`, `queue`, `job`, or empty.
+    /// `overview`, `dead`, `schedules`, `cache`, `realtime`, `queue`, `job`, or empty.
     pub section: &'static str,
     /// The signed-in user.
     pub user: Option<NavUser>,

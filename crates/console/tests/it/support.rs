@@ -1,7 +1,8 @@
 //! What the console's tests share: a job-scheduler (and, when a job must run, a worker) in this
 //! process on the real Redis under a key prefix of the test's own, a console in this process on
 //! port 0 in front of it with a temporary users file (one viewer, one operator), and a browser
-//! that handles its cookie by hand so a test sees exactly what a browser would be sent.
+//! that handles its cookie by hand so a test sees exactly what a browser would be sent. The
+//! cache-gateway and realtime-gateway the Cache and Realtime pages talk to are in `gateways`.
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use argon2::{
@@ -12,6 +13,8 @@ use ncy_console::{Application, Settings, live::OverviewHub};
 use ncy_proto::jobs::v1::{self as pb, job_service_client::JobServiceClient};
 use ncy_testkit::{InProcess, TestDatabase, env_of, service_env, set_env, unique_prefix};
 use tonic::transport::Channel;
+
+pub mod gateways;
 
 pub type Client = JobServiceClient<Channel>;
 
