@@ -126,14 +126,21 @@ def check_console(dep, services, ingresses, flavour):
     addr = value("NCY_CONSOLE_ADDR") or ""
     if "http" not in ports or addr != f"0.0.0.0:{ports['http']}":
         fail(f"{name}: NCY_CONSOLE_ADDR={addr!r} is not 0.0.0.0 on its http port {ports.get('http')}")
-    scheduler = next((s for s in services.values() if s["metadata"]["labels"].get(
-        "app.kubernetes.io/component") == "job-scheduler"), None)
-    if not scheduler:
-        fail(f"{name}: no job-scheduler Service for the console to call")
-    grpc = next((p["port"] for p in scheduler["spec"]["ports"] if p["name"] == "grpc"), None)
-    expected = f"http://{scheduler['metadata']['name']}:{grpc}"
-    if value("NCY_CONSOLE_JOBS_URL") != expected:
-        fail(f"{name}: NCY_CONSOLE_JOBS_URL={value('NCY_CONSOLE_JOBS_URL')!r}, expected {expected!r}")
+    for component, var in (
+        ("job-scheduler", "NCY_CONSOLE_JOBS_URL"),
+        ("cache-gateway", "NCY_CONSOLE_CACHE_URL"),
+        ("realtime-gateway", "NCY_CONSOLE_REALTIME_URL"),
+    ):
+        service = next((s for s in services.values() if s["metadata"]["labels"].get(
+            "app.kubernetes.io/component") == component), None)
+        if not service:
+            if component == "job-scheduler":
+                fail(f"{name}: no job-scheduler Service for the console to call")
+            continue  # that page shows the service as unavailable; the console still works
+        grpc = next((p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"), None)
+        expected = f"http://{service['metadata']['name']}:{grpc}"
+        if value(var) != expected:
+            fail(f"{name}: {var}={value(var)!r}, expected {expected!r}")
     users = value("NCY_CONSOLE_USERS_FILE")
     if not users:
         fail(f"{name}: NCY_CONSOLE_USERS_FILE is not set (the console has no one to sign in)")

@@ -118,6 +118,8 @@ start_svc() {
   if [[ $s == realtime-gateway ]]; then env+=("NCY_WS_ADDR=$WS_ADDR"); fi
   if [[ $s == ncy-console ]]; then
     env+=("NCY_CONSOLE_ADDR=$CONSOLE_ADDR" "NCY_CONSOLE_JOBS_URL=$(dial_url http "${GRPC[job-scheduler]}")"
+      "NCY_CONSOLE_CACHE_URL=$(dial_url http "${GRPC[cache-gateway]}")"
+      "NCY_CONSOLE_REALTIME_URL=$(dial_url http "${GRPC[realtime-gateway]}")"
       "NCY_CONSOLE_USERS_FILE=$RUN/console-users.toml" "NCY_CONSOLE_SESSION_SECRET=$(cat "$RUN/console-session-secret")")
     if [[ $NCY_API_KEYS_FILE == "$RUN/api-keys.toml" ]]; then env+=("NCY_CONSOLE_API_KEY=$(dev_api_key)"); fi
   fi
