@@ -123,6 +123,8 @@ an API key for the job-scheduler unless apiAuth is waived. Part of ncy.validateV
 {{- $chartSet := dict
   "NCY_CONSOLE_ADDR" "ports.console"
   "NCY_CONSOLE_JOBS_URL" "the chart's job-scheduler Service"
+  "NCY_CONSOLE_CACHE_URL" "the chart's cache-gateway Service"
+  "NCY_CONSOLE_REALTIME_URL" "the chart's realtime-gateway Service"
   "NCY_CONSOLE_API_KEY" "console.secrets.apiKey"
   "NCY_CONSOLE_USERS_FILE" "console.secrets.users"
   "NCY_CONSOLE_SESSION_SECRET" "console.secrets.session"
