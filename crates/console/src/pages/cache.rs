@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::{Nav, render, time};
 use crate::{
     AppState,
-    access::{CurrentUser, Subject, failed_outcome},
+    access::{CurrentUser, Subject},
     error::ConsoleError,
     upstream,
 };
@@ -235,24 +235,17 @@ where
     };
     user.require_operator(action, &subject)?;
     user.audit_failure(action, &subject, field)?;
-    match call.await {
-        Ok(count) => {
-            let outcome = count.map_or_else(
-                || "invalidated".to_owned(),
-                |n| format!("invalidated: {n} deleted"),
-            );
-            user.audit(action, &subject, &outcome);
-            let to = match count {
-                Some(n) => format!("/cache?done={done}&count={n}"),
-                None => format!("/cache?done={done}"),
-            };
-            Ok(Redirect::to(&to))
-        }
-        Err(e) => {
-            user.audit(action, &subject, &failed_outcome(&e));
-            Err(e)
-        }
-    }
+    let count = user.audit_failure(action, &subject, call.await)?;
+    let outcome = count.map_or_else(
+        || "invalidated".to_owned(),
+        |n| format!("invalidated: {n} deleted"),
+    );
+    user.audit(action, &subject, &outcome);
+    let to = match count {
+        Some(n) => format!("/cache?done={done}&count={n}"),
+        None => format!("/cache?done={done}"),
+    };
+    Ok(Redirect::to(&to))
 }
 
 /// `POST /cache/invalidate/entity`.

@@ -19,7 +19,7 @@ use tonic::Code;
 use super::{Nav, clip, render, time, url_part};
 use crate::{
     AppState,
-    access::{CurrentUser, Subject, failed_outcome},
+    access::{CurrentUser, Subject},
     error::ConsoleError,
     pages::queue::{PAGE_SIZE, unknown_queue},
     upstream,
@@ -188,25 +188,19 @@ pub async fn retry(
             dead_letter_id: id.clone(),
         })
         .await;
-    match upstream::jobs(answer).map_err(|e| missing_letter(e, &id)) {
-        Ok(r) => {
-            let subject = Subject {
-                job_id: Some(&r.job_id),
-                ..subject
-            };
-            user.audit("retry_dead_letter", &subject, "retried");
-            let to = format!(
-                "{}&job={}",
-                back(&form.queue, "retried"),
-                url_part(&r.job_id)
-            );
-            Ok(Redirect::to(&to))
-        }
-        Err(e) => {
-            user.audit("retry_dead_letter", &subject, &failed_outcome(&e));
-            Err(e)
-        }
-    }
+    let result = upstream::jobs(answer).map_err(|e| missing_letter(e, &id));
+    let r = user.audit_failure("retry_dead_letter", &subject, result)?;
+    let subject = Subject {
+        job_id: Some(&r.job_id),
+        ..subject
+    };
+    user.audit("retry_dead_letter", &subject, "retried");
+    let to = format!(
+        "{}&job={}",
+        back(&form.queue, "retried"),
+        url_part(&r.job_id)
+    );
+    Ok(Redirect::to(&to))
 }
 
 /// `POST /dead/{id}/delete`.
@@ -230,14 +224,8 @@ pub async fn delete(
             dead_letter_id: id.clone(),
         })
         .await;
-    match upstream::jobs(answer).map_err(|e| missing_letter(e, &id)) {
-        Ok(_) => {
-            user.audit("delete_dead_letter", &subject, "deleted");
-            Ok(Redirect::to(&back(&form.queue, "deleted")))
-        }
-        Err(e) => {
-            user.audit("delete_dead_letter", &subject, &failed_outcome(&e));
-            Err(e)
-        }
-    }
+    let result = upstream::jobs(answer).map_err(|e| missing_letter(e, &id));
+    user.audit_failure("delete_dead_letter", &subject, result)?;
+    user.audit("delete_dead_letter", &subject, "deleted");
+    Ok(Redirect::to(&back(&form.queue, "deleted")))
 }

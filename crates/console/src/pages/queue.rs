@@ -22,7 +22,7 @@ use tonic::Code;
 use super::{Nav, STATES, clip, render, state_name, state_named, time, url_part};
 use crate::{
     AppState,
-    access::{CurrentUser, Subject, failed_outcome},
+    access::{CurrentUser, Subject},
     error::ConsoleError,
     upstream,
 };
@@ -274,36 +274,7 @@ pub async fn pause(
     Extension(user): Extension<CurrentUser>,
     Path(queue): Path<String>,
 ) -> Result<Redirect, ConsoleError> {
-    let subject = Subject {
-        queue: Some(&queue),
-        ..Subject::default()
-    };
-    user.require_operator("pause_queue", &subject)?;
-    let answer = app
-        .jobs
-        .clone()
-        .pause_queue(PauseQueueRequest {
-            queue: queue.clone(),
-        })
-        .await;
-    match upstream::jobs(answer).map_err(|e| unknown_queue(e, &queue)) {
-        Ok(r) => {
-            let done = if r.changed {
-                "paused"
-            } else {
-                "already-paused"
-            };
-            user.audit("pause_queue", &subject, done);
-            Ok(Redirect::to(&format!(
-                "/queues/{}?done={done}",
-                url_part(&queue)
-            )))
-        }
-        Err(e) => {
-            user.audit("pause_queue", &subject, &failed_outcome(&e));
-            Err(e)
-        }
-    }
+    set_paused(&app, &user, &queue, true).await
 }
 
 /// `POST /queues/{queue}/resume`.
@@ -312,30 +283,53 @@ pub async fn resume(
     Extension(user): Extension<CurrentUser>,
     Path(queue): Path<String>,
 ) -> Result<Redirect, ConsoleError> {
+    set_paused(&app, &user, &queue, false).await
+}
+
+/// Pauses or resumes `queue` (operators only, audited) and goes back to its page with what
+/// happened: `paused` / `already-paused`, `resumed` / `not-paused`.
+async fn set_paused(
+    app: &AppState,
+    user: &CurrentUser,
+    queue: &str,
+    pause: bool,
+) -> Result<Redirect, ConsoleError> {
+    let action = if pause { "pause_queue" } else { "resume_queue" };
     let subject = Subject {
-        queue: Some(&queue),
+        queue: Some(queue),
         ..Subject::default()
     };
-    user.require_operator("resume_queue", &subject)?;
-    let answer = app
-        .jobs
-        .clone()
-        .resume_queue(ResumeQueueRequest {
-            queue: queue.clone(),
-        })
-        .await;
-    match upstream::jobs(answer).map_err(|e| unknown_queue(e, &queue)) {
-        Ok(r) => {
-            let done = if r.changed { "resumed" } else { "not-paused" };
-            user.audit("resume_queue", &subject, done);
-            Ok(Redirect::to(&format!(
-                "/queues/{}?done={done}",
-                url_part(&queue)
-            )))
-        }
-        Err(e) => {
-            user.audit("resume_queue", &subject, &failed_outcome(&e));
-            Err(e)
-        }
-    }
+    user.require_operator(action, &subject)?;
+    let mut jobs = app.jobs.clone();
+    let changed = if pause {
+        let answer = jobs
+            .pause_queue(PauseQueueRequest {
+                queue: queue.to_owned(),
+            })
+            .await;
+        upstream::jobs(answer).map(|r| r.changed)
+    } else {
+        let answer = jobs
+            .resume_queue(ResumeQueueRequest {
+                queue: queue.to_owned(),
+            })
+            .await;
+        upstream::jobs(answer).map(|r| r.changed)
+    };
+    let changed = user.audit_failure(
+        action,
+        &subject,
+        changed.map_err(|e| unknown_queue(e, queue)),
+    )?;
+    let done = match (pause, changed) {
+        (true, true) => "paused",
+        (true, false) => "already-paused",
+        (false, true) => "resumed",
+        (false, false) => "not-paused",
+    };
+    user.audit(action, &subject, done);
+    Ok(Redirect::to(&format!(
+        "/queues/{}?done={done}",
+        url_part(queue)
+    )))
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::{Nav, cache::required, render, time, url_part};
 use crate::{
     AppState,
-    access::{CurrentUser, Subject, failed_outcome},
+    access::{CurrentUser, Subject},
     error::ConsoleError,
     upstream,
 };
@@ -269,20 +269,13 @@ pub async fn send(
     user.require_operator(ACTION, &subject)?;
     let checked = room_parts(&room).and_then(|parts| Ok((parts, data_json(&form.data)?)));
     let ((kind, id), data) = user.audit_failure(ACTION, &subject, checked)?;
-    match deliver(&app, kind, id, data).await {
-        Ok(delivery) => {
-            let offset = delivery.map_or(0, |d| d.offset);
-            user.audit(ACTION, &subject, &format!("sent: offset {offset}"));
-            Ok(Redirect::to(&format!(
-                "/realtime?room={}&done=sent&offset={offset}",
-                url_part(&room)
-            )))
-        }
-        Err(e) => {
-            user.audit(ACTION, &subject, &failed_outcome(&e));
-            Err(e)
-        }
-    }
+    let delivery = user.audit_failure(ACTION, &subject, deliver(&app, kind, id, data).await)?;
+    let offset = delivery.map_or(0, |d| d.offset);
+    user.audit(ACTION, &subject, &format!("sent: offset {offset}"));
+    Ok(Redirect::to(&format!(
+        "/realtime?room={}&done=sent&offset={offset}",
+        url_part(&room)
+    )))
 }
 
 /// `POST /realtime/disconnect`.
@@ -309,26 +302,19 @@ pub async fn disconnect(
             reason: form.reason.trim().to_owned(),
         })
         .await;
-    match upstream::realtime(answer) {
-        Ok(r) => {
-            user.audit(
-                ACTION,
-                &subject,
-                &format!(
-                    "disconnected: {} local connection(s), {} instance(s) reached",
-                    r.local_connections, r.instances_reached
-                ),
-            );
-            Ok(Redirect::to(&format!(
-                "/realtime?done=disconnected&count={}&instances={}",
-                r.local_connections, r.instances_reached
-            )))
-        }
-        Err(e) => {
-            user.audit(ACTION, &subject, &failed_outcome(&e));
-            Err(e)
-        }
-    }
+    let r = user.audit_failure(ACTION, &subject, upstream::realtime(answer))?;
+    user.audit(
+        ACTION,
+        &subject,
+        &format!(
+            "disconnected: {} local connection(s), {} instance(s) reached",
+            r.local_connections, r.instances_reached
+        ),
+    );
+    Ok(Redirect::to(&format!(
+        "/realtime?done=disconnected&count={}&instances={}",
+        r.local_connections, r.instances_reached
+    )))
 }
 
 #[cfg(test)]
