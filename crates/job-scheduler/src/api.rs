@@ -205,6 +205,31 @@ impl JobService for JobApi {
         ))
     }
 
+    async fn queue_history(
+        &self,
+        _request: Request<pb::QueueHistoryRequest>,
+    ) -> R<pb::QueueHistoryResponse> {
+        Err(Status::unimplemented("QueueHistory is not implemented yet"))
+    }
+
+    async fn retry_dead_letters(
+        &self,
+        _request: Request<pb::RetryDeadLettersRequest>,
+    ) -> R<pb::RetryDeadLettersResponse> {
+        Err(Status::unimplemented("RetryDeadLetters is not implemented yet"))
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        _request: Request<pb::PurgeDeadLettersRequest>,
+    ) -> R<pb::PurgeDeadLettersResponse> {
+        Err(Status::unimplemented("PurgeDeadLetters is not implemented yet"))
+    }
+
+    async fn clean_jobs(&self, _request: Request<pb::CleanJobsRequest>) -> R<pb::CleanJobsResponse> {
+        Err(Status::unimplemented("CleanJobs is not implemented yet"))
+    }
+
     async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> R<BoxStream<pb::JobEvent>> {
         let rx = watch::watch(
             &self.watches,

@@ -321,6 +321,7 @@ pub async fn jobs(args: JobsArgs, json: bool) -> Outcome {
                 page_token,
                 job_type,
                 owner_user_id: owner,
+                payload_contains: String::new(),
             };
             match client.list_jobs(request).await {
                 Ok(r) => {

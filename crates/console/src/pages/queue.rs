@@ -217,6 +217,7 @@ pub async fn page(
                 page_token: page_token.clone(),
                 job_type: job_type.to_owned(),
                 owner_user_id: owner.to_owned(),
+                payload_contains: String::new(),
             })
             .await,
     )?;

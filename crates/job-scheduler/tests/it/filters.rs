@@ -73,6 +73,7 @@ async fn list_filtered(
                 page_token: token.clone(),
                 job_type: job_type.into(),
                 owner_user_id: owner.into(),
+                ..Default::default()
             })
             .await?
             .into_inner();
