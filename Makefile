@@ -35,12 +35,23 @@ build:
 	$(CARGO) build --workspace --bins
 
 # Tests make sure Redis and PostgreSQL answer first (starting them if needed), then create their own
-# databases and key prefixes, so they run in parallel and leave nothing behind.
+# databases and key prefixes, so they run in parallel and leave nothing behind. With cargo-nextest
+# installed they run through it (.config/nextest.toml: every binary's tests scheduled together),
+# otherwise through cargo test, binary after binary (slower, same tests). TEST_RUNNER=cargo forces
+# the latter.
+TEST_RUNNER ?= $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo nextest || echo cargo)
+
 test:
 	@REDIS_URL=$(TEST_REDIS_URL) DATABASE_URL=$(TEST_DATABASE_URL) bash scripts/deps.sh up
 	@REDIS_URL=$(TEST_REDIS_URL) bash scripts/test-keys-gc.sh
+ifeq ($(TEST_RUNNER),nextest)
+	NCY_TEST_REDIS_URL=$(TEST_REDIS_URL) NCY_TEST_DATABASE_URL=$(TEST_DATABASE_URL) \
+		$(CARGO) nextest run --workspace --all-targets --no-fail-fast
+else
+	@echo "cargo-nextest not found: running cargo test (slower; 'cargo install cargo-nextest --locked' to speed it up)"
 	NCY_TEST_REDIS_URL=$(TEST_REDIS_URL) NCY_TEST_DATABASE_URL=$(TEST_DATABASE_URL) \
 		$(CARGO) test --workspace --all-targets --no-fail-fast
+endif
 
 lint:
 	$(CARGO) fmt --all -- --check
