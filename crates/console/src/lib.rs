@@ -14,7 +14,8 @@
 //! Access: users and roles come from `NCY_CONSOLE_USERS_FILE` (`users.rs`); a signed session
 //! cookie (`session.rs`) is checked in front of every page (`access.rs`), every state-changing
 //! request must come from a console page (`csrf.rs`), and every action needs the `operator`
-//! role and is audited (`target = "audit"`). **A session cookie copied from a browser stays valid
+//! role and is audited (`target = "audit"`). Sign-in attempts are limited per name and per
+//! address across every replica through the cache-gateway (`login_limit.rs`). **A session cookie copied from a browser stays valid
 //! until its idle timeout runs out**: there is no server-side revocation list in this slice (see
 //! `session.rs` for what does end a session).
 //!
@@ -43,6 +44,7 @@ pub mod boot;
 pub mod csrf;
 pub mod error;
 pub mod live;
+pub mod login_limit;
 pub mod middleware;
 pub mod pages;
 pub mod session;
@@ -68,6 +70,8 @@ pub struct AppState {
     sessions: session::SessionKey,
     login_permits: Semaphore,
     overview: Arc<live::OverviewHub>,
+    /// The overview charts' history, fetched at most once a minute.
+    history: pages::history::HistoryCache,
     /// Fires when the console drains: live streams and the poller stop.
     cancel: CancellationToken,
 }
@@ -113,6 +117,7 @@ impl Application {
                 settings.secure_cookie,
             ),
             login_permits: Semaphore::new(LOGIN_CONCURRENCY),
+            history: pages::history::HistoryCache::default(),
             cancel,
         };
         Ok(Self {
@@ -174,9 +179,12 @@ impl Application {
         );
         let drain = CancellationToken::new();
         let addr = listener.local_addr().ok();
-        let server = axum::serve(listener, router(state))
-            .with_graceful_shutdown(drain.clone().cancelled_owned())
-            .into_future();
+        let server = axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(drain.clone().cancelled_owned())
+        .into_future();
         tracing::info!(service = SERVICE, addr = ?addr, "serving the console");
         let mut server = std::pin::pin!(server);
         let mut shutdown = std::pin::pin!(shutdown);
@@ -282,7 +290,14 @@ fn describe_metrics() {
         "console_upstream_errors_total",
         "Failed gRPC calls to the services, by service and status code"
     );
-    describe_counter!("console_logins_total", "Sign-ins by outcome (ok, refused)");
+    describe_counter!(
+        "console_logins_total",
+        "Sign-ins by outcome (ok, refused, rate_limited)"
+    );
+    describe_counter!(
+        "console_login_limit_unchecked_total",
+        "Sign-in attempts let through unchecked because the cache-gateway's rate limiter could not be asked"
+    );
     describe_counter!(
         "console_sessions_refused_total",
         "Session cookies refused, by reason"

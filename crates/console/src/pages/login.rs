@@ -4,15 +4,21 @@
 //! wrong, after the same argon2 work (see [`crate::users::verify`]), and is audited with the name
 //! tried, never the password. At most [`crate::LOGIN_CONCURRENCY`] verifications run at once, so
 //! a flood of sign-ins costs the console bounded CPU and memory (argon2 is made to be expensive).
-use std::sync::Arc;
+//! Before any of that, the attempt is counted against the limits shared by every replica
+//! ([`crate::login_limit`]): over one, the answer is 429 with the form, how long to wait and
+//! `Retry-After`, and no password is verified.
+use std::{net::SocketAddr, sync::Arc};
 
 use askama::Template;
 use axum::{
     Form,
-    extract::{Query, State, rejection::FormRejection},
+    extract::{ConnectInfo, Query, State, rejection::FormRejection},
     response::{IntoResponse, Redirect, Response},
 };
-use http::{HeaderMap, HeaderValue, StatusCode, header::SET_COOKIE};
+use http::{
+    Extensions, HeaderMap, HeaderValue, StatusCode,
+    header::{RETRY_AFTER, SET_COOKIE},
+};
 use serde::Deserialize;
 
 use super::{Nav, clip, render};
@@ -20,6 +26,7 @@ use crate::{
     AppState,
     access::{Subject, audit, check, safe_next},
     error::ConsoleError,
+    login_limit::{self, Verdict},
     session::{new_claims, now_secs},
     users,
 };
@@ -33,7 +40,7 @@ struct LoginPage {
     nav: Nav,
     next: String,
     name: String,
-    problem: Option<&'static str>,
+    problem: Option<String>,
 }
 
 /// The query of the login form.
@@ -76,6 +83,7 @@ pub async fn form(
 /// `POST /login`.
 pub async fn submit(
     State(app): State<Arc<AppState>>,
+    extensions: Extensions,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, ConsoleError> {
     let Ok(Form(form)) = form else {
@@ -84,6 +92,16 @@ pub async fn submit(
         ));
     };
     let name = form.name.trim().to_owned();
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if let Verdict::Denied {
+        limit,
+        retry_after_secs,
+    } = login_limit::check(&app.cache, &name, peer).await
+    {
+        return too_many(&name, &form.next, peer, limit, retry_after_secs);
+    }
     let role = {
         let _permit = app.login_permits.acquire().await.ok();
         users::verify(app.users.current().await, name.clone(), form.password).await
@@ -96,7 +114,7 @@ pub async fn submit(
             nav: Nav::login(),
             next: safe_next(Some(&form.next)).to_owned(),
             name: shown_name,
-            problem: Some(REFUSED),
+            problem: Some(REFUSED.to_owned()),
         })?;
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
@@ -107,6 +125,45 @@ pub async fn submit(
     if let Ok(cookie) = HeaderValue::from_str(&app.sessions.set_cookie(&claims)) {
         response.headers_mut().append(SET_COOKIE, cookie);
     }
+    Ok(response)
+}
+
+/// The answer to an attempt over a limit: the form again with how long to wait, 429 and
+/// `Retry-After`; audited with the name tried and the address.
+fn too_many(
+    name: &str,
+    next: &str,
+    peer: Option<std::net::IpAddr>,
+    limit: &'static str,
+    retry_after_secs: u64,
+) -> Result<Response, ConsoleError> {
+    metrics::counter!("console_logins_total", "outcome" => "rate_limited").increment(1);
+    let shown_name = clip(name, 64);
+    let address = peer.map(|ip| format!("address:{ip}"));
+    let subject = Subject {
+        target: address.as_deref(),
+        ..Subject::default()
+    };
+    audit(
+        &shown_name,
+        "",
+        "login",
+        &subject,
+        &format!("refused: too many attempts (per {limit})"),
+    );
+    let page = render(&LoginPage {
+        nav: Nav::login(),
+        next: safe_next(Some(next)).to_owned(),
+        name: shown_name,
+        problem: Some(format!(
+            "Too many sign-in attempts. Wait {} and try again.",
+            login_limit::wait_words(retry_after_secs)
+        )),
+    })?;
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
     Ok(response)
 }
 

@@ -13,6 +13,7 @@ use crate::error::ConsoleError;
 
 pub mod cache;
 pub mod dead;
+pub mod history;
 pub mod job;
 pub mod job_actions;
 pub mod login;

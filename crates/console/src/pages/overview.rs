@@ -1,11 +1,18 @@
 //! The overview, `/`: every queue's counts by state and whether it is paused, each number linking
 //! to where those jobs are listed. The table is the fragment `live.rs` re-renders for the
 //! page's Server-Sent Events, so the page works without JavaScript and stays fresh with it.
+//! Above it, the throughput charts (`history.rs`), drawn at page load from a history fetched at
+//! most once a minute.
 use std::sync::Arc;
 
 use askama::Template;
-use axum::{Extension, extract::State, response::Html};
+use axum::{
+    Extension,
+    extract::{Query, State},
+    response::Html,
+};
 use ncy_proto::jobs::v1::{QueueStatsRequest, QueueSummary};
+use serde::Deserialize;
 
 use super::{Nav, render, time, url_part};
 use crate::{
@@ -72,6 +79,13 @@ pub struct OverviewTable {
 struct OverviewPage {
     nav: Nav,
     table: String,
+    charts: super::history::Charts,
+}
+
+/// The query of the overview: which queue the charts show (absent: all queues summed).
+#[derive(Debug, Default, Deserialize)]
+pub struct OverviewQuery {
+    chart: Option<String>,
 }
 
 async fn table(jobs: &JobsClient) -> Result<OverviewTable, ConsoleError> {
@@ -110,10 +124,16 @@ pub async fn table_html(jobs: &JobsClient) -> String {
 pub async fn page(
     State(app): State<Arc<AppState>>,
     Extension(user): Extension<CurrentUser>,
+    Query(query): Query<OverviewQuery>,
 ) -> Result<Html<String>, ConsoleError> {
-    let table = table(&app.jobs).await?.render()?;
+    let chosen = query.chart.as_deref().filter(|q| !q.is_empty());
+    let (table, charts) = tokio::join!(
+        table(&app.jobs),
+        super::history::charts(&app.history, &app.jobs, chosen)
+    );
     render(&OverviewPage {
         nav: Nav::for_user("overview", &user),
-        table,
+        table: table?.render()?,
+        charts,
     })
 }

@@ -11,6 +11,7 @@ mod browser;
 mod cache_page;
 mod filters;
 mod live;
+mod login_limit;
 mod pages;
 mod realtime_page;
 mod schedules;

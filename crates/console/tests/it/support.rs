@@ -22,6 +22,9 @@ pub type Client = JobServiceClient<Channel>;
 pub const VIEWER: (&str, &str) = ("vera", "viewer password 1");
 /// The operator of every test console.
 pub const OPERATOR: (&str, &str) = ("otto", "operator password 1");
+/// A cache-gateway URL where nothing listens (a privileged port nobody binds in tests).
+pub const NO_CACHE_GATEWAY: &str = "http://127.0.0.1:1";
+
 /// The session secret of every test console.
 pub const SECRET: &str = "a-test-session-secret-of-40-characters!!";
 
@@ -231,6 +234,9 @@ pub fn console_env(
             users.to_string_lossy().into_owned(),
         ),
         ("NCY_CONSOLE_SESSION_SECRET".into(), SECRET.into()),
+        // No cache-gateway unless a test starts one: sign-ins go on unchecked (fail open), and
+        // never count against a gateway some other stack runs on the default port.
+        ("NCY_CONSOLE_CACHE_URL".into(), NO_CACHE_GATEWAY.into()),
         ("NCY_SHUTDOWN_GRACE_SECS".into(), "5".into()),
         ("RUST_LOG".into(), "warn".into()),
     ])
