@@ -6,7 +6,8 @@
 //! `NCY_QUEUE_<Q>_CONCURRENCY`, `NCY_QUEUE_<Q>_KEEP_COMPLETED` (count), `NCY_QUEUE_<Q>_KEEP_SECS`
 //! (age), and engine-wide `NCY_JOBS_VISIBILITY_TIMEOUT_MS`, `NCY_JOBS_MAX_RECLAIMS`,
 //! `NCY_JOBS_DEDUP_TTL_SECS`, `NCY_JOBS_MAX_BACKOFF_MS`, `NCY_JOBS_DEAD_LETTER_MAX`,
-//! `NCY_JOBS_TEST_JOB_TYPES` (accept/run the test-only `sleep` and `fail` types).
+//! `NCY_JOBS_TEST_JOB_TYPES` (accept/run the test-only `sleep` and `fail` types),
+//! `NCY_JOBS_HISTORY_FLUSH_MS` (how often a worker adds its QueueHistory counts to Redis).
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ pub struct EngineSettings {
     pub dead_letter_max: u64,
     /// Accept and run the test-only `sleep` and `fail` job types.
     pub test_job_types: bool,
+    /// How often a worker adds the jobs it finished per minute to the queue history (default
+    /// 5 s, 100 ms–60 s): the current minute of QueueHistory lags by up to this much.
+    pub history_flush: Duration,
 }
 
 impl EngineSettings {
@@ -103,6 +107,14 @@ impl EngineSettings {
                 "must be between 100 and 3600000",
             ));
         }
+        let history_flush_ms: u64 =
+            env.parse_or("NCY_JOBS_HISTORY_FLUSH_MS", 5_000, "milliseconds")?;
+        if !(100..=60_000).contains(&history_flush_ms) {
+            return Err(ConfigError::new(
+                "NCY_JOBS_HISTORY_FLUSH_MS",
+                "must be between 100 and 60000",
+            ));
+        }
         Ok(Self {
             queues,
             visibility_timeout: Duration::from_millis(visibility_ms),
@@ -111,6 +123,7 @@ impl EngineSettings {
             max_backoff_ms: env.parse_or("NCY_JOBS_MAX_BACKOFF_MS", 3_600_000, "milliseconds")?,
             dead_letter_max: env.parse_or("NCY_JOBS_DEAD_LETTER_MAX", 10_000, "a number")?,
             test_job_types: env.bool_or("NCY_JOBS_TEST_JOB_TYPES", false)?,
+            history_flush: Duration::from_millis(history_flush_ms),
         })
     }
 
@@ -168,6 +181,7 @@ mod tests {
             })
         );
         assert!(!s.test_job_types);
+        assert_eq!(s.history_flush, Duration::from_secs(5));
     }
 
     #[test]
@@ -180,5 +194,13 @@ mod tests {
         );
         let env = Env::from_pairs([("NCY_QUEUE_REPORT_CONCURRENCY", "0")]);
         assert!(EngineSettings::load(&env).is_err());
+        for bad in ["99", "60001", "soon"] {
+            let env = Env::from_pairs([("NCY_JOBS_HISTORY_FLUSH_MS", bad)]);
+            let err = EngineSettings::load(&env).expect_err(bad);
+            assert!(
+                err.to_string().contains("NCY_JOBS_HISTORY_FLUSH_MS"),
+                "{err}"
+            );
+        }
     }
 }

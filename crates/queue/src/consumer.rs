@@ -189,10 +189,11 @@ impl Engine {
         }
         let q = self.queue_keys(queue);
         let s = self.queue_settings(queue);
+        let now = now_ms();
         let mut inv = self.scripts.complete.key(q.done());
         inv.arg(q.tag())
             .arg(consumer)
-            .arg(now_ms())
+            .arg(now)
             .arg(s.keep_count)
             .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX));
         for job in jobs {
@@ -207,7 +208,15 @@ impl Engine {
                 jobs.len()
             )));
         }
-        Ok(flags.into_iter().map(|f| f == 1).collect())
+        let ours: Vec<bool> = flags.into_iter().map(|f| f == 1).collect();
+        let completed = jobs
+            .iter()
+            .zip(&ours)
+            .filter(|(job, ours)| **ours && job.outcome == Finish::Completed)
+            .count();
+        self.history
+            .add(queue, now, u64::try_from(completed).unwrap_or(0), 0);
+        Ok(ours)
     }
 
     /// Records a failed attempt: retry after backoff (with ±20 % jitter) or dead.
@@ -267,6 +276,7 @@ impl Engine {
     ) -> Result<FailOutcome> {
         let q = self.queue_keys(queue);
         let s = self.queue_settings(queue);
+        let now = now_ms();
         let mut conn = self.conn().await?;
         let reply: Vec<Value> = self
             .scripts
@@ -277,13 +287,13 @@ impl Engine {
             .arg(&job.id)
             .arg(error)
             .arg(mode)
-            .arg(now_ms())
+            .arg(now)
             .arg(delay_ms)
             .arg(s.keep_count)
             .arg(u64::try_from(s.keep_age.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut conn)
             .await?;
-        Ok(match reply.first().map(int) {
+        let outcome = match reply.first().map(int) {
             Some(1) => FailOutcome::Retry(reply.get(1).map(int).unwrap_or(0)),
             Some(2) => FailOutcome::Dead(crate::ids::dead_letter_id(
                 queue,
@@ -291,7 +301,13 @@ impl Engine {
             )),
             Some(3) => FailOutcome::Postponed(reply.get(1).map(int).unwrap_or(0)),
             _ => FailOutcome::Stale,
-        })
+        };
+        // A postponed attempt is given back (it did not fail because of the job); a stale one was
+        // not recorded at all.
+        if matches!(outcome, FailOutcome::Retry(_) | FailOutcome::Dead(_)) {
+            self.history.add(queue, now, 0, 1);
+        }
+        Ok(outcome)
     }
 
     /// Heartbeat for this consumer's in-flight jobs; returns the ids whose cancel was requested.

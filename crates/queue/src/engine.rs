@@ -11,6 +11,7 @@ use ncy_types::jobs::QueueName;
 
 use crate::config::{EngineSettings, QueueSettings};
 use crate::error::Result;
+use crate::history::HistoryCounts;
 use crate::scripts::Scripts;
 
 /// Streams per queue: one per priority 0..=10.
@@ -33,6 +34,9 @@ pub struct Engine {
     /// delivered entries to them that they never saw. Their next fetch takes those first (see
     /// `consumer.rs`).
     pub(crate) lost_reads: Arc<Mutex<HashSet<(QueueName, String)>>>,
+    /// Jobs finished per queue and minute, counted in memory until the next history flush (see
+    /// `history.rs`).
+    pub(crate) history: Arc<HistoryCounts>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -61,6 +65,7 @@ impl Engine {
             client,
             cluster_seed: None,
             lost_reads: Arc::default(),
+            history: Arc::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! of its own. `cargo test -p ncy-queue --test it postpone::` runs one area.
 mod control;
 mod engine;
+mod history;
 mod lost_reads;
 mod postpone;
 mod support;

@@ -198,6 +198,7 @@ mod tests {
             q.dedup_prefix(),
             q.promoter_wake_channel(),
             q.events_channel(),
+            q.history(20_000),
         ]);
         keys.extend(queue.into_iter().map(|key| (key, Owner::Jobs)));
         keys

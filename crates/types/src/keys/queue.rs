@@ -33,6 +33,7 @@ pub const QUEUE_KEY_SUFFIXES: &[(&str, &str)] = &[
     ("CANCELLED", CANCELLED),
     ("GHOSTS", GHOSTS),
     ("WORKERS", WORKERS),
+    ("HISTORY", HISTORY),
 ];
 
 const READY: &str = ":ready:";
@@ -52,6 +53,7 @@ const EVENTS_LIVE: &str = ":events:live";
 const CANCELLED: &str = ":cancelled";
 const GHOSTS: &str = ":ghosts";
 const WORKERS: &str = ":workers";
+const HISTORY: &str = ":history:";
 
 /// The keys of one job queue, all in one cluster slot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -199,6 +201,14 @@ impl QueueKeys {
         self.at(WORKERS)
     }
 
+    /// Hash of the jobs finished in one UTC day (`day` = days since the Unix epoch), a field per
+    /// minute of the day and kind (`<minute>:c` completed, `<minute>:f` failed attempts), added to
+    /// by the workers' periodic flushes and expiring a week after the last one: `…:history:<day>`.
+    /// One key per day keeps a queue's history at a bounded number of keys however busy it is.
+    pub fn history(&self, day: i64) -> String {
+        format!("{}{HISTORY}{day}", self.tag)
+    }
+
     /// Prefix of the dedup keys, for scripts that build them from idempotency keys.
     pub fn dedup_prefix(&self) -> String {
         self.at(DEDUP)
@@ -262,6 +272,7 @@ mod tests {
         assert_eq!(q.dedup_prefix(), "{ncy:q:email}:dedup:");
         assert_eq!(q.events(), "{ncy:q:email}:events");
         assert_eq!(q.events_channel(), "{ncy:q:email}:events:live");
+        assert_eq!(q.history(20_000), "{ncy:q:email}:history:20000");
     }
 
     #[test]
@@ -288,6 +299,7 @@ mod tests {
             keys.push(q.schedule_dedup("cron:cleanup:1700000000000"));
             keys.push(q.promoter_wake_channel());
             keys.push(q.events_channel());
+            keys.push(q.history(20_000));
             for key in keys {
                 assert_eq!(hash_slot(&key), slot, "{key}");
             }
