@@ -237,6 +237,8 @@ impl Application {
             )),
         };
         runtime.spawn(sinks.outages.clone().sweep_until(stop.clone()));
+        // The runners, so the last history flush comes after their last finished job.
+        let runners = tokio_util::task::TaskTracker::new();
         let visibility = settings.engine.visibility_timeout;
         for queue in &settings.queues {
             let queue = *queue;
@@ -255,7 +257,7 @@ impl Application {
                 sinks.clone(),
                 stop.clone(),
             );
-            runtime.spawn(async move {
+            runtime.spawn(runners.track_future(async move {
                 let (engine, stop) = (eng, halt);
                 // Groups first (retrying while Redis is down), then the loop.
                 while let Err(e) = engine.ensure_groups(queue).await {
@@ -266,16 +268,38 @@ impl Application {
                     }
                 }
                 runner::run(engine, registry, sinks, cfg, stop).await;
-            });
+            }));
             runtime.spawn(engine.clone().run_promoter(
                 queue,
                 format!("{}-promoter", settings.worker_id),
                 stop.clone(),
             ));
         }
+        runners.close();
+        runtime.spawn(flush_history(
+            engine.clone(),
+            settings.engine.history_flush,
+            runners,
+            stop.clone(),
+        ));
         runtime
             .serve(tonic::service::Routes::default(), &[], shutdown)
             .await
+    }
+}
+
+/// Adds the jobs finished per minute to the queue history every `every`, and once more at the
+/// drain, after the runners have recorded their last outcomes (a SIGKILL loses what was not sent).
+async fn flush_history(
+    engine: Engine,
+    every: Duration,
+    runners: tokio_util::task::TaskTracker,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    engine.flush_history_every(every, stop).await;
+    runners.wait().await;
+    if let Err(e) = engine.flush_history().await {
+        tracing::warn!(error = %e, "the last queue history counts could not be added; they are lost");
     }
 }
 
