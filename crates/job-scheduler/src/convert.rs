@@ -2,6 +2,7 @@
 //! Everything is checked before anything is written; errors name the proto field.
 use ncy_proto::jobs::v1 as pb;
 use ncy_queue::cron::{MissedRunPolicy, ScheduleView};
+use ncy_queue::listing::MAX_PAYLOAD_CONTAINS;
 use ncy_queue::{DeadLetter, JobFilter, JobRecord, JobState, NewJob};
 use ncy_types::ValidationError;
 use ncy_types::jobs::{
@@ -258,8 +259,9 @@ pub fn page_size(n: i32) -> Result<usize, ValidationError> {
     }
 }
 
-/// ListJobs' filters (`job_type`, `owner_user_id`; empty = any). A known type is accepted on any
-/// queue (it then matches nothing there); test-only types only when enabled.
+/// ListJobs' filters (`job_type`, `owner_user_id`, `payload_contains` up to 256 bytes; empty =
+/// any). A known type is accepted on any queue (it then matches nothing there); test-only types
+/// only when enabled.
 pub fn job_filter(
     req: &pb::ListJobsRequest,
     test_types: bool,
@@ -281,8 +283,16 @@ pub fn job_filter(
         "" => None,
         id => Some(ncy_types::parse_uuid("owner_user_id", id)?.to_string()),
     };
+    if req.payload_contains.len() > MAX_PAYLOAD_CONTAINS {
+        return Err(ValidationError::new(
+            "payload_contains",
+            format!("must be at most {MAX_PAYLOAD_CONTAINS} bytes"),
+        ));
+    }
+    let payload_contains = Some(req.payload_contains.clone()).filter(|t| !t.is_empty());
     Ok(JobFilter {
         job_type,
         owner_user_id,
+        payload_contains,
     })
 }

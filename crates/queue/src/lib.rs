@@ -9,11 +9,13 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod clean;
 mod client;
 pub mod config;
 mod consumer;
 pub mod cron;
 mod cron_expr;
+mod dead_bulk;
 mod engine;
 pub mod error;
 mod history;
@@ -26,8 +28,10 @@ mod schedule_control;
 mod scripts;
 
 pub use admin::{DeadLetter, PurgeCounts, QueueStats};
+pub use clean::{CleanBatch, CleanPosition, CleanSlice};
 pub use config::{EngineSettings, QueueSettings, RateLimit};
 pub use consumer::{FailOutcome, Fetched, Finish, Finished, HeldJob, Preclaimed};
+pub use dead_bulk::{DeadLetterAction, DeadLetterBatch, DeadLetterFilter, DeadLetterSlice};
 pub use engine::{BANDS, Engine, GROUP};
 pub use error::QueueError;
 pub use history::{HISTORY_TTL_SECS, HistoryPoint, MAX_HISTORY_MINUTES, QueueHistory};

@@ -18,7 +18,9 @@
 //! page may therefore hold fewer than `page_size` jobs, even none, while the cursor still moves
 //! forward: the caller pages on while a next cursor comes back. [`JobPage::examined`] says how many
 //! entries the call looked at, at most [`FILTERED_SCAN_BUDGET`] with a filter. Without a filter a
-//! listing reads only `state`, as it always has.
+//! listing reads only `state`, as it always has. A payload text is matched inside Redis
+//! (`search.lua`), and a call also ends once the payloads it searched reach
+//! [`SEARCH_BYTE_BUDGET`], with a cursor after the last job searched.
 use std::collections::HashMap;
 use std::fmt;
 
@@ -31,7 +33,8 @@ use crate::error::{QueueError, Result};
 use crate::job::{JobRecord, JobState};
 
 mod filter;
-pub use filter::JobFilter;
+pub(crate) use filter::ByteBudget;
+pub use filter::{JobFilter, MAX_PAYLOAD_CONTAINS, SEARCH_BYTE_BUDGET};
 
 /// Most jobs in one page.
 pub const MAX_PAGE: usize = 500;
@@ -199,6 +202,7 @@ impl Engine {
         let mut examined = 0usize;
         let mut exhausted = false;
         let budget = filter.budget();
+        let mut bytes = ByteBudget::default();
         while found.len() < page_size && examined < budget {
             // Never read past the budget.
             let n = chunk.min(budget - examined);
@@ -209,7 +213,9 @@ impl Engine {
             } else {
                 conn.zrange(&key, start, stop).await?
             };
-            let kept = self.matching(&mut conn, queue, &ids, state, filter).await?;
+            let kept = self
+                .matching(&mut conn, queue, &ids, state, filter, &mut bytes)
+                .await?;
             let mut consumed = 0usize;
             for (id, keep) in ids.iter().zip(&kept) {
                 if found.len() >= page_size {
@@ -224,6 +230,10 @@ impl Engine {
             examined += consumed;
             if ids.len() < n && consumed == ids.len() {
                 exhausted = true;
+                break;
+            }
+            // A search that used up the call's payload bytes ends the call here.
+            if kept.len() < ids.len() {
                 break;
             }
         }
@@ -292,6 +302,7 @@ impl Engine {
         let candidates: Vec<(u8, String)> = entries.into_iter().skip(skip).collect();
         let mut found: Vec<String> = Vec::new();
         let mut consumed = 0usize;
+        let mut bytes = ByteBudget::default();
         for part in candidates.chunks(chunk_for(page_size)) {
             if found.len() >= page_size {
                 break;
@@ -311,7 +322,7 @@ impl Engine {
                 })
                 .collect();
             let kept = self
-                .matching(&mut conn, queue, &ids, JobState::Active, filter)
+                .matching(&mut conn, queue, &ids, JobState::Active, filter, &mut bytes)
                 .await?;
             for (id, keep) in ids.iter().zip(&kept) {
                 if found.len() >= page_size {
@@ -321,6 +332,9 @@ impl Engine {
                 if *keep {
                     found.push(id.clone());
                 }
+            }
+            if kept.len() < ids.len() {
+                break;
             }
         }
         let exhausted = !more_pending && consumed == candidates.len();
@@ -352,6 +366,7 @@ impl Engine {
         let mut examined = 0usize;
         let mut exhausted = false;
         let budget = filter.budget();
+        let mut bytes = ByteBudget::default();
         while found.len() < page_size && examined < budget {
             // Never read past the budget.
             let n = chunk.min(budget - examined);
@@ -375,7 +390,14 @@ impl Engine {
                 .map(|(_, f)| f.get("j").cloned().unwrap_or_default())
                 .collect();
             let kept = self
-                .matching(&mut conn, queue, &ids, JobState::Waiting, filter)
+                .matching(
+                    &mut conn,
+                    queue,
+                    &ids,
+                    JobState::Waiting,
+                    filter,
+                    &mut bytes,
+                )
                 .await?;
             let mut consumed = 0usize;
             for ((entry, _), (id, keep)) in entries.iter().zip(ids.iter().zip(&kept)) {
@@ -392,6 +414,9 @@ impl Engine {
                 }
             }
             examined += consumed;
+            if kept.len() < ids.len() {
+                break;
+            }
             if entries.len() < n && consumed == entries.len() {
                 if band == 0 {
                     exhausted = true;

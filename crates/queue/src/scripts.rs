@@ -46,6 +46,9 @@ pub struct Scripts {
     pub run_now: Script,
     pub delete_job: Script,
     pub schedule_set: Script,
+    pub dead_select: Script,
+    pub search: Script,
+    pub clean_job: Script,
 }
 
 impl Scripts {
@@ -68,6 +71,9 @@ impl Scripts {
             run_now: script!("run_now.lua"),
             delete_job: script!("delete_job.lua"),
             schedule_set: script!("schedule_set.lua"),
+            dead_select: script!("dead_select.lua"),
+            search: script!("search.lua"),
+            clean_job: script!("clean_job.lua"),
         }
     }
 }
@@ -100,6 +106,9 @@ mod tests {
         include_str!("scripts/run_now.lua"),
         include_str!("scripts/delete_job.lua"),
         include_str!("scripts/schedule_set.lua"),
+        include_str!("scripts/dead_select.lua"),
+        include_str!("scripts/search.lua"),
+        include_str!("scripts/clean_job.lua"),
     ];
 
     #[test]
