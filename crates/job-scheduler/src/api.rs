@@ -214,20 +214,26 @@ impl JobService for JobApi {
 
     async fn retry_dead_letters(
         &self,
-        _request: Request<pb::RetryDeadLettersRequest>,
+        request: Request<pb::RetryDeadLettersRequest>,
     ) -> R<pb::RetryDeadLettersResponse> {
-        Err(Status::unimplemented("RetryDeadLetters is not implemented yet"))
+        Ok(Response::new(
+            crate::bulk::retry_dead_letters(self, request.get_ref()).await?,
+        ))
     }
 
     async fn purge_dead_letters(
         &self,
-        _request: Request<pb::PurgeDeadLettersRequest>,
+        request: Request<pb::PurgeDeadLettersRequest>,
     ) -> R<pb::PurgeDeadLettersResponse> {
-        Err(Status::unimplemented("PurgeDeadLetters is not implemented yet"))
+        Ok(Response::new(
+            crate::bulk::purge_dead_letters(self, request.get_ref()).await?,
+        ))
     }
 
-    async fn clean_jobs(&self, _request: Request<pb::CleanJobsRequest>) -> R<pb::CleanJobsResponse> {
-        Err(Status::unimplemented("CleanJobs is not implemented yet"))
+    async fn clean_jobs(&self, request: Request<pb::CleanJobsRequest>) -> R<pb::CleanJobsResponse> {
+        Ok(Response::new(
+            crate::bulk::clean_jobs(self, request.get_ref()).await?,
+        ))
     }
 
     async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> R<BoxStream<pb::JobEvent>> {

@@ -20,10 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub mod api;
+pub mod bulk;
 pub mod control;
 pub mod convert;
 pub mod error;
 pub mod page_token;
+pub mod run_token;
 pub mod schedules;
 pub mod watch;
 

@@ -3,11 +3,14 @@
 //! under a Redis key prefix of its own. `cargo test -p job-scheduler --test it paging::` runs one
 //! area.
 mod api;
+mod bulk;
+mod clean;
 mod filters;
 mod job_control;
 mod paging;
 mod schedule_control;
 mod schedules;
+mod search;
 mod service;
 mod support;
 mod watch;
