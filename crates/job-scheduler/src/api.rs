@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, codegen::BoxStream};
 
 use crate::error::SchedulerError;
 use crate::watch::WatchHub;
-use crate::{control, convert, watch};
+use crate::{control, convert, history, watch};
 
 /// Most jobs in one EnqueueBulk.
 const MAX_BULK: usize = 1000;
@@ -36,7 +36,8 @@ impl JobApi {
         self.engine.settings().test_job_types
     }
 
-    fn queues(&self, name: &str) -> Result<Vec<QueueName>, SchedulerError> {
+    /// The queues a request names: `name`, or every configured queue when it is empty.
+    pub(crate) fn queues(&self, name: &str) -> Result<Vec<QueueName>, SchedulerError> {
         if name.is_empty() {
             Ok(QueueName::ALL.to_vec())
         } else {
@@ -207,9 +208,11 @@ impl JobService for JobApi {
 
     async fn queue_history(
         &self,
-        _request: Request<pb::QueueHistoryRequest>,
+        request: Request<pb::QueueHistoryRequest>,
     ) -> R<pb::QueueHistoryResponse> {
-        Err(Status::unimplemented("QueueHistory is not implemented yet"))
+        Ok(Response::new(
+            history::queue_history(self, request.get_ref()).await?,
+        ))
     }
 
     async fn retry_dead_letters(

@@ -24,6 +24,7 @@ pub mod bulk;
 pub mod control;
 pub mod convert;
 pub mod error;
+pub mod history;
 pub mod page_token;
 pub mod run_token;
 pub mod schedules;

@@ -6,6 +6,7 @@ mod api;
 mod bulk;
 mod clean;
 mod filters;
+mod history;
 mod job_control;
 mod paging;
 mod schedule_control;
