@@ -5,8 +5,9 @@
 //! PostgreSQL, so it works against any deployment and any number of replicas; it holds no state
 //! of its own (sessions are signed cookies), so any number of console replicas can run too.
 //!
-//! Pages (`pages/`): the overview of every queue (live over Server-Sent Events, `live.rs`), a
-//! queue's jobs by state, one job (live) with its actions, the dead letters, the recurring
+//! Pages (`pages/`): the overview of every queue (live over Server-Sent Events, `live.rs`) with
+//! throughput charts, a queue's jobs by state (filtered by type, owner and payload text) with bulk
+//! actions, one job (live) with its actions, the dead letters, the recurring
 //! schedules, the cache-gateway (stats, key lookup, invalidation) and the realtime-gateway
 //! (stats, presence, a test message, disconnecting a user). Every read works without JavaScript; `static/console.js` only makes pages live and
 //! asks to confirm actions.
@@ -218,12 +219,16 @@ impl Application {
 
 /// Every route of the console.
 fn router(state: Arc<AppState>) -> Router {
-    use pages::{cache, dead, job, job_actions, login, overview, queue, realtime, schedules};
+    use pages::{bulk, cache, dead, job, job_actions, login, overview, queue, realtime, schedules};
     let signed_in = Router::new()
         .route("/", get(overview::page))
         .route("/queues/{queue}", get(queue::page))
         .route("/queues/{queue}/pause", post(queue::pause))
         .route("/queues/{queue}/resume", post(queue::resume))
+        .route(
+            "/queues/{queue}/bulk/{action}",
+            get(bulk::confirm).post(bulk::run),
+        )
         .route("/jobs/{id}", get(job::page))
         .route("/jobs/{id}/cancel", post(job_actions::cancel))
         .route("/jobs/{id}/retry", post(job_actions::retry))

@@ -1,6 +1,9 @@
 //! Dead letters, `/dead?queue=…&page=…`: jobs that failed for good, newest first, for one queue
 //! or all, paginated with ListDeadLetters' token; for operators Retry (a new job from the letter)
 //! and Delete, each answering with a redirect back and a message (`?done=retried&job=<new id>`).
+//! With a queue chosen, operators also get "Retry all matching…" and "Purge all matching…" by
+//! job type and owner, which lead to the bulk actions' confirmation pages (`bulk.rs`) and back
+//! here with how many were done (`?done=retried-all&n=…`).
 use std::sync::Arc;
 
 use askama::Template;
@@ -33,6 +36,10 @@ pub struct DeadQuery {
     done: Option<String>,
     /// The job a retry made.
     job: Option<String>,
+    /// How many a bulk action touched.
+    n: Option<u64>,
+    /// Whether a bulk action stopped before the end (`1`).
+    more: Option<u8>,
 }
 
 /// The form of Retry and Delete: the queue filter to return to.
@@ -84,8 +91,10 @@ struct DeadPage {
     letters: Vec<LetterRow>,
     next_page: Option<String>,
     first_page: bool,
-    flash: Option<&'static str>,
+    flash: Option<String>,
     new_job: Option<(String, String)>,
+    /// The job types a bulk action may be narrowed to.
+    types: Vec<&'static str>,
 }
 
 /// `GET /dead`.
@@ -119,15 +128,25 @@ pub async fn page(
             .await,
     )
     .map_err(|e| unknown_queue(e, &queue))?;
+    let bulk = |verb| {
+        super::bulk::summary(
+            verb,
+            "dead letter",
+            query.n.unwrap_or(0),
+            query.more == Some(1),
+        )
+    };
     let (flash, new_job) = match query.done.as_deref() {
+        Some("retried-all") => (Some(bulk("Retried")), None),
+        Some("purged-all") => (Some(bulk("Purged")), None),
         Some("retried") => (
-            Some("Dead letter retried as a new job:"),
+            Some("Dead letter retried as a new job:".to_owned()),
             query
                 .job
                 .filter(|j| !j.is_empty())
                 .map(|j| (url_part(&j), j)),
         ),
-        Some("deleted") => (Some("Dead letter deleted."), None),
+        Some("deleted") => (Some("Dead letter deleted.".to_owned()), None),
         _ => (None, None),
     };
     render(&DeadPage {
@@ -143,6 +162,11 @@ pub async fn page(
         first_page: page_token.is_empty(),
         flash,
         new_job,
+        types: ncy_types::jobs::JobType::ALL
+            .iter()
+            .filter(|t| !t.is_test_only())
+            .map(|t| t.as_str())
+            .collect(),
     })
 }
 

@@ -11,6 +11,7 @@ use ncy_proto::jobs::v1::JobState;
 use crate::access::CurrentUser;
 use crate::error::ConsoleError;
 
+pub mod bulk;
 pub mod cache;
 pub mod dead;
 pub mod history;

@@ -1,9 +1,11 @@
-//! One queue, `/queues/{queue}?state=…&page=…&type=…&owner=…`: a tab per state with its count,
-//! that state's jobs fifty at a time (ListJobs with its page token: a state is never loaded whole),
-//! optionally only one job type and/or one owner's (the filter rides along in the tab and page
-//! links; a filtered page may be short, even empty, while "Next page" still leads on), a job-id
-//! search, and for operators Pause / Resume. A bad filter is the scheduler's INVALID_ARGUMENT,
-//! shown as the 400 page.
+//! One queue, `/queues/{queue}?state=…&page=…&type=…&owner=…&payload=…`: a tab per state with
+//! its count, that state's jobs fifty at a time (ListJobs with its page token: a state is never
+//! loaded whole), optionally only one job type and/or one owner's and/or those whose payload
+//! contains some text (the filter rides along in the tab and page links; a filtered page may be
+//! short, even empty, while "Continue" still leads on, and says how many jobs it examined), a
+//! job-id search, and for operators Pause / Resume and the bulk actions of `bulk.rs` (retry or
+//! purge the matching dead letters on the dead tab, clean old jobs on the completed, dead and
+//! cancelled tabs). A bad filter is the scheduler's INVALID_ARGUMENT, shown as the 400 page.
 use std::sync::Arc;
 
 use askama::Template;
@@ -13,7 +15,8 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use ncy_proto::jobs::v1::{
-    GetJobRequest, Job, ListJobsRequest, PauseQueueRequest, QueueStatsRequest, ResumeQueueRequest,
+    GetJobRequest, Job, JobState, ListJobsRequest, PauseQueueRequest, QueueStatsRequest,
+    ResumeQueueRequest,
 };
 use ncy_types::jobs::JobType;
 use serde::Deserialize;
@@ -42,6 +45,12 @@ pub struct QueueQuery {
     job_type: Option<String>,
     /// Only jobs this user owns (UUID); empty = any.
     owner: Option<String>,
+    /// Only jobs whose payload JSON contains this text; empty = any.
+    payload: Option<String>,
+    /// How many jobs a bulk action touched (with `done=cleaned`).
+    n: Option<u64>,
+    /// Whether a bulk action stopped before the end (`1`).
+    more: Option<u8>,
     /// The action just done (flash message).
     done: Option<String>,
 }
@@ -59,16 +68,17 @@ pub struct TypeChoice {
     selected: bool,
 }
 
-/// The filter as it rides along in links: `&type=…&owner=…` with only the parts set, encoded.
-fn filter_query(job_type: &str, owner: &str) -> String {
+/// The filter as it rides along in links: `&type=…&owner=…&payload=…` with only the parts set,
+/// encoded.
+pub fn filter_query(job_type: &str, owner: &str, payload: &str) -> String {
     let mut q = String::new();
-    if !job_type.is_empty() {
-        q.push_str("&type=");
-        q.push_str(&url_part(job_type));
-    }
-    if !owner.is_empty() {
-        q.push_str("&owner=");
-        q.push_str(&url_part(owner));
+    for (name, value) in [("type", job_type), ("owner", owner), ("payload", payload)] {
+        if !value.is_empty() {
+            q.push('&');
+            q.push_str(name);
+            q.push('=');
+            q.push_str(&url_part(value));
+        }
     }
     q
 }
@@ -116,8 +126,16 @@ struct QueuePage {
     jobs: Vec<JobRow>,
     /// The job-type filter's choices (none selected: any type).
     types: Vec<TypeChoice>,
+    /// The job-type filter (empty: any type).
+    job_type: String,
     /// The owner filter as typed (empty: any owner).
     owner: String,
+    /// The payload search as typed (empty: any payload).
+    payload: String,
+    /// Jobs the scheduler examined for this page (shown with a filter).
+    examined: u32,
+    /// Whether the state has a bulk clean (COMPLETED, DEAD, CANCELLED).
+    cleanable: bool,
     /// Whether a filter is set.
     filtered: bool,
     /// [`filter_query`], appended to tab and page links.
@@ -125,7 +143,7 @@ struct QueuePage {
     next_page: Option<String>,
     first_page: bool,
     missing: Option<String>,
-    flash: Option<&'static str>,
+    flash: Option<String>,
 }
 
 /// A queue's summary; an unknown queue is a 404.
@@ -158,15 +176,24 @@ pub fn unknown_queue(e: ConsoleError, queue: &str) -> ConsoleError {
     }
 }
 
-fn flash(done: Option<&str>) -> Option<&'static str> {
-    match done? {
-        "paused" => Some("Queue paused: workers start none of its jobs until it is resumed."),
-        "already-paused" => Some("The queue was already paused."),
-        "resumed" => Some("Queue resumed."),
-        "not-paused" => Some("The queue was not paused."),
-        "deleted" => Some("Job deleted."),
-        _ => None,
-    }
+fn flash(query: &QueueQuery) -> Option<String> {
+    let text = match query.done.as_deref()? {
+        "paused" => "Queue paused: workers start none of its jobs until it is resumed.",
+        "already-paused" => "The queue was already paused.",
+        "resumed" => "Queue resumed.",
+        "not-paused" => "The queue was not paused.",
+        "deleted" => "Job deleted.",
+        "cleaned" => {
+            return Some(super::bulk::summary(
+                "Cleaned",
+                "job",
+                query.n.unwrap_or(0),
+                query.more == Some(1),
+            ));
+        }
+        _ => return None,
+    };
+    Some(text.to_owned())
 }
 
 /// `GET /queues/{queue}`.
@@ -206,6 +233,8 @@ pub async fn page(
     let page_token = query.page.clone().unwrap_or_default();
     let job_type = query.job_type.as_deref().map(str::trim).unwrap_or_default();
     let owner = query.owner.as_deref().map(str::trim).unwrap_or_default();
+    // Not trimmed: spaces may be part of what is searched for.
+    let payload = query.payload.as_deref().unwrap_or_default();
     // A bad filter is the scheduler's to judge: its INVALID_ARGUMENT names the field (400 page).
     let list = upstream::jobs(
         app.jobs
@@ -217,7 +246,7 @@ pub async fn page(
                 page_token: page_token.clone(),
                 job_type: job_type.to_owned(),
                 owner_user_id: owner.to_owned(),
-                payload_contains: String::new(),
+                payload_contains: payload.to_owned(),
             })
             .await,
     )?;
@@ -255,15 +284,22 @@ pub async fn page(
                 selected: t.as_str() == job_type,
             })
             .collect(),
+        job_type: job_type.to_owned(),
         owner: owner.to_owned(),
-        filtered: !job_type.is_empty() || !owner.is_empty(),
-        filter_query: filter_query(job_type, owner),
+        payload: payload.to_owned(),
+        examined: list.examined,
+        cleanable: matches!(
+            state,
+            JobState::Completed | JobState::Dead | JobState::Cancelled
+        ),
+        filtered: !job_type.is_empty() || !owner.is_empty() || !payload.is_empty(),
+        filter_query: filter_query(job_type, owner, payload),
         next_page: Some(list.next_page_token)
             .filter(|t| !t.is_empty())
             .map(|t| url_part(&t)),
         first_page: page_token.is_empty(),
         missing,
-        flash: flash(query.done.as_deref()),
+        flash: flash(&query),
         queue,
     };
     Ok(render(&page)?.into_response())
