@@ -6,6 +6,7 @@ use ncy_proto::jobs::v1::{self as pb, JobState, job_service_client::JobServiceCl
 
 use crate::Outcome;
 use crate::jobs_control;
+use crate::jobs_history;
 use crate::rpc::{Target, clip, failed, print_json, table, time};
 
 const ADDR_ENV: &str = "NCY_SCHEDULER_ADDR";
@@ -35,6 +36,8 @@ enum QueuesCommand {
     Pause { queue: String },
     /// Let workers start jobs of a paused queue again.
     Resume { queue: String },
+    /// Jobs completed and attempts failed per minute (one queue or all).
+    History(jobs_history::HistoryArgs),
 }
 
 /// `ncyctl jobs …`
@@ -175,6 +178,9 @@ pub async fn queues(args: QueuesArgs, json: bool) -> Outcome {
         Err(outcome) => return outcome,
     };
     match args.command {
+        Some(QueuesCommand::History(history)) => {
+            jobs_history::history(&mut client, history, json).await
+        }
         Some(QueuesCommand::Pause { queue }) => {
             match client
                 .pause_queue(pb::PauseQueueRequest {

@@ -14,6 +14,7 @@ mod health;
 mod jobs;
 mod jobs_bulk;
 mod jobs_control;
+mod jobs_history;
 mod jobs_watch;
 mod realtime;
 mod rpc;
@@ -42,7 +43,8 @@ enum Command {
     },
     /// Whether a server is ready, which of its services work and which dependencies answer.
     Health(health::HealthArgs),
-    /// Queue statistics (a table), pause and resume (job-scheduler, NCY_SCHEDULER_ADDR).
+    /// Queue statistics (a table), history per minute, pause and resume (job-scheduler,
+    /// NCY_SCHEDULER_ADDR).
     Queues(jobs::QueuesArgs),
     /// Enqueue, list, inspect, cancel, retry, promote, delete and watch jobs (job-scheduler).
     Jobs(jobs::JobsArgs),

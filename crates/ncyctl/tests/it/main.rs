@@ -6,6 +6,7 @@ mod cache_cli;
 mod cli;
 mod errors_cli;
 mod health_cli;
+mod history_cli;
 mod jobs_cli;
 mod jobs_control_cli;
 mod realtime_cli;
