@@ -1,5 +1,6 @@
-//! `ncyctl queues|jobs|dlq`: the job-scheduler's `JobService`, for people on call. The actions on
-//! one job (retry, promote, delete) are in `jobs_control.rs`, `ncyctl schedules` in `schedules.rs`.
+//! `ncyctl queues|jobs`: the job-scheduler's `JobService`, for people on call. The actions on
+//! one job (retry, promote, delete) are in `jobs_control.rs`, `jobs clean` in `jobs_clean.rs`,
+//! `ncyctl dlq` in `dead_letters.rs`, `ncyctl schedules` in `schedules.rs`.
 use crate::rpc::Channel;
 use clap::{Args, Subcommand, ValueEnum};
 use ncy_proto::jobs::v1::{self as pb, JobState, job_service_client::JobServiceClient};
@@ -106,9 +107,9 @@ enum JobsCommand {
         file: String,
     },
     /// List the jobs of a queue in one state: waiting in run order, delayed/failed soonest due first,
-    /// active oldest first, completed/dead/cancelled newest first. With --type or --owner a page
-    /// may hold fewer jobs than --page-size (even none) while more follow: go on while a
-    /// `more: --page-token …` line is printed, with the same filters.
+    /// active oldest first, completed/dead/cancelled newest first. With --type, --owner or
+    /// --payload-contains a page may hold fewer jobs than --page-size (even none) while more
+    /// follow: go on while a `more: --page-token …` line is printed, with the same filters.
     List {
         #[arg(long)]
         queue: String,
@@ -124,6 +125,9 @@ enum JobsCommand {
         /// Only jobs this user owns (a UUID).
         #[arg(long, default_value = "")]
         owner: String,
+        /// Only jobs whose payload JSON contains this text (case-sensitive, up to 256 bytes).
+        #[arg(long, default_value = "")]
+        payload_contains: String,
     },
     /// Show one job.
     Get { job_id: String },
@@ -143,33 +147,9 @@ enum JobsCommand {
     Delete { job_id: String },
     /// Follow a job's progress until it finishes (a progress bar; JSON lines with --json).
     Watch { job_id: String },
-}
-
-/// `ncyctl dlq …`
-#[derive(Debug, Args)]
-pub struct DlqArgs {
-    #[command(subcommand)]
-    command: DlqCommand,
-    #[command(flatten)]
-    target: Target,
-}
-
-#[derive(Debug, Subcommand)]
-enum DlqCommand {
-    /// List dead letters, newest first.
-    List {
-        /// Only this queue (empty: all queues).
-        #[arg(long, default_value = "")]
-        queue: String,
-        #[arg(long, default_value_t = 50)]
-        page_size: i32,
-        #[arg(long, default_value = "")]
-        page_token: String,
-    },
-    /// Re-enqueue a dead letter as a new job (priority 10, one attempt).
-    Retry { dead_letter_id: String },
-    /// Drop a dead letter for good.
-    Delete { dead_letter_id: String },
+    /// Delete the records of a queue's finished jobs in one state (completed, dead or cancelled)
+    /// older than --older-than, oldest first; prints how many (dead letters stay).
+    Clean(crate::jobs_clean::CleanArgs),
 }
 
 pub async fn queues(args: QueuesArgs, json: bool) -> Outcome {
@@ -319,6 +299,7 @@ pub async fn jobs(args: JobsArgs, json: bool) -> Outcome {
             page_token,
             job_type,
             owner,
+            payload_contains,
         } => {
             let request = pb::ListJobsRequest {
                 queue,
@@ -327,7 +308,7 @@ pub async fn jobs(args: JobsArgs, json: bool) -> Outcome {
                 page_token,
                 job_type,
                 owner_user_id: owner,
-                payload_contains: String::new(),
+                payload_contains,
             };
             match client.list_jobs(request).await {
                 Ok(r) => {
@@ -392,6 +373,7 @@ pub async fn jobs(args: JobsArgs, json: bool) -> Outcome {
         JobsCommand::Promote { job_id } => jobs_control::promote(&mut client, job_id, json).await,
         JobsCommand::Delete { job_id } => jobs_control::delete(&mut client, job_id, json).await,
         JobsCommand::Watch { job_id } => crate::jobs_watch::watch(&mut client, job_id, json).await,
+        JobsCommand::Clean(args) => crate::jobs_clean::clean(&mut client, args, json).await,
     }
 }
 
@@ -450,95 +432,4 @@ pub fn state_name(state: i32) -> String {
                 .to_ascii_lowercase()
         })
         .unwrap_or_else(|_| state.to_string())
-}
-
-async fn retry_dead_letter(
-    client: &mut JobServiceClient<Channel>,
-    dead_letter_id: String,
-    json: bool,
-) -> Outcome {
-    match client
-        .retry_dead_letter(pb::RetryDeadLetterRequest { dead_letter_id })
-        .await
-    {
-        Ok(r) => {
-            let r = r.into_inner();
-            if json {
-                print_json(&r, "ncy.jobs.v1.RetryDeadLetterResponse");
-            } else {
-                println!("{}", r.job_id);
-            }
-            Outcome::Ok
-        }
-        Err(s) => failed(s),
-    }
-}
-
-pub async fn dlq(args: DlqArgs, json: bool) -> Outcome {
-    let mut client = match client(&args.target).await {
-        Ok(c) => c,
-        Err(outcome) => return outcome,
-    };
-    match args.command {
-        DlqCommand::List {
-            queue,
-            page_size,
-            page_token,
-        } => {
-            let request = pb::ListDeadLettersRequest {
-                queue,
-                page_size,
-                page_token,
-            };
-            match client.list_dead_letters(request).await {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    if json {
-                        print_json(&r, "ncy.jobs.v1.ListDeadLettersResponse");
-                        return Outcome::Ok;
-                    }
-                    let mut t =
-                        table(&["ID", "QUEUE", "TYPE", "JOB", "ATTEMPTS", "FAILED", "ERROR"]);
-                    for d in &r.dead_letters {
-                        t.add_row(vec![
-                            d.id.clone(),
-                            d.queue.clone(),
-                            d.job_type.clone(),
-                            d.job_id.clone(),
-                            d.attempts_made.to_string(),
-                            time(d.failed_at_ms),
-                            clip(&d.error, 50),
-                        ]);
-                    }
-                    println!("{t}");
-                    if !r.next_page_token.is_empty() {
-                        println!("more: --page-token {}", r.next_page_token);
-                    }
-                    Outcome::Ok
-                }
-                Err(s) => failed(s),
-            }
-        }
-        DlqCommand::Retry { dead_letter_id } => {
-            retry_dead_letter(&mut client, dead_letter_id, json).await
-        }
-        DlqCommand::Delete { dead_letter_id } => {
-            match client
-                .delete_dead_letter(pb::DeleteDeadLetterRequest {
-                    dead_letter_id: dead_letter_id.clone(),
-                })
-                .await
-            {
-                Ok(_) => {
-                    if json {
-                        println!("{}", serde_json::json!({ "deleted": dead_letter_id }));
-                    } else {
-                        println!("deleted {dead_letter_id}");
-                    }
-                    Outcome::Ok
-                }
-                Err(s) => failed(s),
-            }
-        }
-    }
 }

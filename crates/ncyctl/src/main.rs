@@ -10,9 +10,11 @@ use clap::{Parser, Subcommand};
 mod cache;
 mod cache_sessions;
 mod db;
+mod dead_letters;
 mod health;
 mod jobs;
 mod jobs_bulk;
+mod jobs_clean;
 mod jobs_control;
 mod jobs_history;
 mod jobs_watch;
@@ -46,10 +48,11 @@ enum Command {
     /// Queue statistics (a table), history per minute, pause and resume (job-scheduler,
     /// NCY_SCHEDULER_ADDR).
     Queues(jobs::QueuesArgs),
-    /// Enqueue, list, inspect, cancel, retry, promote, delete and watch jobs (job-scheduler).
+    /// Enqueue, list, inspect, cancel, retry, promote, delete, watch and clean jobs (job-scheduler).
     Jobs(jobs::JobsArgs),
-    /// The dead-letter queue: list, retry, delete (job-scheduler).
-    Dlq(jobs::DlqArgs),
+    /// The dead-letter queue: list, retry, delete; retry-all and purge by selection (job-scheduler).
+    #[command(visible_alias = "dead-letters")]
+    Dlq(dead_letters::DlqArgs),
     /// Recurring (cron) jobs: list, set, delete, trigger, pause, resume (job-scheduler).
     Schedules(schedules::SchedulesArgs),
     /// Cache entries, invalidation, rate limits, sessions and stats (cache-gateway, NCY_CACHE_ADDR).
@@ -86,7 +89,7 @@ fn main() -> ExitCode {
             Command::Health(args) => health::run(args, cli.json).await,
             Command::Queues(args) => jobs::queues(args, cli.json).await,
             Command::Jobs(args) => jobs::jobs(args, cli.json).await,
-            Command::Dlq(args) => jobs::dlq(args, cli.json).await,
+            Command::Dlq(args) => dead_letters::dlq(args, cli.json).await,
             Command::Schedules(args) => schedules::schedules(args, cli.json).await,
             Command::Cache(args) => cache::run(args, cli.json).await,
             Command::Realtime(args) => realtime::run(args, cli.json).await,

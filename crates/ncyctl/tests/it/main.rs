@@ -2,6 +2,7 @@
 //! binary (one link of the dependency tree) with a module per command group and the shared harness
 //! in `support`. `cargo test -p ncyctl --test it health_cli::` runs one area.
 mod auth_cli;
+mod bulk_cli;
 mod cache_cli;
 mod cli;
 mod errors_cli;
