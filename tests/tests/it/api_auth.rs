@@ -11,7 +11,7 @@ use ncy_proto::{
         cache_service_client::CacheServiceClient,
     },
     jobs::v1::{
-        EnqueueRequest, JobState, ListJobsRequest, PauseQueueRequest,
+        EnqueueRequest, JobState, ListJobsRequest, PauseQueueRequest, QueueHistoryRequest,
         job_service_client::JobServiceClient,
     },
     realtime::v1::{
@@ -326,6 +326,21 @@ async fn job_and_realtime_rpcs_need_their_own_scopes() -> anyhow::Result<()> {
         .list_jobs(with_key(list, WRITER))
         .await
         .expect_err("producer cannot list");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    // QueueHistory is a read (jobs:read): the viewer's key answers, the producer's is refused.
+    let history = QueueHistoryRequest {
+        queue: "notification".into(),
+        minutes: 5,
+    };
+    let seen = jobs
+        .queue_history(with_key(history.clone(), READER))
+        .await?
+        .into_inner();
+    assert_eq!(seen.queues[0].points.len(), 5);
+    let e = jobs
+        .queue_history(with_key(history, WRITER))
+        .await
+        .expect_err("producer cannot read the history");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let pause = PauseQueueRequest {
         queue: "notification".into(),

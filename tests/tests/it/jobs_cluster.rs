@@ -1,6 +1,7 @@
 //! The job engine on a Redis Cluster of the test's own (three primaries): jobs of every queue run
 //! (each queue's keys live on the node of its hash tag), each worker parks a blocking XREADGROUP on
-//! its queue's node instead of polling, and WatchJob streams a job's events to the end.
+//! its queue's node instead of polling, QueueHistory counts them (the worker's history flush and
+//! the read of every queue go to each queue's node), and WatchJob streams a job's events to the end.
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ async fn jobs_run_block_and_stream_on_redis_cluster() -> anyhow::Result<()> {
     let mut env = StackEnv::new(&[]).await?;
     env.set("REDIS_URL", &cluster.urls());
     env.set("NCY_REDIS_CLUSTER", "true");
+    env.set("NCY_JOBS_HISTORY_FLUSH_MS", "200");
     let (mut c, sched) = env.scheduler().await?;
     let work = env.worker().await?;
 
@@ -48,6 +50,22 @@ async fn jobs_run_block_and_stream_on_redis_cluster() -> anyhow::Result<()> {
     for id in &ids {
         wait_state(&c, id, JobState::Completed, T).await;
     }
+    ncy_testkit::assert_eventually("one completed job per queue in QueueHistory", T, || {
+        let mut c = c.clone();
+        async move {
+            let Ok(history) = c.queue_history(pb::QueueHistoryRequest::default()).await else {
+                return false;
+            };
+            let queues = history.into_inner().queues;
+            queues.len() == 4
+                && queues.iter().all(|q| {
+                    let completed: u64 = q.points.iter().map(|p| p.completed).sum();
+                    let failed: u64 = q.points.iter().map(|p| p.failed).sum();
+                    (completed, failed) == (1, 0)
+                })
+        }
+    })
+    .await;
 
     // Idle now: one blocked reader per queue, parked on the queues' nodes (no sleep-polling).
     ncy_testkit::assert_eventually("4 blocked XREADGROUP readers", T, || async {
