@@ -241,27 +241,44 @@ impl Plan {
         answer.map_err(|e| unknown_queue(e, &self.queue))
     }
 
-    /// Calls until the token is empty or a bound stops it: (touched, whether more remain).
+    /// Calls until the token is empty, a bound stops it or a call fails.
     async fn walk(
         &self,
         jobs: &JobsClient,
         dry_run: bool,
         calls: usize,
         deadline: Option<Instant>,
-    ) -> Result<(u64, bool), ConsoleError> {
+    ) -> Walked {
         let (mut touched, mut token) = (0u64, String::new());
         for _ in 0..calls {
-            let (n, next) = self.call(jobs, token, dry_run).await?;
+            let (n, next) = match self.call(jobs, token, dry_run).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    return Walked {
+                        touched,
+                        more: true,
+                        error: Some(e),
+                    };
+                }
+            };
             touched = touched.saturating_add(n);
             if next.is_empty() {
-                return Ok((touched, false));
+                return Walked {
+                    touched,
+                    more: false,
+                    error: None,
+                };
             }
             token = next;
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
         }
-        Ok((touched, true))
+        Walked {
+            touched,
+            more: true,
+            error: None,
+        }
     }
 
     /// Where the action leads back to: the queue's dead letters, or the tab it cleaned.
@@ -276,6 +293,16 @@ impl Plan {
             ),
         }
     }
+}
+
+/// How far a walk over the calls got.
+struct Walked {
+    /// Entries touched (or that would be, in a dry run) by the calls that answered.
+    touched: u64,
+    /// Whether it stopped before the end.
+    more: bool,
+    /// The call that failed, if one did (the ones before it stand).
+    error: Option<ConsoleError>,
 }
 
 /// The confirmation page.
@@ -309,6 +336,13 @@ pub fn summary(verb: &str, noun: &str, n: u64, more: bool) -> String {
     text
 }
 
+fn on_queue(queue: &str) -> Subject<'_> {
+    Subject {
+        queue: Some(queue),
+        ..Subject::default()
+    }
+}
+
 fn subject<'a>(plan: &'a Plan, target: &'a str) -> Subject<'a> {
     Subject {
         queue: Some(&plan.queue),
@@ -324,10 +358,14 @@ pub async fn confirm(
     Path((queue, action)): Path<(String, String)>,
     Query(filter): Query<BulkFilter>,
 ) -> Result<Html<String>, ConsoleError> {
-    let plan = Plan::new(Action::parse(&action)?, queue, filter)?;
-    let target = plan.target();
-    user.require_operator(plan.action.audit_name(), &subject(&plan, &target))?;
-    let (count, at_least) = plan.walk(&app.jobs, true, COUNT_CALLS, None).await?;
+    let action = Action::parse(&action)?;
+    user.require_operator(action.audit_name(), &on_queue(&queue))?;
+    let plan = Plan::new(action, queue, filter)?;
+    let counted = plan.walk(&app.jobs, true, COUNT_CALLS, None).await;
+    if let Some(e) = counted.error {
+        return Err(e);
+    }
+    let (count, at_least) = (counted.touched, counted.more);
     let verb = match plan.action {
         Action::RetryDead => "Retry",
         Action::PurgeDead => "Purge",
@@ -363,14 +401,20 @@ pub async fn run(
     form: Result<Form<BulkFilter>, FormRejection>,
 ) -> Result<Redirect, ConsoleError> {
     let filter = form.map(|f| f.0).unwrap_or_default();
-    let plan = Plan::new(Action::parse(&action)?, queue, filter)?;
+    let action = Action::parse(&action)?;
+    let name = action.audit_name();
+    user.require_operator(name, &on_queue(&queue))?;
+    let plan = Plan::new(action, queue, filter)?;
     let target = plan.target();
     let subject = subject(&plan, &target);
-    let name = plan.action.audit_name();
-    user.require_operator(name, &subject)?;
     let deadline = Instant::now() + RUN_TIME;
-    let result = plan.walk(&app.jobs, false, RUN_CALLS, Some(deadline)).await;
-    let (n, more) = user.audit_failure(name, &subject, result)?;
+    let walked = plan.walk(&app.jobs, false, RUN_CALLS, Some(deadline)).await;
+    let (n, more) = (walked.touched, walked.more);
+    if let Some(e) = walked.error {
+        let outcome = format!("{} after {n} done", crate::access::failed_outcome(&e));
+        user.audit(name, &subject, &outcome);
+        return Err(e);
+    }
     let outcome = match plan.action {
         Action::RetryDead => format!("retried {n}"),
         Action::PurgeDead | Action::Clean => format!("deleted {n}"),

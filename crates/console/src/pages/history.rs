@@ -30,8 +30,8 @@ use crate::{
 pub const REFRESH: Duration = Duration::from_secs(60);
 
 /// The charts' drawing area, in SVG user units.
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 140.0;
+const WIDTH: f64 = 560.0;
+const HEIGHT: f64 = 120.0;
 /// Room on the left for the scale, below for the times.
 const LEFT: f64 = 44.0;
 const BOTTOM: f64 = 18.0;

@@ -8,7 +8,9 @@
 //! on another loopback port (same site, so the browser sends the session cookie along) that posts
 //! to the console is refused. Signed out, then in as a viewer: no action buttons on the job and
 //! dead-letter pages, a POST forged from the page's JavaScript is refused (403) and changes
-//! nothing, and after signing out every page leads to the sign-in form.
+//! nothing, and after signing out every page leads to the sign-in form. Once the finished jobs are
+//! in the scheduler's history, a console started then (the same session secret, so the same
+//! cookie) draws them in the overview's charts.
 //!
 //! With `NCY_CONSOLE_SCREENSHOTS=<dir>` the test writes PNGs of the overview, a queue page, a job
 //! page and the dead letters page there (1280×800): the docs' screenshots. Without Chromium the
@@ -191,7 +193,7 @@ async fn an_operator_and_a_viewer_use_the_console_in_a_browser() -> anyhow::Resu
         return Ok(());
     };
     let shots = Screenshots::from_env()?;
-    let backbone = Backbone::start().await?;
+    let backbone = Backbone::start_with(&[("NCY_JOBS_HISTORY_FLUSH_MS", "200")]).await?;
     let console = Console::start(backbone.addr).await?;
     let base = format!("http://{}", console.addr);
     let foreign = serve_foreign_page(console.addr).await?;
@@ -233,7 +235,26 @@ async fn an_operator_and_a_viewer_use_the_console_in_a_browser() -> anyhow::Resu
     wait_cell(&mut page, "email:dead", 2).await;
     wait_cell(&mut page, "email:delayed", 1).await;
     assert!(same_document(&mut page).await, "updated without a reload");
+    // The charts are drawn at page load from a history fetched at most once a minute: a console
+    // started once the history has the finished jobs shows them at once.
+    ncy_testkit::assert_eventually(
+        "QueueHistory has the finished jobs",
+        std::time::Duration::from_secs(30),
+        || async { crate::history::email_history(&backbone).await == (3, 2) },
+    )
+    .await;
+    let charted = Console::start(backbone.addr).await?;
+    page.goto(&format!("http://{}/", charted.addr)).await;
+    assert_eq!(
+        page.text("[data-total=\"hour:completed\"]")
+            .await
+            .as_deref(),
+        Some("3")
+    );
+    wait_cell(&mut page, "email:active", 1).await;
     shots.take(&mut page, "overview").await;
+    charted.stop().await?;
+    page.goto(&format!("{base}/")).await;
 
     // From the overview to the queue's jobs, then to the running job.
     page.click_and_wait_load("a[data-cell=\"email:completed\"]")

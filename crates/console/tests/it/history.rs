@@ -16,7 +16,7 @@ fn total(page: &Page, which: &str) -> Option<u64> {
 }
 
 /// The email queue's completed and failed counts over the last hour, through gRPC.
-async fn history(backbone: &Backbone) -> (u64, u64) {
+pub async fn email_history(backbone: &Backbone) -> (u64, u64) {
     let answer = backbone
         .jobs
         .clone()
@@ -65,7 +65,7 @@ async fn the_overview_charts_jobs_completed_and_failed() -> anyhow::Result<()> {
     assert_eventually(
         "QueueHistory counts 3 completed and 2 failed",
         Duration::from_secs(30),
-        || async { history(&backbone).await == (3, 2) },
+        || async { email_history(&backbone).await == (3, 2) },
     )
     .await;
 
