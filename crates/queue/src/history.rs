@@ -196,18 +196,32 @@ impl Engine {
     }
 
     /// Flushes the history every `every` until `stop` fires (the caller flushes once more when
-    /// whatever finishes jobs has stopped). A failed flush is logged and retried at the next tick.
+    /// whatever finishes jobs has stopped). A failed flush is retried at the next tick; the first
+    /// failure of a run of them is logged at warn (the rest at debug, every one counted in
+    /// `queue_history_flush_failures_total`), and the recovery at info.
     pub async fn flush_history_every(&self, every: Duration, stop: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut failing = false;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            if let Err(e) = self.flush_history().await {
-                tracing::warn!(error = %e, "cannot add the queue history counts yet; keeping them");
+            match self.flush_history().await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("queue history counts added again");
+                }
+                Ok(_) => {}
+                Err(e) if failing => {
+                    tracing::debug!(error = %e, "cannot add the queue history counts yet");
+                }
+                Err(e) => {
+                    failing = true;
+                    tracing::warn!(error = %e, "cannot add the queue history counts; keeping them for the next flush");
+                }
             }
         }
     }
