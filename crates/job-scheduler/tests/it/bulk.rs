@@ -2,8 +2,9 @@
 //! playing the worker through the engine (jobs fail for good and become dead letters): a filtered
 //! retry retries exactly the matching dead letters as new WAITING jobs, paging visits every entry
 //! once and ends, a dry run changes nothing, a run never reaches dead letters added after it
-//! started, a token is bound to its selection, purge removes exactly the matching ones, and every
-//! bad input is INVALID_ARGUMENT naming the field with nothing changed.
+//! started, a token is bound to its selection, purge removes exactly the matching ones, dead letters
+//! retried or deleted by someone else during a run are not counted, and every bad input is
+//! INVALID_ARGUMENT naming the field with nothing changed.
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -428,6 +429,52 @@ async fn bad_dead_letter_selections_are_refused_with_nothing_changed() -> anyhow
         .await?
         .into_inner();
     assert_eq!(stats.queues[0].waiting, 0, "nothing retried");
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_taken_by_someone_else_during_a_run_are_not_counted() -> anyhow::Result<()> {
+    let prefix = unique_prefix();
+    let (mut c, running) = start(&prefix, &[]).await?;
+    let w = worker_engine(&prefix).await?;
+    kill(&mut c, &w, vec![job(QUEUE, "noop", ALICE); 4]).await?;
+    let mut ids: Vec<String> = letters(&mut c).await?.into_iter().map(|d| d.id).collect();
+    // ListDeadLetters is newest first; the run goes oldest first.
+    ids.reverse();
+    let sel = selection("", "", 0);
+    let first = c
+        .retry_dead_letters(pb::RetryDeadLettersRequest {
+            selection: sel.clone(),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!((first.retried, first.examined), (1, 1), "{first:?}");
+    // Another operator deletes the second and retries the third, one by one.
+    c.delete_dead_letter(pb::DeleteDeadLetterRequest {
+        dead_letter_id: ids[1].clone(),
+    })
+    .await?;
+    c.retry_dead_letter(pb::RetryDeadLetterRequest {
+        dead_letter_id: ids[2].clone(),
+    })
+    .await?;
+    let rest = c
+        .retry_dead_letters(pb::RetryDeadLettersRequest {
+            selection: sel,
+            page_token: first.next_page_token,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!((rest.retried, rest.examined), (1, 1), "{rest:?}");
+    assert!(rest.next_page_token.is_empty());
+    assert!(letters(&mut c).await?.is_empty());
     running
         .stop(Duration::from_secs(10))
         .await
