@@ -1,7 +1,7 @@
 //! How an NCY service boots and runs: typed settings from the environment, telemetry (JSON logs,
 //! OTLP traces, trace-context propagation over gRPC), the admin HTTP port (`/metrics`, `/healthz`,
 //! `/readyz`), Redis and PostgreSQL pools with readiness probes, the gRPC server with health and
-//! reflection, and the graceful drain on SIGTERM.
+//! reflection, the graceful drain on SIGTERM, and the registry of a service's live instances.
 //!
 //! Services are libraries with a thin `main`: see [`run_main`].
 use std::{future::Future, process::ExitCode};
@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod grpc_metrics;
+pub mod instances;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use error::RuntimeError;
+pub use instances::InstanceRegistry;
 pub use redis::{RedisConn, RedisNode, RedisPool};
 pub use service::{LocalAddrs, ServiceRuntime};
 pub use settings::{ApiAuthSettings, CommonSettings, ConfigError, Env, ServiceSpec};

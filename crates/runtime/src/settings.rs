@@ -266,6 +266,8 @@ pub struct CommonSettings {
     pub api_auth: ApiAuthSettings,
     /// Per-connection and per-request limits of the gRPC server.
     pub grpc_limits: crate::limits::GrpcLimits,
+    /// `NCY_INSTANCE_REPORT_MS`: how often an instance writes its snapshot to the instance registry.
+    pub instances: crate::instances::RegistrySettings,
 }
 
 /// Which shared dependencies a service needs, and its default ports.
@@ -392,6 +394,7 @@ impl CommonSettings {
             },
             api_auth: ApiAuthSettings::load(env)?,
             grpc_limits: crate::limits::GrpcLimits::load(env)?,
+            instances: crate::instances::RegistrySettings::load(env)?,
         })
     }
 }

@@ -6,3 +6,4 @@
 //! `tests/tracing.rs` and `tests/metrics_upkeep.rs` stay binaries of their own: one installs the
 //! process-global tracing subscriber, the other measures the process's memory (see their headers).
 mod dependencies;
+mod instances;

@@ -28,6 +28,9 @@ pub enum Owner {
     Realtime,
     /// The job engine: queues and cron schedules.
     Jobs,
+    /// Every service's instance registry (the runtime's): which instances are live, with their
+    /// last reported snapshot.
+    Runtime,
 }
 
 impl Owner {
@@ -39,6 +42,7 @@ impl Owner {
             Self::CacheGateway => "the cache gateway's own RPCs",
             Self::Realtime => "the realtime gateway",
             Self::Jobs => "the job engine",
+            Self::Runtime => "the services' instance registry",
         }
     }
 }
@@ -89,6 +93,7 @@ pub const KEY_FAMILIES: &[KeyFamily] = &[
     family("room", Owner::Realtime, Layout::Tagged),
     family("q", Owner::Jobs, Layout::Tagged),
     family("cron", Owner::Jobs, Layout::Tagged),
+    family("instances", Owner::Runtime, Layout::Plain),
 ];
 
 /// The family segment of a logical cache key: `user` of `user:1`, the whole key without a colon.
@@ -180,6 +185,7 @@ mod tests {
             (k.schedules(), Owner::Jobs),
             (k.schedule_last_fired(), Owner::Jobs),
             (k.schedule_lease("s"), Owner::Jobs),
+            (k.instances("cache-gateway"), Owner::Runtime),
         ];
         let room = [
             r.history(),
@@ -260,6 +266,7 @@ mod tests {
         assert_eq!(f("realtime"), Some("realtime"));
         assert_eq!(f("user:1"), Some("user"));
         assert_eq!(f("cache:tag:x"), Some("cache"));
+        assert_eq!(f("instances:cache-gateway"), Some("instances"));
         for client in ["report:1", "userx:1", "", "q:email", "room:1", "cron"] {
             assert_eq!(f(client), None, "{client}");
         }

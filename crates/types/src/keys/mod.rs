@@ -11,7 +11,8 @@
 //! - cache coherence: `<p>:cache:tag:<tag>` (tag timestamp), `<p>:cache:lease:…` (load lease, in the
 //!   slot of the key it guards), pub/sub channel `<p>:cache:inval`;
 //! - job queues, all keys of queue `Q` tagged `{<p>:q:Q}` ([`QueueKeys`]); cron `{<p>:cron}`;
-//! - realtime rooms, all keys of room `R` tagged `{<p>:room:R}` ([`RoomKeys`]).
+//! - realtime rooms, all keys of room `R` tagged `{<p>:room:R}` ([`RoomKeys`]);
+//! - the instance registry, one hash per service: `<p>:instances:<service>`.
 //!
 //! Cache entries carry no hash tag on purpose: they spread over the cluster, and no script touches
 //! two entries at once. Keys a script touches together share a tag, so it runs on one slot.
@@ -164,6 +165,13 @@ impl KeySpace {
     pub fn cache_invalidation_channel(&self) -> String {
         format!("{}:cache:inval", self.prefix)
     }
+
+    /// Hash of the live instances of `service` (instance id → its last reported snapshot), which
+    /// each instance rewrites every report interval: `<p>:instances:<service>`. One key per service,
+    /// so every command on it is single-key.
+    pub fn instances(&self, service: &str) -> String {
+        format!("{}:instances:{service}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +199,10 @@ mod tests {
         assert_eq!(k.cache_key("user:u1"), k.user("u1"));
         assert_eq!(k.cache_tag("org:o1"), "ncy:cache:tag:org:o1");
         assert_eq!(k.cache_invalidation_channel(), "ncy:cache:inval");
+        assert_eq!(
+            k.instances("cache-gateway"),
+            "ncy:instances:cache-gateway"
+        );
     }
 
     #[test]
