@@ -65,6 +65,7 @@ bench:
 	@bash scripts/bench/jobs.sh
 	@bash scripts/bench/cache.sh
 	@bash scripts/bench/realtime.sh
+	@bash scripts/bench/console.sh
 
 helm-check:
 	@bash scripts/helm-check.sh

@@ -123,7 +123,7 @@ pub async fn page(
     Extension(user): Extension<CurrentUser>,
     Query(query): Query<CacheQuery>,
 ) -> Result<Html<String>, ConsoleError> {
-    let stats = upstream::cache(app.cache.clone().stats(StatsRequest {}).await)?;
+    let stats = upstream::cache(app.cache.clone().stats(StatsRequest::default()).await)?;
     let key = query.key.unwrap_or_default().trim().to_owned();
     let lookup = if key.is_empty() {
         None

@@ -100,7 +100,7 @@ pub async fn page(
     Extension(user): Extension<CurrentUser>,
     Query(query): Query<RealtimeQuery>,
 ) -> Result<Html<String>, ConsoleError> {
-    let stats = upstream::realtime(app.realtime.clone().stats(StatsRequest {}).await)?;
+    let stats = upstream::realtime(app.realtime.clone().stats(StatsRequest::default()).await)?;
     let room = query.room.clone().unwrap_or_default().trim().to_owned();
     let presence = if room.is_empty() {
         None

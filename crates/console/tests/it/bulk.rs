@@ -169,6 +169,8 @@ async fn retry_all_matching_retries_exactly_the_matching_dead_letters() -> anyho
         .get(&format!("/queues/email?state=dead&owner={ALICE}"))
         .await?;
     assert!(!tab.body.contains("/bulk/"), "{}", tab.body);
+    let dead = viewer.get("/dead?queue=email").await?;
+    assert!(!dead.body.contains("/bulk/"), "{}", dead.body);
     assert_eq!(viewer.get(&path).await?.status, 403);
     let form = [("type", "fail"), ("owner", ALICE)];
     let forged = viewer
@@ -186,6 +188,16 @@ async fn retry_all_matching_retries_exactly_the_matching_dead_letters() -> anyho
             .contains("action=\"/queues/email/bulk/retry-dead\""),
         "{}",
         tab.body
+    );
+    let dead = operator.get("/dead?queue=email").await?;
+    assert!(
+        dead.body
+            .contains("action=\"/queues/email/bulk/retry-dead\"")
+            && dead
+                .body
+                .contains("formaction=\"/queues/email/bulk/purge-dead\""),
+        "{}",
+        dead.body
     );
     let confirm = operator.get(&path).await?;
     assert_eq!(confirm.status, 200, "{}", confirm.body);

@@ -52,7 +52,7 @@ async fn the_cache_page_shows_stats_and_a_key_and_only_an_operator_invalidates()
     let mut viewer = console.signed_in(VIEWER).await?;
     let page = viewer.get("/cache").await?;
     assert_eq!(page.status, 200, "{}", page.body);
-    let stats = grpc.stats(StatsRequest {}).await?.into_inner();
+    let stats = grpc.stats(StatsRequest::default()).await?.into_inner();
     let l1 = stats
         .layers
         .iter()

@@ -24,7 +24,7 @@ async fn the_realtime_page_shows_connections_and_presence_and_an_operator_reache
     assert_eventually("the gateway counts the connection", WAIT, || {
         let mut grpc = grpc.clone();
         async move {
-            grpc.stats(StatsRequest {})
+            grpc.stats(StatsRequest::default())
                 .await
                 .is_ok_and(|s| s.into_inner().connections == 1)
         }
