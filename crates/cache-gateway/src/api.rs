@@ -1,9 +1,10 @@
 //! The `CacheService` gRPC implementation: validate, call the core, shape the answer. Thin on
-//! purpose; behaviour lives in cache.rs, stampede.rs, rate_limit.rs, sessions.rs.
+//! purpose; behaviour lives in cache.rs, stampede.rs, rate_limit.rs, sessions.rs, stats.rs.
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use ncy_proto::cache::v1::{self as pb, cache_service_server::CacheService};
+use ncy_runtime::InstanceRegistry;
 use ncy_types::keys::entry_key;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming, codegen::BoxStream};
@@ -13,12 +14,12 @@ use crate::{
     codec,
     entities::EntityKind,
     error::CacheError,
-    metrics::{Layer, Metrics},
+    metrics::Layer,
     now_ms,
     rate_limit::{self, RateLimiter},
     sessions::{self, Session, Sessions},
     stampede::LoadRequest,
-    validate,
+    stats, validate,
 };
 
 /// The service.
@@ -29,21 +30,25 @@ pub struct CacheApi {
     /// Fires when the instance starts draining: open GetStreams end instead of holding the drain
     /// up to the grace period.
     draining: CancellationToken,
+    /// The live instances of the cache gateway, for `Stats(all_instances)`.
+    instances: InstanceRegistry,
 }
 
 impl CacheApi {
-    /// Serves `core` until `draining` fires.
-    pub fn new(core: Arc<Core>, draining: CancellationToken) -> Self {
+    /// Serves `core` until `draining` fires; `instances` lists the other instances.
+    pub fn new(core: Arc<Core>, draining: CancellationToken, instances: InstanceRegistry) -> Self {
         Self {
             core,
             limiter: RateLimiter::default(),
             sessions: Sessions::default(),
             draining,
+            instances,
         }
     }
 }
 
-fn layer(l: Layer) -> i32 {
+/// The wire form of a layer.
+pub(crate) fn layer(l: Layer) -> i32 {
     match l {
         Layer::L1 => pb::CacheLayer::L1 as i32,
         Layer::L2 => pb::CacheLayer::L2 as i32,
@@ -473,43 +478,9 @@ impl CacheService for CacheApi {
 
     async fn stats(
         &self,
-        _req: Request<pb::StatsRequest>,
+        req: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        let core = &self.core;
-        let m = &core.metrics;
-        core.l1.sync().await;
-        let layers = [Layer::L1, Layer::L2, Layer::L3]
-            .into_iter()
-            .map(|l| {
-                let hits = Metrics::read(&m.layer_hits[l as usize]);
-                let misses = Metrics::read(&m.layer_misses[l as usize]);
-                let total = hits + misses;
-                pb::LayerStats {
-                    layer: layer(l),
-                    hits,
-                    misses,
-                    hit_ratio: if total == 0 {
-                        0.0
-                    } else {
-                        hits as f64 / total as f64
-                    },
-                }
-            })
-            .collect();
-        Ok(Response::new(pb::StatsResponse {
-            instance_id: core.backplane.instance_id.clone(),
-            started_at_ms: core.started_ms,
-            layers,
-            l1_entries: core.l1.entries(),
-            l1_bytes: core.l1.bytes(),
-            l1_capacity_bytes: core.l1.capacity(),
-            loads: Metrics::read(&m.loads),
-            load_errors: Metrics::read(&m.load_errors),
-            coalesced_loads: Metrics::read(&m.coalesced),
-            stale_served: Metrics::read(&m.stale_served),
-            refresh_ahead: Metrics::read(&m.refresh_ahead),
-            l2_available: core.l2.available(),
-            backplane_connected: core.backplane.connected(),
-        }))
+        let answer = stats::stats(&self.core, &self.instances, req.get_ref()).await?;
+        Ok(Response::new(answer))
     }
 }

@@ -6,11 +6,12 @@
 //! `l1` (moka), `l2` (Redis with breaker), `codec` (L2 format, lz4), `tags` (tag timestamps),
 //! `loaders` (kind → SQL); `entities` (what an entity change invalidates: InvalidateEntity and
 //! `db_notify`); `backplane` (pub/sub L1 coherence) and `db_notify` (LISTEN) run in the
-//! background; `rate_limit` (GCRA script) and `sessions` stand beside the cache.
+//! background; `rate_limit` (GCRA script) and `sessions` stand beside the cache; `stats` answers
+//! for this instance and, through ncy-runtime's instance registry it reports to, for every live one.
 //!
 //! One caller cannot break another service through the gateway (`validate` has the rules): keys of
 //! families other services or the gateway's own RPCs own (ncy-types' `KEY_FAMILIES`: `realtime:`,
-//! `bus:`, `rate_limit:`, `session:`, `user_sessions:`, `cache:`) are refused by every RPC that
+//! `bus:`, `rate_limit:`, `session:`, `user_sessions:`, `cache:`, `instances:`) are refused by every RPC that
 //! names a key or pattern and skipped by broad patterns; loader-backed families (every loader
 //! kind: `user:`, `org:`, …) are read and deleted by key but written only by loads, never by Set;
 //! and only errors of an unhealthy Redis count toward the L2 breaker every caller shares (`l2`).
@@ -36,6 +37,7 @@ mod rate_limit;
 mod sessions;
 pub mod settings;
 mod stampede;
+mod stats;
 mod tags;
 mod validate;
 
@@ -142,7 +144,14 @@ impl Application {
                 cancel.clone(),
             ));
         }
-        let api = CacheServiceServer::new(api::CacheApi::new(core, cancel))
+        runtime.report_instance(core.backplane.instance_id.clone(), {
+            let core = core.clone();
+            move || {
+                let core = core.clone();
+                async move { stats::report(&core).await }
+            }
+        });
+        let api = CacheServiceServer::new(api::CacheApi::new(core, cancel, runtime.instances()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let routes = tonic::service::Routes::new(api);

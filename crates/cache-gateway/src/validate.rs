@@ -5,7 +5,7 @@
 //! one caller cannot break another service through the cache:
 //! - families another owner writes — the realtime gateway's `realtime:` and `bus:`, the gateway's
 //!   own `rate_limit:`, `session:`, `user_sessions:` (their RPCs only) and `cache:` (tag timestamps,
-//!   leases) — are refused by every RPC that takes a key (Get, GetStream, Set, Delete, MGet), and
+//!   leases), every service's instance registry `instances:` — are refused by every RPC that takes a key (Get, GetStream, Set, Delete, MGet), and
 //!   InvalidatePattern neither accepts a pattern fixed on one of them nor deletes their keys when a
 //!   broad pattern (`*`, `real*`) matches them. Hash-tagged families (queues, cron, rooms) start
 //!   with `{` and so cannot be named by a cache key (always `<p>:<key>`) at all.
@@ -211,6 +211,7 @@ mod tests {
             "cache:tag:x",
             "realtime:user_status",
             "bus:probe:x",
+            "instances:cache-gateway",
         ] {
             assert!(key("key", bad).is_err(), "{bad}");
         }

@@ -259,7 +259,7 @@ async fn dispatch(
         }
         CacheCommand::Stats => {
             let r = client
-                .stats(pb::StatsRequest {})
+                .stats(pb::StatsRequest::default())
                 .await
                 .map_err(failed)?
                 .into_inner();

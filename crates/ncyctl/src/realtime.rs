@@ -206,7 +206,7 @@ pub async fn run(args: RealtimeArgs, json: bool) -> Outcome {
                 }
             }
             RealtimeCommand::Stats => {
-                let r = client.stats(pb::StatsRequest {}).await?.into_inner();
+                let r = client.stats(pb::StatsRequest::default()).await?.into_inner();
                 if json {
                     print_json(&r, "ncy.realtime.v1.StatsResponse");
                 } else {

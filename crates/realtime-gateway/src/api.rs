@@ -5,6 +5,7 @@ use std::sync::{Arc, atomic::Ordering};
 
 use ncy_bus::{PublishOptions, Published};
 use ncy_proto::realtime::v1::{self as pb, realtime_service_server::RealtimeService};
+use ncy_runtime::InstanceRegistry;
 use ncy_types::{Room, ValidationError};
 use serde_json::Value;
 use tonic::{Request, Response, Status};
@@ -18,16 +19,19 @@ use crate::{
 };
 
 mod rpc;
+pub(crate) mod stats;
 
 /// The RealtimeService implementation.
 pub struct RealtimeApi {
     gw: Arc<Gateway>,
+    /// The live instances of the realtime gateway, for `Stats(all_instances)`.
+    instances: InstanceRegistry,
 }
 
 impl RealtimeApi {
-    /// The API over a gateway.
-    pub fn new(gw: Arc<Gateway>) -> Self {
-        Self { gw }
+    /// The API over a gateway; `instances` lists the other instances.
+    pub fn new(gw: Arc<Gateway>, instances: InstanceRegistry) -> Self {
+        Self { gw, instances }
     }
 
     fn data(&self, field: &str, text: &str) -> Result<Value, GatewayError> {
@@ -136,28 +140,10 @@ impl RealtimeService for RealtimeApi {
 
     async fn stats(
         &self,
-        _r: Request<pb::StatsRequest>,
+        r: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        let gw = &self.gw;
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        Ok(Response::new(pb::StatsResponse {
-            instance_id: gw.instance_id.clone(),
-            started_at_ms: gw.started_at_ms,
-            connections: gw.connections.load(Ordering::Relaxed) as u64,
-            authenticated_connections: gw.authenticated.load(Ordering::Relaxed) as u64,
-            rooms: gw.hub.room_count() as u64,
-            messages_in: load(&gw.messages_in),
-            messages_out: load(&gw.hub.messages_out),
-            messages_published: load(&gw.messages_published),
-            slow_client_disconnects: load(&gw.slow_client_disconnects),
-            recovery_hits: load(&gw.hub.recovery_hits),
-            recovery_misses: load(&gw.hub.recovery_misses),
-            bus_connected: gw
-                .hub
-                .subscriber()
-                .is_some_and(ncy_bus::Subscriber::connected),
-            draining: gw.stop.is_cancelled(),
-        }))
+        let answer = stats::stats(&self.gw, &self.instances, r.get_ref()).await?;
+        Ok(Response::new(answer))
     }
 
     async fn task_updated(

@@ -6,7 +6,8 @@
 //! cap, drain), `connection` (one socket's reader and writer), `hub` (local rooms and fan-out),
 //! `sessions` (sockets by user), `access` (who may be in which room; revocation), `control`
 //! (server-side commands to sockets, across instances), `api` (gRPC), `error` (statuses, close
-//! codes, error frames), `metrics`. The room bus itself —
+//! codes, error frames), `metrics`. Each instance reports its `Stats` to ncy-runtime's instance
+//! registry, so that any one answers `Stats(all_instances)` for all. The room bus itself —
 //! publish script, history, subscriber, presence — is the `ncy-bus` crate, shared with publishers
 //! outside the gateway.
 use std::{
@@ -170,7 +171,11 @@ impl Application {
             gw.clone(),
             settings.common.shutdown_grace,
         ));
-        let api = api::RealtimeApi::new(gw);
+        runtime.report_instance(gw.instance_id.clone(), {
+            let gw = gw.clone();
+            move || std::future::ready(api::stats::report(&gw))
+        });
+        let api = api::RealtimeApi::new(gw, runtime.instances());
         let routes = tonic::service::Routes::new(RealtimeServiceServer::new(api));
         // Publish, presence and the control commands all go through Redis; browsers' sockets stay
         // served (and the instance ready) while it is down.

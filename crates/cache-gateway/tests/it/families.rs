@@ -3,7 +3,7 @@
 //! InvalidatePattern, loader-backed families are never written by Set, a loader kind cannot take a
 //! reserved family, and a key of the wrong type in Redis does not open the circuit every caller
 //! shares.
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use futures_util::StreamExt;
 use ncy_proto::cache::v1::{
@@ -33,6 +33,15 @@ async fn plant_user_status(keys: &KeySpace) -> HashMap<String, String> {
     statuses
 }
 
+async fn exists(key: &str) -> bool {
+    let n: i64 = redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(&mut redis().await)
+        .await
+        .unwrap();
+    n == 1
+}
+
 async fn hash_of(key: &str) -> (String, HashMap<String, String>) {
     let mut conn = redis().await;
     let kind: String = redis::cmd("TYPE")
@@ -55,7 +64,15 @@ fn reserved_keys() -> Vec<String> {
         .filter(|f| f.layout == Layout::Plain && !f.cache_readable())
         .map(|f| format!("{}:x", f.name))
         .collect();
-    keys.extend(["realtime:user_status", "bus:probe:x", "cache:tag:x"].map(String::from));
+    keys.extend(
+        [
+            "realtime:user_status",
+            "bus:probe:x",
+            "cache:tag:x",
+            "instances:cache-gateway",
+        ]
+        .map(String::from),
+    );
     keys
 }
 
@@ -84,6 +101,7 @@ async fn key_rpcs_refuse_other_services_families_and_write_nothing() -> anyhow::
         "user_sessions",
         "rate_limit",
         "cache",
+        "instances",
     ] {
         let k = format!("{family}:x");
         assert!(reserved.contains(&k), "{k} is reserved");
@@ -147,11 +165,24 @@ async fn broad_patterns_delete_only_cache_keys() -> anyhow::Result<()> {
     })
     .await?;
     let tag_key = keys.cache_tag("pricing");
+    // The gateway's entry in the instance registry, written when it starts.
+    let registry = keys.instances(cache_gateway::SERVICE);
+    ncy_testkit::assert_eventually("the gateway registered", Duration::from_secs(10), || {
+        let registry = registry.clone();
+        async move { exists(&registry).await }
+    })
+    .await;
     for i in 0..3 {
         c.set(set(&format!("realm:{i}"), "1")).await?;
     }
 
-    for pattern in ["realtime:*", "realtime:user_status", "bus:*", "cache:*"] {
+    for pattern in [
+        "realtime:*",
+        "realtime:user_status",
+        "bus:*",
+        "cache:*",
+        "instances:*",
+    ] {
         let err = c
             .invalidate_pattern(InvalidatePatternRequest {
                 pattern: pattern.into(),
@@ -186,12 +217,11 @@ async fn broad_patterns_delete_only_cache_keys() -> anyhow::Result<()> {
         );
     }
     assert!(!c.get(get("realm:1")).await?.into_inner().found);
-    let mut conn = redis().await;
-    let tag_exists: i64 = redis::cmd("EXISTS")
-        .arg(&tag_key)
-        .query_async(&mut conn)
-        .await?;
-    assert_eq!(tag_exists, 1, "* spares the gateway's tag timestamps");
+    assert!(
+        exists(&tag_key).await,
+        "* spares the gateway's tag timestamps"
+    );
+    assert!(exists(&registry).await, "* spares the instance registry");
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 mod cluster;
 mod entries;
 mod families;
+mod instances;
 mod invalidation;
 mod limits_sessions;
 mod load;

@@ -68,7 +68,7 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
                     .into_inner();
                 assert!(r.value_json.contains("Resilient"));
                 let s = c
-                    .stats(ncy_proto::cache::v1::StatsRequest {})
+                    .stats(ncy_proto::cache::v1::StatsRequest::default())
                     .await
                     .unwrap()
                     .into_inner();
@@ -93,7 +93,7 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
         let mut c = c3.clone();
         async move {
             c.set(bounded(set("k:3", "3"))).await.is_ok()
-                && c.stats(ncy_proto::cache::v1::StatsRequest {})
+                && c.stats(ncy_proto::cache::v1::StatsRequest::default())
                     .await
                     .unwrap()
                     .into_inner()

@@ -40,7 +40,7 @@ impl Gateway {
         ncy_testkit::assert_eventually("backplane subscribed", Duration::from_secs(20), || {
             let mut c = c.clone();
             async move {
-                c.stats(StatsRequest {})
+                c.stats(StatsRequest::default())
                     .await
                     .is_ok_and(|r| r.into_inner().backplane_connected)
             }
@@ -53,7 +53,7 @@ impl Gateway {
     pub async fn stats(&self) -> StatsResponse {
         self.client
             .clone()
-            .stats(StatsRequest {})
+            .stats(StatsRequest::default())
             .await
             .unwrap()
             .into_inner()

@@ -18,6 +18,7 @@ mod bus_failures;
 mod control;
 mod delivery;
 mod heartbeat;
+mod instances;
 mod js_client;
 mod presence;
 mod protocol;

@@ -312,7 +312,7 @@ pub async fn send_user(gw: &mut Gateway, user: Uuid, event: &str, data: Option<V
 /// Stats of `grpc`'s gateway, once: this instance's own numbers, whatever else runs in the process.
 pub async fn stats(grpc: &RealtimeServiceClient<Channel>) -> pb::StatsResponse {
     grpc.clone()
-        .stats(pb::StatsRequest {})
+        .stats(pb::StatsRequest::default())
         .await
         .unwrap()
         .into_inner()
