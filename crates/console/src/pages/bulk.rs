@@ -331,7 +331,9 @@ pub fn summary(verb: &str, noun: &str, n: u64, more: bool) -> String {
     let plural = if n == 1 { "" } else { "s" };
     let mut text = format!("{verb} {n} {noun}{plural}.");
     if more {
-        text.push_str(" More remain: the run stopped at its time bound; run it again to go on.");
+        text.push_str(
+            " More remain: one run stops after 10 seconds or 200 calls; run it again to go on.",
+        );
     }
     text
 }

@@ -287,6 +287,7 @@ fn draw(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use ncy_proto::jobs::v1::{HistoryPoint, QueueHistorySeries};
 
     use super::*;
@@ -338,5 +339,14 @@ mod tests {
         assert!(html.contains("<title"), "{html}");
         assert!(html.contains("60 completed"), "{html}");
         assert!(html.contains("30 failed attempts"), "{html}");
+    }
+
+    #[tokio::test]
+    async fn a_history_that_cannot_be_read_is_a_reason_not_an_error() {
+        let key = crate::upstream::ApiKey::new(None).unwrap();
+        let jobs = crate::upstream::jobs_client("http://127.0.0.1:1", key).unwrap();
+        let charts = charts(&HistoryCache::default(), &jobs, None).await;
+        let why = charts.body.err().unwrap_or_default();
+        assert!(why.contains("job-scheduler answered UNAVAILABLE"), "{why}");
     }
 }
