@@ -1,11 +1,13 @@
 //! `ncyctl cache …`: the cache gateway's `CacheService` — read and write entries, invalidate,
-//! check a rate limit, manage sessions, and read an instance's statistics.
+//! check a rate limit, manage sessions, and read the statistics of one instance or of all (`stats`).
 use crate::rpc::Channel;
 use clap::{Args, Subcommand};
 use ncy_proto::cache::v1::{self as pb, cache_service_client::CacheServiceClient};
 
 use crate::Outcome;
 use crate::rpc::{Target, failed, print_json, table, time};
+
+mod stats;
 
 const ADDR_ENV: &str = "NCY_CACHE_ADDR";
 const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
@@ -77,7 +79,11 @@ enum CacheCommand {
         command: SessionsCommand,
     },
     /// Hit ratios and counters of the instance answering.
-    Stats,
+    Stats {
+        /// A table of every live instance instead (each reports every few seconds).
+        #[arg(long)]
+        all_instances: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,57 +263,7 @@ async fn dispatch(
         CacheCommand::Sessions { command } => {
             crate::cache_sessions::run(client, command, json).await
         }
-        CacheCommand::Stats => {
-            let r = client
-                .stats(pb::StatsRequest::default())
-                .await
-                .map_err(failed)?
-                .into_inner();
-            if json {
-                print_json(&r, "ncy.cache.v1.StatsResponse");
-            } else {
-                let mut t = table(&["LAYER", "HITS", "MISSES", "HIT RATIO"]);
-                for l in &r.layers {
-                    t.add_row(vec![
-                        layer(l.layer),
-                        l.hits.to_string(),
-                        l.misses.to_string(),
-                        format!("{:.1}%", l.hit_ratio * 100.0),
-                    ]);
-                }
-                println!(
-                    "instance {} (since {})",
-                    r.instance_id,
-                    time(r.started_at_ms)
-                );
-                println!("{t}");
-                println!(
-                    "L1 {} entries, {} of {} bytes; loads {} (errors {}, coalesced {}, refresh-ahead {}); stale served {}",
-                    r.l1_entries,
-                    r.l1_bytes,
-                    r.l1_capacity_bytes,
-                    r.loads,
-                    r.load_errors,
-                    r.coalesced_loads,
-                    r.refresh_ahead,
-                    r.stale_served
-                );
-                println!(
-                    "Redis {}; backplane {}",
-                    if r.l2_available {
-                        "available"
-                    } else {
-                        "UNAVAILABLE"
-                    },
-                    if r.backplane_connected {
-                        "connected"
-                    } else {
-                        "DISCONNECTED"
-                    }
-                );
-            }
-            Ok(())
-        }
+        CacheCommand::Stats { all_instances } => stats::run(client, all_instances, json).await,
     }
 }
 

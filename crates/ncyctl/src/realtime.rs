@@ -7,6 +7,8 @@ use ncy_proto::realtime::v1::{self as pb, realtime_service_client::RealtimeServi
 use crate::Outcome;
 use crate::rpc::{Target, failed, print_json, table, time};
 
+mod stats;
+
 const ADDR_ENV: &str = "NCY_REALTIME_ADDR";
 const DEFAULT_ADDR: &str = "http://127.0.0.1:50054";
 
@@ -54,7 +56,12 @@ enum RealtimeCommand {
     /// Who is online in a room, e.g. `project:<id>`.
     Presence { room: String },
     /// Connections, rooms and message counters of the instance answering.
-    Stats,
+    Stats {
+        /// A table of every live instance instead: which one holds the connections (each reports
+        /// every few seconds).
+        #[arg(long)]
+        all_instances: bool,
+    },
     /// Tell the project's members (and the assignee) that a task changed.
     TaskUpdated {
         task_id: String,
@@ -205,39 +212,8 @@ pub async fn run(args: RealtimeArgs, json: bool) -> Outcome {
                     println!("{t}");
                 }
             }
-            RealtimeCommand::Stats => {
-                let r = client.stats(pb::StatsRequest::default()).await?.into_inner();
-                if json {
-                    print_json(&r, "ncy.realtime.v1.StatsResponse");
-                } else {
-                    println!(
-                        "instance {} (since {}){}",
-                        r.instance_id,
-                        time(r.started_at_ms),
-                        if r.draining { " DRAINING" } else { "" }
-                    );
-                    println!(
-                        "connections {} ({} authenticated), rooms {}",
-                        r.connections, r.authenticated_connections, r.rooms
-                    );
-                    println!(
-                        "messages in {}, out {}, published {}; slow-client disconnects {}",
-                        r.messages_in,
-                        r.messages_out,
-                        r.messages_published,
-                        r.slow_client_disconnects
-                    );
-                    println!(
-                        "recovery hits {}, misses {}; bus {}",
-                        r.recovery_hits,
-                        r.recovery_misses,
-                        if r.bus_connected {
-                            "connected"
-                        } else {
-                            "DISCONNECTED"
-                        }
-                    );
-                }
+            RealtimeCommand::Stats { all_instances } => {
+                stats::run(&mut client, all_instances, json).await?;
             }
             RealtimeCommand::TaskUpdated {
                 task_id,

@@ -1,6 +1,8 @@
 //! `ncyctl cache …` run as a process against a cache gateway running in this process.
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use crate::support::{Stack, ctl, json, ncyctl_input, ncyctl_open_input, ncyctl_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,4 +304,93 @@ async fn get_stream_reads_keys_from_stdin_in_order() {
     run.fails(1, &["not implemented"]);
     scheduler.stop().await;
     cache.stop().await;
+}
+
+/// Two gateways of one deployment: `stats --all-instances` asked of either lists both, with the
+/// reads each served (as last reported: every 200 ms here), as JSON and as a table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_all_instances_lists_every_gateway() {
+    let mut stack = Stack::new().await;
+    ncy_testkit::set_env(&mut stack.env, "NCY_INSTANCE_REPORT_MS", "200");
+    let (a, b) = (stack.cache().await, stack.cache().await);
+    json(&a.url, &["cache", "set", "report:1", "{}"]).await;
+    assert_eq!(
+        json(&a.url, &["cache", "get", "report:1"]).await["found"],
+        true
+    );
+    let own = |url: String| async move { json(&url, &["cache", "stats"]).await };
+    let (ida, idb) = (
+        own(a.url.clone()).await["instance_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        own(b.url.clone()).await["instance_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let hits = |s: &serde_json::Value| -> i64 {
+        let layers = s["layers"].as_array().unwrap();
+        layers.iter().map(|l| l["hits"].as_i64().unwrap()).sum()
+    };
+    let mut expected = [ida.clone(), idb.clone()];
+    expected.sort();
+
+    let url = b.url.clone();
+    let listed = move || {
+        let url = url.clone();
+        async move { json(&url, &["cache", "stats", "--all-instances"]).await }
+    };
+    let reported = move |s: &serde_json::Value| -> bool {
+        let ids: Vec<&str> = s["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["instance_id"].as_str().unwrap())
+            .collect();
+        ids == expected
+            && s["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(hits)
+                .sum::<i64>()
+                == 1
+    };
+    ncy_testkit::assert_eventually(
+        "both listed, a with its read",
+        Duration::from_secs(20),
+        || {
+            let (listed, reported) = (listed.clone(), reported.clone());
+            async move { reported(&listed().await) }
+        },
+    )
+    .await;
+    let s = listed().await;
+    assert_eq!(s["instance_id"], idb.as_str(), "b answered");
+    for i in s["instances"].as_array().unwrap() {
+        let expected_hits = if i["instance_id"] == ida.as_str() {
+            1
+        } else {
+            0
+        };
+        assert_eq!(hits(i), expected_hits, "{i}");
+        assert!(i["reported_at_ms"].as_i64().unwrap() > 0, "{i}");
+        assert_eq!(i["instances"], serde_json::json!([]), "{i}");
+    }
+    let single = json(&b.url, &["cache", "stats"]).await;
+    assert_eq!(single["instances"], serde_json::json!([]));
+
+    let table = ctl(&a.url, &["cache", "stats", "--all-instances"]).await;
+    let out = table.ok();
+    assert!(
+        out.starts_with("2 live cache-gateway instance(s); * answered"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{ida} *")) && out.contains(&idb),
+        "{out}"
+    );
+    a.stop().await;
+    b.stop().await;
 }

@@ -348,3 +348,52 @@ async fn unsubscribe_user_and_disconnect_user_reach_the_users_sockets() {
         .fails(1, &["invalid argument", "room"]);
     gateway.stop().await;
 }
+
+/// Two gateways of one deployment, a browser on one: `stats --all-instances` asked of the other
+/// says which one holds the connection (reports every 200 ms here), as JSON and as a table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_all_instances_shows_which_gateway_holds_the_connections() {
+    let mut stack = Stack::new().await;
+    ncy_testkit::set_env(&mut stack.env, "NCY_INSTANCE_REPORT_MS", "200");
+    let (a, b) = (stack.realtime().await, stack.realtime().await);
+    let _tab = browser(a.websocket.unwrap(), &uuid::Uuid::new_v4().to_string()).await;
+    let ida = json(&a.url, &["realtime", "stats"]).await["instance_id"].clone();
+    let idb = json(&b.url, &["realtime", "stats"]).await["instance_id"].clone();
+    let connections = |s: &Value| -> Vec<(Value, i64)> {
+        s["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["instance_id"].clone(), i["connections"].as_i64().unwrap()))
+            .collect()
+    };
+    let mut expected = vec![(ida.clone(), 1), (idb.clone(), 0)];
+    expected.sort_by_key(|(id, _)| id.as_str().unwrap().to_owned());
+    let url = b.url.clone();
+    ncy_testkit::assert_eventually("a's connection reported", Duration::from_secs(20), || {
+        let (url, expected) = (url.clone(), expected.clone());
+        async move {
+            connections(&json(&url, &["realtime", "stats", "--all-instances"]).await) == expected
+        }
+    })
+    .await;
+    let s = json(&b.url, &["realtime", "stats", "--all-instances"]).await;
+    assert_eq!((&s["instance_id"], &s["connections"]), (&idb, &json!(0)));
+    assert_eq!(
+        json(&b.url, &["realtime", "stats"]).await["instances"],
+        json!([])
+    );
+
+    let table = ctl(&b.url, &["realtime", "stats", "--all-instances"]).await;
+    let out = table.ok();
+    assert!(
+        out.starts_with("2 live realtime-gateway instance(s), 1 connection(s) in all; * answered"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{} *", idb.as_str().unwrap())),
+        "{out}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
