@@ -8,7 +8,9 @@ use ncy_runtime::{
     CommonSettings, InstanceRegistry, RedisPool, ServiceSpec,
     instances::{MAX_INSTANCES, Reported, now_ms, report_until_stopped},
 };
-use ncy_testkit::{RedisServer, assert_eventually, env_of, service_env, set_env, unique_prefix};
+use ncy_testkit::{
+    RedisCluster, RedisServer, assert_eventually, env_of, service_env, set_env, unique_prefix,
+};
 use tokio_util::sync::CancellationToken;
 
 const SPEC: ServiceSpec = ServiceSpec {
@@ -24,17 +26,27 @@ const INTERVAL: Duration = Duration::from_secs(60);
 
 /// A registry of service `svc` under a fresh prefix on `redis_url`, reported every `interval`.
 fn registry(redis_url: &str, interval: Duration) -> anyhow::Result<InstanceRegistry> {
+    Ok(registry_and_pool(redis_url, false, interval)?.0)
+}
+
+/// [`registry`] on a single server or a cluster, with its pool.
+fn registry_and_pool(
+    redis_url: &str,
+    cluster: bool,
+    interval: Duration,
+) -> anyhow::Result<(InstanceRegistry, RedisPool)> {
     let mut env = service_env(&unique_prefix(), None);
     set_env(&mut env, "REDIS_URL", redis_url);
+    set_env(
+        &mut env,
+        "NCY_REDIS_CLUSTER",
+        if cluster { "true" } else { "false" },
+    );
     set_env(&mut env, "NCY_REDIS_TIMEOUT_MS", "300");
     let settings = CommonSettings::load(SPEC, &env_of(&env))?;
     let pool = RedisPool::new(&settings.redis)?;
-    Ok(InstanceRegistry::new(
-        pool,
-        &settings.redis.keys,
-        "svc",
-        interval,
-    ))
+    let registry = InstanceRegistry::new(pool.clone(), &settings.redis.keys, "svc", interval);
+    Ok((registry, pool))
 }
 
 async fn conn(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
@@ -220,5 +232,52 @@ async fn reports_resume_by_themselves_once_redis_is_back() -> anyhow::Result<()>
     stop.cancel();
     writer.await?;
     assert!(fields(&url, &key).await?.is_empty());
+    Ok(())
+}
+
+/// Every command names the one hash, so the registry works unchanged on Redis Cluster: report,
+/// list, prune (the script) and remove.
+#[tokio::test]
+async fn the_registry_works_on_redis_cluster() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start(3).await?;
+    let (reg, pool) = registry_and_pool(&cluster.urls(), true, INTERVAL)?;
+    let key = reg.key().to_owned();
+    let dead = now_ms() - i64::try_from((INTERVAL * 11).as_millis())?;
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("dead")
+        .arg(format!("{dead}\nD"))
+        .query_async(&mut pool.get().await?)
+        .await?;
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(report_until_stopped(
+        reg.clone(),
+        "me".to_owned(),
+        || async { b"mine".to_vec() },
+        stop.clone(),
+    ));
+    assert_eventually("reported and pruned", Duration::from_secs(10), || {
+        let (pool, key) = (pool.clone(), key.clone());
+        async move {
+            let Ok(mut conn) = pool.get().await else {
+                return false;
+            };
+            let f: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            f.len() == 1 && f.contains_key("me")
+        }
+    })
+    .await;
+    let live = reg.live().await?;
+    assert_eq!(
+        (ids(&live), live[0].snapshot.as_slice()),
+        (vec!["me"], &b"mine"[..])
+    );
+    stop.cancel();
+    writer.await?;
+    assert!(reg.live().await?.is_empty());
     Ok(())
 }
