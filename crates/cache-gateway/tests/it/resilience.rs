@@ -1,8 +1,10 @@
 //! Fail-safe when Redis dies mid-test (a redis-server of the test's own): reads are still answered
 //! from L1 and the loaders, writes are refused with UNAVAILABLE, the backplane reports the loss,
-//! and everything recovers when Redis comes back.
+//! Stats answers for this instance but not for all (their reports are in Redis), and everything
+//! recovers when Redis comes back, the instance's report included.
 use std::time::Duration;
 
+use ncy_proto::cache::v1::StatsRequest;
 use ncy_testkit::{RedisServer, assert_eventually};
 use tonic::{Code, Request};
 
@@ -23,6 +25,7 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
         ("REDIS_URL", &redis.url()),
         ("NCY_REDIS_TIMEOUT_MS", "300"),
         ("NCY_CACHE_L2_TIMEOUT_MS", "300"),
+        ("NCY_INSTANCE_REPORT_MS", "200"),
     ]);
     let gw = Gateway::start(&env).await?;
     let mut c = gw.client.clone();
@@ -67,11 +70,7 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
                     .unwrap()
                     .into_inner();
                 assert!(r.value_json.contains("Resilient"));
-                let s = c
-                    .stats(ncy_proto::cache::v1::StatsRequest::default())
-                    .await
-                    .unwrap()
-                    .into_inner();
+                let s = c.stats(StatsRequest::default()).await.unwrap().into_inner();
                 !s.backplane_connected && !s.l2_available
             }
         },
@@ -86,6 +85,19 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
         .await?
         .into_inner();
     assert!(r.value_json.contains("Resilient"));
+    let own = c
+        .stats(bounded(StatsRequest::default()))
+        .await?
+        .into_inner();
+    let all = StatsRequest {
+        all_instances: true,
+    };
+    let err = c.stats(bounded(all)).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::Unavailable,
+        "the instances' reports are in Redis"
+    );
 
     redis.resume().await?;
     let c3 = c.clone();
@@ -93,7 +105,7 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
         let mut c = c3.clone();
         async move {
             c.set(bounded(set("k:3", "3"))).await.is_ok()
-                && c.stats(ncy_proto::cache::v1::StatsRequest::default())
+                && c.stats(StatsRequest::default())
                     .await
                     .unwrap()
                     .into_inner()
@@ -103,5 +115,31 @@ async fn reads_survive_redis_going_down_and_everything_recovers() -> anyhow::Res
     .await;
     let r = c.get(bounded(get("k:3"))).await?.into_inner();
     assert!(r.found && !r.stale);
+    // The restarted Redis lost the registry; the next report puts this instance back.
+    let registry = ncy_types::KeySpace::new(w.prefix.clone())?.instances(cache_gateway::SERVICE);
+    let url = redis.url();
+    assert_eventually(
+        "the instance reported again",
+        Duration::from_secs(20),
+        || {
+            let (url, registry, id) = (url.clone(), registry.clone(), own.instance_id.clone());
+            async move {
+                let Ok(mut conn) = redis::Client::open(url)
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                else {
+                    return false;
+                };
+                redis::cmd("HEXISTS")
+                    .arg(&registry)
+                    .arg(&id)
+                    .query_async::<bool>(&mut conn)
+                    .await
+                    .unwrap_or(false)
+            }
+        },
+    )
+    .await;
     Ok(())
 }
