@@ -199,10 +199,7 @@ mod tests {
         assert_eq!(k.cache_key("user:u1"), k.user("u1"));
         assert_eq!(k.cache_tag("org:o1"), "ncy:cache:tag:org:o1");
         assert_eq!(k.cache_invalidation_channel(), "ncy:cache:inval");
-        assert_eq!(
-            k.instances("cache-gateway"),
-            "ncy:instances:cache-gateway"
-        );
+        assert_eq!(k.instances("cache-gateway"), "ncy:instances:cache-gateway");
     }
 
     #[test]
