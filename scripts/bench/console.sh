@@ -5,10 +5,11 @@
 # Starts the release job-scheduler (no worker: jobs stay WAITING) and console on spare ports below
 # the ephemeral range, against the local Redis (REDIS_URL, default 127.0.0.1:6379) under a fresh key
 # prefix of its own; fills the email queue with BENCH_BIG waiting jobs and the notification queue
-# with BENCH_SMALL (ncyctl jobs enqueue-bulk), both paused; signs in; times BENCH_GETS GETs of each
-# queue page with curl (%{time_total}) after a few warm-up GETs; prints median and p95 for both and
-# their ratio, one JSON line each, also written under .run/bench/. Removes its keys and stops only
-# the processes it started, by PID.
+# with BENCH_SMALL and the report queue with 50 (one full page: the same rows as the big queue's
+# page, so that ratio shows the cost of the queue's size alone), all paused (ncyctl jobs
+# enqueue-bulk); signs in; times BENCH_GETS GETs of each queue page with curl (%{time_total}) after
+# a few warm-up GETs; prints median and p95 for each and the ratios, one JSON line each, also
+# written under .run/bench/. Removes its keys and stops only the processes it started, by PID.
 #
 # Knobs: BENCH_BIG (100000), BENCH_SMALL (10), BENCH_GETS (50), BENCH_PROFILE (release|debug),
 # BENCH_BUILD (1; 0 runs the binaries already built).
@@ -75,10 +76,11 @@ fill() {  # queue count
     "$1" "$2" >"$WORK/$1.jsonl"
   "$BIN/ncyctl" jobs enqueue-bulk "$WORK/$1.jsonl" >/dev/null
 }
-echo "bench: console ($BIG waiting jobs on email, $SMALL on notification, $GETS GETs each, $PROFILE build)"
+echo "bench: console ($BIG waiting jobs on email, $SMALL on notification, 50 on report, $GETS GETs each, $PROFILE build)"
 T0=$(date +%s.%N)
 fill email "$BIG"
 fill notification "$SMALL"
+fill report 50
 echo "bench: filled in $(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$T0" "$(date +%s.%N)") s"
 "$BIN/ncyctl" queues
 
@@ -106,13 +108,16 @@ print(json.dumps({"scenario": f"console-queue-page-{jobs}", "queue": queue, "wai
 PY
 }
 measure notification "$SMALL"
+measure report 50
 measure email "$BIG"
 python3 - "$OUT" "$SMALL" "$BIG" <<'PY' | tee -a "$OUT"
 import json, sys
-rows = {r["waiting_jobs"]: r for r in (json.loads(l) for l in open(sys.argv[1]) if l.strip()) if "waiting_jobs" in r}
-small, big = rows[int(sys.argv[2])], rows[int(sys.argv[3])]
-print(json.dumps({"figure": "queue page with %s vs %s waiting jobs" % (sys.argv[3], sys.argv[2]),
-                  "median_ratio": round(big["median_ms"] / small["median_ms"], 2),
-                  "p95_ratio": round(big["p95_ms"] / small["p95_ms"], 2)}))
+rows = {r["queue"]: r for r in (json.loads(l) for l in open(sys.argv[1]) if l.strip()) if "queue" in r}
+big = rows["email"]
+for other in ("notification", "report"):
+    o = rows[other]
+    print(json.dumps({"figure": "queue page with %d vs %d waiting jobs" % (big["waiting_jobs"], o["waiting_jobs"]),
+                      "median_ratio": round(big["median_ms"] / o["median_ms"], 2),
+                      "p95_ratio": round(big["p95_ms"] / o["p95_ms"], 2)}))
 PY
 echo "bench: results in $OUT"
