@@ -1,5 +1,6 @@
-//! The cache-gateway, `/cache?key=…`: the answering instance's `Stats` (hits and misses per
-//! layer, L1 size, loads), a key lookup through `Get` (which layer answered, TTL, size, the value
+//! The cache-gateway, `/cache?key=…`: every instance's `Stats` in one table (through
+//! `all_instances`, see [`super::instances`]) and the answering instance's in detail (hits and
+//! misses per layer, L1 size, loads), a key lookup through `Get` (which layer answered, TTL, size, the value
 //! shown escaped and cut to [`VALUE_LIMIT`]), and for operators the three invalidations —
 //! by entity (kind + id), by tag, by key pattern — each audited and answering with a redirect back
 //! and a message (`?done=pattern&count=3`).
@@ -17,6 +18,7 @@ use ncy_proto::cache::v1::{
 };
 use serde::Deserialize;
 
+use super::instances::{self, InstanceRow};
 use super::{Nav, render, time};
 use crate::{
     AppState,
@@ -65,6 +67,9 @@ struct CachePage {
     started_at: String,
     layers: Vec<LayerRow>,
     counters: Vec<(&'static str, String)>,
+    instance_columns: &'static [&'static str],
+    instance_rows: Vec<InstanceRow>,
+    instances_note: Option<&'static str>,
     key: String,
     lookup: Option<Lookup>,
     flash: Option<String>,
@@ -123,7 +128,15 @@ pub async fn page(
     Extension(user): Extension<CurrentUser>,
     Query(query): Query<CacheQuery>,
 ) -> Result<Html<String>, ConsoleError> {
-    let stats = upstream::cache(app.cache.clone().stats(StatsRequest::default()).await)?;
+    let (stats, instances_note) = instances::with_fallback(
+        app.cache.clone().stats(StatsRequest {
+            all_instances: true,
+        }),
+        app.cache.clone().stats(StatsRequest::default()),
+        upstream::cache,
+    )
+    .await?;
+    let instance_rows = instances::cache_rows(&stats);
     let key = query.key.unwrap_or_default().trim().to_owned();
     let lookup = if key.is_empty() {
         None
@@ -178,6 +191,9 @@ pub async fn page(
             })
             .collect(),
         counters,
+        instance_columns: instances::CACHE_COLUMNS,
+        instance_rows,
+        instances_note,
         key,
         lookup,
         flash: flash(query.done.as_deref(), query.count),

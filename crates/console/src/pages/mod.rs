@@ -15,6 +15,7 @@ pub mod bulk;
 pub mod cache;
 pub mod dead;
 pub mod history;
+pub mod instances;
 pub mod job;
 pub mod job_actions;
 pub mod login;

@@ -1,4 +1,5 @@
-//! The realtime-gateway, `/realtime?room=…`: the answering instance's `Stats` (connections,
+//! The realtime-gateway, `/realtime?room=…`: every instance's `Stats` in one table (through
+//! `all_instances`, see [`super::instances`]) and the answering instance's in detail (connections,
 //! rooms, messages), the presence of a room (`project:<uuid>`, `org:<uuid>`, `user:<uuid>`), and
 //! for operators a test message to a room (event `console.test` with JSON the operator types)
 //! and disconnecting a user — each audited and answering with a redirect back and a message.
@@ -16,6 +17,7 @@ use ncy_proto::realtime::v1::{
 };
 use serde::Deserialize;
 
+use super::instances::{self, InstanceRow};
 use super::{Nav, cache::required, render, time, url_part};
 use crate::{
     AppState,
@@ -64,6 +66,9 @@ struct RealtimePage {
     instance_id: String,
     started_at: String,
     counters: Vec<(&'static str, String)>,
+    instance_columns: &'static [&'static str],
+    instance_rows: Vec<InstanceRow>,
+    instances_note: Option<&'static str>,
     room: String,
     presence: Option<PresenceView>,
     flash: Option<String>,
@@ -100,7 +105,15 @@ pub async fn page(
     Extension(user): Extension<CurrentUser>,
     Query(query): Query<RealtimeQuery>,
 ) -> Result<Html<String>, ConsoleError> {
-    let stats = upstream::realtime(app.realtime.clone().stats(StatsRequest::default()).await)?;
+    let (stats, instances_note) = instances::with_fallback(
+        app.realtime.clone().stats(StatsRequest {
+            all_instances: true,
+        }),
+        app.realtime.clone().stats(StatsRequest::default()),
+        upstream::realtime,
+    )
+    .await?;
+    let instance_rows = instances::realtime_rows(&stats);
     let room = query.room.clone().unwrap_or_default().trim().to_owned();
     let presence = if room.is_empty() {
         None
@@ -157,6 +170,9 @@ pub async fn page(
         instance_id: stats.instance_id,
         started_at: time(stats.started_at_ms),
         counters,
+        instance_columns: instances::REALTIME_COLUMNS,
+        instance_rows,
+        instances_note,
         room,
         presence,
         flash: flash(&query),

@@ -168,3 +168,51 @@ async fn a_cache_gateway_that_is_down_is_a_503_page_naming_it() -> anyhow::Resul
     );
     console.stop().await
 }
+
+/// The row of instance `id` in the page's instances table, if any.
+fn instance_row<'a>(page: &'a Page, id: &str) -> Option<&'a str> {
+    let start = page.body.find(&format!("data-instance-row=\"{id}\""))?;
+    let row = &page.body[start..];
+    Some(&row[..row.find("</tr>")?])
+}
+
+#[tokio::test]
+async fn the_cache_page_lists_every_replica_whichever_answers() -> anyhow::Result<()> {
+    let a = CacheGateway::start().await?;
+    let b = a.replica().await?;
+    let id = |g: &CacheGateway| {
+        let mut client = g.client.clone();
+        async move {
+            anyhow::Ok(
+                client
+                    .stats(StatsRequest::default())
+                    .await?
+                    .into_inner()
+                    .instance_id,
+            )
+        }
+    };
+    let (a_id, b_id) = (id(&a).await?, id(&b).await?);
+    assert_ne!(a_id, b_id);
+    let console =
+        Console::start_with(no_scheduler(), &[("NCY_CONSOLE_CACHE_URL", &a.url())]).await?;
+    let mut viewer = console.signed_in(VIEWER).await?;
+
+    // Each instance reports when it starts, so both are listed at once.
+    let page = viewer.get("/cache").await?;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let row_a = instance_row(&page, &a_id).unwrap_or_else(|| panic!("{a_id}: {}", page.body));
+    let row_b = instance_row(&page, &b_id).unwrap_or_else(|| panic!("{b_id}: {}", page.body));
+    assert!(row_a.contains(">answered<"), "{row_a}");
+    assert!(row_a.contains(">now<"), "{row_a}");
+    assert!(!row_b.contains(">answered<"), "{row_b}");
+    assert!(row_b.contains(" s ago<"), "{row_b}");
+
+    // A replica stopped gracefully leaves the list when its drain starts.
+    b.stop().await?;
+    let page = viewer.get("/cache").await?;
+    assert!(instance_row(&page, &a_id).is_some(), "{}", page.body);
+    assert!(instance_row(&page, &b_id).is_none(), "{}", page.body);
+    console.stop().await?;
+    a.stop().await
+}

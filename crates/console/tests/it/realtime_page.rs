@@ -134,3 +134,58 @@ async fn the_realtime_page_shows_connections_and_presence_and_an_operator_reache
     console.stop().await?;
     gateway.stop().await
 }
+
+#[tokio::test]
+async fn the_realtime_page_shows_the_connections_of_every_replica() -> anyhow::Result<()> {
+    let a = RealtimeGateway::start().await?;
+    let b = a.replica().await?;
+    let b_id = b
+        .client
+        .clone()
+        .stats(StatsRequest::default())
+        .await?
+        .into_inner()
+        .instance_id;
+    let console =
+        Console::start_with(no_scheduler(), &[("NCY_CONSOLE_REALTIME_URL", &a.url())]).await?;
+    let mut viewer = console.signed_in(VIEWER).await?;
+    // A browser on the replica the console does not talk to.
+    let _ws = b.member_in_project().await?;
+
+    // The replica reports every 200 ms: poll the page until its row shows the connection.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = viewer.get("/realtime").await?;
+        let row = page
+            .body
+            .find(&format!("data-instance-row=\"{b_id}\""))
+            .map(|start| {
+                let row = &page.body[start..];
+                row[..row.find("</tr>").unwrap_or(row.len())].to_owned()
+            });
+        // Connections, then authenticated: the first two numeric cells.
+        if row.as_deref().is_some_and(|row| {
+            row.contains("<td class=\"n\">1</td><td class=\"n\">1</td>")
+                && !row.contains(">answered<")
+        }) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica's connection never showed: {row:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let page = viewer.get("/realtime").await?;
+    assert!(
+        page.body.contains(">answered<"),
+        "the instance that answered is marked: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("data-counter=\"Connections\">0<"),
+        "the answering instance has no connection of its own: {}",
+        page.body
+    );
+    console.stop().await
+}

@@ -34,14 +34,28 @@ pub struct CacheGateway {
     /// Its gRPC address.
     pub addr: SocketAddr,
     running: InProcess,
-    _db: TestDatabase,
+    prefix: String,
+    db_url: String,
+    _db: Option<TestDatabase>,
 }
 
 impl CacheGateway {
     /// A gateway on a fresh prefix and database.
     pub async fn start() -> anyhow::Result<Self> {
         let db = TestDatabase::migrated().await?;
-        let mut env = service_env(&unique_prefix(), Some(&db.url));
+        let mut gateway = Self::start_on(&unique_prefix(), &db.url).await?;
+        gateway._db = Some(db);
+        Ok(gateway)
+    }
+
+    /// Another replica of this gateway: same prefix and database, so the same cache and the same
+    /// instance registry.
+    pub async fn replica(&self) -> anyhow::Result<Self> {
+        Self::start_on(&self.prefix, &self.db_url).await
+    }
+
+    async fn start_on(prefix: &str, db_url: &str) -> anyhow::Result<Self> {
+        let mut env = service_env(prefix, Some(db_url));
         set_env(&mut env, "NCY_CACHE_DB_NOTIFY", "false");
         let settings = cache_gateway::Settings::load(&env_of(&env))?;
         let app = cache_gateway::Application::build(settings).await?;
@@ -51,7 +65,9 @@ impl CacheGateway {
             client: CacheServiceClient::connect(format!("http://{addr}")).await?,
             addr,
             running,
-            _db: db,
+            prefix: prefix.to_owned(),
+            db_url: db_url.to_owned(),
+            _db: None,
         })
     }
 
@@ -84,7 +100,9 @@ pub struct RealtimeGateway {
     /// Its project.
     pub project: Uuid,
     running: InProcess,
-    _db: TestDatabase,
+    prefix: String,
+    db_url: String,
+    _db: Option<TestDatabase>,
 }
 
 impl RealtimeGateway {
@@ -112,7 +130,30 @@ impl RealtimeGateway {
             .execute(&pool)
             .await?;
         pool.close().await;
-        let mut env = service_env(&unique_prefix(), Some(&db.url));
+        let mut gateway = Self::start_on(&unique_prefix(), &db.url, (org, user, project)).await?;
+        gateway._db = Some(db);
+        Ok(gateway)
+    }
+
+    /// Another replica of this gateway: same prefix, database and fixture rows, so the same rooms
+    /// and the same instance registry.
+    pub async fn replica(&self) -> anyhow::Result<Self> {
+        Self::start_on(
+            &self.prefix,
+            &self.db_url,
+            (self.org, self.user, self.project),
+        )
+        .await
+    }
+
+    async fn start_on(
+        prefix: &str,
+        db_url: &str,
+        (org, user, project): (Uuid, Uuid, Uuid),
+    ) -> anyhow::Result<Self> {
+        let mut env = service_env(prefix, Some(db_url));
+        // Reports every 200 ms, so another instance's numbers reach a page without a long wait.
+        set_env(&mut env, "NCY_INSTANCE_REPORT_MS", "200");
         set_env(&mut env, "JWT_SECRET", JWT_SECRET);
         set_env(&mut env, "NCY_WS_ADDR", "127.0.0.1:0");
         set_env(&mut env, "FRONTEND_URL", "http://app.example.test");
@@ -131,7 +172,9 @@ impl RealtimeGateway {
             user,
             project,
             running,
-            _db: db,
+            prefix: prefix.to_owned(),
+            db_url: db_url.to_owned(),
+            _db: None,
         })
     }
 
