@@ -137,10 +137,23 @@ async fn measure(
     }))
 }
 
-/// Writes `n` jobs as the engine does (its hash fields, then an entry naming the job), 1,000 per
-/// pipeline.
+/// Writes `n` jobs as the engine does (the hash of `NewJob::initial_hash`, then an entry naming
+/// the job), 1,000 per pipeline.
 async fn prefill(conn: &mut MultiplexedConnection, keys: &Keys, n: u64) -> anyhow::Result<()> {
     let now = now_ms();
+    // A noop job as Enqueue makes it (priority 0, three attempts, the default backoff): the floor
+    // then reads and rewrites the same hash as the engine does.
+    let job = ncy_queue::NewJob {
+        job_type: "noop".to_owned(),
+        data: "{}".to_owned(),
+        priority: 0,
+        max_attempts: 3,
+        backoff: ncy_types::jobs::Backoff::default(),
+        delay_ms: 0,
+        idempotency_key: String::new(),
+        owner_user_id: String::new(),
+        schedule_name: String::new(),
+    };
     let mut from = 0;
     while from < n {
         let to = (from + 1000).min(n);
@@ -148,24 +161,7 @@ async fn prefill(conn: &mut MultiplexedConnection, keys: &Keys, n: u64) -> anyho
         for i in from..to {
             pipe.cmd("HSET")
                 .arg(format!("{}{i}", keys.job))
-                .arg(&[
-                    ("state", "waiting"),
-                    ("queue", "notification"),
-                    ("type", "noop"),
-                    ("data", "{}"),
-                    ("priority", "0"),
-                    ("attempts", "0"),
-                    ("max_attempts", "3"),
-                    ("backoff_kind", "exponential"),
-                    ("backoff_ms", "2000"),
-                    ("progress", "0"),
-                    ("idem", ""),
-                    ("owner", ""),
-                    ("schedule", ""),
-                    ("retried_from", ""),
-                    ("band", "0"),
-                ])
-                .arg(&[("created", now), ("due", now), ("updated", now)])
+                .arg(job.initial_hash("notification", i64::try_from(now)?))
                 .ignore();
             pipe.cmd("XADD")
                 .arg(&keys.stream)

@@ -93,8 +93,9 @@ impl NewJob {
     /// `entry`, the stream entry, to a WAITING job once its `XADD` has answered). Fields that would
     /// be empty or 0 (attempts, progress, no idempotency key, owner, schedule, the band of a
     /// delayed job) are left out: readers take a missing field as empty or 0, and a listpack hash
-    /// costs per field on every write that follows.
-    pub(crate) fn initial_hash<'a>(
+    /// costs per field on every write that follows. Public so that `loadgen jobs-floor` pre-fills
+    /// its jobs with exactly this hash.
+    pub fn initial_hash<'a>(
         &'a self,
         queue: &'a str,
         now: i64,
@@ -135,7 +136,7 @@ impl NewJob {
 
 /// A value of a job hash field, borrowed: the payload is not copied to be sent.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum HashValue<'a> {
+pub enum HashValue<'a> {
     Text(&'a str),
     Num(i64),
 }
