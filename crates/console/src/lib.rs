@@ -107,7 +107,12 @@ impl Application {
         let realtime = upstream::realtime_client(&settings.realtime_url, key)?;
         let cancel = CancellationToken::new();
         let state = AppState {
-            overview: Arc::new(live::OverviewHub::new(jobs.clone(), cancel.clone())),
+            overview: Arc::new(live::OverviewHub::new(
+                jobs.clone(),
+                cache.clone(),
+                realtime.clone(),
+                cancel.clone(),
+            )),
             jobs,
             cache,
             realtime,

@@ -1,10 +1,12 @@
 //! Live pages over Server-Sent Events, at a cost to the services that does not grow with the
 //! number of open tabs.
 //!
-//! `GET /events/overview`: ONE poller task per console instance calls QueueStats at most once per
-//! second, and only while at least one browser listens; it renders the overview table once and
-//! hands it to every listener through a `watch` channel (a slow listener skips to the latest
-//! table instead of queueing old ones). The poller stops when the last listener goes; a listener
+//! `GET /events/overview`: ONE poller task per console instance calls QueueStats, and the
+//! cache-gateway's and realtime-gateway's `Stats{all_instances}`, at most once per second each, and
+//! only while at least one browser listens; it renders the overview table once and hands it to
+//! every listener through a `watch` channel (a slow listener skips to the latest table instead of
+//! queueing old ones). The poller keeps the realtime instances' previous snapshots, to show their
+//! messages out per second. The poller stops when the last listener goes; a listener
 //! arriving later starts it again (the once-per-second spacing holds across restarts). Each event
 //! carries the poll's sequence number as its SSE `id`.
 //!
@@ -35,11 +37,16 @@ use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    AppState, access::CurrentUser, error::ConsoleError, pages, session::now_secs,
-    upstream::JobsClient,
+    AppState,
+    access::CurrentUser,
+    error::ConsoleError,
+    pages::{self, instances::MessageRates, overview::Sources},
+    session::now_secs,
+    upstream::{CacheClient, JobsClient, RealtimeClient},
 };
 
-/// The shortest time between two QueueStats calls of one console instance.
+/// The shortest time between two polls of one console instance (each poll is one QueueStats call
+/// and one Stats call per gateway).
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a browser waits before reconnecting a dropped stream.
@@ -56,7 +63,7 @@ pub struct Snapshot {
 
 /// The overview poller and its listeners.
 pub struct OverviewHub {
-    jobs: JobsClient,
+    sources: Sources,
     cancel: CancellationToken,
     state: Mutex<HubState>,
 }
@@ -74,10 +81,19 @@ struct HubState {
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
 
 impl OverviewHub {
-    /// A hub polling `jobs`; its poller stops when `cancel` fires.
-    pub fn new(jobs: JobsClient, cancel: CancellationToken) -> Self {
+    /// A hub polling the scheduler and the two gateways; its poller stops when `cancel` fires.
+    pub fn new(
+        jobs: JobsClient,
+        cache: CacheClient,
+        realtime: RealtimeClient,
+        cancel: CancellationToken,
+    ) -> Self {
         Self {
-            jobs,
+            sources: Sources {
+                jobs,
+                cache,
+                realtime,
+            },
             cancel,
             state: Mutex::new(HubState {
                 sender: None,
@@ -91,7 +107,8 @@ impl OverviewHub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Polls made by this instance so far (each one QueueStats call).
+    /// Polls made by this instance so far (each one QueueStats call and one Stats call per
+    /// gateway).
     pub fn polls(&self) -> u64 {
         self.lock().seq
     }
@@ -135,6 +152,7 @@ impl OverviewHub {
     async fn run(self: Arc<Self>, sender: watch::Sender<Option<Snapshot>>) {
         tracing::debug!("overview poller started");
         metrics::gauge!("console_overview_pollers").increment(1.0);
+        let mut rates = MessageRates::default();
         loop {
             let due = self
                 .lock()
@@ -160,7 +178,7 @@ impl OverviewHub {
             metrics::counter!("console_overview_polls_total").increment(1);
             let html = tokio::select! {
                 () = self.cancel.cancelled() => continue, // stops at the check above
-                html = pages::overview::table_html(&self.jobs) => html,
+                html = pages::overview::live_html(&self.sources, &mut rates) => html,
             };
             sender.send_replace(Some(Snapshot {
                 seq,

@@ -3,7 +3,11 @@
 //! replica reported to the instance registry (every few seconds). When the registry cannot be read
 //! (the gateway answers UNAVAILABLE while its Redis is down), the page falls back to the answering
 //! instance alone and says so, rather than showing nothing during the incident it is opened for.
-use std::future::Future;
+//!
+//! The overview shows a narrower table of the same instances, live (`live.rs`): the hit ratio of
+//! each cache layer, and each realtime instance's connections, rooms and messages out per second,
+//! a rate the poller works out from two snapshots of the instance ([`MessageRates`]).
+use std::{collections::HashMap, future::Future};
 
 use ncy_proto::cache::v1 as cache;
 use ncy_proto::realtime::v1 as realtime;
@@ -66,18 +70,20 @@ fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_owned()
 }
 
+/// The hit ratio of `layer` in `s`, as a percentage (`—` when the instance has no such layer).
+fn ratio(s: &cache::StatsResponse, layer: cache::CacheLayer) -> String {
+    s.layers
+        .iter()
+        .find(|l| l.layer == layer as i32)
+        .map_or_else(
+            || "—".to_owned(),
+            |l| format!("{:.1} %", l.hit_ratio * 100.0),
+        )
+}
+
 /// The rows of the cache-gateway's instances: the registry's, or the answering one alone.
 pub fn cache_rows(stats: &cache::StatsResponse) -> Vec<InstanceRow> {
     let now = now_ms();
-    let ratio = |s: &cache::StatsResponse, layer: cache::CacheLayer| {
-        s.layers
-            .iter()
-            .find(|l| l.layer == layer as i32)
-            .map_or_else(
-                || "—".to_owned(),
-                |l| format!("{:.1} %", l.hit_ratio * 100.0),
-            )
-    };
     let row = |s: &cache::StatsResponse| {
         let answered = s.instance_id == stats.instance_id;
         let fill = if s.l1_capacity_bytes == 0 {
@@ -171,11 +177,144 @@ pub const REALTIME_COLUMNS: &[&str] = &[
 
 /// The registry's instances in its order (the answering one's fresh numbers in its place), or the
 /// answering one alone when the list is empty (no `all_instances`, or the fallback).
-fn rows<S>(own: &S, instances: &[S], row: impl Fn(&S) -> InstanceRow) -> Vec<InstanceRow> {
+fn snapshots<'a, S>(own: &'a S, instances: &'a [S]) -> &'a [S] {
     if instances.is_empty() {
-        return vec![row(own)];
+        std::slice::from_ref(own)
+    } else {
+        instances
     }
-    instances.iter().map(row).collect()
+}
+
+fn rows<S>(own: &S, instances: &[S], row: impl Fn(&S) -> InstanceRow) -> Vec<InstanceRow> {
+    snapshots(own, instances).iter().map(row).collect()
+}
+
+/// A row of the overview's narrow tables: no start or report time (the overview is refreshed
+/// every second; the gateway's own page has them).
+fn overview_row(answering: &str, id: &str, cells: Vec<String>) -> InstanceRow {
+    InstanceRow {
+        instance_id: id.to_owned(),
+        answered: id == answering,
+        started: String::new(),
+        reported: String::new(),
+        cells,
+    }
+}
+
+/// The overview's cache columns: `(key, header)`, the key naming each cell in the page.
+pub const CACHE_OVERVIEW_COLUMNS: &[(&str, &str)] = &[
+    ("l1", "L1 hit ratio"),
+    ("l2", "L2 hit ratio"),
+    ("l3", "L3 hit ratio"),
+];
+
+/// The overview's rows of the cache-gateway's instances: each layer's hit ratio.
+pub fn cache_overview_rows(stats: &cache::StatsResponse) -> Vec<InstanceRow> {
+    rows(stats, &stats.instances, |s| {
+        overview_row(
+            &stats.instance_id,
+            &s.instance_id,
+            vec![
+                ratio(s, cache::CacheLayer::L1),
+                ratio(s, cache::CacheLayer::L2),
+                ratio(s, cache::CacheLayer::L3),
+            ],
+        )
+    })
+}
+
+/// The overview's realtime columns: `(key, header)`.
+pub const REALTIME_OVERVIEW_COLUMNS: &[(&str, &str)] = &[
+    ("connections", "Connections"),
+    ("rooms", "Rooms"),
+    ("out_per_sec", "Messages out/s"),
+];
+
+/// The overview's rows of the realtime-gateway's instances: connections, rooms, and messages out
+/// per second as `rates` has them (updated with this answer first).
+pub fn realtime_overview_rows(
+    stats: &realtime::StatsResponse,
+    rates: &MessageRates,
+) -> Vec<InstanceRow> {
+    rows(stats, &stats.instances, |s| {
+        overview_row(
+            &stats.instance_id,
+            &s.instance_id,
+            vec![
+                s.connections.to_string(),
+                s.rooms.to_string(),
+                rates.per_sec(&s.instance_id),
+            ],
+        )
+    })
+}
+
+/// Messages out per second of each realtime instance, from the two latest snapshots of it that
+/// differ in time. Another instance's snapshot changes only when it reports (every few seconds),
+/// so a poll that sees the same snapshot again keeps the rate it had. Held by one poller for its
+/// lifetime: a poller started later begins again with `—` rather than averaging over the time
+/// nobody watched.
+#[derive(Debug, Default)]
+pub struct MessageRates {
+    seen: HashMap<String, Seen>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    at_ms: i64,
+    messages_out: u64,
+    per_sec: Option<f64>,
+}
+
+impl MessageRates {
+    /// Takes the snapshots of one answer, received at `answered_at_ms` (the time of a snapshot
+    /// that carries none), and forgets the instances it no longer lists.
+    pub fn update(&mut self, stats: &realtime::StatsResponse, answered_at_ms: i64) {
+        let listed = snapshots(stats, &stats.instances);
+        self.seen
+            .retain(|id, _| listed.iter().any(|s| &s.instance_id == id));
+        for s in listed {
+            let at_ms = if s.reported_at_ms > 0 {
+                s.reported_at_ms
+            } else {
+                answered_at_ms
+            };
+            self.observe(&s.instance_id, at_ms, s.messages_out);
+        }
+    }
+
+    fn observe(&mut self, id: &str, at_ms: i64, messages_out: u64) {
+        let per_sec = match self.seen.get(id) {
+            Some(last) if at_ms == last.at_ms && messages_out == last.messages_out => {
+                return; // the same report again
+            }
+            Some(last) if at_ms > last.at_ms && messages_out >= last.messages_out => {
+                // Display only: f64 holds any realistic count of messages exactly enough.
+                #[allow(clippy::cast_precision_loss)]
+                let rate = (messages_out - last.messages_out) as f64 * 1000.0
+                    / (at_ms - last.at_ms) as f64;
+                Some(rate)
+            }
+            // First sight, or a counter or clock that went back (a restart): start again.
+            _ => None,
+        };
+        self.seen.insert(
+            id.to_owned(),
+            Seen {
+                at_ms,
+                messages_out,
+                per_sec,
+            },
+        );
+    }
+
+    /// The rate of instance `id` as the page shows it: `—` until two snapshots were seen.
+    pub fn per_sec(&self, id: &str) -> String {
+        self.seen
+            .get(id)
+            .and_then(|s| s.per_sec)
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.1}"))
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +364,135 @@ mod tests {
         )
         .await;
         assert!(refused.is_err(), "other errors are the page's error");
+    }
+
+    fn snapshot(id: &str, at_ms: i64, out: u64) -> realtime::StatsResponse {
+        realtime::StatsResponse {
+            instance_id: id.to_owned(),
+            reported_at_ms: at_ms,
+            messages_out: out,
+            ..Default::default()
+        }
+    }
+
+    fn answer_of(own: &str, instances: Vec<realtime::StatsResponse>) -> realtime::StatsResponse {
+        realtime::StatsResponse {
+            instance_id: own.to_owned(),
+            instances,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn messages_out_per_second_come_from_two_snapshots_of_an_instance() {
+        let mut rates = MessageRates::default();
+        rates.update(
+            &answer_of(
+                "a",
+                vec![snapshot("a", 10_000, 100), snapshot("b", 9_000, 7)],
+            ),
+            10_000,
+        );
+        assert_eq!(rates.per_sec("a"), "—", "one snapshot is not a rate");
+        assert_eq!(rates.per_sec("b"), "—");
+
+        // a answers fresh each time; b's snapshot is the same until it reports again.
+        rates.update(
+            &answer_of(
+                "a",
+                vec![snapshot("a", 12_000, 150), snapshot("b", 9_000, 7)],
+            ),
+            12_000,
+        );
+        assert_eq!(rates.per_sec("a"), "25.0");
+        assert_eq!(rates.per_sec("b"), "—");
+        rates.update(
+            &answer_of(
+                "a",
+                vec![snapshot("a", 13_000, 150), snapshot("b", 14_000, 17)],
+            ),
+            13_000,
+        );
+        assert_eq!(rates.per_sec("a"), "0.0");
+        assert_eq!(rates.per_sec("b"), "2.0");
+        rates.update(
+            &answer_of(
+                "a",
+                vec![snapshot("a", 14_000, 160), snapshot("b", 14_000, 17)],
+            ),
+            14_000,
+        );
+        assert_eq!(rates.per_sec("b"), "2.0", "kept until b reports again");
+
+        // b gone from the registry, then back with a counter that started again.
+        rates.update(&answer_of("a", vec![snapshot("a", 15_000, 170)]), 15_000);
+        assert!(!rates.seen.contains_key("b"));
+        rates.update(
+            &answer_of(
+                "a",
+                vec![snapshot("a", 16_000, 180), snapshot("b", 16_000, 3)],
+            ),
+            16_000,
+        );
+        assert_eq!(rates.per_sec("b"), "—");
+        rates.update(&answer_of("a", vec![snapshot("a", 17_000, 170)]), 17_000);
+        assert_eq!(
+            rates.per_sec("a"),
+            "—",
+            "a counter that went back starts again"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_without_a_time_is_timed_by_the_answer() {
+        let mut rates = MessageRates::default();
+        rates.update(&snapshot("old", 0, 10), 1_000);
+        rates.update(&snapshot("old", 0, 30), 3_000);
+        assert_eq!(rates.per_sec("old"), "10.0");
+        let rows = realtime_overview_rows(&snapshot("old", 0, 30), &rates);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cells, ["0", "0", "10.0"]);
+    }
+
+    #[test]
+    fn the_overview_rows_name_every_instance_and_mark_the_answering_one() {
+        let layer = |layer: cache::CacheLayer, hit_ratio: f64| cache::LayerStats {
+            layer: layer as i32,
+            hit_ratio,
+            ..Default::default()
+        };
+        let instance = |id: &str, l1: f64| cache::StatsResponse {
+            instance_id: id.to_owned(),
+            layers: vec![
+                layer(cache::CacheLayer::L1, l1),
+                layer(cache::CacheLayer::L2, 0.5),
+            ],
+            ..Default::default()
+        };
+        let stats = cache::StatsResponse {
+            instances: vec![instance("c-1", 1.0), instance("c-2", 0.25)],
+            ..instance("c-2", 0.25)
+        };
+        let rows = cache_overview_rows(&stats);
+        let shown: Vec<_> = rows
+            .iter()
+            .map(|r| (r.instance_id.as_str(), r.answered, r.cells.clone()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "c-1",
+                    false,
+                    vec!["100.0 %".into(), "50.0 %".into(), "—".into()]
+                ),
+                (
+                    "c-2",
+                    true,
+                    vec!["25.0 %".into(), "50.0 %".into(), "—".into()]
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod cache_page;
 mod filters;
 mod history;
 mod live;
+mod live_gateways;
 mod login_limit;
 mod pages;
 mod realtime_page;

@@ -24,6 +24,8 @@ pub const VIEWER: (&str, &str) = ("vera", "viewer password 1");
 pub const OPERATOR: (&str, &str) = ("otto", "operator password 1");
 /// A cache-gateway URL where nothing listens (a privileged port nobody binds in tests).
 pub const NO_CACHE_GATEWAY: &str = "http://127.0.0.1:1";
+/// A realtime-gateway URL where nothing listens.
+pub const NO_REALTIME_GATEWAY: &str = "http://127.0.0.1:1";
 
 /// The session secret of every test console.
 pub const SECRET: &str = "a-test-session-secret-of-40-characters!!";
@@ -237,6 +239,11 @@ pub fn console_env(
         // No cache-gateway unless a test starts one: sign-ins go on unchecked (fail open), and
         // never count against a gateway some other stack runs on the default port.
         ("NCY_CONSOLE_CACHE_URL".into(), NO_CACHE_GATEWAY.into()),
+        // Nor a realtime-gateway: the overview polls it while a browser listens.
+        (
+            "NCY_CONSOLE_REALTIME_URL".into(),
+            NO_REALTIME_GATEWAY.into(),
+        ),
         ("NCY_SHUTDOWN_GRACE_SECS".into(), "5".into()),
         ("RUST_LOG".into(), "warn".into()),
     ])
