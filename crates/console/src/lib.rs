@@ -246,6 +246,15 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/schedules/{name}/run", post(schedules::run))
         .route("/schedules/{name}/pause", post(schedules::pause))
         .route("/schedules/{name}/resume", post(schedules::resume))
+        .route(
+            "/schedules/new",
+            get(schedules::form::new_form).post(schedules::form::create),
+        )
+        .route(
+            "/schedules/{name}/edit",
+            get(schedules::form::edit_form).post(schedules::form::update),
+        )
+        .route("/schedules/{name}/delete", post(schedules::form::delete))
         .route("/cache", get(cache::page))
         .route("/cache/invalidate/entity", post(cache::invalidate_entity))
         .route("/cache/invalidate/tag", post(cache::invalidate_tag))

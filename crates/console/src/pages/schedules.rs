@@ -1,7 +1,9 @@
 //! The recurring schedules, `/schedules?page=…`: every schedule ListSchedules returns, by name, a
 //! page at a time with its token — cron and time zone, queue, job type, whether it is enabled or
-//! paused, its last fire and next run (UTC) — and for operators Run now (TriggerSchedule: a job
-//! beside its ticks, the answer leads to that job's page) and Pause / Resume.
+//! paused, its last fire and next run (UTC, and in the schedule's own zone when that is not UTC) —
+//! and for operators Run now (TriggerSchedule: a job beside its ticks, the answer leads to that
+//! job's page), Pause / Resume, Edit and Delete, and a link to create one. The form behind
+//! create and edit, and delete, are in `schedules/form.rs`.
 use std::sync::Arc;
 
 use askama::Template;
@@ -18,6 +20,9 @@ use serde::Deserialize;
 use tonic::Code;
 
 use super::{Nav, clip, render, time, url_part};
+
+mod fields;
+pub mod form;
 use crate::{
     AppState,
     access::{CurrentUser, Subject},
@@ -51,6 +56,8 @@ pub struct ScheduleRow {
     last_run: String,
     last_job: Option<(String, String)>,
     next_run: String,
+    /// The next run in the schedule's own time zone, when that is not UTC.
+    next_run_local: Option<String>,
 }
 
 impl ScheduleRow {
@@ -78,8 +85,25 @@ impl ScheduleRow {
                 .filter(|j| !j.is_empty())
                 .map(|j| (url_part(&j), j)),
             next_run,
+            next_run_local: in_zone(s.next_run_at_ms, &s.time_zone),
         }
     }
+}
+
+/// `ms` as the wall-clock time of IANA zone `zone` with its offset, `2027-01-01 09:00:00
+/// Europe/Paris (UTC+01:00)`; `None` when unset, when the zone is UTC (the UTC time says it
+/// already) or when this console's zone database does not know it.
+pub fn in_zone(ms: i64, zone: &str) -> Option<String> {
+    if ms <= 0 || zone.is_empty() || zone == "UTC" {
+        return None;
+    }
+    let tz: chrono_tz::Tz = zone.parse().ok()?;
+    let at = chrono::DateTime::from_timestamp_millis(ms)?.with_timezone(&tz);
+    Some(format!(
+        "{} {zone} (UTC{})",
+        at.format("%Y-%m-%d %H:%M:%S"),
+        at.format("%:z")
+    ))
 }
 
 #[derive(Template)]
@@ -113,6 +137,12 @@ fn flash(done: Option<&str>, schedule: Option<&str>) -> Option<String> {
         "already-paused" => "was already paused.",
         "resumed" => "resumed: it fires from its next tick (ticks missed while paused are not).",
         "not-paused" => "was not paused.",
+        "created" => "created.",
+        "saved" => "saved (a pause it had is kept).",
+        "replaced" => {
+            "was created by someone else at the same moment, and this form's values replaced theirs."
+        }
+        "deleted" => "deleted. Jobs it already enqueued are not affected.",
         _ => return None,
     };
     Some(format!("{name} {what}"))
@@ -278,5 +308,27 @@ mod tests {
             ..Schedule::default()
         };
         assert_eq!(ScheduleRow::of(&due).next_run, "2023-11-14 22:13:20 UTC");
+        assert_eq!(
+            ScheduleRow::of(&due).next_run_local,
+            None,
+            "UTC is said once"
+        );
+    }
+
+    #[test]
+    fn next_run_in_the_schedule_zone() {
+        let at = 1_700_000_000_000;
+        assert_eq!(
+            in_zone(at, "Europe/Paris").as_deref(),
+            Some("2023-11-14 23:13:20 Europe/Paris (UTC+01:00)")
+        );
+        assert_eq!(
+            in_zone(at, "America/New_York").as_deref(),
+            Some("2023-11-14 17:13:20 America/New_York (UTC-05:00)")
+        );
+        assert_eq!(in_zone(at, "UTC"), None);
+        assert_eq!(in_zone(at, ""), None);
+        assert_eq!(in_zone(0, "Europe/Paris"), None);
+        assert_eq!(in_zone(at, "Mars/Olympus"), None);
     }
 }

@@ -17,6 +17,7 @@ mod live_gateways;
 mod login_limit;
 mod pages;
 mod realtime_page;
+mod schedule_form;
 mod schedules;
 mod support;
 mod upstream;
