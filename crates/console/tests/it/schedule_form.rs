@@ -126,6 +126,21 @@ async fn an_operator_creates_edits_and_deletes_a_schedule() -> anyhow::Result<()
         "next run in the schedule's zone: {}",
         page.body
     );
+    let row = &page.body[page
+        .body
+        .find(&format!("<tr data-schedule=\"{NAME}\""))
+        .unwrap_or(0)..];
+    let row = &row[..row.find("</tr>").unwrap_or(0)];
+    assert!(
+        row.contains(&format!("href=\"/schedules/{NAME}/edit\"")),
+        "{row}"
+    );
+    assert!(
+        row.contains(&format!(
+            "action=\"/schedules/{NAME}/delete\" data-confirm="
+        )),
+        "{row}"
+    );
 
     // The name is taken: refused, the existing schedule untouched.
     let taken = operator
@@ -260,6 +275,13 @@ async fn an_operator_creates_edits_and_deletes_a_schedule() -> anyhow::Result<()
     }
     assert!(shows_escaped(&edit.body, script) && !edit.body.contains("<script>"));
     assert!(!edit.body.contains("name=\"name\""), "the name is fixed");
+    assert!(
+        edit.body.contains(&format!(
+            "action=\"/schedules/{NAME}/delete\" data-confirm="
+        )),
+        "{}",
+        edit.body
+    );
     let edited = with(
         form("other-name", "30 8 * * 1-5", "weekdays"),
         "priority",
