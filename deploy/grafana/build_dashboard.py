@@ -51,6 +51,11 @@ PANELS = [
             ('sum by (queue, dependency) (rate(queue_jobs_postponed_total[$__rate_interval]))',
              "{{queue}} {{dependency}}"),
         ], "timeseries"),
+        # A worker adds its finished-job counts (QueueHistory, the console's charts) every few seconds;
+        # a failed flush keeps them for the next one, so failures here mean the charts lag.
+        ("Queue history flush failures", "ops", [
+            ('sum by (instance) (rate(queue_history_flush_failures_total[$__rate_interval]))', "{{instance}}"),
+        ], "timeseries"),
     ]),
     ("Realtime", [
         ("WebSocket connections", "short", [
@@ -66,6 +71,29 @@ PANELS = [
         ], "timeseries"),
         ("Disconnects by reason", "ops", [
             ('sum by (reason) (rate(ncy_realtime_disconnects_total[$__rate_interval]))', "{{reason}}"),
+        ], "timeseries"),
+    ]),
+    ("Console", [
+        ("Sign-ins by outcome", "ops", [
+            ('sum by (outcome) (rate(console_logins_total[$__rate_interval]))', "{{outcome}}"),
+        ], "timeseries"),
+        # The cache-gateway's rate limiter could not be asked: these attempts were not limited.
+        ("Sign-ins let through without the limit", "ops", [
+            ('sum(rate(console_login_limit_unchecked_total[$__rate_interval]))', "unchecked"),
+        ], "timeseries"),
+        ("Upstream errors by service and code", "ops", [
+            ('sum by (service, code) (rate(console_upstream_errors_total[$__rate_interval]))',
+             "{{service}} {{code}}"),
+        ], "timeseries"),
+        ("Request latency p50 / p99", "s", [
+            ('histogram_quantile(0.5, sum by (le) (rate(console_http_request_duration_seconds_bucket[$__rate_interval])))',
+             "p50"),
+            ('histogram_quantile(0.99, sum by (le, route) (rate(console_http_request_duration_seconds_bucket[$__rate_interval])))',
+             "p99 {{route}}"),
+        ], "timeseries"),
+        ("Live streams and overview pollers", "short", [
+            ('sum by (stream) (console_sse_clients)', "{{stream}} streams"),
+            ('sum(console_overview_pollers)', "overview pollers"),
         ], "timeseries"),
     ]),
     ("Services", [
