@@ -12,6 +12,7 @@ pub mod error;
 pub mod grpc_metrics;
 pub mod instances;
 pub mod limits;
+mod log_trace_ids;
 pub mod memory;
 pub mod metrics;
 pub mod postgres;

@@ -1,9 +1,14 @@
 //! Logs and traces: `tracing` with JSON (or text) logs, OpenTelemetry OTLP export when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace-context propagation through gRPC metadata.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace-context propagation through gRPC metadata
+//! and through the jobs (a job keeps the `traceparent` it was enqueued under; its attempts are
+//! children of it). JSON log lines inside an exported span carry its `trace_id` and `span_id`
+//! ([`crate::log_trace_ids`]).
+use std::collections::HashMap;
+
 use opentelemetry::{
     Context, global,
     propagation::{Extractor, Injector},
-    trace::TracerProvider as _,
+    trace::{TraceContextExt as _, TracerProvider as _},
 };
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
@@ -81,6 +86,7 @@ pub fn install(
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .map_event_format(crate::log_trace_ids::WithTraceIds)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
     };
@@ -148,4 +154,42 @@ pub fn propagate_trace<T>(
         p.inject_context(&context, &mut MetadataInjector(request.metadata_mut()))
     });
     Ok(request)
+}
+
+/// The W3C `traceparent` of the current span, when spans are exported and its context is valid
+/// and sampled; `None` otherwise (then nothing is stored with a job, so it costs nothing).
+pub fn current_traceparent() -> Option<String> {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let sc = span.span_context();
+    (sc.is_valid() && sc.is_sampled()).then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Makes `span` a child of the remote context in `traceparent` (as stored with a job). A value
+/// that does not parse leaves the span where it is: a job's trace is never worth failing it.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent: Context = global::get_text_map_propagator(|p| p.extract(&carrier));
+    if !parent.span().span_context().is_valid() {
+        tracing::debug!(traceparent, "stored trace context does not parse; ignored");
+        return;
+    }
+    if let Err(e) = span.set_parent(parent) {
+        tracing::debug!(error = %e, "could not attach the stored trace context");
+    }
+}
+
+/// Whether spans are exported (see [`init`]): callers skip building spans nobody records.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
 }
