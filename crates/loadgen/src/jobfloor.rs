@@ -153,6 +153,7 @@ async fn prefill(conn: &mut MultiplexedConnection, keys: &Keys, n: u64) -> anyho
         idempotency_key: String::new(),
         owner_user_id: String::new(),
         schedule_name: String::new(),
+        trace: String::new(),
     };
     let mut from = 0;
     while from < n {

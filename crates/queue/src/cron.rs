@@ -15,6 +15,7 @@ use ncy_types::jobs::{Backoff, QueueName, cron_idempotency_key};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::error::{QueueError, Result};
@@ -192,6 +193,7 @@ impl Engine {
             idempotency_key: cron_idempotency_key(&def.name, tick_ms),
             owner_user_id: String::new(),
             schedule_name: def.name.clone(),
+            trace: ncy_runtime::telemetry::current_traceparent().unwrap_or_default(),
         };
         let enqueued = self.enqueue(def.queue, &[job]).await?;
         let id = enqueued
@@ -260,7 +262,9 @@ impl Engine {
                         .hset(self.keys.schedule_last_fired(), &def.name, tick)
                         .await?;
                 } else {
-                    let id = self.fire(def, tick).await?;
+                    // The tick's span is the parent of its job's attempts (when spans are exported).
+                    let span = tracing::info_span!("cron.tick", otel.name = %format!("cron tick {}", def.name), schedule = %def.name, tick_ms = tick);
+                    let id = self.fire(def, tick).instrument(span).await?;
                     tracing::info!(schedule = %def.name, tick_ms = tick, job_id = %id, missed, "cron tick fired");
                 }
             }

@@ -3,8 +3,9 @@
 //! Hash fields: `state`, `queue`, `type`, `data` (payload JSON), `priority`, `attempts` (started),
 //! `max_attempts`, `backoff_kind`, `backoff_ms`, `progress`, `progress_msg`, `result`, `error`,
 //! `idem`, `owner`, `schedule`, `retried_from`, `dead_id`, `worker`, `cancel`, `reclaims`,
-//! `created`, `due`, `started`, `finished`, `updated`, and `band`/`entry` (its stream entry while
-//! waiting or active). Values written by the Lua scripts; read here without trusting them.
+//! `created`, `due`, `started`, `finished`, `updated`, `band`/`entry` (its stream entry while
+//! waiting or active), and `trace` (the W3C `traceparent` it was enqueued under, only when there
+//! was one). Values written by the Lua scripts; read here without trusting them.
 use std::collections::HashMap;
 
 use ncy_types::jobs::{Backoff, BackoffKind, DEFAULT_BACKOFF};
@@ -76,6 +77,10 @@ pub struct NewJob {
     pub idempotency_key: String,
     pub owner_user_id: String,
     pub schedule_name: String,
+    /// The W3C `traceparent` of the span that enqueued it (the Enqueue call's, a cron tick's),
+    /// when spans are exported and that span is sampled: each attempt's span is its child. Empty
+    /// otherwise, and then not stored.
+    pub trace: String,
 }
 
 impl NewJob {
@@ -91,8 +96,8 @@ impl NewJob {
     /// The hash a new job starts with, as (field, value) pairs: the one definition of it, written
     /// as given by `enqueue.lua` and by the transaction path of `Engine::enqueue` (each adds
     /// `entry`, the stream entry, to a WAITING job once its `XADD` has answered). Fields that would
-    /// be empty or 0 (attempts, progress, no idempotency key, owner, schedule, the band of a
-    /// delayed job) are left out: readers take a missing field as empty or 0, and a listpack hash
+    /// be empty or 0 (attempts, progress, no idempotency key, owner, schedule, trace context, the
+    /// band of a delayed job) are left out: readers take a missing field as empty or 0, and a listpack hash
     /// costs per field on every write that follows. Public so that `loadgen jobs-floor` pre-fills
     /// its jobs with exactly this hash.
     pub fn initial_hash<'a>(
@@ -125,6 +130,7 @@ impl NewJob {
             ("idem", &self.idempotency_key),
             ("owner", &self.owner_user_id),
             ("schedule", &self.schedule_name),
+            ("trace", &self.trace),
         ] {
             if !value.is_empty() {
                 h.push((name, Text(value)));
@@ -214,6 +220,8 @@ pub struct FetchedJob {
     pub created_at_ms: i64,
     pub due_at_ms: i64,
     pub owner_user_id: String,
+    /// The `traceparent` it was enqueued under (empty without one): the parent of the attempt.
+    pub trace: String,
 }
 
 impl FetchedJob {
@@ -240,6 +248,8 @@ impl FetchedJob {
             created_at_ms: n(9),
             due_at_ms: n(10),
             owner_user_id: s(11),
+            // Only a job stored with a trace context has the 13th item.
+            trace: items.get(12).map(text).unwrap_or_default(),
         })
     }
 }

@@ -42,6 +42,7 @@ impl Engine {
             idempotency_key: String::new(),
             owner_user_id: String::new(),
             schedule_name: def.name.clone(),
+            trace: ncy_runtime::telemetry::current_traceparent().unwrap_or_default(),
         };
         self.enqueue(def.queue, &[job])
             .await?

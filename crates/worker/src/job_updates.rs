@@ -110,6 +110,7 @@ mod tests {
             created_at_ms: 0,
             due_at_ms: 0,
             owner_user_id: owner.into(),
+            trace: String::new(),
         }
     }
 

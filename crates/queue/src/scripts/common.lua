@@ -106,7 +106,8 @@ end
 local function activate(id, band, entry, consumer, now)
   local k = jkey(id)
   local f = redis.call('HMGET', k, 'state', 'type', 'data', 'max_attempts', 'backoff_kind',
-    'backoff_ms', 'created', 'due', 'owner', 'attempts', 'progress', 'queue', 'band', 'entry')
+    'backoff_ms', 'created', 'due', 'owner', 'attempts', 'progress', 'queue', 'band', 'entry',
+    'trace')
   if f[1] ~= 'waiting' then
     drop_entry(band, entry)
     redis.call('SREM', tag .. S_GHOSTS, id)
@@ -127,9 +128,13 @@ local function activate(id, band, entry, consumer, now)
       'started', now, 'updated', now, 'band', band, 'entry', entry)
   end
   emit(id, 'state_changed', now, '', '', true, {'active', f[11], attempts, f[8], f[9], f[12]})
-  return {id, f[2] or '', f[3] or '{}', attempts, tonumber(f[4] or '1') or 1, f[5] or 'exponential',
-    tonumber(f[6] or '0') or 0, tonumber(band), entry, tonumber(f[7] or '0') or 0,
-    tonumber(f[8] or '0') or 0, f[9] or ''}
+  local job = {id, f[2] or '', f[3] or '{}', attempts, tonumber(f[4] or '1') or 1,
+    f[5] or 'exponential', tonumber(f[6] or '0') or 0, tonumber(band), entry,
+    tonumber(f[7] or '0') or 0, tonumber(f[8] or '0') or 0, f[9] or ''}
+  -- The trace context (a traceparent) only when the job was enqueued under one: nothing more is
+  -- sent for the others.
+  if f[15] then job[13] = f[15] end
+  return job
 end
 
 -- Records the outcome of an ACTIVE job held by `consumer` ('completed' with its result JSON, or

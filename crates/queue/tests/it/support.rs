@@ -51,5 +51,6 @@ pub fn job(priority: u8) -> NewJob {
         idempotency_key: String::new(),
         owner_user_id: String::new(),
         schedule_name: String::new(),
+        trace: String::new(),
     }
 }

@@ -40,6 +40,7 @@ fn new_job(job_type: &str, data: serde_json::Value) -> NewJob {
         idempotency_key: String::new(),
         owner_user_id: String::new(),
         schedule_name: String::new(),
+        trace: String::new(),
     }
 }
 

@@ -29,6 +29,7 @@ fn email_job(payload: &serde_json::Value) -> NewJob {
         idempotency_key: String::new(),
         owner_user_id: String::new(),
         schedule_name: String::new(),
+        trace: String::new(),
     }
 }
 

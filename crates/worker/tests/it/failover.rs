@@ -41,6 +41,7 @@ fn sleep_job(ms: u64) -> NewJob {
         idempotency_key: String::new(),
         owner_user_id: String::new(),
         schedule_name: String::new(),
+        trace: String::new(),
     }
 }
 
