@@ -9,6 +9,7 @@ use ncy_store::notifications::{self, Notification};
 use ncy_types::realtime::Room;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// The realtime event name of a notification.
@@ -47,7 +48,15 @@ impl Notifier {
         metadata: &Value,
     ) -> Result<Notification, NotifyError> {
         let pg = self.postgres.as_ref().ok_or(NotifyError::NoDatabase)?;
+        // A child of the job's attempt span when the job carries a trace context.
+        let span = tracing::info_span!(
+            "sql.insert",
+            otel.kind = "client",
+            otel.name = "INSERT notifications",
+            db.system = "postgresql"
+        );
         let row = notifications::insert(pg, user_id, kind, message, metadata)
+            .instrument(span)
             .await
             .map_err(|e| {
                 if notifications::is_foreign_key_violation(&e) {

@@ -30,6 +30,7 @@ use ncy_types::jobs::{JobType, QueueName};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::alerts::Alerts;
 use crate::completer::Completer;
@@ -296,7 +297,8 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
             };
             // The panic is caught here, in the job's own task: a spawned task per processor
             // would cost a second task and a wake-up per job for the same isolation.
-            match AssertUnwindSafe(processor.start(ctx)).catch_unwind().await {
+            let run = processor.start(ctx).instrument(attempt_span(&job));
+            match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(result) => result,
                 Err(panic) => {
                     let msg = panic
@@ -325,6 +327,24 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
     if let Ok(mut m) = in_flight.lock() {
         m.remove(&job.id);
     }
+}
+
+/// The span of one attempt: a child of the context the job was enqueued under, so every attempt
+/// (retries included) is a sibling in the trace that enqueued it, and the processor's own spans
+/// (SMTP send, SQL insert) are its children. A job without a stored context gets no span.
+fn attempt_span(job: &FetchedJob) -> tracing::Span {
+    if job.trace.is_empty() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "job.attempt",
+        otel.name = %format!("job {}", job.job_type),
+        job.id = %job.id,
+        job.r#type = %job.job_type,
+        job.attempt = job.attempt,
+    );
+    ncy_runtime::telemetry::set_remote_parent(&span, &job.trace);
+    span
 }
 
 /// Keeps this consumer's in-flight entries fresh and delivers cancel requests.

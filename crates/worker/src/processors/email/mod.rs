@@ -42,6 +42,7 @@ use ncy_runtime::{ConfigError, Env};
 use ncy_types::jobs::{EmailJobData, JobType, WelcomeEmailData};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+use tracing::Instrument;
 use url::Url;
 
 use super::templates::{Rendered, TemplateError, Templates};
@@ -188,7 +189,11 @@ impl Mailer {
         rendered: Rendered,
     ) -> Result<(), JobError> {
         let message = self.message(to, cc, subject, rendered)?;
-        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+        // A child of the job's attempt span when the job carries a trace context.
+        let span =
+            tracing::info_span!("smtp.send", otel.kind = "client", server.address = %self.server);
+        let sent = tokio::time::timeout(self.timeout, self.transport.send(message));
+        match sent.instrument(span).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(self.classify(&e)),
             Err(_) => Err(JobError::unavailable(
