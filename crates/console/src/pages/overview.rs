@@ -163,7 +163,19 @@ async fn gateway_answer<T>(
                 "{service} did not answer within {GATEWAY_WAIT:?}"
             )))
         });
-    upstream(answer).map_err(|e| unavailable(&e))
+    upstream(answer).map_err(|e| {
+        let registry = matches!(&e, ConsoleError::Upstream { status, .. }
+            if status.code() == tonic::Code::Unavailable);
+        if registry {
+            // Also what a gateway answers when its Redis (the instance registry) is down.
+            format!(
+                "{} If only its Redis is down, its own page shows the instance that answers.",
+                unavailable(&e)
+            )
+        } else {
+            unavailable(&e)
+        }
+    })
 }
 
 async fn cache_section(cache: &CacheClient) -> GatewaySection {
