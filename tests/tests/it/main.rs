@@ -21,3 +21,4 @@ mod processors_report_faults;
 mod processors_s3;
 mod stack;
 mod support;
+mod traces_off;
