@@ -375,67 +375,42 @@ mod tests {
         }
     }
 
-    fn answer_of(own: &str, instances: Vec<realtime::StatsResponse>) -> realtime::StatsResponse {
-        realtime::StatsResponse {
-            instance_id: own.to_owned(),
+    /// One answer of instance `a` at `at_ms` listing `(id, reported_at_ms, messages_out)`.
+    fn poll(rates: &mut MessageRates, at_ms: i64, listed: &[(&str, i64, u64)]) {
+        let instances = listed
+            .iter()
+            .map(|(id, at, out)| snapshot(id, *at, *out))
+            .collect();
+        let answer = realtime::StatsResponse {
             instances,
-            ..Default::default()
-        }
+            ..snapshot("a", at_ms, 0)
+        };
+        rates.update(&answer, at_ms);
     }
 
     #[test]
     fn messages_out_per_second_come_from_two_snapshots_of_an_instance() {
         let mut rates = MessageRates::default();
-        rates.update(
-            &answer_of(
-                "a",
-                vec![snapshot("a", 10_000, 100), snapshot("b", 9_000, 7)],
-            ),
-            10_000,
-        );
+        poll(&mut rates, 10_000, &[("a", 10_000, 100), ("b", 9_000, 7)]);
         assert_eq!(rates.per_sec("a"), "—", "one snapshot is not a rate");
         assert_eq!(rates.per_sec("b"), "—");
 
         // a answers fresh each time; b's snapshot is the same until it reports again.
-        rates.update(
-            &answer_of(
-                "a",
-                vec![snapshot("a", 12_000, 150), snapshot("b", 9_000, 7)],
-            ),
-            12_000,
-        );
+        poll(&mut rates, 12_000, &[("a", 12_000, 150), ("b", 9_000, 7)]);
         assert_eq!(rates.per_sec("a"), "25.0");
         assert_eq!(rates.per_sec("b"), "—");
-        rates.update(
-            &answer_of(
-                "a",
-                vec![snapshot("a", 13_000, 150), snapshot("b", 14_000, 17)],
-            ),
-            13_000,
-        );
+        poll(&mut rates, 13_000, &[("a", 13_000, 150), ("b", 14_000, 17)]);
         assert_eq!(rates.per_sec("a"), "0.0");
         assert_eq!(rates.per_sec("b"), "2.0");
-        rates.update(
-            &answer_of(
-                "a",
-                vec![snapshot("a", 14_000, 160), snapshot("b", 14_000, 17)],
-            ),
-            14_000,
-        );
+        poll(&mut rates, 14_000, &[("a", 14_000, 160), ("b", 14_000, 17)]);
         assert_eq!(rates.per_sec("b"), "2.0", "kept until b reports again");
 
         // b gone from the registry, then back with a counter that started again.
-        rates.update(&answer_of("a", vec![snapshot("a", 15_000, 170)]), 15_000);
+        poll(&mut rates, 15_000, &[("a", 15_000, 170)]);
         assert!(!rates.seen.contains_key("b"));
-        rates.update(
-            &answer_of(
-                "a",
-                vec![snapshot("a", 16_000, 180), snapshot("b", 16_000, 3)],
-            ),
-            16_000,
-        );
+        poll(&mut rates, 16_000, &[("a", 16_000, 180), ("b", 16_000, 3)]);
         assert_eq!(rates.per_sec("b"), "—");
-        rates.update(&answer_of("a", vec![snapshot("a", 17_000, 170)]), 17_000);
+        poll(&mut rates, 17_000, &[("a", 17_000, 170)]);
         assert_eq!(
             rates.per_sec("a"),
             "—",
