@@ -172,6 +172,13 @@ fn a_retried_jobs_attempts_are_siblings_under_the_enqueue_span() -> anyhow::Resu
         let mut attempts = named(&spans, "job fail");
         attempts.sort_by_key(|s| s.attribute("job.attempt").map(str::to_owned));
         assert_eq!(attempts.len(), 2, "{spans:#?}");
+        assert!(
+            attempts[0].error,
+            "the failed attempt's status: {:#?}",
+            attempts[0]
+        );
+        assert_eq!(attempts[0].attribute("error.message"), Some("once"));
+        assert!(!attempts[1].error, "{:#?}", attempts[1]);
         for (n, a) in attempts.iter().enumerate() {
             assert_eq!(
                 a.attribute("job.attempt"),
@@ -184,6 +191,60 @@ fn a_retried_jobs_attempts_are_siblings_under_the_enqueue_span() -> anyhow::Resu
                 n + 1
             );
         }
+        stop(work).await?;
+        stop(sched).await
+    })
+}
+
+#[test]
+fn every_job_of_an_enqueue_bulk_call_is_in_the_calls_trace() -> anyhow::Result<()> {
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let env = StackEnv::new(&[]).await?;
+        let (mut c, sched) = env.scheduler().await?;
+        let work = env.worker().await?;
+
+        let (trace, span) = caller_ids();
+        let noop = || job("notification", "noop", "{}");
+        let mut request = tonic::Request::new(pb::EnqueueBulkRequest {
+            jobs: vec![noop(), noop()],
+        });
+        request
+            .metadata_mut()
+            .insert("traceparent", format!("00-{trace}-{span}-01").parse()?);
+        let ids: Vec<String> = c
+            .enqueue_bulk(request)
+            .await?
+            .into_inner()
+            .results
+            .into_iter()
+            .map(|r| r.job_id)
+            .collect();
+        for id in &ids {
+            wait_state(&c, id, JobState::Completed, T).await;
+        }
+
+        const BULK: &str = "/ncy.jobs.v1.JobService/EnqueueBulk";
+        let spans = shared
+            .receiver
+            .wait_for_trace(&trace, T, |s| {
+                !named(s, BULK).is_empty() && named(s, "job noop").len() >= 2
+            })
+            .await;
+        let bulk = named(&spans, BULK);
+        assert_eq!(bulk.len(), 1, "{spans:#?}");
+        assert_eq!(bulk[0].parent_span_id, span);
+        let mut attempted: Vec<&str> = named(&spans, "job noop")
+            .iter()
+            .map(|a| {
+                assert_eq!(a.parent_span_id, bulk[0].span_id, "{a:#?}");
+                a.attribute("job.id").unwrap_or_default()
+            })
+            .collect();
+        attempted.sort_unstable();
+        let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(attempted, expected);
         stop(work).await?;
         stop(sched).await
     })

@@ -188,8 +188,3 @@ pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
         tracing::debug!(error = %e, "could not attach the stored trace context");
     }
 }
-
-/// Whether spans are exported (see [`init`]): callers skip building spans nobody records.
-pub fn exporting() -> bool {
-    EXPORTING.load(Ordering::Relaxed)
-}

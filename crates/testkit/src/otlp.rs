@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::status;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -30,6 +31,8 @@ pub struct ReceivedSpan {
     pub parent_span_id: String,
     /// String, integer and boolean attributes, as text.
     pub attributes: Vec<(String, String)>,
+    /// Its status is ERROR.
+    pub error: bool,
 }
 
 impl ReceivedSpan {
@@ -148,6 +151,9 @@ impl TraceService for Collector {
                         .iter()
                         .map(|kv| (kv.key.clone(), value_text(kv)))
                         .collect(),
+                    error: span
+                        .status
+                        .is_some_and(|s| s.code == status::StatusCode::Error as i32),
                 });
             }
         }

@@ -297,8 +297,9 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
             };
             // The panic is caught here, in the job's own task: a spawned task per processor
             // would cost a second task and a wake-up per job for the same isolation.
-            let run = processor.start(ctx).instrument(attempt_span(&job));
-            match AssertUnwindSafe(run).catch_unwind().await {
+            let span = attempt_span(&job);
+            let run = processor.start(ctx).instrument(span.clone());
+            let result = match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(result) => result,
                 Err(panic) => {
                     let msg = panic
@@ -309,7 +310,12 @@ async fn execute(rt: Runtime, job: FetchedJob, permit: OwnedSemaphorePermit) {
                     tracing::error!(job_id = %job.id, panic = %msg, "processor panicked");
                     Err(JobError::retryable(format!("processor panicked: {msg}")))
                 }
+            };
+            if let Err(e) = &result {
+                span.record("otel.status_code", "error");
+                span.record("error.message", e.message.as_str());
             }
+            result
         }
     };
     drop(permit);
@@ -342,6 +348,8 @@ fn attempt_span(job: &FetchedJob) -> tracing::Span {
         job.id = %job.id,
         job.r#type = %job.job_type,
         job.attempt = job.attempt,
+        otel.status_code = tracing::field::Empty,
+        error.message = tracing::field::Empty,
     );
     ncy_runtime::telemetry::set_remote_parent(&span, &job.trace);
     span
