@@ -23,7 +23,7 @@ CONSOLE_RENDERED = {"default": False, "production": True, "waived": True}
 # The alerts of the PrometheusRule (rendered in production values). None for readiness: no service
 # exports a readiness metric, and a shared dependency down leaves instances ready by design.
 ALERTS = ("NcyDependencyDown", "NcyDeadLetterGrowth", "NcyQueueBacklog", "NcyCacheHitRatioLow",
-          "NcyWebSocketDisconnectStorm")
+          "NcyWebSocketDisconnectStorm", "NcyQueueHistoryFlushFailing", "NcyConsoleUpstreamErrors")
 
 
 def fail(msg):
