@@ -249,3 +249,43 @@ fn every_job_of_an_enqueue_bulk_call_is_in_the_calls_trace() -> anyhow::Result<(
         stop(sched).await
     })
 }
+
+#[test]
+fn a_cron_ticks_job_is_attempted_under_the_ticks_span() -> anyhow::Result<()> {
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let env = StackEnv::new(&[]).await?;
+        let (mut c, sched) = env.scheduler().await?;
+        let work = env.worker().await?;
+
+        // A name of this test's own: the receiver holds every test's spans.
+        let name = format!(
+            "traced-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        c.upsert_schedule(pb::UpsertScheduleRequest {
+            name: name.clone(),
+            cron: "* * * * * *".into(),
+            queue: "notification".into(),
+            job_type: "noop".into(),
+            payload_json: "{}".into(),
+            ..Default::default()
+        })
+        .await?;
+        let tick_name = format!("cron tick {name}");
+        let tick = shared
+            .receiver
+            .wait_for_span(&tick_name, T, |s| s.name == tick_name)
+            .await;
+        assert_eq!(tick.parent_span_id, "", "a tick starts its own trace");
+        let spans = shared
+            .receiver
+            .wait_for_trace(&tick.trace_id, T, |s| !named(s, "job noop").is_empty())
+            .await;
+        let attempt = named(&spans, "job noop");
+        assert_eq!(attempt.len(), 1, "{spans:#?}");
+        assert_eq!(attempt[0].parent_span_id, tick.span_id);
+        stop(work).await?;
+        stop(sched).await
+    })
+}

@@ -114,6 +114,29 @@ impl OtlpReceiver {
     }
 }
 
+impl OtlpReceiver {
+    /// The first span received for which `matches` holds, polling until `timeout` (then panics):
+    /// for a trace whose id the test does not choose, such as a cron tick's.
+    pub async fn wait_for_span(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&ReceivedSpan) -> bool,
+    ) -> ReceivedSpan {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(span) = self.spans().into_iter().find(|s| matches(s)) {
+                return span;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no span {what} after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.stop.cancel();
