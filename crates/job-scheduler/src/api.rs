@@ -257,6 +257,7 @@ mod rpc {
     use std::collections::BTreeMap;
 
     use ncy_proto::jobs::v1 as pb;
+    use ncy_runtime::telemetry;
     use ncy_types::ValidationError;
     use ncy_types::jobs::QueueName;
 
@@ -267,7 +268,9 @@ mod rpc {
     type Result<T> = std::result::Result<T, SchedulerError>;
 
     pub async fn enqueue(api: &JobApi, req: &pb::EnqueueRequest) -> Result<pb::EnqueueResponse> {
-        let valid = convert::enqueue(req, api.test_types())?;
+        let mut valid = convert::enqueue(req, api.test_types())?;
+        // The call's span (continuing the caller's `traceparent`) when spans are exported.
+        valid.job.trace = telemetry::current_traceparent().unwrap_or_default();
         let out = api.engine.enqueue(valid.queue, &[valid.job]).await?;
         let first = out
             .into_iter()
@@ -293,10 +296,12 @@ mod rpc {
         }
         // Validate everything first: all or nothing.
         let mut by_queue: BTreeMap<QueueName, Vec<(usize, ncy_queue::NewJob)>> = BTreeMap::new();
+        let trace = telemetry::current_traceparent().unwrap_or_default();
         for (i, req) in jobs.iter().enumerate() {
-            let v = convert::enqueue(req, api.test_types()).map_err(|e| {
+            let mut v = convert::enqueue(req, api.test_types()).map_err(|e| {
                 ValidationError::new(format!("jobs[{i}].{}", proto_field(&e.field)), e.message)
             })?;
+            v.job.trace.clone_from(&trace);
             by_queue.entry(v.queue).or_default().push((i, v.job));
         }
         let mut results = vec![pb::EnqueueResult::default(); jobs.len()];

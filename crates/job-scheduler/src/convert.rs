@@ -113,8 +113,8 @@ pub fn enqueue(req: &pb::EnqueueRequest, test_types: bool) -> Result<ValidJob, V
             idempotency_key: req.idempotency_key.clone(),
             owner_user_id: req.owner_user_id.clone(),
             schedule_name: String::new(),
-            // The Enqueue call's span (continuing the caller's `traceparent`), when exported.
-            trace: ncy_runtime::telemetry::current_traceparent().unwrap_or_default(),
+            // Set by the call (`api.rs`): every job of it gets the call's trace context.
+            trace: String::new(),
         },
     })
 }
