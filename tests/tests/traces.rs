@@ -2,7 +2,9 @@
 //! (`ncy_testkit::OtlpReceiver`, the collector's trace service from its published protobuf
 //! definitions): the scheduler's Enqueue span continues the caller's `traceparent`, the job keeps
 //! that context, each attempt of the worker is its child (retries are siblings), and the
-//! processor's SMTP send is a child of the attempt.
+//! processor's SMTP send is a child of the attempt. Also EnqueueBulk (each job under the call's
+//! span), a cron tick (its job under the tick's span), and a caller that does not sample (nothing
+//! stored with the job).
 //!
 //! Its own test binary, not a module of `it`: telemetry is process-global (subscriber, propagator,
 //! tracer provider, installed once), and installing it in `it` would export every other test's
@@ -286,6 +288,32 @@ fn a_cron_ticks_job_is_attempted_under_the_ticks_span() -> anyhow::Result<()> {
         assert_eq!(attempt.len(), 1, "{spans:#?}");
         assert_eq!(attempt[0].parent_span_id, tick.span_id);
         stop(work).await?;
+        stop(sched).await
+    })
+}
+
+#[test]
+fn a_caller_that_does_not_sample_gets_nothing_stored_with_its_job() -> anyhow::Result<()> {
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let env = StackEnv::new(&[]).await?;
+        let (mut c, sched) = env.scheduler().await?;
+        let (trace, span) = caller_ids();
+        let mut request = tonic::Request::new(job("notification", "noop", "{}"));
+        // Flags 00: the caller's trace is not sampled, so neither is the Enqueue span.
+        request
+            .metadata_mut()
+            .insert("traceparent", format!("00-{trace}-{span}-00").parse()?);
+        let id = c.enqueue(request).await?.into_inner().job_id;
+        let key = env.keys()?.queue("notification").job(&id);
+        let hash: std::collections::HashMap<String, String> =
+            redis::AsyncCommands::hgetall(&mut support::jobs::redis().await?, key).await?;
+        assert_eq!(
+            hash.get("type").map(String::as_str),
+            Some("noop"),
+            "{hash:?}"
+        );
+        assert!(!hash.contains_key("trace"), "{hash:?}");
         stop(sched).await
     })
 }
