@@ -26,7 +26,16 @@ pub fn encode(queue: QueueName, state: JobState, cursor: Cursor) -> String {
         Cursor::Stream { band, after } => format!("w|{band}|{after}"),
         Cursor::Offset(offset) => format!("o|{offset}"),
     };
-    let text = format!("{VERSION}|{}|{}|{position}", queue.as_str(), state.as_str());
+    hex(&format!(
+        "{VERSION}|{}|{}|{position}",
+        queue.as_str(),
+        state.as_str()
+    ))
+}
+
+/// `text` as lowercase hex: the form of every token the scheduler hands out (page tokens here,
+/// bulk runs' in `run_token.rs`), opaque and safe in any transport.
+pub(crate) fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -70,7 +79,7 @@ pub fn decode(
 
 /// A decimal number in plain digits (no sign, no spaces) that fits `T`.
 /// Canonical decimal only (no sign, no leading zero), so one position has exactly one token.
-fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+pub(crate) fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
     {
         return None;
@@ -79,7 +88,7 @@ fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
 }
 
 /// The UTF-8 text of lowercase hex, or `None`.
-fn unhex(s: &str) -> Option<String> {
+pub(crate) fn unhex(s: &str) -> Option<String> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

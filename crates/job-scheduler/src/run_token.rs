@@ -18,6 +18,8 @@
 use ncy_queue::{CleanPosition, JobState, StreamId};
 use ncy_types::ValidationError;
 
+use crate::page_token::{hex, number, unhex};
+
 /// Longest token accepted (a real one is at most about 500 characters).
 const MAX_TOKEN: usize = 1024;
 
@@ -163,37 +165,6 @@ fn strip_head(token: &str, head: &str) -> Result<Option<String>, ValidationError
         .and_then(|r| r.strip_prefix('|'))
         .ok_or_else(bad)?;
     Ok(Some(rest.to_owned()))
-}
-
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A non-negative decimal in canonical form (no sign, no leading zero) that fits `T`.
-fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
-    {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// The UTF-8 text of lowercase hex, or `None`.
-fn unhex(s: &str) -> Option<String> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let bytes = s
-        .as_bytes()
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]

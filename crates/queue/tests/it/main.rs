@@ -6,5 +6,5 @@ mod engine;
 mod history;
 mod lost_reads;
 mod postpone;
-mod trace;
 mod support;
+mod trace;
