@@ -26,6 +26,7 @@ pub mod convert;
 pub mod error;
 pub mod history;
 pub mod page_token;
+pub mod queues;
 pub mod run_token;
 pub mod schedules;
 pub mod watch;
