@@ -11,7 +11,8 @@ use ncy_proto::{
         cache_service_client::CacheServiceClient,
     },
     jobs::v1::{
-        EnqueueRequest, JobState, ListJobsRequest, PauseQueueRequest, QueueHistoryRequest,
+        CleanJobsRequest, DeadLetterSelection, EnqueueRequest, JobState, ListJobsRequest,
+        PauseQueueRequest, PurgeDeadLettersRequest, QueueHistoryRequest, RetryDeadLettersRequest,
         job_service_client::JobServiceClient,
     },
     realtime::v1::{
@@ -353,6 +354,50 @@ async fn job_and_realtime_rpcs_need_their_own_scopes() -> anyhow::Result<()> {
         assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     }
     jobs.pause_queue(with_key(pause, ADMIN)).await?;
+    // The bulk actions are operators' (jobs:admin): a reader's or a producer's key is refused
+    // before any work, whatever the request.
+    let selection = Some(DeadLetterSelection {
+        queue: "notification".into(),
+        ..Default::default()
+    });
+    let clean = CleanJobsRequest {
+        queue: "notification".into(),
+        state: JobState::Completed.into(),
+        ..Default::default()
+    };
+    for key in [READER, WRITER] {
+        let retry = RetryDeadLettersRequest {
+            selection: selection.clone(),
+            ..Default::default()
+        };
+        let purge = PurgeDeadLettersRequest {
+            selection: selection.clone(),
+            ..Default::default()
+        };
+        let refused = [
+            jobs.retry_dead_letters(with_key(retry, key)).await.err(),
+            jobs.purge_dead_letters(with_key(purge, key)).await.err(),
+            jobs.clean_jobs(with_key(clean.clone(), key)).await.err(),
+        ];
+        for e in refused {
+            assert_eq!(
+                e.map(|e| e.code()),
+                Some(Code::PermissionDenied),
+                "a bulk action without jobs:admin"
+            );
+        }
+    }
+    let cleaned = jobs
+        .clean_jobs(with_key(
+            CleanJobsRequest {
+                dry_run: true,
+                ..clean
+            },
+            ADMIN,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(cleaned.deleted, 0, "the operator's key may clean");
     assert_eq!(
         jobs.enqueue(enqueue).await.expect_err("anonymous").code(),
         Code::Unauthenticated

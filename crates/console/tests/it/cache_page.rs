@@ -169,13 +169,6 @@ async fn a_cache_gateway_that_is_down_is_a_503_page_naming_it() -> anyhow::Resul
     console.stop().await
 }
 
-/// The row of instance `id` in the page's instances table, if any.
-fn instance_row<'a>(page: &'a Page, id: &str) -> Option<&'a str> {
-    let start = page.body.find(&format!("data-instance-row=\"{id}\""))?;
-    let row = &page.body[start..];
-    Some(&row[..row.find("</tr>")?])
-}
-
 #[tokio::test]
 async fn the_cache_page_lists_every_replica_whichever_answers() -> anyhow::Result<()> {
     let a = CacheGateway::start().await?;
@@ -201,8 +194,12 @@ async fn the_cache_page_lists_every_replica_whichever_answers() -> anyhow::Resul
     // Each instance reports when it starts, so both are listed at once.
     let page = viewer.get("/cache").await?;
     assert_eq!(page.status, 200, "{}", page.body);
-    let row_a = instance_row(&page, &a_id).unwrap_or_else(|| panic!("{a_id}: {}", page.body));
-    let row_b = instance_row(&page, &b_id).unwrap_or_else(|| panic!("{b_id}: {}", page.body));
+    let row_a = page
+        .instance_row(&a_id)
+        .unwrap_or_else(|| panic!("{a_id}: {}", page.body));
+    let row_b = page
+        .instance_row(&b_id)
+        .unwrap_or_else(|| panic!("{b_id}: {}", page.body));
     assert!(row_a.contains(">answered<"), "{row_a}");
     assert!(row_a.contains(">now<"), "{row_a}");
     assert!(!row_b.contains(">answered<"), "{row_b}");
@@ -211,8 +208,8 @@ async fn the_cache_page_lists_every_replica_whichever_answers() -> anyhow::Resul
     // A replica stopped gracefully leaves the list when its drain starts.
     b.stop().await?;
     let page = viewer.get("/cache").await?;
-    assert!(instance_row(&page, &a_id).is_some(), "{}", page.body);
-    assert!(instance_row(&page, &b_id).is_none(), "{}", page.body);
+    assert!(page.instance_row(&a_id).is_some(), "{}", page.body);
+    assert!(page.instance_row(&b_id).is_none(), "{}", page.body);
     console.stop().await?;
     a.stop().await
 }

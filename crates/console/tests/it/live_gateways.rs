@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::support::{
     Backbone, Console, EventStream, VIEWER,
     gateways::{CacheGateway, RealtimeGateway, no_scheduler},
+    instance_row,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -20,13 +21,6 @@ fn instance_cell(html: &str, id: &str, key: &str) -> Option<String> {
     let marker = format!("data-instance-cell=\"{id}:{key}\">");
     let rest = &html[html.find(&marker)? + marker.len()..];
     Some(rest[..rest.find('<')?].trim().to_owned())
-}
-
-/// The row of instance `id`, if the fragment lists it.
-fn instance_row<'a>(html: &'a str, id: &str) -> Option<&'a str> {
-    let start = html.find(&format!("data-instance-row=\"{id}\""))?;
-    let row = &html[start..];
-    Some(&row[..row.find("</tr>")?])
 }
 
 /// The number of waiting jobs the fragment shows for `queue`.
@@ -99,20 +93,11 @@ async fn the_overview_shows_every_gateway_instance_live() -> anyhow::Result<()> 
             .chain([&rt_a, &rt_b])
             .all(|id| instance_row(html, id).is_some())
     };
-    let deadline = Instant::now() + WAIT;
-    let page = loop {
-        let page = browser.get("/").await?;
-        assert_eq!(page.status, 200, "{}", page.body);
-        if every_row(&page.body) {
-            break page;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every instance: {}",
-            page.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await; // the interval of the poll
-    };
+    let page = browser
+        .get_until("/", WAIT, "every instance", |page| {
+            page.status == 200 && every_row(&page.body)
+        })
+        .await?;
     assert_eq!(page.cell("email", "waiting").as_deref(), Some("1"));
     for id in &caches {
         let l1 = instance_cell(&page.body, id, "l1").unwrap_or_default();

@@ -152,30 +152,16 @@ async fn the_realtime_page_shows_the_connections_of_every_replica() -> anyhow::R
     // A browser on the replica the console does not talk to.
     let _ws = b.member_in_project().await?;
 
-    // The replica reports every 200 ms: poll the page until its row shows the connection.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let page = viewer.get("/realtime").await?;
-        let row = page
-            .body
-            .find(&format!("data-instance-row=\"{b_id}\""))
-            .map(|start| {
-                let row = &page.body[start..];
-                row[..row.find("</tr>").unwrap_or(row.len())].to_owned()
-            });
-        // Connections, then authenticated: the first two numeric cells.
-        if row.as_deref().is_some_and(|row| {
-            row.contains("<td class=\"n\">1</td><td class=\"n\">1</td>")
-                && !row.contains(">answered<")
-        }) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the replica's connection never showed: {row:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // The replica reports every 200 ms: its row shows the connection (connections, then
+    // authenticated: the first two numeric cells) within a few reports.
+    viewer
+        .get_until("/realtime", WAIT, "the replica's connection", |page| {
+            page.instance_row(&b_id).is_some_and(|row| {
+                row.contains("<td class=\"n\">1</td><td class=\"n\">1</td>")
+                    && !row.contains(">answered<")
+            })
+        })
+        .await?;
     let page = viewer.get("/realtime").await?;
     assert!(
         page.body.contains(">answered<"),
